@@ -1,0 +1,542 @@
+//! The validated catalog: types that cannot hold a wrong value.
+//!
+//! Built only by [`crate::load`]. Everything later (agent, ingest, dashboard)
+//! reads checks from here.
+
+use crate::defaults::{Locations, Quorum};
+use crate::diagnostic::Origin;
+pub use crate::raw::{DnsProtocol, IpFamily, Method, Rcode, RecordType, StatusPattern, TlsVersion};
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Every check, group and maintenance window, from one or more files.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    /// Groups in page order; a group named in two files is one group.
+    pub groups: Vec<Group>,
+    /// Every check, in page order.
+    pub checks: Vec<Check>,
+    /// Maintenance windows from the config (`source: config`).
+    pub maintenance: Vec<MaintenanceWindow>,
+    /// The files the catalog was read from.
+    pub files: Vec<PathBuf>,
+}
+
+impl Catalog {
+    /// The check with this id.
+    pub fn check(&self, id: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id.as_str() == id)
+    }
+
+    /// The checks that may appear on anything public.
+    pub fn public_checks(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.public)
+    }
+}
+
+/// A check id: lowercase letters, digits and single dashes, at most 64 characters.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct CheckId(String);
+
+impl CheckId {
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Accepts a valid slug, or says what is wrong with it.
+    pub fn parse(text: &str) -> Result<CheckId, String> {
+        let valid = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !text.starts_with('-')
+            && !text.ends_with('-')
+            && !text.contains("--");
+        if valid {
+            Ok(CheckId(text.to_string()))
+        } else {
+            Err(format!(
+                "expected an id of lowercase letters, digits and single dashes (at most {} characters), such as `{}`",
+                Self::MAX_LEN,
+                slug(text).unwrap_or_else(|| "website-homepage".into())
+            ))
+        }
+    }
+
+    /// The default id of a check: a slug of its group and name.
+    pub fn from_names(group: &str, name: &str) -> Option<CheckId> {
+        slug(&format!("{group} {name}")).map(CheckId)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Lowercase ASCII letters and digits, with single dashes between words;
+/// `None` when nothing is left.
+pub fn slug(text: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            if out.len() >= CheckId::MAX_LEN {
+                break;
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    (!out.is_empty()).then_some(out)
+}
+
+/// A group of checks on the page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The name the page shows.
+    pub name: String,
+    /// A line of text under the name.
+    pub description: Option<String>,
+    /// Its checks, in order.
+    pub checks: Vec<CheckId>,
+}
+
+/// One validated check.
+#[derive(Clone)]
+pub struct Check {
+    /// The stable id.
+    pub id: CheckId,
+    /// The name the page shows.
+    pub name: String,
+    /// The name of its group.
+    pub group: String,
+    /// A line of text shown with it.
+    pub description: Option<String>,
+    /// Whether anything public may show it.
+    pub public: bool,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// The hard deadline of one probe; below the schedule's period.
+    pub timeout: Duration,
+    /// How many agents probe it.
+    pub locations: Locations,
+    /// How many failing locations make it down.
+    pub quorum: Quorum,
+    /// Consecutive `down` results before a location fails.
+    pub failure_threshold: u32,
+    /// Consecutive `up` results before a location passes again.
+    pub success_threshold: u32,
+    /// How long a resolved automatic incident may reopen.
+    pub reopen_window: Duration,
+    /// What to probe and what to expect.
+    pub probe: Probe,
+    /// A hash of this check's definition (with the defaults it inherited).
+    pub config_hash: String,
+    /// Values that came from `${VAR}`: never shown anywhere.
+    pub secrets: Secrets,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl fmt::Debug for Check {
+    // Leaves out the probe, whose URL or headers may hold secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("id", &self.id)
+            .field("kind", &self.probe.kind())
+            .field("schedule", &self.schedule)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Check {
+    /// `text` with every secret of this check replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets.redact(text)
+    }
+}
+
+/// Values interpolated from the environment. `Debug` never shows them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    values: Vec<String>,
+    /// The key paths that hold a secret, such as `groups[0].checks[1].http.headers.Authorization`.
+    pub paths: Vec<String>,
+}
+
+impl Secrets {
+    /// Values shorter than this are not worth hiding and would garble messages.
+    pub const MIN_LEN: usize = 4;
+
+    pub(crate) fn new(mut values: Vec<String>, paths: Vec<String>) -> Self {
+        values.retain(|v| v.len() >= Self::MIN_LEN);
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        values.dedup();
+        Self { values, paths }
+    }
+
+    /// True when the check has no secret.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `text` with each secret value (longest first) replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in &self.values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets([redacted] x{})", self.values.len())
+    }
+}
+
+/// When a check runs.
+#[derive(Clone, Debug)]
+pub enum Schedule {
+    /// Every so often, from a start spread over the interval.
+    Interval(Duration),
+    /// On a cron schedule, in UTC.
+    Cron(CronSchedule),
+}
+
+impl Schedule {
+    /// The interval, or the shortest gap between two cron slots.
+    pub fn period(&self) -> Duration {
+        match self {
+            Schedule::Interval(d) => *d,
+            Schedule::Cron(c) => c.min_gap,
+        }
+    }
+}
+
+/// A parsed cron schedule.
+#[derive(Clone, Debug)]
+pub struct CronSchedule {
+    /// The expression as written (a 5-field line is kept as written).
+    pub expression: String,
+    /// The parsed schedule (always with a seconds field).
+    pub schedule: cron::Schedule,
+    /// The shortest gap between two consecutive slots.
+    pub min_gap: Duration,
+}
+
+/// The kind of a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// HTTP or HTTPS.
+    Http,
+    /// A TCP connection.
+    Tcp,
+    /// A TLS handshake.
+    Tls,
+    /// A DNS query.
+    Dns,
+}
+
+impl Kind {
+    /// The YAML key and metric label of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Tcp => "tcp",
+            Kind::Tls => "tls",
+            Kind::Dns => "dns",
+        }
+    }
+}
+
+/// What to probe and what to expect of it.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// An HTTP or HTTPS request.
+    Http(HttpProbe),
+    /// A TCP connection.
+    Tcp(TcpProbe),
+    /// A TLS handshake.
+    Tls(TlsProbe),
+    /// A DNS query.
+    Dns(DnsProbe),
+}
+
+impl Probe {
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Probe::Http(_) => Kind::Http,
+            Probe::Tcp(_) => Kind::Tcp,
+            Probe::Tls(_) => Kind::Tls,
+            Probe::Dns(_) => Kind::Dns,
+        }
+    }
+}
+
+/// Thresholds on the whole probe's duration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Down when the probe takes longer.
+    pub response_time_under: Option<Duration>,
+    /// Degraded when the probe takes longer.
+    pub degraded_over: Option<Duration>,
+}
+
+/// An HTTP probe.
+#[derive(Clone, Debug)]
+pub struct HttpProbe {
+    /// The URL (http or https, with a host).
+    pub url: Url,
+    /// The method.
+    pub method: Method,
+    /// Request headers, in order; names are valid tokens, values have no line breaks.
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Option<String>,
+    /// Redirects to follow; 0 follows none.
+    pub max_redirects: u32,
+    /// The most body bytes read.
+    pub max_body: u64,
+    /// The IP family tried first.
+    pub prefer_ip: IpFamily,
+    /// Whether the other family is tried when the first has no address.
+    pub ip_fallback: bool,
+    /// Whether HTTP/2 is offered through ALPN.
+    pub http2: bool,
+    /// TLS client settings.
+    pub tls: ClientTls,
+    /// Assertions.
+    pub expect: HttpExpect,
+}
+
+/// TLS client settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Trust these CAs instead of the web roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and its key, for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The SNI name and name to verify, instead of the host.
+    pub server_name: Option<String>,
+    /// Skip verification (expiry is still reported).
+    pub insecure_skip_verify: bool,
+}
+
+/// Assertions on an HTTP response.
+#[derive(Clone, Debug)]
+pub struct HttpExpect {
+    /// Accepted statuses; never empty.
+    pub status: Vec<StatusPattern>,
+    /// Text the body must contain.
+    pub body_contains: Option<String>,
+    /// Text the body must not contain.
+    pub body_not_contains: Option<String>,
+    /// A regex the body must match.
+    pub body_matches: Option<Regex>,
+    /// JSONPath assertions.
+    pub json: Vec<JsonAssertion>,
+    /// Response headers that must match, by lowercase name.
+    pub headers: Vec<(String, Regex)>,
+    /// Duration thresholds.
+    pub timing: Timing,
+    /// The least remaining certificate validity accepted.
+    pub certificate_valid_for: Option<Duration>,
+}
+
+/// A JSONPath assertion.
+#[derive(Clone, Debug)]
+pub struct JsonAssertion {
+    /// The path as written, for messages.
+    pub path_text: String,
+    /// The compiled path.
+    pub path: serde_json_path::JsonPath,
+    /// What it must select.
+    pub check: JsonCheck,
+}
+
+/// What a JSONPath must select.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonCheck {
+    /// Exactly this value.
+    Equals(serde_json::Value),
+    /// Something (`true`) or nothing (`false`).
+    Exists(bool),
+}
+
+/// A TCP probe.
+#[derive(Clone, Debug)]
+pub struct TcpProbe {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port, 1 to 65535.
+    pub port: u16,
+    /// The IP family tried first.
+    pub prefer_ip: IpFamily,
+    /// Text sent once connected.
+    pub send: Option<String>,
+    /// A regex the reply must match.
+    pub reply_matches: Option<Regex>,
+    /// Duration thresholds.
+    pub timing: Timing,
+}
+
+/// A TLS probe.
+#[derive(Clone, Debug)]
+pub struct TlsProbe {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port, 1 to 65535.
+    pub port: u16,
+    /// The SNI name and name to verify, instead of the host.
+    pub server_name: Option<String>,
+    /// Trust these CAs instead of the web roots.
+    pub ca_file: Option<PathBuf>,
+    /// The IP family tried first.
+    pub prefer_ip: IpFamily,
+    /// The least remaining validity of the whole chain.
+    pub certificate_valid_for: Option<Duration>,
+    /// The lowest acceptable version.
+    pub min_version: Option<TlsVersion>,
+    /// Duration thresholds.
+    pub timing: Timing,
+}
+
+/// A DNS probe.
+#[derive(Clone, Debug)]
+pub struct DnsProbe {
+    /// The name to resolve.
+    pub name: String,
+    /// The record type.
+    pub record_type: RecordType,
+    /// The server to ask; `None` is the system resolver.
+    pub server: Option<DnsServer>,
+    /// UDP or TCP.
+    pub protocol: DnsProtocol,
+    /// The expected response code.
+    pub rcode: Rcode,
+    /// Values that must all be among the answers.
+    pub answers_include: Vec<String>,
+    /// The exact set of answers.
+    pub answers_equal: Option<Vec<String>>,
+    /// A regex every answer must match.
+    pub answers_match: Option<Regex>,
+    /// The fewest answers accepted.
+    pub min_answers: Option<u32>,
+    /// Duration thresholds.
+    pub timing: Timing,
+}
+
+/// A DNS server address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsServer {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// A maintenance window from the config.
+#[derive(Clone, Debug)]
+pub struct MaintenanceWindow {
+    /// The name the page shows.
+    pub name: String,
+    /// What is being done.
+    pub description: Option<String>,
+    /// The checks it covers.
+    pub checks: Vec<CheckId>,
+    /// When it happens.
+    pub when: MaintenanceTime,
+    /// How long each window lasts.
+    pub duration: Duration,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// When a maintenance window happens.
+#[derive(Clone, Debug)]
+pub enum MaintenanceTime {
+    /// Once, from this instant.
+    Once(DateTime<Utc>),
+    /// At every slot of a cron schedule, in a time zone.
+    Recurring {
+        /// The expression as written.
+        expression: String,
+        /// The parsed schedule.
+        schedule: cron::Schedule,
+        /// The zone the schedule is read in.
+        timezone: chrono_tz::Tz,
+    },
+}
+
+impl MaintenanceWindow {
+    /// The window that covers `at`, as `[start, end)`, if any.
+    pub fn active_at(&self, at: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let length = chrono::Duration::from_std(self.duration).ok()?;
+        let start = match &self.when {
+            MaintenanceTime::Once(start) => *start,
+            MaintenanceTime::Recurring { schedule, timezone, .. } => {
+                // The first slot strictly after `at - length` is the only one that can cover `at`.
+                let from = (at - length).with_timezone(timezone);
+                schedule.after(&from).next()?.with_timezone(&Utc)
+            }
+        };
+        let end = start + length;
+        (start <= at && at < end).then_some((start, end))
+    }
+
+    /// The next window that starts after `at`.
+    pub fn next_after(&self, at: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let length = chrono::Duration::from_std(self.duration).ok()?;
+        let start = match &self.when {
+            MaintenanceTime::Once(start) => (*start > at).then_some(*start)?,
+            MaintenanceTime::Recurring { schedule, timezone, .. } => schedule
+                .after(&at.with_timezone(timezone))
+                .next()?
+                .with_timezone(&Utc),
+        };
+        Some((start, start + length))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_ids() {
+        assert_eq!(slug("Website Homepage").as_deref(), Some("website-homepage"));
+        assert_eq!(slug("  API / v2 (EU)  ").as_deref(), Some("api-v2-eu"));
+        assert_eq!(slug("!!!"), None);
+        assert!(CheckId::parse("website-homepage").is_ok());
+        for bad in ["", "Website", "a--b", "-a", "a-", "a/b", &"x".repeat(65)] {
+            assert!(CheckId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_longest_first_and_never_debug_printed() {
+        let s = Secrets::new(vec!["abc".into(), "token-123".into(), "token-123456".into()], vec![]);
+        assert_eq!(s.redact("a token-123456 b token-123 abc"), "a [redacted] b [redacted] abc");
+        assert!(!format!("{s:?}").contains("token"));
+    }
+}

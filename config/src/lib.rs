@@ -1,0 +1,24 @@
+//! The shared contract of statuspage.
+//!
+//! - The check definitions: YAML ([`load`]) into a validated [`Catalog`],
+//!   with every problem as a positioned [`Diagnostic`].
+//! - The JSON Schema of that YAML ([`schema`]).
+//! - The wire types agents send to ingest ([`wire`]).
+//!
+//! This crate does no network or database I/O; it reads config files only.
+
+pub mod catalog;
+mod decode;
+pub mod defaults;
+pub mod diagnostic;
+mod load;
+mod raw;
+pub mod schema;
+mod source;
+pub mod units;
+mod validate;
+pub mod wire;
+
+pub use catalog::{Catalog, Check, CheckId, Kind, Probe};
+pub use diagnostic::{Diagnostic, Diagnostics, Mark, Origin};
+pub use load::{MAX_FILE_BYTES, load, load_str};

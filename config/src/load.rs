@@ -1,0 +1,162 @@
+//! Loading a catalog from files and directories.
+
+use crate::catalog::{Catalog, CheckId, Group};
+use crate::diagnostic::{Diagnostic, Diagnostics, Mark};
+use crate::source::Document;
+use crate::validate;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A file larger than this is refused before it is parsed.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Loads every path (a YAML file, or a directory of `*.yaml`/`*.yml` files,
+/// not recursive, hidden files skipped) into one catalog. `env` answers
+/// `${VAR}`. Every problem of every file is returned, not only the first.
+pub fn load(paths: &[PathBuf], env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Diagnostics> {
+    let mut problems = Vec::new();
+    let files = expand(paths, &mut problems);
+    let mut sources = Vec::new();
+    for file in &files {
+        match read(file) {
+            Ok(text) => sources.push((file.clone(), text)),
+            Err(message) => problems.push(Diagnostic::new(file, Mark::START, message)),
+        }
+    }
+    let catalog = from_sources(&sources, env, &mut problems);
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(Diagnostics(problems).sorted())
+    }
+}
+
+/// Loads a catalog from texts already in memory, named by path.
+pub fn load_str(sources: &[(PathBuf, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Diagnostics> {
+    let mut problems = Vec::new();
+    let catalog = from_sources(sources, env, &mut problems);
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(Diagnostics(problems).sorted())
+    }
+}
+
+fn expand(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = match std::fs::read_dir(path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    problems.push(Diagnostic::new(path, Mark::START, format!("cannot read the directory: {e}")));
+                    continue;
+                }
+            };
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && p.is_file()
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                problems.push(Diagnostic::new(path, Mark::START, "the directory has no .yaml or .yml files"));
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+}
+
+fn read(file: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(file).map_err(|e| format!("cannot read the file: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("the file is {} bytes, more than the {} a config file may have", meta.len(), MAX_FILE_BYTES));
+    }
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read the file: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {} is invalid)", e.utf8_error().valid_up_to()))
+}
+
+fn from_sources(sources: &[(PathBuf, String)], env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Diagnostic>) -> Catalog {
+    let mut catalog = Catalog {
+        groups: Vec::new(),
+        checks: Vec::new(),
+        maintenance: Vec::new(),
+        files: sources.iter().map(|(p, _)| p.clone()).collect(),
+    };
+    let mut references = Vec::new();
+    let mut declared = Vec::new();
+    for (file, text) in sources {
+        let Some(doc) = Document::parse(file, text, env, problems) else {
+            continue;
+        };
+        let (items, found) = validate::file(&doc);
+        problems.extend(found);
+        declared.extend(items.declared);
+        for g in items.groups {
+            let index = match catalog.groups.iter().position(|x| x.name == g.name) {
+                Some(i) => i,
+                None => {
+                    catalog.groups.push(Group {
+                        name: g.name.clone(),
+                        description: None,
+                        checks: Vec::new(),
+                    });
+                    catalog.groups.len() - 1
+                }
+            };
+            let group = &mut catalog.groups[index];
+            if group.description.is_none() {
+                group.description = g.description;
+            }
+            group.checks.extend(g.checks.iter().map(|c| c.id.clone()));
+            catalog.checks.extend(g.checks);
+        }
+        for m in items.maintenance {
+            references.push(m.references);
+            catalog.maintenance.push(m.window);
+        }
+    }
+
+    let mut first: BTreeMap<&CheckId, &crate::diagnostic::Origin> = BTreeMap::new();
+    for check in &catalog.checks {
+        if let Some(earlier) = first.get(&check.id) {
+            problems.push(Diagnostic {
+                origin: check.origin.clone(),
+                message: format!("duplicate check id `{}`: it is also defined at {earlier}; set a distinct `id`", check.id),
+            });
+        } else {
+            first.insert(&check.id, &check.origin);
+        }
+    }
+    let known: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
+    for (window, refs) in catalog.maintenance.iter_mut().zip(references) {
+        for (id, origin) in refs {
+            match catalog.checks.iter().find(|c| c.id.as_str() == id) {
+                Some(c) => window.checks.push(c.id.clone()),
+                // That check has errors of its own, already reported.
+                None if declared.contains(&id) => {}
+                None => {
+                    let hint = match crate::decode::did_you_mean(&id, &known) {
+                        Some(close) => format!(", did you mean `{close}`?"),
+                        None => String::new(),
+                    };
+                    problems.push(Diagnostic {
+                        origin,
+                        message: format!("maintenance `{}` names the unknown check id `{id}`{hint}", window.name),
+                    });
+                }
+            }
+        }
+    }
+    if catalog.checks.is_empty() && problems.is_empty() {
+        let file = sources.first().map(|(p, _)| p.as_path()).unwrap_or(Path::new("-"));
+        problems.push(Diagnostic::new(file, Mark::START, "no checks are defined: add a `groups` list with at least one check"));
+    }
+    catalog
+}

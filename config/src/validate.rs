@@ -1,0 +1,478 @@
+//! Raw YAML into catalog types, collecting every problem of a file.
+
+use crate::catalog::*;
+use crate::decode::{Cx, Field};
+use crate::defaults::{BUILT_IN, Locations, Quorum};
+use crate::diagnostic::{Diagnostic, Origin};
+use crate::raw::*;
+use crate::source::{Document, NodeId, clip};
+use crate::units::{DurationText, format_duration};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+use std::str::FromStr;
+use std::time::Duration;
+
+mod probe;
+
+/// What one file defines, before checks from all files are put together.
+#[derive(Debug, Default)]
+pub(crate) struct FileItems {
+    pub groups: Vec<FileGroup>,
+    /// The id of every check written, valid or not, so that a maintenance
+    /// window naming a broken check does not add a second, misleading error.
+    pub declared: Vec<String>,
+    pub maintenance: Vec<FileMaintenance>,
+}
+
+#[derive(Debug)]
+pub(crate) struct FileGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+/// A maintenance window and the check ids it names, with where each is named.
+#[derive(Debug)]
+pub(crate) struct FileMaintenance {
+    pub window: MaintenanceWindow,
+    pub references: Vec<(String, Origin)>,
+}
+
+/// A setting after defaults were applied, with the node that set it.
+#[derive(Clone, Copy, Debug)]
+struct Setting<T> {
+    value: T,
+    at: Option<NodeId>,
+}
+
+impl<T> Setting<T> {
+    fn built_in(value: T) -> Self {
+        Self { value, at: None }
+    }
+}
+
+/// The defaults of one file.
+#[derive(Clone, Copy, Debug)]
+struct Inherited {
+    interval: Setting<Duration>,
+    timeout: Setting<Duration>,
+    locations: Setting<Locations>,
+    quorum: Setting<Quorum>,
+    failure_threshold: Setting<u32>,
+    success_threshold: Setting<u32>,
+    reopen_window: Setting<Duration>,
+    public: Setting<bool>,
+}
+
+/// The most consecutive results a threshold may ask for.
+const MAX_THRESHOLD: u32 = 100;
+
+/// Validates one parsed file.
+pub(crate) fn file(doc: &Document) -> (FileItems, Vec<Diagnostic>) {
+    let cx = Cx::new(doc);
+    let mut items = FileItems::default();
+    if let Some(raw) = cx.decode::<RawFile>(doc.root) {
+        let inherited = defaults(&cx, raw.defaults);
+        match raw.groups.and_then(|g| cx.get(g)) {
+            Some(groups) => {
+                for group in groups {
+                    if let Some(g) = cx.get(group) {
+                        items.groups.extend(self::group(&cx, g, &inherited, &mut items.declared));
+                    }
+                }
+            }
+            None if raw.groups.is_none() && raw.maintenance.is_none() => {
+                cx.error(doc.root, "missing key `groups`: expected a list of groups of checks");
+            }
+            None => {}
+        }
+        for window in raw.maintenance.and_then(|m| cx.get(m)).unwrap_or_default() {
+            if let Some(w) = cx.get(window) {
+                items.maintenance.extend(maintenance(&cx, w, window.id));
+            }
+        }
+    }
+    (items, cx.into_problems())
+}
+
+fn defaults(cx: &Cx, raw: Option<Field<RawDefaults>>) -> Inherited {
+    let b = BUILT_IN;
+    let mut inherited = Inherited {
+        interval: Setting::built_in(b.interval),
+        timeout: Setting::built_in(b.timeout),
+        locations: Setting::built_in(b.locations),
+        quorum: Setting::built_in(b.quorum),
+        failure_threshold: Setting::built_in(b.failure_threshold),
+        success_threshold: Setting::built_in(b.success_threshold),
+        reopen_window: Setting::built_in(b.reopen_window),
+        public: Setting::built_in(b.public),
+    };
+    let Some(raw) = raw.and_then(|r| cx.get(r)) else {
+        return inherited;
+    };
+    override_with(&mut inherited.interval, positive(cx, raw.interval));
+    override_with(&mut inherited.timeout, positive(cx, raw.timeout));
+    override_with(&mut inherited.locations, locations(cx, raw.locations));
+    override_with(&mut inherited.quorum, quorum(cx, raw.quorum));
+    override_with(&mut inherited.failure_threshold, threshold(cx, raw.failure_threshold));
+    override_with(&mut inherited.success_threshold, threshold(cx, raw.success_threshold));
+    override_with(&mut inherited.reopen_window, duration(cx, raw.reopen_window));
+    override_with(&mut inherited.public, setting(cx, raw.public));
+    inherited
+}
+
+fn override_with<T>(target: &mut Setting<T>, value: Option<Setting<T>>) {
+    if let Some(v) = value {
+        *target = v;
+    }
+}
+
+fn setting<T: for<'de> serde::Deserialize<'de>>(cx: &Cx, f: Option<Field<T>>) -> Option<Setting<T>> {
+    let f = f?;
+    cx.get(f).map(|value| Setting { value, at: Some(f.id) })
+}
+
+fn duration(cx: &Cx, f: Option<Field<DurationText>>) -> Option<Setting<Duration>> {
+    setting(cx, f).map(|s| Setting { value: s.value.0, at: s.at })
+}
+
+/// A duration that must be more than zero.
+fn positive(cx: &Cx, f: Option<Field<DurationText>>) -> Option<Setting<Duration>> {
+    let s = duration(cx, f)?;
+    if s.value.is_zero() {
+        cx.error(s.at?, "expected a duration greater than 0, found `0s`");
+        return None;
+    }
+    Some(s)
+}
+
+fn threshold(cx: &Cx, f: Option<Field<u32>>) -> Option<Setting<u32>> {
+    let s = setting(cx, f)?;
+    if !(1..=MAX_THRESHOLD).contains(&s.value) {
+        cx.error(
+            s.at?,
+            format!("expected a number of results from 1 to {MAX_THRESHOLD}, found `{}`", s.value),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn locations(cx: &Cx, f: Option<Field<RawLocations>>) -> Option<Setting<Locations>> {
+    let s = setting(cx, f)?;
+    let value = match s.value {
+        RawLocations::All => Locations::All,
+        RawLocations::Count(n @ 1..=1000) => Locations::Count(n as u32),
+        RawLocations::Count(n) => {
+            cx.error(s.at?, format!("expected a number of locations from 1 to 1000 or `all`, found `{n}`"));
+            return None;
+        }
+    };
+    Some(Setting { value, at: s.at })
+}
+
+fn quorum(cx: &Cx, f: Option<Field<RawQuorum>>) -> Option<Setting<Quorum>> {
+    let s = setting(cx, f)?;
+    let value = match s.value {
+        RawQuorum::Majority => Quorum::Majority,
+        RawQuorum::Count(n @ 1..=1000) => Quorum::Count(n as u32),
+        RawQuorum::Count(n) => {
+            cx.error(s.at?, format!("expected `majority` or a number of locations from 1 to 1000, found `{n}`"));
+            return None;
+        }
+    };
+    Some(Setting { value, at: s.at })
+}
+
+/// A non-empty string with no line breaks, for names.
+fn name(cx: &Cx, f: Field<String>) -> Option<String> {
+    let text = cx.get(f)?;
+    if text.trim().is_empty() {
+        cx.error(f.id, "expected a non-empty name, found an empty string");
+        return None;
+    }
+    if text.contains(['\n', '\r']) {
+        cx.error(f.id, "expected a name on one line, found a line break");
+        return None;
+    }
+    Some(text.trim().to_string())
+}
+
+fn group(cx: &Cx, raw: RawGroup, inherited: &Inherited, declared: &mut Vec<String>) -> Option<FileGroup> {
+    let group_name = name(cx, raw.name);
+    let description = cx.opt(raw.description);
+    let mut checks = Vec::new();
+    for item in cx.get(raw.checks).unwrap_or_default() {
+        if let (Some(c), Some(g)) = (cx.get(item), group_name.as_deref()) {
+            declared.extend(declared_id(cx, &c, g));
+            checks.extend(check(cx, c, item.id, g, inherited));
+        }
+    }
+    Some(FileGroup {
+        name: group_name?,
+        description,
+        checks,
+    })
+}
+
+/// The id a check asks for, read without reporting anything.
+fn declared_id(cx: &Cx, raw: &RawCheck, group: &str) -> Option<String> {
+    let quiet = Cx::new(cx.doc);
+    match raw.id {
+        Some(f) => quiet.get(f),
+        None => CheckId::from_names(group, &quiet.get(raw.name)?).map(|id| id.to_string()),
+    }
+}
+
+fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited) -> Option<Check> {
+    let check_name = name(cx, raw.name);
+    let id = match raw.id {
+        Some(f) => cx.get(f).and_then(|text| match CheckId::parse(&text) {
+            Ok(id) => Some(id),
+            Err(message) => {
+                cx.error(f.id, format!("{message}, found `{}`", clip(&text, 70)));
+                None
+            }
+        }),
+        None => {
+            let n = check_name.as_deref()?;
+            let id = CheckId::from_names(group, n);
+            if id.is_none() {
+                cx.error(raw.name.id, "cannot make an id from the group and check names: set `id`");
+            }
+            id
+        }
+    };
+
+    let interval = positive(cx, raw.interval);
+    let schedule = raw.schedule.and_then(|f| {
+        let text = cx.get(f)?;
+        cron(cx, f.id, &text).map(|(schedule, min_gap)| {
+            (
+                f.id,
+                CronSchedule {
+                    expression: text,
+                    schedule,
+                    min_gap,
+                },
+            )
+        })
+    });
+    if let (Some(i), Some(s)) = (raw.interval, raw.schedule) {
+        let _ = i;
+        cx.error(s.id, "give either `interval` or `schedule`, not both");
+    }
+    let (schedule, period) = match (schedule, interval) {
+        (Some((at, cron)), _) => {
+            let gap = cron.min_gap;
+            (Schedule::Cron(cron), Setting { value: gap, at: Some(at) })
+        }
+        (None, Some(i)) => (Schedule::Interval(i.value), i),
+        (None, None) if raw.schedule.is_some() || raw.interval.is_some() => return None,
+        (None, None) => (Schedule::Interval(inherited.interval.value), inherited.interval),
+    };
+    let timeout = positive(cx, raw.timeout).unwrap_or(inherited.timeout);
+    if timeout.value >= period.value {
+        let what = match schedule {
+            Schedule::Interval(_) => "the interval",
+            Schedule::Cron(_) => "the shortest gap of the schedule",
+        };
+        cx.error(
+            timeout.at.or(period.at).unwrap_or(at),
+            format!(
+                "`timeout` must be less than {what} ({}), found `{}`",
+                format_duration(period.value),
+                format_duration(timeout.value)
+            ),
+        );
+    }
+
+    let locations = locations(cx, raw.locations).unwrap_or(inherited.locations);
+    let quorum = quorum(cx, raw.quorum).unwrap_or(inherited.quorum);
+    if let (Locations::Count(l), Quorum::Count(q)) = (locations.value, quorum.value) {
+        if q > l {
+            cx.error(
+                quorum.at.or(locations.at).unwrap_or(at),
+                format!("`quorum` must be at most `locations` ({l}), found `{q}`"),
+            );
+        }
+    }
+    let failure_threshold = threshold(cx, raw.failure_threshold).unwrap_or(inherited.failure_threshold);
+    let success_threshold = threshold(cx, raw.success_threshold).unwrap_or(inherited.success_threshold);
+    let reopen_window = duration(cx, raw.reopen_window).unwrap_or(inherited.reopen_window);
+    let public = setting(cx, raw.public).unwrap_or(inherited.public);
+    let description = cx.opt(raw.description);
+    let probe = probe::kind(cx, &raw, at, timeout.value);
+
+    let node = cx.doc.node(at);
+    let hash_input = serde_json::json!({
+        "check": cx.doc.canonical(at),
+        "group": group,
+        "inherited": [
+            period.value.as_micros().to_string(), timeout.value.as_micros().to_string(),
+            format!("{:?}", locations.value), format!("{:?}", quorum.value),
+            failure_threshold.value, success_threshold.value,
+            reopen_window.value.as_micros().to_string(), public.value,
+        ],
+    });
+    let digest = Sha256::digest(hash_input.to_string().as_bytes());
+    let config_hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+
+    Some(Check {
+        id: id?,
+        name: check_name?,
+        group: group.to_string(),
+        description,
+        public: public.value,
+        schedule,
+        timeout: timeout.value,
+        locations: locations.value,
+        quorum: quorum.value,
+        failure_threshold: failure_threshold.value,
+        success_threshold: success_threshold.value,
+        reopen_window: reopen_window.value,
+        probe: probe?,
+        config_hash,
+        secrets: Secrets::new(cx.doc.secrets_below(at), cx.doc.secret_paths_below(at)),
+        origin: Origin {
+            file: cx.doc.file.clone(),
+            mark: node.mark,
+        },
+    })
+}
+
+/// A cron expression (6 fields with seconds, 7 with a year, or a 5-field
+/// crontab line meaning second 0) and the shortest gap between its slots.
+fn cron(cx: &Cx, at: NodeId, text: &str) -> Option<(cron::Schedule, Duration)> {
+    let fields = text.split_whitespace().count();
+    let expression = match fields {
+        5 => format!("0 {}", text.trim()),
+        6 | 7 => text.trim().to_string(),
+        n => {
+            cx.error(
+                at,
+                format!(
+                    "expected a cron expression of 5 fields (crontab), or 6 with seconds first, found {n} field{}",
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
+            return None;
+        }
+    };
+    let schedule = match cron::Schedule::from_str(&expression) {
+        Ok(s) => s,
+        Err(e) => {
+            cx.error(at, format!("expected a cron expression, found `{}`: {e}", clip(text, 60)));
+            return None;
+        }
+    };
+    // A fixed reference keeps validation pure; the gap pattern repeats.
+    let reference = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single()?;
+    let slots: Vec<DateTime<Utc>> = schedule.after(&reference).take(500).collect();
+    if slots.is_empty() {
+        cx.error(at, format!("the cron expression `{}` never fires", clip(text, 60)));
+        return None;
+    }
+    let min_gap = slots
+        .windows(2)
+        .filter_map(|w| (w[1] - w[0]).to_std().ok())
+        .min()
+        .unwrap_or(Duration::from_secs(365 * 86_400));
+    Some((schedule, min_gap))
+}
+
+fn maintenance(cx: &Cx, raw: RawMaintenance, at: NodeId) -> Option<FileMaintenance> {
+    let window_name = name(cx, raw.name);
+    let description = cx.opt(raw.description);
+    let mut references = Vec::new();
+    if let Some(ids) = cx.get(raw.checks) {
+        if ids.is_empty() {
+            cx.error(raw.checks.id, "expected at least one check id, found an empty list");
+        }
+        for f in ids {
+            if let Some(id) = cx.get(f) {
+                let node = cx.doc.node(f.id);
+                references.push((
+                    id,
+                    Origin {
+                        file: cx.doc.file.clone(),
+                        mark: node.mark,
+                    },
+                ));
+            }
+        }
+    }
+    let length = positive(cx, Some(raw.duration));
+    let timezone = match raw.timezone {
+        None => Some(chrono_tz::UTC),
+        Some(f) => cx.get(f).and_then(|text| match text.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                cx.error(f.id, format!("expected an IANA time zone such as `Europe/Berlin` or `UTC`, found `{}`", clip(&text, 60)));
+                None
+            }
+        }),
+    };
+    let when = match (raw.start, raw.schedule) {
+        (Some(_), Some(s)) => {
+            cx.error(s.id, "give either `start` (one-off) or `schedule` (recurring), not both");
+            None
+        }
+        (None, None) => {
+            cx.error(at, "missing key `start` or `schedule`: a window needs one of them");
+            None
+        }
+        (Some(f), None) => {
+            let text = cx.get(f)?;
+            start_time(cx, f.id, &text, timezone?).map(MaintenanceTime::Once)
+        }
+        (None, Some(f)) => {
+            let text = cx.get(f)?;
+            cron(cx, f.id, &text).and_then(|(schedule, _)| {
+                Some(MaintenanceTime::Recurring {
+                    expression: text,
+                    schedule,
+                    timezone: timezone?,
+                })
+            })
+        }
+    };
+    Some(FileMaintenance {
+        window: MaintenanceWindow {
+            name: window_name?,
+            description,
+            checks: Vec::new(),
+            when: when?,
+            duration: length?.value,
+            origin: Origin {
+                file: cx.doc.file.clone(),
+                mark: cx.doc.node(at).mark,
+            },
+        },
+        references,
+    })
+}
+
+/// RFC 3339 with an offset, or a local date and time read in `timezone`.
+fn start_time(cx: &Cx, at: NodeId, text: &str, timezone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok());
+    let Some(local) = local else {
+        cx.error(
+            at,
+            format!("expected a time such as `2026-12-01T02:00:00Z` or `2026-12-01T02:00` (in `timezone`), found `{}`", clip(text, 60)),
+        );
+        return None;
+    };
+    match timezone.from_local_datetime(&local).single() {
+        Some(t) => Some(t.with_timezone(&Utc)),
+        None => {
+            cx.error(at, format!("`{text}` does not exist or is ambiguous in {timezone} (a daylight-saving change): give an offset"));
+            None
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `statuspage`: one binary, one subcommand per role. This file only parses
+//! flags and hands them to the crates.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A self-hosted status page: probe agents, an SQS ingest, PostgreSQL or
+/// SQLite, and a public dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "statuspage", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check YAML check definitions and print every problem as PATH:LINE:COL: message.
+    Validate(ValidateArgs),
+    /// Run each selected check once, now, from this machine, and print the result. (not implemented yet)
+    Check(CheckArgs),
+    /// Run a probe agent: probe the checks assigned to it and push results to SQS. (not implemented yet)
+    Agent(AgentArgs),
+    /// Consume results from SQS into PostgreSQL; decide status, uptime and incidents. (not implemented yet)
+    Ingest(IngestArgs),
+    /// Serve the public status page, JSON API, badges, feed and admin API. (not implemented yet)
+    Dashboard(DashboardArgs),
+    /// Run agent, ingest and dashboard in one process on SQLite or PostgreSQL. (not implemented yet)
+    Standalone(StandaloneArgs),
+    /// Run standalone with built-in local demo targets that fail now and then. (not implemented yet)
+    Demo(DemoArgs),
+    /// Apply the database migrations, or check that they are applied. (not implemented yet)
+    Migrate(MigrateArgs),
+    /// Print the JSON Schema of the check YAML (or its Markdown reference).
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// A YAML file or a directory of them; repeat for more.
+    #[arg(long = "config", env = "STATUSPAGE_CONFIG", value_name = "PATH", value_delimiter = ',')]
+    config: Vec<PathBuf>,
+    /// Files or directories, as an alternative to --config.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// A YAML file or a directory of them.
+    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH", required = true)]
+    config: Vec<PathBuf>,
+    /// Run only this check id.
+    #[arg(long = "check", value_name = "ID")]
+    check: Option<String>,
+    /// Print ProbeResult JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// A YAML file or a directory of them.
+    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
+    config: Vec<PathBuf>,
+    /// The SQS queue URL results are sent to.
+    #[arg(long, env = "STATUSPAGE_QUEUE_URL")]
+    queue_url: Option<String>,
+    /// This agent's stable id (the node name in Kubernetes); may not contain `/`.
+    #[arg(long, env = "STATUSPAGE_AGENT_ID")]
+    agent_id: Option<String>,
+    /// This agent's availability zone.
+    #[arg(long, env = "STATUSPAGE_ZONE")]
+    zone: Option<String>,
+    /// This agent's region.
+    #[arg(long, env = "STATUSPAGE_REGION")]
+    region: Option<String>,
+    /// Static peers: id[@zone],...
+    #[arg(long, env = "STATUSPAGE_PEERS")]
+    peers: Option<String>,
+    /// The agents' headless Service, whose EndpointSlices list the peers.
+    #[arg(long, env = "STATUSPAGE_PEERS_K8S_SERVICE")]
+    peers_k8s_service: Option<String>,
+    /// A directory where the buffer spills to disk while SQS is unreachable.
+    #[arg(long, env = "STATUSPAGE_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// The largest SQS message sent, in bytes.
+    #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// A YAML file or a directory of them.
+    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
+    config: Vec<PathBuf>,
+    /// The SQS queue URL results are received from.
+    #[arg(long, env = "STATUSPAGE_QUEUE_URL")]
+    queue_url: Option<String>,
+    /// The dead-letter queue, whose depth is exported.
+    #[arg(long, env = "STATUSPAGE_DEAD_LETTER_QUEUE_URL")]
+    dead_letter_queue_url: Option<String>,
+    /// The PostgreSQL URL (never logged).
+    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The largest message body accepted, decompressed, in bytes.
+    #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DashboardArgs {
+    /// The read-only database URL (never logged).
+    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The database URL for admin writes; defaults to --database-url (never logged).
+    #[arg(long, env = "STATUSPAGE_ADMIN_DATABASE_URL", hide_env_values = true)]
+    admin_database_url: Option<String>,
+    /// The public HTTP address.
+    #[arg(long, env = "STATUSPAGE_LISTEN")]
+    listen: Option<String>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// A file of `name token` lines for the admin API.
+    #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StandaloneArgs {
+    /// A YAML file or a directory of them.
+    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
+    config: Vec<PathBuf>,
+    /// The database URL (never logged).
+    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true, default_value = "sqlite://statuspage.db")]
+    database_url: String,
+    /// The HTTP address of the page, API and /metrics.
+    #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A file of `name token` lines for the admin API.
+    #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// The HTTP address of the demo page.
+    #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The database URL (never logged).
+    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Exit 0 only if the database is reachable and fully migrated; change nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Debug, Args)]
+struct SchemaArgs {
+    /// Print the README's YAML reference (Markdown) instead of the JSON Schema.
+    #[arg(long)]
+    markdown: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("statuspage: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate(args),
+        Command::Schema(args) => {
+            if args.markdown {
+                print!("{}", config::schema::reference_markdown());
+            } else {
+                let text = serde_json::to_string_pretty(&config::schema::json_schema())
+                    .context("rendering the JSON Schema")?;
+                println!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(_) => not_yet("check"),
+        Command::Agent(_) => not_yet("agent"),
+        Command::Ingest(_) => not_yet("ingest"),
+        Command::Dashboard(_) => not_yet("dashboard"),
+        Command::Standalone(_) => not_yet("standalone"),
+        Command::Demo(_) => not_yet("demo"),
+        Command::Migrate(_) => not_yet("migrate"),
+    }
+}
+
+fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("statuspage {command}: not implemented yet");
+    Ok(ExitCode::from(2))
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut paths = args.config;
+    paths.extend(args.paths);
+    if paths.is_empty() {
+        anyhow::bail!("no config given: pass --config PATH (or set STATUSPAGE_CONFIG), or a bare PATH");
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    match config::load(&paths, &env) {
+        Ok(catalog) => {
+            let private = catalog.checks.iter().filter(|c| !c.public).count();
+            println!(
+                "ok: {} check{} ({} private) in {} group{}, {} maintenance window{}, from {} file{}",
+                catalog.checks.len(),
+                plural(catalog.checks.len()),
+                private,
+                catalog.groups.len(),
+                plural(catalog.groups.len()),
+                catalog.maintenance.len(),
+                plural(catalog.maintenance.len()),
+                catalog.files.len(),
+                plural(catalog.files.len()),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in problems.iter() {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem{} found", problems.len(), plural(problems.len()));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
