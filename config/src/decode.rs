@@ -241,6 +241,7 @@ impl<'c, 'a> Decoder<'c, 'a> {
         &self.cx.doc.node(self.id).value
     }
 
+    /// An error saying what was expected here; the node says what was found.
     fn wrong<T>(&self, expected: &str) -> Result<T, DecodeError> {
         Err(DecodeError {
             at: Some(self.id),
@@ -378,7 +379,7 @@ impl<'de> Deserializer<'de> for Decoder<'_, '_> {
             Value::Null => visitor
                 .visit_map(Entries::empty(self.cx))
                 .map_err(|e: DecodeError| e.at(self.id)),
-            _ => self.deserialize_any(visitor),
+            _ => self.wrong("a mapping"),
         }
     }
 
@@ -396,7 +397,8 @@ impl<'de> Deserializer<'de> for Decoder<'_, '_> {
             Value::Null => visitor
                 .visit_map(Entries::empty(self.cx))
                 .map_err(|e: DecodeError| e.at(self.id)),
-            _ => self.deserialize_any(visitor),
+            // Not through the visitor: serde's struct visitors accept sequences.
+            _ => self.wrong("a mapping"),
         }
     }
 

@@ -61,7 +61,7 @@ fn walk(root: &Value, schema: &Value, prefix: &str, rows: &mut Vec<Row>, depth: 
         if depth > 8 {
             continue;
         }
-        if core.get("type").and_then(Value::as_str) == Some("array") {
+        if primary_type(core).as_deref() == Some("array") {
             if let Some(items) = core.get("items") {
                 walk(root, items, &format!("{path}[]"), rows, depth + 1);
             }
@@ -111,12 +111,12 @@ fn type_name(root: &Value, schema: &Value) -> String {
             .collect::<Vec<_>>()
             .join(", ");
     }
-    match schema.get("type") {
-        Some(Value::String(t)) if t == "array" => {
+    match primary_type(schema).as_deref() {
+        Some("array") => {
             let item = schema.get("items").map(|i| type_name(root, i)).unwrap_or_default();
             format!("list of {item}")
         }
-        Some(Value::String(t)) if t == "object" => {
+        Some("object") => {
             if schema.get("properties").is_some() {
                 "mapping".into()
             } else {
@@ -127,14 +127,20 @@ fn type_name(root: &Value, schema: &Value) -> String {
                 format!("mapping of string to {values}")
             }
         }
-        Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(ts)) => ts
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|t| *t != "null")
-            .collect::<Vec<_>>()
-            .join(" or "),
-        _ => "any".into(),
+        Some(t) => t.to_string(),
+        None => "any".into(),
+    }
+}
+
+/// The schema's `type` without `null`: `["array", "null"]` is `array`.
+fn primary_type(schema: &Value) -> Option<String> {
+    match schema.get("type")? {
+        Value::String(t) => Some(t.clone()),
+        Value::Array(ts) => {
+            let names: Vec<&str> = ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect();
+            (!names.is_empty()).then(|| names.join(" or "))
+        }
+        _ => None,
     }
 }
 

@@ -119,7 +119,14 @@ impl Document {
                         column: l.column() as u32,
                     })
                     .unwrap_or(Mark::START);
-                out.push(Diagnostic::new(file, mark, yaml_message(&err)));
+                let (mark, message) = match tab_column(text, mark) {
+                    Some(column) => (
+                        Mark { column, ..mark },
+                        "invalid YAML: a tab indents this line; YAML indents with spaces only".to_string(),
+                    ),
+                    None => (mark, yaml_message(&err)),
+                };
+                out.push(Diagnostic::new(file, mark, message));
                 return None;
             }
         };
@@ -277,6 +284,13 @@ fn mark_of<T>(s: &Spanned<T>) -> Mark {
         line: s.referenced.line() as u32,
         column: s.referenced.column() as u32,
     }
+}
+
+/// The column of a tab in the indentation of the error's line, if there is one.
+fn tab_column(text: &str, mark: Mark) -> Option<u32> {
+    let line = text.lines().nth(mark.line.checked_sub(1)? as usize)?;
+    let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+    indent.chars().position(|c| c == '\t').map(|i| i as u32 + 1)
 }
 
 /// A plain-language message for a YAML syntax error, without the position.

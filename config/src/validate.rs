@@ -362,7 +362,10 @@ fn cron(cx: &Cx, at: NodeId, text: &str) -> Option<(cron::Schedule, Duration)> {
     let schedule = match cron::Schedule::from_str(&expression) {
         Ok(s) => s,
         Err(e) => {
-            cx.error(at, format!("expected a cron expression, found `{}`: {e}", clip(text, 60)));
+            // The crate draws a caret over several lines; its last line says what is wrong.
+            let text_e = e.to_string();
+            let why = text_e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            cx.error(at, format!("expected a cron expression, found `{}`: {why}", clip(text, 60)));
             return None;
         }
     };

@@ -1,0 +1,206 @@
+//! Loading, defaults, ids, secrets, schedules and maintenance, on valid input.
+
+use crate::{crate_dir, env_of, load_text};
+use chrono::{TimeZone, Utc};
+use config::catalog::{JsonCheck, MaintenanceTime, Schedule, StatusPattern};
+use config::defaults::{BUILT_IN, Locations, Quorum};
+use config::Probe;
+use std::time::Duration;
+
+#[test]
+fn the_examples_validate_without_any_environment() {
+    let none = env_of(&[]);
+    for name in ["checks.yaml", "minimal.yaml"] {
+        let path = crate_dir().join("examples").join(name);
+        let catalog = config::load(&[path], &none).unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        assert!(!catalog.checks.is_empty());
+    }
+}
+
+#[test]
+fn the_full_example_uses_every_probe_kind() {
+    let catalog = config::load(&[crate_dir().join("examples/checks.yaml")], &env_of(&[])).unwrap();
+    let kinds: std::collections::BTreeSet<_> = catalog.checks.iter().map(|c| c.probe.kind().as_str()).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["dns", "http", "tcp", "tls"]);
+    assert_eq!(catalog.maintenance.len(), 2);
+}
+
+#[test]
+fn checks_inherit_built_in_defaults_then_file_defaults_then_their_own() {
+    let catalog = load_text(
+        "defaults: { interval: 30s, quorum: 1 }\n\
+         groups:\n  - name: Website\n    checks:\n\
+         \x20     - name: Homepage\n        http: { url: https://example.com/ }\n\
+         \x20     - name: API\n        interval: 2m\n        timeout: 20s\n        locations: all\n        http: { url: https://example.com/api }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let home = catalog.check("website-homepage").expect("default id from group and name");
+    assert!(matches!(home.schedule, Schedule::Interval(d) if d == Duration::from_secs(30)));
+    assert_eq!(home.timeout, BUILT_IN.timeout);
+    assert_eq!(home.locations, BUILT_IN.locations);
+    assert_eq!(home.quorum, Quorum::Count(1));
+    assert_eq!(home.failure_threshold, BUILT_IN.failure_threshold);
+    assert!(home.public);
+    let api = catalog.check("website-api").unwrap();
+    assert!(matches!(api.schedule, Schedule::Interval(d) if d == Duration::from_secs(120)));
+    assert_eq!(api.timeout, Duration::from_secs(20));
+    assert_eq!(api.locations, Locations::All);
+    let Probe::Http(http) = &home.probe else { panic!("http") };
+    assert_eq!(http.expect.status, vec![StatusPattern::Class(2)]);
+    assert_eq!(http.max_redirects, 10);
+    assert_eq!(http.max_body, 1 << 20);
+}
+
+#[test]
+fn a_directory_is_one_catalog_and_a_group_may_span_files() {
+    let dir = tempdir("dir");
+    std::fs::write(dir.join("a.yaml"), "groups:\n  - name: Web\n    checks:\n      - name: A\n        tcp: { host: a.example, port: 80 }\n").unwrap();
+    std::fs::write(dir.join("b.yml"), "groups:\n  - name: Web\n    checks:\n      - name: B\n        tcp: { host: b.example, port: 80 }\n").unwrap();
+    std::fs::write(dir.join(".hidden.yaml"), "not: [valid").unwrap();
+    std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+    let catalog = config::load(&[dir.clone()], &env_of(&[])).unwrap();
+    assert_eq!(catalog.groups.len(), 1);
+    assert_eq!(catalog.groups[0].checks.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["web-a", "web-b"]);
+    assert_eq!(catalog.files.len(), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_missing_path_and_an_empty_directory_are_errors_with_the_path() {
+    let dir = tempdir("empty");
+    let missing = dir.join("nope.yaml");
+    let err = config::load(&[missing.clone(), dir.clone()], &env_of(&[])).unwrap_err().to_string();
+    assert!(err.contains(&format!("{}:1:1: cannot read the file", missing.display())), "{err}");
+    assert!(err.contains(&format!("{}:1:1: the directory has no .yaml or .yml files", dir.display())), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn interpolated_values_are_marked_secret_and_redactable() {
+    let env = env_of(&[("TOKEN", "tok-abcdef"), ("PORT", "8443")]);
+    let catalog = load_text(
+        "groups:\n  - name: API\n    checks:\n      - name: Health\n        http:\n          url: https://api.example.com/\n          headers: { Authorization: \"Bearer ${TOKEN}\" }\n\
+         \x20     - name: Port\n        tcp: { host: db.example, port: \"${PORT}\" }\n",
+        &env,
+    )
+    .unwrap();
+    let health = catalog.check("api-health").unwrap();
+    assert_eq!(health.secrets.paths, ["groups[0].checks[0].http.headers.Authorization"]);
+    assert_eq!(health.redact("401 for Bearer tok-abcdef"), "401 for Bearer [redacted]");
+    assert!(!format!("{health:?}").contains("tok-abcdef"));
+    let Probe::Http(http) = &health.probe else { panic!() };
+    assert_eq!(http.headers, [("Authorization".to_string(), "Bearer tok-abcdef".to_string())]);
+    let Probe::Tcp(tcp) = &catalog.check("api-port").unwrap().probe else { panic!() };
+    assert_eq!(tcp.port, 8443, "a number may come from the environment");
+}
+
+#[test]
+fn an_interpolated_value_cannot_inject_yaml() {
+    let env = env_of(&[("NAME", "x\n        tcp: { host: evil, port: 1 }")]);
+    let err = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: \"${NAME}\"\n        http: { url: https://example.com/ }\n",
+        &env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(err, "checks.yaml:4:15: groups[0].checks[0].name: expected a name on one line, found a line break");
+}
+
+#[test]
+fn a_dollar_dollar_brace_is_a_literal() {
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http:\n          url: https://example.com/\n          expect: { body_contains: \"$${NOT_A_VAR}\" }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let Probe::Http(http) = &catalog.checks[0].probe else { panic!() };
+    assert_eq!(http.expect.body_contains.as_deref(), Some("${NOT_A_VAR}"));
+    assert!(catalog.checks[0].secrets.is_empty());
+}
+
+#[test]
+fn a_five_field_cron_line_means_second_zero() {
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        schedule: \"*/5 * * * *\"\n        http: { url: https://example.com/ }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let Schedule::Cron(cron) = &catalog.checks[0].schedule else { panic!("cron") };
+    let from = Utc.with_ymd_and_hms(2026, 5, 1, 10, 1, 30).unwrap();
+    assert_eq!(cron.schedule.after(&from).next(), Some(Utc.with_ymd_and_hms(2026, 5, 1, 10, 5, 0).unwrap()));
+    assert_eq!(cron.min_gap, Duration::from_secs(300));
+}
+
+#[test]
+fn config_hash_is_stable_and_follows_the_definition() {
+    let text = |url: &str| format!("groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: {{ url: {url} }}\n");
+    let hash = |t: &str| load_text(t, &env_of(&[])).unwrap().checks[0].config_hash.clone();
+    assert_eq!(hash(&text("https://a.example/")), hash(&text("https://a.example/")));
+    assert_ne!(hash(&text("https://a.example/")), hash(&text("https://b.example/")));
+    assert_eq!(hash(&text("https://a.example/")).len(), 16);
+}
+
+#[test]
+fn json_assertions_and_status_classes_are_compiled() {
+    let catalog = load_text(
+        "groups:\n  - name: API\n    checks:\n      - name: Health\n        http:\n          url: https://api.example.com/\n\
+         \x20         expect:\n            status: [204, 3xx]\n            json:\n              - { path: $.status, equals: ok }\n              - { path: $.errors, exists: false }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let Probe::Http(http) = &catalog.checks[0].probe else { panic!() };
+    assert!(http.expect.status.iter().any(|s| s.matches(302)));
+    assert!(!http.expect.status.iter().any(|s| s.matches(200)));
+    assert_eq!(http.expect.json[0].check, JsonCheck::Equals("ok".into()));
+    let doc = serde_json::json!({"status": "ok"});
+    assert_eq!(http.expect.json[0].path.query(&doc).all(), vec![&serde_json::json!("ok")]);
+}
+
+#[test]
+fn recurring_maintenance_follows_its_time_zone() {
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: { url: https://example.com/ }\n\
+         maintenance:\n  - name: Patching\n    checks: [web-home]\n    schedule: \"0 3 * * SUN\"\n    timezone: Europe/Berlin\n    duration: 30m\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let window = &catalog.maintenance[0];
+    assert!(matches!(window.when, MaintenanceTime::Recurring { .. }));
+    // Sunday 2026-07-05 03:00 in Berlin (CEST, UTC+2) is 01:00 UTC.
+    let inside = Utc.with_ymd_and_hms(2026, 7, 5, 1, 10, 0).unwrap();
+    let (start, end) = window.active_at(inside).expect("inside the window");
+    assert_eq!(start, Utc.with_ymd_and_hms(2026, 7, 5, 1, 0, 0).unwrap());
+    assert_eq!(end, Utc.with_ymd_and_hms(2026, 7, 5, 1, 30, 0).unwrap());
+    assert_eq!(window.active_at(Utc.with_ymd_and_hms(2026, 7, 5, 1, 30, 0).unwrap()), None);
+    assert_eq!(window.checks[0].as_str(), "web-home");
+}
+
+#[test]
+fn one_off_maintenance_accepts_a_local_time_in_its_zone() {
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: { url: https://example.com/ }\n\
+         maintenance:\n  - name: Upgrade\n    checks: [web-home]\n    start: 2026-12-01T02:00\n    timezone: America/New_York\n    duration: 2h\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let MaintenanceTime::Once(start) = catalog.maintenance[0].when else { panic!() };
+    assert_eq!(start, Utc.with_ymd_and_hms(2026, 12, 1, 7, 0, 0).unwrap());
+}
+
+#[test]
+fn private_checks_are_left_out_of_public_views() {
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: { url: https://example.com/ }\n      - name: DB\n        public: false\n        tcp: { host: db, port: 5432 }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    assert_eq!(catalog.public_checks().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["web-home"]);
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("statuspage-config-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
