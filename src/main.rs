@@ -40,7 +40,12 @@ enum Command {
 #[derive(Debug, Args)]
 struct ValidateArgs {
     /// A YAML file or a directory of them; repeat for more.
-    #[arg(long = "config", env = "STATUSPAGE_CONFIG", value_name = "PATH", value_delimiter = ',')]
+    #[arg(
+        long = "config",
+        env = "STATUSPAGE_CONFIG",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
     config: Vec<PathBuf>,
     /// Files or directories, as an alternative to --config.
     #[arg(value_name = "PATH")]
@@ -141,7 +146,12 @@ struct StandaloneArgs {
     #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
     config: Vec<PathBuf>,
     /// The database URL (never logged).
-    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true, default_value = "sqlite://statuspage.db")]
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://statuspage.db"
+    )]
     database_url: String,
     /// The HTTP address of the page, API and /metrics.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -218,7 +228,9 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut paths = args.config;
     paths.extend(args.paths);
     if paths.is_empty() {
-        anyhow::bail!("no config given: pass --config PATH (or set STATUSPAGE_CONFIG), or a bare PATH");
+        anyhow::bail!(
+            "no config given: pass --config PATH (or set STATUSPAGE_CONFIG), or a bare PATH"
+        );
     }
     let env = |name: &str| std::env::var(name).ok();
     match config::load(&paths, &env) {

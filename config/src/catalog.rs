@@ -213,6 +213,8 @@ impl fmt::Debug for Secrets {
 }
 
 /// When a check runs.
+// Built once per config load and never moved in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Schedule {
     /// Every so often, from a start spread over the interval.
@@ -269,6 +271,8 @@ impl Kind {
 }
 
 /// What to probe and what to expect of it.
+// Built once per config load and never moved in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Probe {
     /// An HTTP or HTTPS request.
@@ -473,6 +477,8 @@ pub struct MaintenanceWindow {
 }
 
 /// When a maintenance window happens.
+// Built once per config load and never moved in bulk: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum MaintenanceTime {
     /// Once, from this instant.
@@ -494,7 +500,9 @@ impl MaintenanceWindow {
         let length = chrono::Duration::from_std(self.duration).ok()?;
         let start = match &self.when {
             MaintenanceTime::Once(start) => *start,
-            MaintenanceTime::Recurring { schedule, timezone, .. } => {
+            MaintenanceTime::Recurring {
+                schedule, timezone, ..
+            } => {
                 // The first slot strictly after `at - length` is the only one that can cover `at`.
                 let from = (at - length).with_timezone(timezone);
                 schedule.after(&from).next()?.with_timezone(&Utc)
@@ -509,7 +517,9 @@ impl MaintenanceWindow {
         let length = chrono::Duration::from_std(self.duration).ok()?;
         let start = match &self.when {
             MaintenanceTime::Once(start) => (*start > at).then_some(*start)?,
-            MaintenanceTime::Recurring { schedule, timezone, .. } => schedule
+            MaintenanceTime::Recurring {
+                schedule, timezone, ..
+            } => schedule
                 .after(&at.with_timezone(timezone))
                 .next()?
                 .with_timezone(&Utc),
@@ -524,7 +534,10 @@ mod tests {
 
     #[test]
     fn slugs_and_ids() {
-        assert_eq!(slug("Website Homepage").as_deref(), Some("website-homepage"));
+        assert_eq!(
+            slug("Website Homepage").as_deref(),
+            Some("website-homepage")
+        );
         assert_eq!(slug("  API / v2 (EU)  ").as_deref(), Some("api-v2-eu"));
         assert_eq!(slug("!!!"), None);
         assert!(CheckId::parse("website-homepage").is_ok());
@@ -535,8 +548,14 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_longest_first_and_never_debug_printed() {
-        let s = Secrets::new(vec!["abc".into(), "token-123".into(), "token-123456".into()], vec![]);
-        assert_eq!(s.redact("a token-123456 b token-123 abc"), "a [redacted] b [redacted] abc");
+        let s = Secrets::new(
+            vec!["abc".into(), "token-123".into(), "token-123456".into()],
+            vec![],
+        );
+        assert_eq!(
+            s.redact("a token-123456 b token-123 abc"),
+            "a [redacted] b [redacted] abc"
+        );
         assert!(!format!("{s:?}").contains("token"));
     }
 }

@@ -10,8 +10,10 @@
 use crate::diagnostic::Diagnostic;
 use crate::source::{Document, NodeId, Value};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
@@ -123,7 +125,10 @@ impl<'a> Cx<'a> {
         let message = match e.kind {
             ErrorKind::Message(m) => m,
             ErrorKind::InvalidType(expected) => {
-                format!("expected {expected}, found {}", self.doc.node(id).describe())
+                format!(
+                    "expected {expected}, found {}",
+                    self.doc.node(id).describe()
+                )
             }
         };
         self.error(id, message);
@@ -224,7 +229,12 @@ pub(crate) fn did_you_mean<'a>(found: &str, candidates: &[&'a str]) -> Option<&'
     let found_lower = found.to_ascii_lowercase();
     candidates
         .iter()
-        .map(|c| (strsim::damerau_levenshtein(&found_lower, &c.to_ascii_lowercase()), *c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&found_lower, &c.to_ascii_lowercase()),
+                *c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.len().max(found.len()) / 3).max(1))
         .min()
         .map(|(_, c)| c)
@@ -254,7 +264,9 @@ impl<'c, 'a> Decoder<'c, 'a> {
         let node = self.cx.doc.node(self.id);
         match &node.value {
             Value::Int(i) => Ok(*i),
-            Value::Str(s) if node.is_secret() => s.trim().parse().or_else(|_| self.wrong("a whole number")),
+            Value::Str(s) if node.is_secret() => {
+                s.trim().parse().or_else(|_| self.wrong("a whole number"))
+            }
             _ => self.wrong("a whole number"),
         }
     }
@@ -304,7 +316,9 @@ impl<'de> Deserializer<'de> for Decoder<'_, '_> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.value() {
-            Value::Bool(b) => visitor.visit_bool(*b).map_err(|e: DecodeError| e.at(self.id)),
+            Value::Bool(b) => visitor
+                .visit_bool(*b)
+                .map_err(|e: DecodeError| e.at(self.id)),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -437,7 +451,12 @@ impl<'de, 'c, 'a, I: Iterator<Item = &'c NodeId>> SeqAccess<'de> for Items<'c, '
         seed: T,
     ) -> Result<Option<T::Value>, DecodeError> {
         match self.items.next() {
-            Some(id) => seed.deserialize(Decoder { cx: self.cx, id: *id }).map(Some),
+            Some(id) => seed
+                .deserialize(Decoder {
+                    cx: self.cx,
+                    id: *id,
+                })
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -452,7 +471,11 @@ struct Entries<'c, 'a> {
 
 impl<'c, 'a> Entries<'c, 'a> {
     fn empty(cx: &'c Cx<'a>) -> Self {
-        Self { cx, entries: Vec::new(), next: 0 }
+        Self {
+            cx,
+            entries: Vec::new(),
+            next: 0,
+        }
     }
 
     fn all(cx: &'c Cx<'a>, id: NodeId) -> Self {
@@ -460,7 +483,11 @@ impl<'c, 'a> Entries<'c, 'a> {
             Value::Map(entries) => entries.iter().map(|e| (e.key.as_str(), e.value)).collect(),
             _ => Vec::new(),
         };
-        Self { cx, entries, next: 0 }
+        Self {
+            cx,
+            entries,
+            next: 0,
+        }
     }
 
     /// Only the known keys; each unknown one is reported here, with a suggestion.
@@ -478,7 +505,11 @@ impl<'c, 'a> Entries<'c, 'a> {
                 }
             }
         }
-        Self { cx, entries, next: 0 }
+        Self {
+            cx,
+            entries,
+            next: 0,
+        }
     }
 }
 
@@ -495,7 +526,10 @@ impl<'de> MapAccess<'de> for Entries<'_, '_> {
             None => Ok(None),
         }
     }
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DecodeError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, DecodeError> {
         let (_, id) = self.entries[self.next];
         self.next += 1;
         seed.deserialize(Decoder { cx: self.cx, id })

@@ -91,7 +91,10 @@ pub fn table() -> Vec<(&'static str, String)> {
     };
     vec![
         ("interval", d(b.interval)),
-        ("timeout", format!("{} (always below the interval)", d(b.timeout))),
+        (
+            "timeout",
+            format!("{} (always below the interval)", d(b.timeout)),
+        ),
         ("locations", locations),
         ("quorum", quorum),
         ("failure_threshold", b.failure_threshold.to_string()),

@@ -13,7 +13,10 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 /// Loads every path (a YAML file, or a directory of `*.yaml`/`*.yml` files,
 /// not recursive, hidden files skipped) into one catalog. `env` answers
 /// `${VAR}`. Every problem of every file is returned, not only the first.
-pub fn load(paths: &[PathBuf], env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Diagnostics> {
+pub fn load(
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Catalog, Diagnostics> {
     let mut problems = Vec::new();
     let files = expand(paths, &mut problems);
     let mut sources = Vec::new();
@@ -32,7 +35,10 @@ pub fn load(paths: &[PathBuf], env: &dyn Fn(&str) -> Option<String>) -> Result<C
 }
 
 /// Loads a catalog from texts already in memory, named by path.
-pub fn load_str(sources: &[(PathBuf, String)], env: &dyn Fn(&str) -> Option<String>) -> Result<Catalog, Diagnostics> {
+pub fn load_str(
+    sources: &[(PathBuf, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Catalog, Diagnostics> {
     let mut problems = Vec::new();
     let catalog = from_sources(sources, env, &mut problems);
     if problems.is_empty() {
@@ -49,7 +55,11 @@ fn expand(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
             let entries = match std::fs::read_dir(path) {
                 Ok(entries) => entries,
                 Err(e) => {
-                    problems.push(Diagnostic::new(path, Mark::START, format!("cannot read the directory: {e}")));
+                    problems.push(Diagnostic::new(
+                        path,
+                        Mark::START,
+                        format!("cannot read the directory: {e}"),
+                    ));
                     continue;
                 }
             };
@@ -58,12 +68,18 @@ fn expand(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
                 .map(|e| e.path())
                 .filter(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && p.is_file()
+                    !name.starts_with('.')
+                        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                        && p.is_file()
                 })
                 .collect();
             found.sort();
             if found.is_empty() {
-                problems.push(Diagnostic::new(path, Mark::START, "the directory has no .yaml or .yml files"));
+                problems.push(Diagnostic::new(
+                    path,
+                    Mark::START,
+                    "the directory has no .yaml or .yml files",
+                ));
             }
             files.extend(found);
         } else {
@@ -76,13 +92,26 @@ fn expand(paths: &[PathBuf], problems: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
 fn read(file: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(file).map_err(|e| format!("cannot read the file: {e}"))?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("the file is {} bytes, more than the {} a config file may have", meta.len(), MAX_FILE_BYTES));
+        return Err(format!(
+            "the file is {} bytes, more than the {} a config file may have",
+            meta.len(),
+            MAX_FILE_BYTES
+        ));
     }
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read the file: {e}"))?;
-    String::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {} is invalid)", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "the file is not UTF-8 text (byte {} is invalid)",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
-fn from_sources(sources: &[(PathBuf, String)], env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Diagnostic>) -> Catalog {
+fn from_sources(
+    sources: &[(PathBuf, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Diagnostic>,
+) -> Catalog {
     let mut catalog = Catalog {
         groups: Vec::new(),
         checks: Vec::new(),
@@ -128,7 +157,10 @@ fn from_sources(sources: &[(PathBuf, String)], env: &dyn Fn(&str) -> Option<Stri
         if let Some(earlier) = first.get(&check.id) {
             problems.push(Diagnostic {
                 origin: check.origin.clone(),
-                message: format!("duplicate check id `{}`: it is also defined at {earlier}; set a distinct `id`", check.id),
+                message: format!(
+                    "duplicate check id `{}`: it is also defined at {earlier}; set a distinct `id`",
+                    check.id
+                ),
             });
         } else {
             first.insert(&check.id, &check.origin);
@@ -148,15 +180,25 @@ fn from_sources(sources: &[(PathBuf, String)], env: &dyn Fn(&str) -> Option<Stri
                     };
                     problems.push(Diagnostic {
                         origin,
-                        message: format!("maintenance `{}` names the unknown check id `{id}`{hint}", window.name),
+                        message: format!(
+                            "maintenance `{}` names the unknown check id `{id}`{hint}",
+                            window.name
+                        ),
                     });
                 }
             }
         }
     }
     if catalog.checks.is_empty() && problems.is_empty() {
-        let file = sources.first().map(|(p, _)| p.as_path()).unwrap_or(Path::new("-"));
-        problems.push(Diagnostic::new(file, Mark::START, "no checks are defined: add a `groups` list with at least one check"));
+        let file = sources
+            .first()
+            .map(|(p, _)| p.as_path())
+            .unwrap_or(Path::new("-"));
+        problems.push(Diagnostic::new(
+            file,
+            Mark::START,
+            "no checks are defined: add a `groups` list with at least one check",
+        ));
     }
     catalog
 }

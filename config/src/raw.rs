@@ -326,7 +326,9 @@ pub enum IpFamily {
 }
 
 /// A TLS protocol version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema, serde::Serialize,
+)]
 #[serde(expecting = "a TLS version: `\"1.2\"` or `\"1.3\"`")]
 pub enum TlsVersion {
     /// TLS 1.2
@@ -374,7 +376,10 @@ pub enum DnsProtocol {
 
 /// A DNS response code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "UPPERCASE", expecting = "a DNS response code such as `NOERROR`")]
+#[serde(
+    rename_all = "UPPERCASE",
+    expecting = "a DNS response code such as `NOERROR`"
+)]
 pub enum Rcode {
     /// No error.
     NoError,
@@ -520,7 +525,9 @@ impl<'de> Deserialize<'de> for StatusPattern {
             fn visit_str<E: de::Error>(self, s: &str) -> Result<StatusPattern, E> {
                 let b = s.as_bytes();
                 match b {
-                    [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(StatusPattern::Class(c - b'0')),
+                    [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => {
+                        Ok(StatusPattern::Class(c - b'0'))
+                    }
                     _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
                 }
             }

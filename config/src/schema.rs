@@ -49,7 +49,11 @@ fn walk(root: &Value, schema: &Value, prefix: &str, rows: &mut Vec<Row>, depth: 
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     for (key, property) in properties {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         let description = property
             .get("description")
             .or_else(|| resolve(root, property).get("description"))
@@ -57,7 +61,12 @@ fn walk(root: &Value, schema: &Value, prefix: &str, rows: &mut Vec<Row>, depth: 
             .unwrap_or("")
             .to_string();
         let core = resolve(root, property);
-        rows.push((path.clone(), type_name(root, core), required.contains(&key.as_str()), description));
+        rows.push((
+            path.clone(),
+            type_name(root, core),
+            required.contains(&key.as_str()),
+            description,
+        ));
         if depth > 8 {
             continue;
         }
@@ -98,22 +107,45 @@ fn type_name(root: &Value, schema: &Value) -> String {
     if let Some(title) = schema_title(schema) {
         return title;
     }
-    if let Some(options) = schema.get("oneOf").or(schema.get("anyOf")).and_then(Value::as_array) {
-        return options.iter().map(|o| type_name(root, o)).collect::<Vec<_>>().join(" or ");
+    if let Some(options) = schema
+        .get("oneOf")
+        .or(schema.get("anyOf"))
+        .and_then(Value::as_array)
+    {
+        return options
+            .iter()
+            .map(|o| type_name(root, o))
+            .collect::<Vec<_>>()
+            .join(" or ");
     }
     if let Some(c) = schema.get("const") {
-        return format!("`{}`", c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string()));
+        return format!(
+            "`{}`",
+            c.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| c.to_string())
+        );
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         return values
             .iter()
-            .map(|v| format!("`{}`", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|v| {
+                format!(
+                    "`{}`",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
     }
     match primary_type(schema).as_deref() {
         Some("array") => {
-            let item = schema.get("items").map(|i| type_name(root, i)).unwrap_or_default();
+            let item = schema
+                .get("items")
+                .map(|i| type_name(root, i))
+                .unwrap_or_default();
             format!("list of {item}")
         }
         Some("object") => {
@@ -137,7 +169,11 @@ fn primary_type(schema: &Value) -> Option<String> {
     match schema.get("type")? {
         Value::String(t) => Some(t.clone()),
         Value::Array(ts) => {
-            let names: Vec<&str> = ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect();
+            let names: Vec<&str> = ts
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect();
             (!names.is_empty()).then(|| names.join(" or "))
         }
         _ => None,

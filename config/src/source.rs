@@ -40,7 +40,9 @@ impl Node {
         match &self.value {
             Value::Null => "nothing (null)".into(),
             Value::Bool(b) => format!("boolean `{b}`"),
-            Value::Int(i) if self.is_secret() => format!("integer {}", redact_value(&i.to_string())),
+            Value::Int(i) if self.is_secret() => {
+                format!("integer {}", redact_value(&i.to_string()))
+            }
             Value::Int(i) => format!("integer `{i}`"),
             Value::Float(x) => format!("number `{x}`"),
             Value::Str(_) if self.is_secret() => "a string from an environment variable".into(),
@@ -122,7 +124,8 @@ impl Document {
                 let (mark, message) = match tab_column(text, mark) {
                     Some(column) => (
                         Mark { column, ..mark },
-                        "invalid YAML: a tab indents this line; YAML indents with spaces only".to_string(),
+                        "invalid YAML: a tab indents this line; YAML indents with spaces only"
+                            .to_string(),
                     ),
                     None => (mark, yaml_message(&err)),
                 };
@@ -160,7 +163,11 @@ impl Document {
                     Value::Str(expanded)
                 }
                 Err(message) => {
-                    out.push(Diagnostic::new(&self.file, mark, key_message(&path, &message)));
+                    out.push(Diagnostic::new(
+                        &self.file,
+                        mark,
+                        key_message(&path, &message),
+                    ));
                     broken = true;
                     Value::Str(s)
                 }
@@ -330,12 +337,14 @@ pub(crate) fn interpolate(
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
-        if tail.starts_with("$${") {
+        if let Some(after) = tail.strip_prefix("$${") {
             out.push_str("${");
-            rest = &tail[3..];
+            rest = after;
         } else if let Some(body) = tail.strip_prefix("${") {
             let Some(end) = body.find('}') else {
-                return Err("`${` is not closed: write `${NAME}`, or `$${` for a literal `${`".into());
+                return Err(
+                    "`${` is not closed: write `${NAME}`, or `$${` for a literal `${`".into(),
+                );
             };
             let (name, default) = match body[..end].split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
@@ -357,7 +366,9 @@ pub(crate) fn interpolate(
                 // A default is written in the file, so it is no secret.
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => {
-                    return Err(format!("environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"));
+                    return Err(format!(
+                        "environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"
+                    ));
                 }
             }
             rest = &body[end + 1..];
@@ -511,15 +522,32 @@ mod tests {
             ("Bearer s3cret-value".into(), vec!["s3cret-value".into()])
         );
         assert_eq!(interpolate("$${TOKEN} $5", &env).unwrap().0, "${TOKEN} $5");
-        assert_eq!(interpolate("a${EMPTY}b", &env).unwrap(), ("ab".into(), vec![]));
+        assert_eq!(
+            interpolate("a${EMPTY}b", &env).unwrap(),
+            ("ab".into(), vec![])
+        );
         assert_eq!(
             interpolate("${NOPE}", &env).unwrap_err(),
             "environment variable `NOPE` is not set (write `${NOPE:-default}` for a default)"
         );
-        assert_eq!(interpolate("${NOPE:-x:y}", &env).unwrap(), ("x:y".into(), vec![]));
-        assert_eq!(interpolate("${TOKEN:-x}", &env).unwrap().1, vec!["s3cret-value".to_string()]);
-        assert!(interpolate("${TOKEN", &env).unwrap_err().contains("not closed"));
-        assert!(interpolate("${1X}", &env).unwrap_err().contains("not a valid variable name"));
+        assert_eq!(
+            interpolate("${NOPE:-x:y}", &env).unwrap(),
+            ("x:y".into(), vec![])
+        );
+        assert_eq!(
+            interpolate("${TOKEN:-x}", &env).unwrap().1,
+            vec!["s3cret-value".to_string()]
+        );
+        assert!(
+            interpolate("${TOKEN", &env)
+                .unwrap_err()
+                .contains("not closed")
+        );
+        assert!(
+            interpolate("${1X}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
     }
 
     #[test]
@@ -536,7 +564,10 @@ mod tests {
         let secret = doc.nodes.iter().find(|n| n.is_secret()).unwrap();
         assert_eq!(secret.path, "a[1]");
         assert_eq!(secret.mark, Mark { line: 3, column: 5 });
-        assert_eq!(doc.secrets_below(doc.root), vec!["s3cret-value".to_string()]);
+        assert_eq!(
+            doc.secrets_below(doc.root),
+            vec!["s3cret-value".to_string()]
+        );
         assert!(!secret.describe().contains("s3cret"));
     }
 }

@@ -25,13 +25,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
     let mut total: u64 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let number: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let (_, micros) = DURATION_UNITS.iter().find(|(u, _)| *u == unit)?;
         total = total.checked_add(number.checked_mul(*micros)?)?;
@@ -106,7 +110,9 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 /// Parses `1MiB`, `512KiB`, `100KB` or `2048B`.
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let number: u64 = text[..digits].parse().ok()?;
     let unit = text[digits..].trim();
     let (_, size) = SIZE_UNITS.iter().find(|(u, _)| *u == unit)?;
@@ -160,7 +166,16 @@ mod tests {
         assert_eq!(parse_duration("800ms"), Some(Duration::from_millis(800)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("14d"), Some(Duration::from_secs(14 * 86400)));
-        for bad in ["", "30", "s", "3x", "1.5s", "-1s", "30 s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "3x",
+            "1.5s",
+            "-1s",
+            "30 s",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         for text in ["1h30m", "800ms", "14d", "1m1s", "250us"] {

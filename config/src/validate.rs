@@ -77,12 +77,17 @@ pub(crate) fn file(doc: &Document) -> (FileItems, Vec<Diagnostic>) {
             Some(groups) => {
                 for group in groups {
                     if let Some(g) = cx.get(group) {
-                        items.groups.extend(self::group(&cx, g, &inherited, &mut items.declared));
+                        items
+                            .groups
+                            .extend(self::group(&cx, g, &inherited, &mut items.declared));
                     }
                 }
             }
             None if raw.groups.is_none() && raw.maintenance.is_none() => {
-                cx.error(doc.root, "missing key `groups`: expected a list of groups of checks");
+                cx.error(
+                    doc.root,
+                    "missing key `groups`: expected a list of groups of checks",
+                );
             }
             None => {}
         }
@@ -114,9 +119,18 @@ fn defaults(cx: &Cx, raw: Option<Field<RawDefaults>>) -> Inherited {
     override_with(&mut inherited.timeout, positive(cx, raw.timeout));
     override_with(&mut inherited.locations, locations(cx, raw.locations));
     override_with(&mut inherited.quorum, quorum(cx, raw.quorum));
-    override_with(&mut inherited.failure_threshold, threshold(cx, raw.failure_threshold));
-    override_with(&mut inherited.success_threshold, threshold(cx, raw.success_threshold));
-    override_with(&mut inherited.reopen_window, duration(cx, raw.reopen_window));
+    override_with(
+        &mut inherited.failure_threshold,
+        threshold(cx, raw.failure_threshold),
+    );
+    override_with(
+        &mut inherited.success_threshold,
+        threshold(cx, raw.success_threshold),
+    );
+    override_with(
+        &mut inherited.reopen_window,
+        duration(cx, raw.reopen_window),
+    );
     override_with(&mut inherited.public, setting(cx, raw.public));
     inherited
 }
@@ -127,13 +141,22 @@ fn override_with<T>(target: &mut Setting<T>, value: Option<Setting<T>>) {
     }
 }
 
-fn setting<T: for<'de> serde::Deserialize<'de>>(cx: &Cx, f: Option<Field<T>>) -> Option<Setting<T>> {
+fn setting<T: for<'de> serde::Deserialize<'de>>(
+    cx: &Cx,
+    f: Option<Field<T>>,
+) -> Option<Setting<T>> {
     let f = f?;
-    cx.get(f).map(|value| Setting { value, at: Some(f.id) })
+    cx.get(f).map(|value| Setting {
+        value,
+        at: Some(f.id),
+    })
 }
 
 fn duration(cx: &Cx, f: Option<Field<DurationText>>) -> Option<Setting<Duration>> {
-    setting(cx, f).map(|s| Setting { value: s.value.0, at: s.at })
+    setting(cx, f).map(|s| Setting {
+        value: s.value.0,
+        at: s.at,
+    })
 }
 
 /// A duration that must be more than zero.
@@ -151,7 +174,10 @@ fn threshold(cx: &Cx, f: Option<Field<u32>>) -> Option<Setting<u32>> {
     if !(1..=MAX_THRESHOLD).contains(&s.value) {
         cx.error(
             s.at?,
-            format!("expected a number of results from 1 to {MAX_THRESHOLD}, found `{}`", s.value),
+            format!(
+                "expected a number of results from 1 to {MAX_THRESHOLD}, found `{}`",
+                s.value
+            ),
         );
         return None;
     }
@@ -164,7 +190,10 @@ fn locations(cx: &Cx, f: Option<Field<RawLocations>>) -> Option<Setting<Location
         RawLocations::All => Locations::All,
         RawLocations::Count(n @ 1..=1000) => Locations::Count(n as u32),
         RawLocations::Count(n) => {
-            cx.error(s.at?, format!("expected a number of locations from 1 to 1000 or `all`, found `{n}`"));
+            cx.error(
+                s.at?,
+                format!("expected a number of locations from 1 to 1000 or `all`, found `{n}`"),
+            );
             return None;
         }
     };
@@ -177,7 +206,10 @@ fn quorum(cx: &Cx, f: Option<Field<RawQuorum>>) -> Option<Setting<Quorum>> {
         RawQuorum::Majority => Quorum::Majority,
         RawQuorum::Count(n @ 1..=1000) => Quorum::Count(n as u32),
         RawQuorum::Count(n) => {
-            cx.error(s.at?, format!("expected `majority` or a number of locations from 1 to 1000, found `{n}`"));
+            cx.error(
+                s.at?,
+                format!("expected `majority` or a number of locations from 1 to 1000, found `{n}`"),
+            );
             return None;
         }
     };
@@ -198,7 +230,12 @@ fn name(cx: &Cx, f: Field<String>) -> Option<String> {
     Some(text.trim().to_string())
 }
 
-fn group(cx: &Cx, raw: RawGroup, inherited: &Inherited, declared: &mut Vec<String>) -> Option<FileGroup> {
+fn group(
+    cx: &Cx,
+    raw: RawGroup,
+    inherited: &Inherited,
+    declared: &mut Vec<String>,
+) -> Option<FileGroup> {
     let group_name = name(cx, raw.name);
     let description = cx.opt(raw.description);
     let mut checks = Vec::new();
@@ -238,7 +275,10 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
             let n = check_name.as_deref()?;
             let id = CheckId::from_names(group, n);
             if id.is_none() {
-                cx.error(raw.name.id, "cannot make an id from the group and check names: set `id`");
+                cx.error(
+                    raw.name.id,
+                    "cannot make an id from the group and check names: set `id`",
+                );
             }
             id
         }
@@ -265,11 +305,20 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
     let (schedule, period) = match (schedule, interval) {
         (Some((at, cron)), _) => {
             let gap = cron.min_gap;
-            (Schedule::Cron(cron), Setting { value: gap, at: Some(at) })
+            (
+                Schedule::Cron(cron),
+                Setting {
+                    value: gap,
+                    at: Some(at),
+                },
+            )
         }
         (None, Some(i)) => (Schedule::Interval(i.value), i),
         (None, None) if raw.schedule.is_some() || raw.interval.is_some() => return None,
-        (None, None) => (Schedule::Interval(inherited.interval.value), inherited.interval),
+        (None, None) => (
+            Schedule::Interval(inherited.interval.value),
+            inherited.interval,
+        ),
     };
     let timeout = positive(cx, raw.timeout).unwrap_or(inherited.timeout);
     if timeout.value >= period.value {
@@ -289,16 +338,18 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
 
     let locations = locations(cx, raw.locations).unwrap_or(inherited.locations);
     let quorum = quorum(cx, raw.quorum).unwrap_or(inherited.quorum);
-    if let (Locations::Count(l), Quorum::Count(q)) = (locations.value, quorum.value) {
-        if q > l {
-            cx.error(
-                quorum.at.or(locations.at).unwrap_or(at),
-                format!("`quorum` must be at most `locations` ({l}), found `{q}`"),
-            );
-        }
+    if let (Locations::Count(l), Quorum::Count(q)) = (locations.value, quorum.value)
+        && q > l
+    {
+        cx.error(
+            quorum.at.or(locations.at).unwrap_or(at),
+            format!("`quorum` must be at most `locations` ({l}), found `{q}`"),
+        );
     }
-    let failure_threshold = threshold(cx, raw.failure_threshold).unwrap_or(inherited.failure_threshold);
-    let success_threshold = threshold(cx, raw.success_threshold).unwrap_or(inherited.success_threshold);
+    let failure_threshold =
+        threshold(cx, raw.failure_threshold).unwrap_or(inherited.failure_threshold);
+    let success_threshold =
+        threshold(cx, raw.success_threshold).unwrap_or(inherited.success_threshold);
     let reopen_window = duration(cx, raw.reopen_window).unwrap_or(inherited.reopen_window);
     let public = setting(cx, raw.public).unwrap_or(inherited.public);
     let description = cx.opt(raw.description);
@@ -364,8 +415,19 @@ fn cron(cx: &Cx, at: NodeId, text: &str) -> Option<(cron::Schedule, Duration)> {
         Err(e) => {
             // The crate draws a caret over several lines; its last line says what is wrong.
             let text_e = e.to_string();
-            let why = text_e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            cx.error(at, format!("expected a cron expression, found `{}`: {why}", clip(text, 60)));
+            let why = text_e
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            cx.error(
+                at,
+                format!(
+                    "expected a cron expression, found `{}`: {why}",
+                    clip(text, 60)
+                ),
+            );
             return None;
         }
     };
@@ -373,7 +435,10 @@ fn cron(cx: &Cx, at: NodeId, text: &str) -> Option<(cron::Schedule, Duration)> {
     let reference = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single()?;
     let slots: Vec<DateTime<Utc>> = schedule.after(&reference).take(500).collect();
     if slots.is_empty() {
-        cx.error(at, format!("the cron expression `{}` never fires", clip(text, 60)));
+        cx.error(
+            at,
+            format!("the cron expression `{}` never fires", clip(text, 60)),
+        );
         return None;
     }
     let min_gap = slots
@@ -390,7 +455,10 @@ fn maintenance(cx: &Cx, raw: RawMaintenance, at: NodeId) -> Option<FileMaintenan
     let mut references = Vec::new();
     if let Some(ids) = cx.get(raw.checks) {
         if ids.is_empty() {
-            cx.error(raw.checks.id, "expected at least one check id, found an empty list");
+            cx.error(
+                raw.checks.id,
+                "expected at least one check id, found an empty list",
+            );
         }
         for f in ids {
             if let Some(id) = cx.get(f) {
@@ -418,11 +486,17 @@ fn maintenance(cx: &Cx, raw: RawMaintenance, at: NodeId) -> Option<FileMaintenan
     };
     let when = match (raw.start, raw.schedule) {
         (Some(_), Some(s)) => {
-            cx.error(s.id, "give either `start` (one-off) or `schedule` (recurring), not both");
+            cx.error(
+                s.id,
+                "give either `start` (one-off) or `schedule` (recurring), not both",
+            );
             None
         }
         (None, None) => {
-            cx.error(at, "missing key `start` or `schedule`: a window needs one of them");
+            cx.error(
+                at,
+                "missing key `start` or `schedule`: a window needs one of them",
+            );
             None
         }
         (Some(f), None) => {
@@ -461,9 +535,14 @@ fn start_time(cx: &Cx, at: NodeId, text: &str, timezone: chrono_tz::Tz) -> Optio
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
-    let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok());
+    let local = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok());
     let Some(local) = local else {
         cx.error(
             at,

@@ -69,7 +69,11 @@ impl<'de> Deserialize<'de> for Timestamp {
         let text = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|t| Timestamp::new(t.with_timezone(&Utc)))
-            .map_err(|e| serde::de::Error::custom(format!("expected an RFC 3339 timestamp, found {text:?}: {e}")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "expected an RFC 3339 timestamp, found {text:?}: {e}"
+                ))
+            })
     }
 }
 
@@ -420,8 +424,12 @@ pub fn encode(batch: &ResultBatch, compress: bool) -> Result<Encoded, WireError>
     let json = serde_json::to_vec(batch)?;
     if !compress {
         // serde_json writes UTF-8.
-        let body = String::from_utf8(json).map_err(|e| WireError::Gzip(std::io::Error::other(e)))?;
-        return Ok(Encoded { body, encoding: None });
+        let body =
+            String::from_utf8(json).map_err(|e| WireError::Gzip(std::io::Error::other(e)))?;
+        return Ok(Encoded {
+            body,
+            encoding: None,
+        });
     }
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(&json).map_err(WireError::Gzip)?;
@@ -433,7 +441,11 @@ pub fn encode(batch: &ResultBatch, compress: bool) -> Result<Encoded, WireError>
 }
 
 /// Decodes a body in either form; the decompressed JSON may be at most `max_bytes`.
-pub fn decode(body: &str, encoding: Option<&str>, max_bytes: usize) -> Result<ResultBatch, WireError> {
+pub fn decode(
+    body: &str,
+    encoding: Option<&str>,
+    max_bytes: usize,
+) -> Result<ResultBatch, WireError> {
     match encoding {
         None | Some("") => {
             if body.len() > max_bytes {

@@ -24,7 +24,10 @@ pub(super) fn kind(cx: &Cx, raw: &RawCheck, at: NodeId, timeout: Duration) -> Op
     .collect();
     match present.as_slice() {
         [] => {
-            cx.error(at, "missing the probe: expected one of `http`, `tcp`, `tls` or `dns`");
+            cx.error(
+                at,
+                "missing the probe: expected one of `http`, `tcp`, `tls` or `dns`",
+            );
             None
         }
         [_] => {
@@ -57,7 +60,10 @@ fn http(cx: &Cx, raw: RawHttp, timeout: Duration) -> Option<HttpProbe> {
         None => Some(HTTP_MAX_REDIRECTS),
         Some(f) => cx.get(f).and_then(|n| {
             if n > 100 {
-                cx.error(f.id, format!("expected a number of redirects from 0 to 100, found `{n}`"));
+                cx.error(
+                    f.id,
+                    format!("expected a number of redirects from 0 to 100, found `{n}`"),
+                );
                 None
             } else {
                 Some(n)
@@ -113,7 +119,10 @@ fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
     };
     match url::Url::parse(&text) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            cx.error(f.id, format!("expected an http:// or https:// URL, found {shown}"));
+            cx.error(
+                f.id,
+                format!("expected an http:// or https:// URL, found {shown}"),
+            );
             None
         }
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
@@ -122,13 +131,19 @@ fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
         }
         Ok(u) => Some(u),
         Err(e) => {
-            cx.error(f.id, format!("expected an http:// or https:// URL, found {shown} ({e})"));
+            cx.error(
+                f.id,
+                format!("expected an http:// or https:// URL, found {shown} ({e})"),
+            );
             None
         }
     }
 }
 
-fn headers(cx: &Cx, f: Option<Field<BTreeMap<String, Field<String>>>>) -> Option<Vec<(String, String)>> {
+fn headers(
+    cx: &Cx,
+    f: Option<Field<BTreeMap<String, Field<String>>>>,
+) -> Option<Vec<(String, String)>> {
     let Some(f) = f else {
         return Some(Vec::new());
     };
@@ -137,12 +152,21 @@ fn headers(cx: &Cx, f: Option<Field<BTreeMap<String, Field<String>>>>) -> Option
     let mut out = Vec::new();
     for (header, value) in map {
         if !is_token(&header) {
-            cx.error(value.id, format!("expected a header name of letters, digits and `-`, found `{}`", clip(&header, 60)));
+            cx.error(
+                value.id,
+                format!(
+                    "expected a header name of letters, digits and `-`, found `{}`",
+                    clip(&header, 60)
+                ),
+            );
             ok = false;
         }
         if let Some(v) = cx.get(value) {
             if v.contains(['\r', '\n']) {
-                cx.error(value.id, "expected a header value on one line, found a line break");
+                cx.error(
+                    value.id,
+                    "expected a header value on one line, found a line break",
+                );
                 ok = false;
             }
             out.push((header, v));
@@ -155,7 +179,9 @@ fn headers(cx: &Cx, f: Option<Field<BTreeMap<String, Field<String>>>>) -> Option
 
 /// An HTTP token (RFC 9110 `tchar`), as header names are.
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn client_tls(cx: &Cx, raw: RawClientTls) -> Option<ClientTls> {
@@ -190,12 +216,20 @@ fn server_name(cx: &Cx, f: Option<Field<String>>) -> Option<Option<String>> {
     if is_host(&text) {
         Some(Some(text))
     } else {
-        cx.error(f.id, format!("expected a host name, found `{}`", clip(&text, 60)));
+        cx.error(
+            f.id,
+            format!("expected a host name, found `{}`", clip(&text, 60)),
+        );
         None
     }
 }
 
-fn http_expect(cx: &Cx, f: Option<Field<RawHttpExpect>>, timeout: Duration, https: Option<bool>) -> Option<HttpExpect> {
+fn http_expect(
+    cx: &Cx,
+    f: Option<Field<RawHttpExpect>>,
+    timeout: Duration,
+    https: Option<bool>,
+) -> Option<HttpExpect> {
     let Some(f) = f else {
         return Some(HttpExpect {
             status: vec![StatusPattern::Class(2)],
@@ -213,7 +247,10 @@ fn http_expect(cx: &Cx, f: Option<Field<RawHttpExpect>>, timeout: Duration, http
         None => Some(vec![StatusPattern::Class(2)]),
         Some(sf) => cx.get(sf).and_then(|items| {
             if items.is_empty() {
-                cx.error(sf.id, "expected at least one status code or class, found an empty list");
+                cx.error(
+                    sf.id,
+                    "expected at least one status code or class, found an empty list",
+                );
                 return None;
             }
             let parsed: Vec<_> = items.iter().filter_map(|i| cx.get(*i)).collect();
@@ -236,14 +273,19 @@ fn http_expect(cx: &Cx, f: Option<Field<RawHttpExpect>>, timeout: Duration, http
             let total = map.len();
             let parsed: Vec<_> = map
                 .into_iter()
-                .filter_map(|(name, value)| Some((name.to_ascii_lowercase(), regex(cx, Some(value))??)))
+                .filter_map(|(name, value)| {
+                    Some((name.to_ascii_lowercase(), regex(cx, Some(value))??))
+                })
                 .collect();
             (parsed.len() == total).then_some(parsed)
         }),
     };
     let certificate_valid_for = raw.certificate_valid_for.and_then(|c| {
         if https == Some(false) {
-            cx.error(c.id, "`certificate_valid_for` applies only to https:// URLs");
+            cx.error(
+                c.id,
+                "`certificate_valid_for` applies only to https:// URLs",
+            );
         }
         cx.get(c).map(|d| d.0)
     });
@@ -264,7 +306,14 @@ fn json_assertion(cx: &Cx, raw: RawJsonAssertion, at: NodeId) -> Option<JsonAsse
     let path = match serde_json_path::JsonPath::parse(&path_text) {
         Ok(p) => Some(p),
         Err(e) => {
-            cx.error(raw.path.id, format!("expected a JSONPath such as `$.status`, found `{}`: {}", clip(&path_text, 60), one_line(&e.to_string())));
+            cx.error(
+                raw.path.id,
+                format!(
+                    "expected a JSONPath such as `$.status`, found `{}`: {}",
+                    clip(&path_text, 60),
+                    one_line(&e.to_string())
+                ),
+            );
             None
         }
     };
@@ -272,7 +321,10 @@ fn json_assertion(cx: &Cx, raw: RawJsonAssertion, at: NodeId) -> Option<JsonAsse
         (Some(e), None) => cx.get(e).map(|JsonScalar(v)| JsonCheck::Equals(v)),
         (None, Some(e)) => cx.get(e).map(JsonCheck::Exists),
         (None, None) => {
-            cx.error(at, "missing key `equals` or `exists`: a JSON assertion needs one of them");
+            cx.error(
+                at,
+                "missing key `equals` or `exists`: a JSON assertion needs one of them",
+            );
             None
         }
         (Some(_), Some(e)) => {
@@ -296,7 +348,14 @@ fn regex(cx: &Cx, f: Option<Field<String>>) -> Option<Option<Regex>> {
     match regex::RegexBuilder::new(&text).size_limit(1 << 20).build() {
         Ok(r) => Some(Some(r)),
         Err(e) => {
-            cx.error(f.id, format!("expected a regular expression, found `{}`: {}", clip(&text, 60), regex_problem(&e)));
+            cx.error(
+                f.id,
+                format!(
+                    "expected a regular expression, found `{}`: {}",
+                    clip(&text, 60),
+                    regex_problem(&e)
+                ),
+            );
             None
         }
     }
@@ -316,7 +375,12 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn timing(cx: &Cx, under: Option<Field<DurationText>>, over: Option<Field<DurationText>>, timeout: Duration) -> Option<Timing> {
+fn timing(
+    cx: &Cx,
+    under: Option<Field<DurationText>>,
+    over: Option<Field<DurationText>>,
+    timeout: Duration,
+) -> Option<Timing> {
     let mut ok = true;
     let mut limit = |f: Option<Field<DurationText>>, key: &str| -> Option<Duration> {
         let f = f?;
@@ -325,18 +389,32 @@ fn timing(cx: &Cx, under: Option<Field<DurationText>>, over: Option<Field<Durati
             cx.error(f.id, "expected a duration greater than 0, found `0s`");
             ok = false;
         } else if d > timeout {
-            cx.error(f.id, format!("`{key}` must be at most the timeout ({}), found `{}`", format_duration(timeout), format_duration(d)));
+            cx.error(
+                f.id,
+                format!(
+                    "`{key}` must be at most the timeout ({}), found `{}`",
+                    format_duration(timeout),
+                    format_duration(d)
+                ),
+            );
             ok = false;
         }
         Some(d)
     };
     let response_time_under = limit(under, "response_time_under");
     let degraded_over = limit(over, "degraded_over");
-    if let (Some(u), Some(o), Some(of)) = (response_time_under, degraded_over, over) {
-        if o >= u {
-            cx.error(of.id, format!("`degraded_over` must be less than `response_time_under` ({}), found `{}`", format_duration(u), format_duration(o)));
-            ok = false;
-        }
+    if let (Some(u), Some(o), Some(of)) = (response_time_under, degraded_over, over)
+        && o >= u
+    {
+        cx.error(
+            of.id,
+            format!(
+                "`degraded_over` must be less than `response_time_under` ({}), found `{}`",
+                format_duration(u),
+                format_duration(o)
+            ),
+        );
+        ok = false;
     }
     ok.then_some(Timing {
         response_time_under,
@@ -354,7 +432,9 @@ fn is_host(text: &str) -> bool {
         && text.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -372,7 +452,13 @@ fn host(cx: &Cx, f: Field<String>) -> Option<String> {
         } else {
             ""
         };
-        cx.error(f.id, format!("expected a host name or IP address, found `{}`{hint}", clip(&text, 60)));
+        cx.error(
+            f.id,
+            format!(
+                "expected a host name or IP address, found `{}`{hint}",
+                clip(&text, 60)
+            ),
+        );
         None
     }
 }
@@ -385,7 +471,10 @@ fn port(cx: &Cx, f: Option<Field<u32>>, default: Option<u16>) -> Option<u16> {
     match u16::try_from(n) {
         Ok(p) if p > 0 => Some(p),
         _ => {
-            cx.error(f.id, format!("expected a port from 1 to 65535, found `{n}`"));
+            cx.error(
+                f.id,
+                format!("expected a port from 1 to 65535, found `{n}`"),
+            );
             None
         }
     }
@@ -445,7 +534,13 @@ fn dns(cx: &Cx, raw: RawDns, timeout: Duration) -> Option<DnsProbe> {
         if is_host(n.trim_end_matches('.')) {
             Some(n)
         } else {
-            cx.error(raw.name.id, format!("expected a DNS name such as `example.com`, found `{}`", clip(&n, 60)));
+            cx.error(
+                raw.name.id,
+                format!(
+                    "expected a DNS name such as `example.com`, found `{}`",
+                    clip(&n, 60)
+                ),
+            );
             None
         }
     });
@@ -454,7 +549,13 @@ fn dns(cx: &Cx, raw: RawDns, timeout: Duration) -> Option<DnsProbe> {
         Some(f) => cx.get(f).and_then(|text| match dns_server(&text) {
             Some(s) => Some(Some(s)),
             None => {
-                cx.error(f.id, format!("expected a DNS server as `host`, `host:port` or `[ipv6]:port`, found `{}`", clip(&text, 60)));
+                cx.error(
+                    f.id,
+                    format!(
+                        "expected a DNS server as `host`, `host:port` or `[ipv6]:port`, found `{}`",
+                        clip(&text, 60)
+                    ),
+                );
                 None
             }
         }),
@@ -478,7 +579,14 @@ fn dns(cx: &Cx, raw: RawDns, timeout: Duration) -> Option<DnsProbe> {
             cx.opt(e.min_answers),
             self::timing(cx, e.response_time_under, e.degraded_over, timeout),
         ),
-        None => (Rcode::NoError, Some(None), Some(None), Some(None), None, Some(Timing::default())),
+        None => (
+            Rcode::NoError,
+            Some(None),
+            Some(None),
+            Some(None),
+            None,
+            Some(Timing::default()),
+        ),
     };
     Some(DnsProbe {
         name: name?,
@@ -497,16 +605,25 @@ fn dns(cx: &Cx, raw: RawDns, timeout: Duration) -> Option<DnsProbe> {
 /// `host`, `host:port`, `ipv4:port`, `ipv6` or `[ipv6]:port`.
 fn dns_server(text: &str) -> Option<DnsServer> {
     if let Ok(sa) = text.parse::<std::net::SocketAddr>() {
-        return (sa.port() > 0).then(|| DnsServer { host: sa.ip().to_string(), port: sa.port() });
+        return (sa.port() > 0).then(|| DnsServer {
+            host: sa.ip().to_string(),
+            port: sa.port(),
+        });
     }
     if let Ok(ip) = text.parse::<std::net::IpAddr>() {
-        return Some(DnsServer { host: ip.to_string(), port: DNS_PORT });
+        return Some(DnsServer {
+            host: ip.to_string(),
+            port: DNS_PORT,
+        });
     }
     let (host, port) = match text.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
         None => (text, DNS_PORT),
     };
-    is_host(host).then(|| DnsServer { host: host.to_string(), port })
+    is_host(host).then(|| DnsServer {
+        host: host.to_string(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -515,12 +632,20 @@ mod tests {
 
     #[test]
     fn dns_servers_parse_in_every_written_form() {
-        let s = |h: &str, p| Some(DnsServer { host: h.into(), port: p });
+        let s = |h: &str, p| {
+            Some(DnsServer {
+                host: h.into(),
+                port: p,
+            })
+        };
         assert_eq!(dns_server("10.0.0.2:53"), s("10.0.0.2", 53));
         assert_eq!(dns_server("10.0.0.2"), s("10.0.0.2", 53));
         assert_eq!(dns_server("[::1]:5353"), s("::1", 5353));
         assert_eq!(dns_server("::1"), s("::1", 53));
-        assert_eq!(dns_server("ns1.example.com:5353"), s("ns1.example.com", 5353));
+        assert_eq!(
+            dns_server("ns1.example.com:5353"),
+            s("ns1.example.com", 5353)
+        );
         assert_eq!(dns_server("ns1.example.com:0"), None);
         assert_eq!(dns_server("udp://x"), None);
     }
@@ -528,6 +653,12 @@ mod tests {
     #[test]
     fn hosts_refuse_schemes_ports_and_spaces() {
         assert!(is_host("example.com") && is_host("127.0.0.1") && is_host("::1") && is_host("db"));
-        assert!(!is_host("http://x") && !is_host("a b") && !is_host("a:80") && !is_host("") && !is_host("-a"));
+        assert!(
+            !is_host("http://x")
+                && !is_host("a b")
+                && !is_host("a:80")
+                && !is_host("")
+                && !is_host("-a")
+        );
     }
 }

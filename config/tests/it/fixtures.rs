@@ -21,7 +21,14 @@ fn every_invalid_fixture_prints_its_exact_expected_messages() {
     let mut failures = Vec::new();
     for case in &cases {
         let expected_path = case.with_extension("expected");
-        let expected_path = if case.is_dir() { dir.join(format!("{}.expected", case.file_name().unwrap().to_string_lossy())) } else { expected_path };
+        let expected_path = if case.is_dir() {
+            dir.join(format!(
+                "{}.expected",
+                case.file_name().unwrap().to_string_lossy()
+            ))
+        } else {
+            expected_path
+        };
         let expected = fs::read_to_string(&expected_path)
             .unwrap_or_else(|_| panic!("{} has no {}", case.display(), expected_path.display()));
         let problems = match config::load(std::slice::from_ref(case), &env) {
@@ -32,13 +39,24 @@ fn every_invalid_fixture_prints_its_exact_expected_messages() {
             Err(p) => p,
         };
         let prefix = format!("{}/", base.display());
-        let actual: String = problems.iter().map(|d| format!("{}\n", d.to_string().replace(&prefix, ""))).collect();
+        let actual: String = problems
+            .iter()
+            .map(|d| format!("{}\n", d.to_string().replace(&prefix, "")))
+            .collect();
         assert!(!actual.contains(SECRET), "a secret leaked into: {actual}");
         if actual != expected {
-            failures.push(format!("{}\n--- expected\n{expected}--- actual\n{actual}", case.display()));
+            failures.push(format!(
+                "{}\n--- expected\n{expected}--- actual\n{actual}",
+                case.display()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} fixture(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -49,7 +67,11 @@ fn every_expected_file_has_its_fixture() {
         if path.extension().is_some_and(|e| e == "expected") {
             let yaml = path.with_extension("yaml");
             let as_dir = path.with_extension("");
-            assert!(yaml.exists() || as_dir.is_dir(), "{} has no fixture", path.display());
+            assert!(
+                yaml.exists() || as_dir.is_dir(),
+                "{} has no fixture",
+                path.display()
+            );
         }
     }
 }

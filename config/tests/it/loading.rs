@@ -2,9 +2,9 @@
 
 use crate::{crate_dir, env_of, load_text};
 use chrono::{TimeZone, Utc};
+use config::Probe;
 use config::catalog::{JsonCheck, MaintenanceTime, Schedule, StatusPattern};
 use config::defaults::{BUILT_IN, Locations, Quorum};
-use config::Probe;
 use std::time::Duration;
 
 #[test]
@@ -20,8 +20,15 @@ fn the_examples_validate_without_any_environment() {
 #[test]
 fn the_full_example_uses_every_probe_kind() {
     let catalog = config::load(&[crate_dir().join("examples/checks.yaml")], &env_of(&[])).unwrap();
-    let kinds: std::collections::BTreeSet<_> = catalog.checks.iter().map(|c| c.probe.kind().as_str()).collect();
-    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["dns", "http", "tcp", "tls"]);
+    let kinds: std::collections::BTreeSet<_> = catalog
+        .checks
+        .iter()
+        .map(|c| c.probe.kind().as_str())
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["dns", "http", "tcp", "tls"]
+    );
     assert_eq!(catalog.maintenance.len(), 2);
 }
 
@@ -35,7 +42,9 @@ fn checks_inherit_built_in_defaults_then_file_defaults_then_their_own() {
         &env_of(&[]),
     )
     .unwrap();
-    let home = catalog.check("website-homepage").expect("default id from group and name");
+    let home = catalog
+        .check("website-homepage")
+        .expect("default id from group and name");
     assert!(matches!(home.schedule, Schedule::Interval(d) if d == Duration::from_secs(30)));
     assert_eq!(home.timeout, BUILT_IN.timeout);
     assert_eq!(home.locations, BUILT_IN.locations);
@@ -46,7 +55,9 @@ fn checks_inherit_built_in_defaults_then_file_defaults_then_their_own() {
     assert!(matches!(api.schedule, Schedule::Interval(d) if d == Duration::from_secs(120)));
     assert_eq!(api.timeout, Duration::from_secs(20));
     assert_eq!(api.locations, Locations::All);
-    let Probe::Http(http) = &home.probe else { panic!("http") };
+    let Probe::Http(http) = &home.probe else {
+        panic!("http")
+    };
     assert_eq!(http.expect.status, vec![StatusPattern::Class(2)]);
     assert_eq!(http.max_redirects, 10);
     assert_eq!(http.max_body, 1 << 20);
@@ -59,9 +70,16 @@ fn a_directory_is_one_catalog_and_a_group_may_span_files() {
     std::fs::write(dir.join("b.yml"), "groups:\n  - name: Web\n    checks:\n      - name: B\n        tcp: { host: b.example, port: 80 }\n").unwrap();
     std::fs::write(dir.join(".hidden.yaml"), "not: [valid").unwrap();
     std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
-    let catalog = config::load(&[dir.clone()], &env_of(&[])).unwrap();
+    let catalog = config::load(std::slice::from_ref(&dir), &env_of(&[])).unwrap();
     assert_eq!(catalog.groups.len(), 1);
-    assert_eq!(catalog.groups[0].checks.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["web-a", "web-b"]);
+    assert_eq!(
+        catalog.groups[0]
+            .checks
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>(),
+        ["web-a", "web-b"]
+    );
     assert_eq!(catalog.files.len(), 2);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -70,9 +88,20 @@ fn a_directory_is_one_catalog_and_a_group_may_span_files() {
 fn a_missing_path_and_an_empty_directory_are_errors_with_the_path() {
     let dir = tempdir("empty");
     let missing = dir.join("nope.yaml");
-    let err = config::load(&[missing.clone(), dir.clone()], &env_of(&[])).unwrap_err().to_string();
-    assert!(err.contains(&format!("{}:1:1: cannot read the file", missing.display())), "{err}");
-    assert!(err.contains(&format!("{}:1:1: the directory has no .yaml or .yml files", dir.display())), "{err}");
+    let err = config::load(&[missing.clone(), dir.clone()], &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("{}:1:1: cannot read the file", missing.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:1:1: the directory has no .yaml or .yml files",
+            dir.display()
+        )),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -86,12 +115,25 @@ fn interpolated_values_are_marked_secret_and_redactable() {
     )
     .unwrap();
     let health = catalog.check("api-health").unwrap();
-    assert_eq!(health.secrets.paths, ["groups[0].checks[0].http.headers.Authorization"]);
-    assert_eq!(health.redact("401 for Bearer tok-abcdef"), "401 for Bearer [redacted]");
+    assert_eq!(
+        health.secrets.paths,
+        ["groups[0].checks[0].http.headers.Authorization"]
+    );
+    assert_eq!(
+        health.redact("401 for Bearer tok-abcdef"),
+        "401 for Bearer [redacted]"
+    );
     assert!(!format!("{health:?}").contains("tok-abcdef"));
-    let Probe::Http(http) = &health.probe else { panic!() };
-    assert_eq!(http.headers, [("Authorization".to_string(), "Bearer tok-abcdef".to_string())]);
-    let Probe::Tcp(tcp) = &catalog.check("api-port").unwrap().probe else { panic!() };
+    let Probe::Http(http) = &health.probe else {
+        panic!()
+    };
+    assert_eq!(
+        http.headers,
+        [("Authorization".to_string(), "Bearer tok-abcdef".to_string())]
+    );
+    let Probe::Tcp(tcp) = &catalog.check("api-port").unwrap().probe else {
+        panic!()
+    };
     assert_eq!(tcp.port, 8443, "a number may come from the environment");
 }
 
@@ -104,7 +146,10 @@ fn an_interpolated_value_cannot_inject_yaml() {
     )
     .unwrap_err()
     .to_string();
-    assert_eq!(err, "checks.yaml:4:15: groups[0].checks[0].name: expected a name on one line, found a line break");
+    assert_eq!(
+        err,
+        "checks.yaml:4:15: groups[0].checks[0].name: expected a name on one line, found a line break"
+    );
 }
 
 #[test]
@@ -114,7 +159,9 @@ fn a_dollar_dollar_brace_is_a_literal() {
         &env_of(&[]),
     )
     .unwrap();
-    let Probe::Http(http) = &catalog.checks[0].probe else { panic!() };
+    let Probe::Http(http) = &catalog.checks[0].probe else {
+        panic!()
+    };
     assert_eq!(http.expect.body_contains.as_deref(), Some("${NOT_A_VAR}"));
     assert!(catalog.checks[0].secrets.is_empty());
 }
@@ -126,18 +173,37 @@ fn a_five_field_cron_line_means_second_zero() {
         &env_of(&[]),
     )
     .unwrap();
-    let Schedule::Cron(cron) = &catalog.checks[0].schedule else { panic!("cron") };
+    let Schedule::Cron(cron) = &catalog.checks[0].schedule else {
+        panic!("cron")
+    };
     let from = Utc.with_ymd_and_hms(2026, 5, 1, 10, 1, 30).unwrap();
-    assert_eq!(cron.schedule.after(&from).next(), Some(Utc.with_ymd_and_hms(2026, 5, 1, 10, 5, 0).unwrap()));
+    assert_eq!(
+        cron.schedule.after(&from).next(),
+        Some(Utc.with_ymd_and_hms(2026, 5, 1, 10, 5, 0).unwrap())
+    );
     assert_eq!(cron.min_gap, Duration::from_secs(300));
 }
 
 #[test]
 fn config_hash_is_stable_and_follows_the_definition() {
-    let text = |url: &str| format!("groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: {{ url: {url} }}\n");
-    let hash = |t: &str| load_text(t, &env_of(&[])).unwrap().checks[0].config_hash.clone();
-    assert_eq!(hash(&text("https://a.example/")), hash(&text("https://a.example/")));
-    assert_ne!(hash(&text("https://a.example/")), hash(&text("https://b.example/")));
+    let text = |url: &str| {
+        format!(
+            "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: {{ url: {url} }}\n"
+        )
+    };
+    let hash = |t: &str| {
+        load_text(t, &env_of(&[])).unwrap().checks[0]
+            .config_hash
+            .clone()
+    };
+    assert_eq!(
+        hash(&text("https://a.example/")),
+        hash(&text("https://a.example/"))
+    );
+    assert_ne!(
+        hash(&text("https://a.example/")),
+        hash(&text("https://b.example/"))
+    );
     assert_eq!(hash(&text("https://a.example/")).len(), 16);
 }
 
@@ -149,12 +215,17 @@ fn json_assertions_and_status_classes_are_compiled() {
         &env_of(&[]),
     )
     .unwrap();
-    let Probe::Http(http) = &catalog.checks[0].probe else { panic!() };
+    let Probe::Http(http) = &catalog.checks[0].probe else {
+        panic!()
+    };
     assert!(http.expect.status.iter().any(|s| s.matches(302)));
     assert!(!http.expect.status.iter().any(|s| s.matches(200)));
     assert_eq!(http.expect.json[0].check, JsonCheck::Equals("ok".into()));
     let doc = serde_json::json!({"status": "ok"});
-    assert_eq!(http.expect.json[0].path.query(&doc).all(), vec![&serde_json::json!("ok")]);
+    assert_eq!(
+        http.expect.json[0].path.query(&doc).all(),
+        vec![&serde_json::json!("ok")]
+    );
 }
 
 #[test]
@@ -172,7 +243,10 @@ fn recurring_maintenance_follows_its_time_zone() {
     let (start, end) = window.active_at(inside).expect("inside the window");
     assert_eq!(start, Utc.with_ymd_and_hms(2026, 7, 5, 1, 0, 0).unwrap());
     assert_eq!(end, Utc.with_ymd_and_hms(2026, 7, 5, 1, 30, 0).unwrap());
-    assert_eq!(window.active_at(Utc.with_ymd_and_hms(2026, 7, 5, 1, 30, 0).unwrap()), None);
+    assert_eq!(
+        window.active_at(Utc.with_ymd_and_hms(2026, 7, 5, 1, 30, 0).unwrap()),
+        None
+    );
     assert_eq!(window.checks[0].as_str(), "web-home");
 }
 
@@ -184,7 +258,9 @@ fn one_off_maintenance_accepts_a_local_time_in_its_zone() {
         &env_of(&[]),
     )
     .unwrap();
-    let MaintenanceTime::Once(start) = catalog.maintenance[0].when else { panic!() };
+    let MaintenanceTime::Once(start) = catalog.maintenance[0].when else {
+        panic!()
+    };
     assert_eq!(start, Utc.with_ymd_and_hms(2026, 12, 1, 7, 0, 0).unwrap());
 }
 
@@ -195,7 +271,13 @@ fn private_checks_are_left_out_of_public_views() {
         &env_of(&[]),
     )
     .unwrap();
-    assert_eq!(catalog.public_checks().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["web-home"]);
+    assert_eq!(
+        catalog
+            .public_checks()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["web-home"]
+    );
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

@@ -14,12 +14,21 @@ pub fn crate_dir() -> PathBuf {
 
 /// An environment with only these variables.
 pub fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
 /// Loads one YAML text as if it were the file `checks.yaml`.
 #[track_caller]
-pub fn load_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<config::Catalog, config::Diagnostics> {
-    config::load_str(&[(Path::new("checks.yaml").to_path_buf(), text.to_string())], env)
+pub fn load_text(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<config::Catalog, config::Diagnostics> {
+    config::load_str(
+        &[(Path::new("checks.yaml").to_path_buf(), text.to_string())],
+        env,
+    )
 }

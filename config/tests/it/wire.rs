@@ -17,14 +17,27 @@ fn sample() -> ResultBatch {
         outcome: Outcome::Down,
         reason: Reason::HttpStatus,
         message: String::new(),
-        phases: Phases { dns_us: Some(1_000), connect_us: Some(2_000), tls_us: Some(30_000), ttfb_us: Some(80_000), transfer_us: None },
-        facts: Facts { http_status: Some(503), ..Facts::default() },
+        phases: Phases {
+            dns_us: Some(1_000),
+            connect_us: Some(2_000),
+            tls_us: Some(30_000),
+            ttfb_us: Some(80_000),
+            transfer_us: None,
+        },
+        facts: Facts {
+            http_status: Some(503),
+            ..Facts::default()
+        },
         assertions: vec![Assertion::new("status in [2xx]", false, "503")],
     };
     result.set_message("expected status 2xx, got 503");
     ResultBatch {
         v: VERSION,
-        agent: AgentInfo { id: "node-a".into(), zone: "eu-west-1a".into(), region: "eu-west-1".into() },
+        agent: AgentInfo {
+            id: "node-a".into(),
+            zone: "eu-west-1a".into(),
+            region: "eu-west-1".into(),
+        },
         sent_at: Timestamp::from_unix_ms(scheduled.unix_ms() + 500).unwrap(),
         results: vec![result],
     }
@@ -47,7 +60,10 @@ fn timestamps_are_utc_with_milliseconds_and_durations_integer_microseconds() {
     assert_eq!(r["interval_us"], 30_000_000);
     assert_eq!(r["outcome"], "down");
     assert_eq!(r["reason"], "http_status");
-    assert!(r["phases"].get("transfer_us").is_none(), "a phase that did not happen is absent, not 0");
+    assert!(
+        r["phases"].get("transfer_us").is_none(),
+        "a phase that did not happen is absent, not 0"
+    );
     let offset: Timestamp = serde_json::from_str("\"2026-12-01T03:00:00.123456+01:00\"").unwrap();
     assert_eq!(offset.to_string(), "2026-12-01T02:00:00.123Z");
 }
@@ -56,10 +72,23 @@ fn timestamps_are_utc_with_milliseconds_and_durations_integer_microseconds() {
 fn the_result_id_is_deterministic_and_parses_back() {
     let batch = sample();
     let r = &batch.results[0];
-    assert_eq!(r.id, format!("website-homepage/node-a/{}", r.scheduled_at.unix_ms()));
-    assert_eq!(ProbeResult::make_id(&r.check, "node-a", r.scheduled_at), r.id);
+    assert_eq!(
+        r.id,
+        format!("website-homepage/node-a/{}", r.scheduled_at.unix_ms())
+    );
+    assert_eq!(
+        ProbeResult::make_id(&r.check, "node-a", r.scheduled_at),
+        r.id
+    );
     let parsed = ResultId::parse(&r.id).unwrap();
-    assert_eq!((parsed.check.as_str(), parsed.agent.as_str(), parsed.scheduled_at), ("website-homepage", "node-a", r.scheduled_at));
+    assert_eq!(
+        (
+            parsed.check.as_str(),
+            parsed.agent.as_str(),
+            parsed.scheduled_at
+        ),
+        ("website-homepage", "node-a", r.scheduled_at)
+    );
     for bad in ["", "a/b", "a//1", "/b/1", "a/b/x", "a/b/1/2"] {
         assert_eq!(ResultId::parse(bad), None, "{bad}");
     }
@@ -76,8 +105,14 @@ fn fields_and_enum_values_from_a_newer_agent_are_tolerated() {
     value["results"][0]["phases"]["quic_us"] = 7.into();
     let batch: ResultBatch = serde_json::from_value(value).unwrap();
     assert_eq!(batch.results[0].outcome, Outcome::Other("flapping".into()));
-    assert_eq!(batch.results[0].reason, Reason::Other("quic_handshake".into()));
-    assert_eq!(serde_json::to_value(&batch.results[0].reason).unwrap(), "quic_handshake");
+    assert_eq!(
+        batch.results[0].reason,
+        Reason::Other("quic_handshake".into())
+    );
+    assert_eq!(
+        serde_json::to_value(&batch.results[0].reason).unwrap(),
+        "quic_handshake"
+    );
 }
 
 #[test]
@@ -98,7 +133,10 @@ fn message_and_actual_are_capped_even_from_a_hostile_sender() {
     let batch: ResultBatch = serde_json::from_value(value).unwrap();
     assert_eq!(batch.results[0].message.chars().count(), MAX_MESSAGE_CHARS);
     assert!(batch.results[0].message.ends_with('…'));
-    assert_eq!(batch.results[0].assertions[0].actual.chars().count(), MAX_ACTUAL_CHARS);
+    assert_eq!(
+        batch.results[0].assertions[0].actual.chars().count(),
+        MAX_ACTUAL_CHARS
+    );
     let mut r = sample().results.remove(0);
     r.set_message(&"x".repeat(600));
     assert_eq!(r.message.chars().count(), MAX_MESSAGE_CHARS);
@@ -112,8 +150,14 @@ fn both_encodings_decode_to_the_same_batch() {
     let packed = encode(&batch, true).unwrap();
     assert_eq!(packed.encoding, Some(GZIP_BASE64));
     assert_eq!(ENCODING_ATTRIBUTE, "statuspage-encoding");
-    assert_eq!(decode(&plain.body, None, DEFAULT_MAX_MESSAGE_BYTES).unwrap(), batch);
-    assert_eq!(decode(&packed.body, packed.encoding, DEFAULT_MAX_MESSAGE_BYTES).unwrap(), batch);
+    assert_eq!(
+        decode(&plain.body, None, DEFAULT_MAX_MESSAGE_BYTES).unwrap(),
+        batch
+    );
+    assert_eq!(
+        decode(&packed.body, packed.encoding, DEFAULT_MAX_MESSAGE_BYTES).unwrap(),
+        batch
+    );
 }
 
 #[test]
@@ -128,11 +172,19 @@ fn a_heartbeat_is_a_batch_without_results() {
 #[test]
 fn bad_bodies_get_clear_errors() {
     let err = |body: &str, enc: Option<&str>| decode(body, enc, 1024).unwrap_err().to_string();
-    assert_eq!(err("{}", Some("brotli")), "unknown encoding \"brotli\": expected none or \"gzip+base64\"");
+    assert_eq!(
+        err("{}", Some("brotli")),
+        "unknown encoding \"brotli\": expected none or \"gzip+base64\""
+    );
     assert!(err("!!!", Some(GZIP_BASE64)).starts_with("the body is not valid base64"));
     assert!(err("aGVsbG8=", Some(GZIP_BASE64)).starts_with("the body is not valid gzip"));
-    assert!(err("{\"v\":1}", None).starts_with("the body is not a result batch: missing field `agent`"));
-    assert_eq!(err(&"x".repeat(2000), None), "the body decompresses to more than 1024 bytes");
+    assert!(
+        err("{\"v\":1}", None).starts_with("the body is not a result batch: missing field `agent`")
+    );
+    assert_eq!(
+        err(&"x".repeat(2000), None),
+        "the body decompresses to more than 1024 bytes"
+    );
 }
 
 #[test]
@@ -143,5 +195,8 @@ fn a_gzip_bomb_is_cut_at_the_cap() {
     let packed = encode(&big, true).unwrap();
     assert!(packed.body.len() < 100_000);
     let err = decode(&packed.body, packed.encoding, DEFAULT_MAX_MESSAGE_BYTES).unwrap_err();
-    assert!(matches!(err, WireError::TooLarge(DEFAULT_MAX_MESSAGE_BYTES)), "{err}");
+    assert!(
+        matches!(err, WireError::TooLarge(DEFAULT_MAX_MESSAGE_BYTES)),
+        "{err}"
+    );
 }
