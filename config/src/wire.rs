@@ -150,6 +150,8 @@ pub enum Reason {
     BodyTooLarge,
     /// More redirects than `max_redirects`, or a loop.
     TooManyRedirects,
+    /// The response was not valid HTTP (a malformed header, bad chunked encoding, a cut body).
+    HttpProtocol,
     /// A value from a newer version.
     Other(String),
 }
@@ -214,6 +216,7 @@ wire_enum!(Reason {
     Timeout => "timeout",
     BodyTooLarge => "body_too_large",
     TooManyRedirects => "too_many_redirects",
+    HttpProtocol => "http_protocol",
 });
 
 /// One probe's result: facts with per-phase timings.

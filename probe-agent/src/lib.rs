@@ -1,1 +1,11 @@
-//! placeholder
+//! The probe agent: probes that gather facts with per-phase timings, and the
+//! pure judgement of those facts.
+//!
+//! `Prober::run` probes one check once and returns a complete `ProbeResult`.
+//! Scheduling, fleet sharding and publishing come with the agent.
+
+pub mod evaluate;
+pub mod probe;
+
+pub use evaluate::{Verdict, evaluate};
+pub use probe::{Observation, Prober};

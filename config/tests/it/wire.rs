@@ -122,7 +122,7 @@ fn every_documented_reason_round_trips() {
         assert!(!matches!(reason, Reason::Other(_)), "{text}");
         assert_eq!(reason.as_str(), *text);
     }
-    assert_eq!(Reason::KNOWN.len(), 15);
+    assert_eq!(Reason::KNOWN.len(), 16);
 }
 
 #[test]
