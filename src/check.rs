@@ -23,7 +23,11 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     .collect();
                 close.sort();
                 let close: Vec<&str> = close.into_iter().take(5).map(|(_, k)| k).collect();
-                let hint = if close.is_empty() { format!("the checks are: {}", known.join(", ")) } else { format!("did you mean: {}?", close.join(", ")) };
+                let hint = if close.is_empty() {
+                    format!("the checks are: {}", known.join(", "))
+                } else {
+                    format!("did you mean: {}?", close.join(", "))
+                };
                 anyhow::bail!("no check with id `{id}`; {hint}");
             }
         }
@@ -31,7 +35,10 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if selected.is_empty() {
         selected = catalog.checks.clone();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let results = runtime.block_on(async {
         let prober = Prober::new(&args.agent_id).context("setting up the prober")?;
         let now = Timestamp::new(chrono::Utc::now());
@@ -56,18 +63,33 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let not_up = results.iter().filter(|r| r.outcome != Outcome::Up).count();
     if !args.json {
-        println!("\n{} of {} check{} up", results.len() - not_up, results.len(), plural(results.len()));
+        println!(
+            "\n{} of {} check{} up",
+            results.len() - not_up,
+            results.len(),
+            plural(results.len())
+        );
     }
-    Ok(if not_up == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if not_up == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn ms(us: Option<u64>) -> String {
-    us.map(|u| format!("{:.1}ms", u as f64 / 1000.0)).unwrap_or_else(|| "-".into())
+    us.map(|u| format!("{:.1}ms", u as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// The human table: one row per check, then its message and assertions.
 fn table(results: &[ProbeResult]) -> String {
-    let width = results.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
+    let width = results
+        .iter()
+        .map(|r| r.check.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut out = format!(
         "{:<width$}  {:<8}  {:<18}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}\n",
         "CHECK", "OUTCOME", "REASON", "TOTAL", "DNS", "CONNECT", "TLS", "TTFB", "TRANSFER"

@@ -55,7 +55,13 @@ struct ValidateArgs {
 #[derive(Debug, Args)]
 struct CheckArgs {
     /// A YAML file or a directory of them; repeat for more.
-    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "STATUSPAGE_CONFIG",
+        value_name = "PATH",
+        value_delimiter = ',',
+        required = true
+    )]
     config: Vec<PathBuf>,
     /// Run only this check id (repeat for more).
     #[arg(long = "check", value_name = "ID")]

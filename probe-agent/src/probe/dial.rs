@@ -11,14 +11,24 @@ use tokio::time::Instant;
 
 /// The addresses of `host`, preferred family first. An IP literal skips DNS
 /// (and the `dns` phase stays absent).
-pub(crate) async fn resolve(prober: &Prober, host: &str, prefer: IpFamily, fallback: bool, seen: &mut Observation) -> Result<Vec<IpAddr>, Failure> {
+pub(crate) async fn resolve(
+    prober: &Prober,
+    host: &str,
+    prefer: IpFamily,
+    fallback: bool,
+    seen: &mut Observation,
+) -> Result<Vec<IpAddr>, Failure> {
     seen.stage = Stage::Dns;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
     let start = Instant::now();
-    let lookup = prober.resolvers.pick(prefer, fallback).lookup_ip(host).await;
+    let lookup = prober
+        .resolvers
+        .pick(prefer, fallback)
+        .lookup_ip(host)
+        .await;
     add_phase(&mut seen.phases.dns_us, micros_since(start));
     match lookup {
         Ok(ips) => {
@@ -28,15 +38,30 @@ pub(crate) async fn resolve(prober: &Prober, host: &str, prefer: IpFamily, fallb
                 _ => 1,
             });
             if ips.is_empty() {
-                Err(Failure::new(Reason::DnsNxdomain, format!("{host} has no address")))
+                Err(Failure::new(
+                    Reason::DnsNxdomain,
+                    format!("{host} has no address"),
+                ))
             } else {
                 Ok(ips)
             }
         }
-        Err(e) if e.is_nx_domain() => Err(Failure::new(Reason::DnsNxdomain, format!("{host} does not exist (NXDOMAIN)"))),
-        Err(e) if e.is_no_records_found() => Err(Failure::new(Reason::DnsNxdomain, format!("{host} has no address of the wanted family"))),
-        Err(e) if is_timeout(e.kind()) => Err(Failure::new(Reason::DnsTimeout, format!("no DNS answer for {host}"))),
-        Err(e) => Err(Failure::new(Reason::DnsServfail, format!("resolving {host} failed: {e}"))),
+        Err(e) if e.is_nx_domain() => Err(Failure::new(
+            Reason::DnsNxdomain,
+            format!("{host} does not exist (NXDOMAIN)"),
+        )),
+        Err(e) if e.is_no_records_found() => Err(Failure::new(
+            Reason::DnsNxdomain,
+            format!("{host} has no address of the wanted family"),
+        )),
+        Err(e) if is_timeout(e.kind()) => Err(Failure::new(
+            Reason::DnsTimeout,
+            format!("no DNS answer for {host}"),
+        )),
+        Err(e) => Err(Failure::new(
+            Reason::DnsServfail,
+            format!("resolving {host} failed: {e}"),
+        )),
     }
 }
 
@@ -48,7 +73,11 @@ fn is_timeout(kind: &ResolveErrorKind) -> bool {
 }
 
 /// A fresh connection to the first address that accepts.
-pub(crate) async fn connect(addrs: &[IpAddr], port: u16, seen: &mut Observation) -> Result<TcpStream, Failure> {
+pub(crate) async fn connect(
+    addrs: &[IpAddr],
+    port: u16,
+    seen: &mut Observation,
+) -> Result<TcpStream, Failure> {
     seen.stage = Stage::Connect;
     let start = Instant::now();
     let mut last = None;
@@ -66,9 +95,18 @@ pub(crate) async fn connect(addrs: &[IpAddr], port: u16, seen: &mut Observation)
     }
     add_phase(&mut seen.phases.connect_us, micros_since(start));
     Err(match last {
-        Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Failure::new(Reason::ConnectRefused, format!("{addr} refused the connection")),
-        Some((addr, e)) if e.kind() == std::io::ErrorKind::TimedOut => Failure::new(Reason::ConnectTimeout, format!("connecting to {addr} timed out")),
-        Some((addr, e)) => Failure::new(Reason::ConnectRefused, format!("cannot connect to {addr}: {e}")),
+        Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Failure::new(
+            Reason::ConnectRefused,
+            format!("{addr} refused the connection"),
+        ),
+        Some((addr, e)) if e.kind() == std::io::ErrorKind::TimedOut => Failure::new(
+            Reason::ConnectTimeout,
+            format!("connecting to {addr} timed out"),
+        ),
+        Some((addr, e)) => Failure::new(
+            Reason::ConnectRefused,
+            format!("cannot connect to {addr}: {e}"),
+        ),
         None => Failure::new(Reason::DnsNxdomain, "no address to connect to"),
     })
 }

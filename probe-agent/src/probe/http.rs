@@ -19,7 +19,11 @@ use tokio::time::Instant;
 use url::Url;
 
 /// Requests `p.url`, following redirects, and records the final response.
-pub(super) async fn probe(prober: &Prober, p: &HttpProbe, seen: &mut Observation) -> Result<(), Failure> {
+pub(super) async fn probe(
+    prober: &Prober,
+    p: &HttpProbe,
+    seen: &mut Observation,
+) -> Result<(), Failure> {
     let mut url = p.url.clone();
     let mut visited = HashSet::new();
     let mut redirects = 0u32;
@@ -35,10 +39,16 @@ pub(super) async fn probe(prober: &Prober, p: &HttpProbe, seen: &mut Observation
                 // Not following redirects: the 3xx is the answer.
                 return read_body(p, response, redirects, seen).await;
             }
-            return Err(Failure::new(Reason::TooManyRedirects, format!("more than {} redirects (last to {})", p.max_redirects, next)));
+            return Err(Failure::new(
+                Reason::TooManyRedirects,
+                format!("more than {} redirects (last to {})", p.max_redirects, next),
+            ));
         }
         if visited.contains(next.as_str()) {
-            return Err(Failure::new(Reason::TooManyRedirects, format!("redirect loop: {url} redirects back to {next}")));
+            return Err(Failure::new(
+                Reason::TooManyRedirects,
+                format!("redirect loop: {url} redirects back to {next}"),
+            ));
         }
         redirects += 1;
         url = next;
@@ -72,24 +82,44 @@ impl Drop for Driver {
     }
 }
 
-async fn exchange(prober: &Prober, p: &HttpProbe, url: &Url, hop: u32, seen: &mut Observation) -> Result<Response, Failure> {
+async fn exchange(
+    prober: &Prober,
+    p: &HttpProbe,
+    url: &Url,
+    hop: u32,
+    seen: &mut Observation,
+) -> Result<Response, Failure> {
     let host = url.host_str().unwrap_or_default().to_string();
     let https = url.scheme() == "https";
-    let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
     let addrs = dial::resolve(prober, &host, p.prefer_ip, p.ip_fallback, seen).await?;
     let tcp = dial::connect(&addrs, port, seen).await?;
     let request = build_request(prober, p, url, hop)?;
     if https {
         let chain = Arc::new(Mutex::new(Vec::new()));
-        let alpn: &[&[u8]] = if p.http2 { &[b"h2", b"http/1.1"] } else { &[b"http/1.1"] };
+        let alpn: &[&[u8]] = if p.http2 {
+            &[b"h2", b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
         let settings = TlsSettings {
             ca_file: p.tls.ca_file.as_deref(),
-            client_cert: p.tls.client_cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            client_cert: p
+                .tls
+                .client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
             insecure_skip_verify: p.tls.insecure_skip_verify,
             alpn,
         };
         let config = trust::client_config(&prober.web_roots, &settings, chain.clone())?;
-        let name = p.tls.server_name.clone().unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_string());
+        let name = p.tls.server_name.clone().unwrap_or_else(|| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        });
         let stream = trust::handshake(tcp, config, &name, chain, seen).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         send(TokioIo::new(stream), h2, request, seen).await
@@ -98,36 +128,70 @@ async fn exchange(prober: &Prober, p: &HttpProbe, url: &Url, hop: u32, seen: &mu
     }
 }
 
-fn build_request(prober: &Prober, p: &HttpProbe, url: &Url, hop: u32) -> Result<Request<Full<Bytes>>, Failure> {
-    let bad = |what: &str| Failure::new(Reason::HttpProtocol, format!("cannot build the request: {what}"));
-    let uri: Uri = url.as_str().parse().map_err(|_| bad("the URL is not a valid URI"))?;
-    let method = http::Method::from_bytes(format!("{:?}", p.method).to_ascii_uppercase().as_bytes()).map_err(|_| bad("method"))?;
+fn build_request(
+    prober: &Prober,
+    p: &HttpProbe,
+    url: &Url,
+    hop: u32,
+) -> Result<Request<Full<Bytes>>, Failure> {
+    let bad = |what: &str| {
+        Failure::new(
+            Reason::HttpProtocol,
+            format!("cannot build the request: {what}"),
+        )
+    };
+    let uri: Uri = url
+        .as_str()
+        .parse()
+        .map_err(|_| bad("the URL is not a valid URI"))?;
+    let method =
+        http::Method::from_bytes(format!("{:?}", p.method).to_ascii_uppercase().as_bytes())
+            .map_err(|_| bad("method"))?;
     // A redirect is followed with GET and no body, as browsers do for 301-303.
-    let (method, body) = if hop > 0 && method != http::Method::HEAD { (http::Method::GET, Bytes::new()) } else { (method, Bytes::from(p.body.clone().unwrap_or_default())) };
+    let (method, body) = if hop > 0 && method != http::Method::HEAD {
+        (http::Method::GET, Bytes::new())
+    } else {
+        (method, Bytes::from(p.body.clone().unwrap_or_default()))
+    };
     let mut request = Request::builder().method(method).uri(uri);
     let authority = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
     let headers = request.headers_mut().ok_or_else(|| bad("headers"))?;
-    headers.insert(HOST, HeaderValue::from_str(&authority).map_err(|_| bad("host"))?);
-    headers.insert(USER_AGENT, HeaderValue::from_str(prober.user_agent()).map_err(|_| bad("user agent"))?);
+    headers.insert(
+        HOST,
+        HeaderValue::from_str(&authority).map_err(|_| bad("host"))?,
+    );
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_str(prober.user_agent()).map_err(|_| bad("user agent"))?,
+    );
     for (name, value) in &p.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("a header name"))?;
         let value = HeaderValue::from_str(value).map_err(|_| bad("a header value"))?;
         headers.insert(name, value);
     }
-    request.body(Full::new(body)).map_err(|e| bad(&e.to_string()))
+    request
+        .body(Full::new(body))
+        .map_err(|e| bad(&e.to_string()))
 }
 
-async fn send<IO>(io: IO, h2: bool, mut request: Request<Full<Bytes>>, seen: &mut Observation) -> Result<Response, Failure>
+async fn send<IO>(
+    io: IO,
+    h2: bool,
+    mut request: Request<Full<Bytes>>,
+    seen: &mut Observation,
+) -> Result<Response, Failure>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     seen.stage = Stage::Exchange;
     let protocol = |e: hyper::Error| Failure::new(Reason::HttpProtocol, format!("HTTP error: {e}"));
     let (response, driver, version) = if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(protocol)?;
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(protocol)?;
         let driver = Driver(tokio::spawn(async move {
             let _ = conn.await;
         }));
@@ -137,9 +201,17 @@ where
         (response, driver, "HTTP/2.0")
     } else {
         // HTTP/1.1 wants an origin-form target; the Host header names the server.
-        let path = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-        *request.uri_mut() = path.parse().map_err(|_| Failure::new(Reason::HttpProtocol, "bad request path"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(protocol)?;
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        *request.uri_mut() = path
+            .parse()
+            .map_err(|_| Failure::new(Reason::HttpProtocol, "bad request path"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(protocol)?;
         let driver = Driver(tokio::spawn(async move {
             let _ = conn.await;
         }));
@@ -148,32 +220,74 @@ where
         seen.phases.ttfb_us = micros_since(start);
         (response, driver, "HTTP/1.1")
     };
-    let response = response.map_err(|e| Failure::new(Reason::HttpProtocol, format!("the server did not send a valid HTTP response: {e}")))?;
+    let response = response.map_err(|e| {
+        Failure::new(
+            Reason::HttpProtocol,
+            format!("the server did not send a valid HTTP response: {e}"),
+        )
+    })?;
     let (head, body) = response.into_parts();
-    Ok(Response { head, body, version: version.into(), _driver: driver })
+    Ok(Response {
+        head,
+        body,
+        version: version.into(),
+        _driver: driver,
+    })
 }
 
-async fn read_body(p: &HttpProbe, response: Response, redirects: u32, seen: &mut Observation) -> Result<(), Failure> {
-    let Response { head, mut body, version, _driver } = response;
+async fn read_body(
+    p: &HttpProbe,
+    response: Response,
+    redirects: u32,
+    seen: &mut Observation,
+) -> Result<(), Failure> {
+    let Response {
+        head,
+        mut body,
+        version,
+        _driver,
+    } = response;
     let headers = head
         .headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    seen.http = Some(HttpFacts { status: head.status.as_u16(), version, headers, body: Bytes::new(), redirects });
+    seen.http = Some(HttpFacts {
+        status: head.status.as_u16(),
+        version,
+        headers,
+        body: Bytes::new(),
+        redirects,
+    });
     let start = Instant::now();
     let mut buf = BytesMut::new();
     let cap = usize::try_from(p.max_body).unwrap_or(usize::MAX);
     let result = loop {
         match body.frame().await {
             None => break Ok(()),
-            Some(Err(e)) => break Err(Failure::new(Reason::HttpProtocol, format!("the body was cut or malformed after {} bytes: {e}", buf.len()))),
+            Some(Err(e)) => {
+                break Err(Failure::new(
+                    Reason::HttpProtocol,
+                    format!(
+                        "the body was cut or malformed after {} bytes: {e}",
+                        buf.len()
+                    ),
+                ));
+            }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     if buf.len() + data.len() > cap {
                         let keep = cap - buf.len();
                         buf.extend_from_slice(&data[..keep]);
-                        break Err(Failure::new(Reason::BodyTooLarge, format!("the body is larger than {} bytes", p.max_body)));
+                        break Err(Failure::new(
+                            Reason::BodyTooLarge,
+                            format!("the body is larger than {} bytes", p.max_body),
+                        ));
                     }
                     buf.extend_from_slice(&data);
                 }

@@ -68,7 +68,10 @@ pub struct Failure {
 
 impl Failure {
     pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -177,7 +180,9 @@ pub struct Prober {
 
 impl std::fmt::Debug for Prober {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prober").field("agent_id", &self.agent_id).finish_non_exhaustive()
+        f.debug_struct("Prober")
+            .field("agent_id", &self.agent_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,7 +199,10 @@ impl Prober {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         Self {
             agent_id: agent_id.to_string(),
-            user_agent: format!("statuspage-agent/{} ({agent_id})", env!("CARGO_PKG_VERSION")),
+            user_agent: format!(
+                "statuspage-agent/{} ({agent_id})",
+                env!("CARGO_PKG_VERSION")
+            ),
             resolvers: Arc::new(Resolvers::new(config, opts)),
             web_roots: Arc::new(roots),
         }
@@ -211,7 +219,8 @@ impl Prober {
         let start = Instant::now();
         // Reserve a little of the deadline for judging a partial TCP reply.
         let give_up = start + check.timeout - (check.timeout / 10).min(Duration::from_millis(200));
-        let outcome = tokio::time::timeout(check.timeout, self.dispatch(check, give_up, &mut seen)).await;
+        let outcome =
+            tokio::time::timeout(check.timeout, self.dispatch(check, give_up, &mut seen)).await;
         seen.duration = start.elapsed();
         match outcome {
             Ok(Ok(())) => {}
@@ -219,9 +228,18 @@ impl Prober {
             Err(_) => {
                 let t = config::units::format_duration(check.timeout);
                 seen.failure = Some(match seen.stage {
-                    Stage::Dns => Failure::new(Reason::DnsTimeout, format!("no DNS answer within the {t} timeout")),
-                    Stage::Connect => Failure::new(Reason::ConnectTimeout, format!("the connection was not established within the {t} timeout")),
-                    Stage::Tls | Stage::Exchange => Failure::new(Reason::Timeout, format!("no complete answer within the {t} timeout")),
+                    Stage::Dns => Failure::new(
+                        Reason::DnsTimeout,
+                        format!("no DNS answer within the {t} timeout"),
+                    ),
+                    Stage::Connect => Failure::new(
+                        Reason::ConnectTimeout,
+                        format!("the connection was not established within the {t} timeout"),
+                    ),
+                    Stage::Tls | Stage::Exchange => Failure::new(
+                        Reason::Timeout,
+                        format!("no complete answer within the {t} timeout"),
+                    ),
                 });
             }
         }
@@ -231,7 +249,12 @@ impl Prober {
         seen
     }
 
-    async fn dispatch(&self, check: &Check, give_up: Instant, seen: &mut Observation) -> Result<(), Failure> {
+    async fn dispatch(
+        &self,
+        check: &Check,
+        give_up: Instant,
+        seen: &mut Observation,
+    ) -> Result<(), Failure> {
         match &check.probe {
             Probe::Http(p) => http::probe(self, p, seen).await,
             Probe::Tcp(p) => tcp::probe(self, p, give_up, seen).await,
@@ -248,7 +271,14 @@ impl Prober {
     }
 
     /// Builds the wire result from an observation.
-    pub fn result(&self, check: &Check, seen: &Observation, scheduled_at: Timestamp, started_at: Timestamp, assigned: u32) -> ProbeResult {
+    pub fn result(
+        &self,
+        check: &Check,
+        seen: &Observation,
+        scheduled_at: Timestamp,
+        started_at: Timestamp,
+        assigned: u32,
+    ) -> ProbeResult {
         let verdict = evaluate(&check.probe, seen, started_at.datetime());
         let mut assertions = verdict.assertions;
         for a in &mut assertions {

@@ -12,15 +12,22 @@ const MAX_REPLY: usize = 64 * 1024;
 /// Connects to `p.host:p.port`; with `send` and `reply_matches`, exchanges bytes.
 /// A reply that started but never matched is judged just before the
 /// deadline (`give_up`), so the verdict shows what was received.
-pub(super) async fn probe(prober: &Prober, p: &TcpProbe, give_up: Instant, seen: &mut Observation) -> Result<(), Failure> {
+pub(super) async fn probe(
+    prober: &Prober,
+    p: &TcpProbe,
+    give_up: Instant,
+    seen: &mut Observation,
+) -> Result<(), Failure> {
     let addrs = dial::resolve(prober, &p.host, p.prefer_ip, true, seen).await?;
     let mut stream = dial::connect(&addrs, p.port, seen).await?;
     let start = Instant::now();
     if let Some(text) = &p.send {
-        stream
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|e| Failure::new(Reason::ConnectRefused, format!("the connection closed while sending: {e}")))?;
+        stream.write_all(text.as_bytes()).await.map_err(|e| {
+            Failure::new(
+                Reason::ConnectRefused,
+                format!("the connection closed while sending: {e}"),
+            )
+        })?;
     }
     if let Some(re) = &p.reply_matches {
         let mut reply = Vec::new();
@@ -52,6 +59,6 @@ pub(super) async fn probe(prober: &Prober, p: &TcpProbe, give_up: Instant, seen:
         reply.truncate(MAX_REPLY);
         seen.tcp_reply = Some(String::from_utf8_lossy(&reply).into_owned());
     }
-    let _ = stream.shutdown().await;
+    drop(stream);
     Ok(())
 }

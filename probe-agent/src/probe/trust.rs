@@ -34,7 +34,11 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A client config whose verifier records the presented chain into `chain`.
-pub(crate) fn client_config(web_roots: &Arc<RootCertStore>, s: &TlsSettings<'_>, chain: Chain) -> Result<ClientConfig, Failure> {
+pub(crate) fn client_config(
+    web_roots: &Arc<RootCertStore>,
+    s: &TlsSettings<'_>,
+    chain: Chain,
+) -> Result<ClientConfig, Failure> {
     let provider = provider();
     let roots = match s.ca_file {
         None => web_roots.clone(),
@@ -42,21 +46,43 @@ pub(crate) fn client_config(web_roots: &Arc<RootCertStore>, s: &TlsSettings<'_>,
             let mut store = RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Failure::new(Reason::TlsHandshake, format!("cannot read the CA file {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    Failure::new(
+                        Reason::TlsHandshake,
+                        format!("cannot read the CA file {}: {e}", path.display()),
+                    )
+                })?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(Failure::new(Reason::TlsHandshake, format!("the CA file {} holds no certificate", path.display())));
+                return Err(Failure::new(
+                    Reason::TlsHandshake,
+                    format!("the CA file {} holds no certificate", path.display()),
+                ));
             }
             Arc::new(store)
         }
     };
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
-        .map_err(|e| Failure::new(Reason::TlsHandshake, format!("cannot build the certificate verifier: {e}")))?;
-    let verifier = Arc::new(Recorder { inner, chain, insecure: s.insecure_skip_verify });
+        .map_err(|e| {
+            Failure::new(
+                Reason::TlsHandshake,
+                format!("cannot build the certificate verifier: {e}"),
+            )
+        })?;
+    let verifier = Arc::new(Recorder {
+        inner,
+        chain,
+        insecure: s.insecure_skip_verify,
+    });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Failure::new(Reason::TlsHandshake, format!("cannot set TLS versions: {e}")))?
+        .map_err(|e| {
+            Failure::new(
+                Reason::TlsHandshake,
+                format!("cannot set TLS versions: {e}"),
+            )
+        })?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match s.client_cert {
@@ -64,12 +90,24 @@ pub(crate) fn client_config(web_roots: &Arc<RootCertStore>, s: &TlsSettings<'_>,
         Some((cert, key)) => {
             let certs = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Failure::new(Reason::TlsHandshake, format!("cannot read the client certificate {}: {e}", cert.display())))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| Failure::new(Reason::TlsHandshake, format!("cannot read the client key {}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| Failure::new(Reason::TlsHandshake, format!("the client certificate and key do not fit: {e}")))?
+                .map_err(|e| {
+                    Failure::new(
+                        Reason::TlsHandshake,
+                        format!("cannot read the client certificate {}: {e}", cert.display()),
+                    )
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                Failure::new(
+                    Reason::TlsHandshake,
+                    format!("cannot read the client key {}: {e}", key.display()),
+                )
+            })?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                Failure::new(
+                    Reason::TlsHandshake,
+                    format!("the client certificate and key do not fit: {e}"),
+                )
+            })?
         }
     };
     config.alpn_protocols = s.alpn.iter().map(|p| p.to_vec()).collect();
@@ -78,17 +116,30 @@ pub(crate) fn client_config(web_roots: &Arc<RootCertStore>, s: &TlsSettings<'_>,
 
 /// Runs the handshake on `io`, timing the `tls` phase and filling the TLS facts,
 /// also when the handshake fails.
-pub(crate) async fn handshake<IO>(io: IO, config: ClientConfig, server_name: &str, chain: Chain, seen: &mut Observation) -> Result<TlsStream<IO>, Failure>
+pub(crate) async fn handshake<IO>(
+    io: IO,
+    config: ClientConfig,
+    server_name: &str,
+    chain: Chain,
+    seen: &mut Observation,
+) -> Result<TlsStream<IO>, Failure>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     seen.stage = Stage::Tls;
-    let name = ServerName::try_from(server_name.to_string())
-        .map_err(|_| Failure::new(Reason::TlsHandshake, format!("{server_name} is not a valid TLS server name")))?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|_| {
+        Failure::new(
+            Reason::TlsHandshake,
+            format!("{server_name} is not a valid TLS server name"),
+        )
+    })?;
     let start = Instant::now();
     let result = TlsConnector::from(Arc::new(config)).connect(name, io).await;
     add_phase(&mut seen.phases.tls_us, micros_since(start));
-    let mut facts = chain_facts(server_name, &chain.lock().map(|c| c.clone()).unwrap_or_default());
+    let mut facts = chain_facts(
+        server_name,
+        &chain.lock().map(|c| c.clone()).unwrap_or_default(),
+    );
     match result {
         Ok(stream) => {
             let (_, conn) = stream.get_ref();
@@ -98,7 +149,10 @@ where
                 Some(other) => format!("{other:?}"),
                 None => String::new(),
             };
-            facts.cipher = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+            facts.cipher = conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default();
             seen.tls = Some(facts);
             seen.stage = Stage::Exchange;
             Ok(stream)
@@ -119,27 +173,60 @@ fn handshake_failure(host: &str, e: &std::io::Error, facts: &TlsFacts) -> Failur
     match inner {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                let when = facts.chain_not_after.map(|t| format!(" on {}", t.format("%Y-%m-%d"))).unwrap_or_default();
-                Failure::new(Reason::TlsExpired, format!("the certificate for {host} expired{when}"))
+                let when = facts
+                    .chain_not_after
+                    .map(|t| format!(" on {}", t.format("%Y-%m-%d")))
+                    .unwrap_or_default();
+                Failure::new(
+                    Reason::TlsExpired,
+                    format!("the certificate for {host} expired{when}"),
+                )
             }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                Failure::new(Reason::TlsHostname, format!("the certificate is not valid for {host} (subject {})", facts.leaf_subject))
+                Failure::new(
+                    Reason::TlsHostname,
+                    format!(
+                        "the certificate is not valid for {host} (subject {})",
+                        facts.leaf_subject
+                    ),
+                )
             }
-            CertificateError::UnknownIssuer | CertificateError::BadSignature | CertificateError::InvalidPurpose | CertificateError::Revoked => {
-                Failure::new(Reason::TlsUntrusted, format!("the certificate chain for {host} is not trusted ({c:?}, issuer {})", facts.leaf_issuer))
-            }
-            other => Failure::new(Reason::TlsUntrusted, format!("the certificate for {host} is invalid: {other:?}")),
+            CertificateError::UnknownIssuer
+            | CertificateError::BadSignature
+            | CertificateError::InvalidPurpose
+            | CertificateError::Revoked => Failure::new(
+                Reason::TlsUntrusted,
+                format!(
+                    "the certificate chain for {host} is not trusted ({c:?}, issuer {})",
+                    facts.leaf_issuer
+                ),
+            ),
+            other => Failure::new(
+                Reason::TlsUntrusted,
+                format!("the certificate for {host} is invalid: {other:?}"),
+            ),
         },
-        Some(other) => Failure::new(Reason::TlsHandshake, format!("TLS handshake with {host} failed: {other}")),
-        None => Failure::new(Reason::TlsHandshake, format!("TLS handshake with {host} failed: {e}")),
+        Some(other) => Failure::new(
+            Reason::TlsHandshake,
+            format!("TLS handshake with {host} failed: {other}"),
+        ),
+        None => Failure::new(
+            Reason::TlsHandshake,
+            format!("TLS handshake with {host} failed: {e}"),
+        ),
     }
 }
 
 /// Subject, issuer and expiry from the presented chain.
 pub(crate) fn chain_facts(host: &str, chain: &[CertificateDer<'static>]) -> TlsFacts {
-    let mut facts = TlsFacts { host: host.to_string(), ..TlsFacts::default() };
+    let mut facts = TlsFacts {
+        host: host.to_string(),
+        ..TlsFacts::default()
+    };
     for (i, der) in chain.iter().enumerate() {
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { continue };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+            continue;
+        };
         let not_after = DateTime::<Utc>::from_timestamp(cert.validity().not_after.timestamp(), 0);
         if i == 0 {
             facts.leaf_subject = cert.subject().to_string();
@@ -180,18 +267,72 @@ impl ServerCertVerifier for Recorder {
         if self.insecure {
             return Ok(ServerCertVerified::assertion());
         }
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn building_a_client_config_needs_no_process_default_provider() {
+        // No provider is installed in this test process: the config names
+        // aws-lc-rs itself, so building it cannot panic.
+        let roots = Arc::new(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        });
+        let settings = TlsSettings {
+            ca_file: None,
+            client_cert: None,
+            insecure_skip_verify: false,
+            alpn: &[b"h2"],
+        };
+        let config = client_config(&roots, &settings, Arc::default()).expect("a config");
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_clear_failure_not_a_panic() {
+        let roots = Arc::new(RootCertStore::empty());
+        let settings = TlsSettings {
+            ca_file: Some(Path::new("/nonexistent/ca.pem")),
+            client_cert: None,
+            insecure_skip_verify: false,
+            alpn: &[],
+        };
+        let failure = client_config(&roots, &settings, Arc::default()).unwrap_err();
+        assert_eq!(failure.reason, Reason::TlsHandshake);
+        assert!(
+            failure
+                .message
+                .starts_with("cannot read the CA file /nonexistent/ca.pem"),
+            "{}",
+            failure.message
+        );
     }
 }

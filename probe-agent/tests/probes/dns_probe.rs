@@ -11,7 +11,10 @@ async fn answers_are_read_for_each_record_type_over_udp_and_tcp() {
     for protocol in ["udp", "tcp"] {
         let r = run(&p, &check("2s", &format!("dns: {{ name: www.example.test, server: '{dns}', protocol: {protocol}, expect: {{ answers_include: [192.0.2.10] }} }}"))).await;
         assert_outcome(&r, Outcome::Up, Reason::Ok);
-        assert_eq!(r.facts.dns_answers.as_deref(), Some(&["192.0.2.10".to_string()][..]));
+        assert_eq!(
+            r.facts.dns_answers.as_deref(),
+            Some(&["192.0.2.10".to_string()][..])
+        );
         assert_eq!(r.facts.dns_rcode.as_deref(), Some("NOERROR"));
         assert!(r.phases.dns_us.is_some());
     }
@@ -38,7 +41,11 @@ async fn every_dns_assertion_kind_passes_and_fails() {
         ("answers_match: '^10\\.'", "every answer matches"),
         ("min_answers: 3", "at least 3 answers"),
     ] {
-        let r = run(&p, &check("2s", &format!("dns: {{ {base}, expect: {{ {expect} }} }}"))).await;
+        let r = run(
+            &p,
+            &check("2s", &format!("dns: {{ {base}, expect: {{ {expect} }} }}")),
+        )
+        .await;
         assert_outcome(&r, Outcome::Down, Reason::Assertion);
         assert_assertion(&r, name, false);
     }
@@ -49,12 +56,33 @@ async fn nxdomain_servfail_and_silence_have_their_own_reasons() {
     let dns = dns_target().await;
     let (hole, _keep) = black_hole().await;
     let p = prober();
-    let r = run(&p, &check("2s", &format!("dns: {{ name: missing.example.test, server: '{dns}' }}"))).await;
+    let r = run(
+        &p,
+        &check(
+            "2s",
+            &format!("dns: {{ name: missing.example.test, server: '{dns}' }}"),
+        ),
+    )
+    .await;
     assert_outcome(&r, Outcome::Down, Reason::DnsNxdomain);
-    let r = run(&p, &check("2s", &format!("dns: {{ name: fail.example.test, server: '{dns}' }}"))).await;
+    let r = run(
+        &p,
+        &check(
+            "2s",
+            &format!("dns: {{ name: fail.example.test, server: '{dns}' }}"),
+        ),
+    )
+    .await;
     assert_outcome(&r, Outcome::Down, Reason::DnsServfail);
     let started = Instant::now();
-    let r = run(&p, &check("1s", &format!("dns: {{ name: www.example.test, server: '{hole}' }}"))).await;
+    let r = run(
+        &p,
+        &check(
+            "1s",
+            &format!("dns: {{ name: www.example.test, server: '{hole}' }}"),
+        ),
+    )
+    .await;
     assert_outcome(&r, Outcome::Down, Reason::DnsTimeout);
     assert!(started.elapsed() < Duration::from_secs(2));
     let r = run(&p, &check("2s", &format!("dns: {{ name: missing.example.test, server: '{dns}', expect: {{ rcode: NXDOMAIN }} }}"))).await;

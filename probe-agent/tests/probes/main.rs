@@ -11,7 +11,9 @@ use std::path::PathBuf;
 /// A check from a YAML snippet (`http: {...}` etc.), with `timeout`.
 #[track_caller]
 pub fn check(timeout: &str, probe_yaml: &str) -> Check {
-    let text = format!("groups:\n  - name: T\n    checks:\n      - name: C\n        interval: 30s\n        timeout: {timeout}\n        {probe_yaml}\n");
+    let text = format!(
+        "groups:\n  - name: T\n    checks:\n      - name: C\n        interval: 30s\n        timeout: {timeout}\n        {probe_yaml}\n"
+    );
     let env = |_: &str| None;
     match config::load_str(&[(PathBuf::from("test.yaml"), text.clone())], &env) {
         Ok(mut c) => c.checks.remove(0),
@@ -27,7 +29,10 @@ pub fn prober() -> Prober {
 pub fn prober_with_dns(dns: std::net::SocketAddr) -> Prober {
     use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
     let mut config = ResolverConfig::new();
-    config.add_name_server(NameServerConfig::new(dns, hickory_proto::xfer::Protocol::Udp));
+    config.add_name_server(NameServerConfig::new(
+        dns,
+        hickory_proto::xfer::Protocol::Udp,
+    ));
     let mut opts = ResolverOpts::default();
     opts.timeout = std::time::Duration::from_millis(500);
     opts.attempts = 1;
@@ -35,18 +40,29 @@ pub fn prober_with_dns(dns: std::net::SocketAddr) -> Prober {
 }
 
 pub async fn run(prober: &Prober, check: &Check) -> ProbeResult {
-    prober.run(check, Timestamp::new(chrono::Utc::now()), 1).await
+    prober
+        .run(check, Timestamp::new(chrono::Utc::now()), 1)
+        .await
 }
 
 #[track_caller]
 pub fn assert_outcome(r: &ProbeResult, outcome: Outcome, reason: Reason) {
-    assert_eq!((&r.outcome, &r.reason), (&outcome, &reason), "{}", serde_json::to_string_pretty(r).unwrap());
+    assert_eq!(
+        (&r.outcome, &r.reason),
+        (&outcome, &reason),
+        "{}",
+        serde_json::to_string_pretty(r).unwrap()
+    );
 }
 
 /// The assertion named `prefix...` passed or failed as expected.
 #[track_caller]
 pub fn assert_assertion(r: &ProbeResult, prefix: &str, passed: bool) {
-    let a = r.assertions.iter().find(|a| a.name.starts_with(prefix)).unwrap_or_else(|| panic!("no assertion {prefix:?} in {:#?}", r.assertions));
+    let a = r
+        .assertions
+        .iter()
+        .find(|a| a.name.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no assertion {prefix:?} in {:#?}", r.assertions));
     assert_eq!(a.passed, passed, "{a:?}");
 }
 

@@ -24,11 +24,19 @@ fn full(text: impl Into<Bytes>) -> Body {
 }
 
 fn reply(status: u16, body: impl Into<Bytes>) -> Response<Body> {
-    Response::builder().status(status).header("content-type", "text/plain").body(full(body)).unwrap()
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(full(body))
+        .unwrap()
 }
 
 fn redirect(to: &str) -> Response<Body> {
-    Response::builder().status(302).header("location", to).body(full("")).unwrap()
+    Response::builder()
+        .status(302)
+        .header("location", to)
+        .body(full(""))
+        .unwrap()
 }
 
 /// The routes of the test HTTP target.
@@ -38,13 +46,35 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         "/" => Response::builder()
             .header("content-type", "text/html; charset=utf-8")
             .header("x-served-by", "test-target")
-            .body(full("<html><title>Test</title><body>Welcome to the test page</body></html>"))
+            .body(full(
+                "<html><title>Test</title><body>Welcome to the test page</body></html>",
+            ))
             .unwrap(),
-        "/json" => Response::builder().header("content-type", "application/json").body(full(r#"{"status":"ok","checks":{"db":true},"n":3}"#)).unwrap(),
+        "/json" => Response::builder()
+            .header("content-type", "application/json")
+            .body(full(r#"{"status":"ok","checks":{"db":true},"n":3}"#))
+            .unwrap(),
         "/echo-headers" => {
-            let ua = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            reply(200, format!("user-agent={ua}\nauthorization={auth}\nmethod={}\nversion={:?}", req.method(), req.version()))
+            let ua = req
+                .headers()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            reply(
+                200,
+                format!(
+                    "user-agent={ua}\nauthorization={auth}\nmethod={}\nversion={:?}",
+                    req.method(),
+                    req.version()
+                ),
+            )
         }
         "/status/503" => reply(503, "down for maintenance"),
         "/slow" => {
@@ -56,20 +86,29 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         "/big" => {
             // 50 MiB, streamed in 64 KiB chunks.
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-            let stream = futures_util::stream::iter((0..800).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+            let stream = futures_util::stream::iter(
+                (0..800).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+            );
             Response::new(StreamBody::new(stream).boxed())
         }
         "/trickle" => {
             // One byte a second, forever.
             let stream = futures_util::stream::unfold((), |()| async {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"."))), ()))
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"."))),
+                    (),
+                ))
             });
             Response::new(StreamBody::new(stream).boxed())
         }
         p if p.starts_with("/redirect/") => {
             let n: u32 = p["/redirect/".len()..].parse().unwrap_or(0);
-            if n == 0 { reply(200, "arrived") } else { redirect(&format!("/redirect/{}", n - 1)) }
+            if n == 0 {
+                reply(200, "arrived")
+            } else {
+                redirect(&format!("/redirect/{}", n - 1))
+            }
         }
         p if p.starts_with("/forever/") => {
             let n: u32 = p["/forever/".len()..].parse().unwrap_or(0);
@@ -86,7 +125,9 @@ pub async fn http_target() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), hyper::service::service_fn(route))
@@ -125,11 +166,17 @@ impl Pki {
         std::fs::create_dir_all(&dir).unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "statuspage test CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "statuspage test CA");
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, issuer.pem()).unwrap();
-        Pki { dir, ca_file, issuer }
+        Pki {
+            dir,
+            ca_file,
+            issuer,
+        }
     }
 
     /// A server config presenting `leaf`, offering `alpn`.
@@ -140,9 +187,13 @@ impl Pki {
         };
         let mut params = CertificateParams::new(names).unwrap();
         if !matches!(leaf, Leaf::WrongHost) {
-            params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         }
-        params.distinguished_name.push(DnType::CommonName, format!("{leaf:?} leaf"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{leaf:?} leaf"));
         match leaf {
             Leaf::Expired => {
                 params.not_before = rcgen::date_time_ymd(2019, 1, 1);
@@ -151,7 +202,8 @@ impl Pki {
             Leaf::ExpiresSoon => {
                 let soon = chrono::Utc::now() + chrono::Duration::days(5);
                 use chrono::Datelike;
-                params.not_after = rcgen::date_time_ymd(soon.year(), soon.month() as u8, soon.day() as u8);
+                params.not_after =
+                    rcgen::date_time_ymd(soon.year(), soon.month() as u8, soon.day() as u8);
             }
             _ => {}
         }
@@ -161,12 +213,14 @@ impl Pki {
             _ => params.signed_by(&key, &self.issuer).unwrap(),
         };
         let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key_der)
-            .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .unwrap();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         config
     }
@@ -185,10 +239,14 @@ pub async fn tls_target(config: rustls::ServerConfig, http: bool) -> SocketAddr 
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 if http {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), hyper::service::service_fn(route))
@@ -214,7 +272,9 @@ where
     let handle = Arc::new(handle);
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(handle(stream));
         }
     });
@@ -293,7 +353,10 @@ mod dns {
 
     fn answer(query: &Message) -> Message {
         let mut resp = Message::new();
-        resp.set_id(query.id()).set_message_type(MessageType::Response).set_op_code(query.op_code()).set_authoritative(true);
+        resp.set_id(query.id())
+            .set_message_type(MessageType::Response)
+            .set_op_code(query.op_code())
+            .set_authoritative(true);
         let Some(q) = query.queries().first() else {
             resp.set_response_code(ResponseCode::FormErr);
             return resp;
@@ -303,15 +366,31 @@ mod dns {
         let n = q.name().clone();
         let records: Vec<RData> = match (name.as_str(), q.query_type()) {
             ("www.example.test.", RecordType::A) => vec![RData::A(A::new(192, 0, 2, 10))],
-            ("multi.example.test.", RecordType::A) => vec![RData::A(A::new(192, 0, 2, 1)), RData::A(A::new(192, 0, 2, 2))],
-            ("alias.example.test.", RecordType::CNAME) => vec![RData::CNAME(CNAME(Name::from_str("www.example.test.").unwrap()))],
-            ("example.test.", RecordType::MX) => vec![RData::MX(MX::new(10, Name::from_str("mail.example.test.").unwrap()))],
-            ("example.test.", RecordType::TXT) => vec![RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))],
+            ("multi.example.test.", RecordType::A) => vec![
+                RData::A(A::new(192, 0, 2, 1)),
+                RData::A(A::new(192, 0, 2, 2)),
+            ],
+            ("alias.example.test.", RecordType::CNAME) => vec![RData::CNAME(CNAME(
+                Name::from_str("www.example.test.").unwrap(),
+            ))],
+            ("example.test.", RecordType::MX) => vec![RData::MX(MX::new(
+                10,
+                Name::from_str("mail.example.test.").unwrap(),
+            ))],
+            ("example.test.", RecordType::TXT) => {
+                vec![RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))]
+            }
             (n, _) if n.starts_with("fail.") => {
                 resp.set_response_code(ResponseCode::ServFail);
                 return resp;
             }
-            ("www.example.test." | "multi.example.test." | "alias.example.test." | "example.test.", _) => vec![],
+            (
+                "www.example.test."
+                | "multi.example.test."
+                | "alias.example.test."
+                | "example.test.",
+                _,
+            ) => vec![],
             _ => {
                 resp.set_response_code(ResponseCode::NXDomain);
                 return resp;
@@ -344,7 +423,9 @@ mod dns {
                     if s.read_exact(&mut buf).await.is_err() {
                         return;
                     }
-                    let Ok(q) = Message::from_vec(&buf) else { return };
+                    let Ok(q) = Message::from_vec(&buf) else {
+                        return;
+                    };
                     let bytes = answer(&q).to_vec().unwrap();
                     let _ = s.write_u16(bytes.len() as u16).await;
                     let _ = s.write_all(&bytes).await;

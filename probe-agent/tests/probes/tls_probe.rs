@@ -29,21 +29,42 @@ async fn a_certificate_expiring_in_five_days_fails_a_fourteen_day_check() {
 async fn a_failed_handshake_still_reports_the_chain_and_is_not_a_connect_failure() {
     let pki = Pki::new("tls-expired");
     let target = tls_target(pki.server_config(Leaf::Expired, &[]), false).await;
-    let r = run(&prober(), &check("2s", &format!("tls: {{ host: localhost, port: {}, ca_file: '{}' }}", target.port(), pki.ca_file.display()))).await;
+    let r = run(
+        &prober(),
+        &check(
+            "2s",
+            &format!(
+                "tls: {{ host: localhost, port: {}, ca_file: '{}' }}",
+                target.port(),
+                pki.ca_file.display()
+            ),
+        ),
+    )
+    .await;
     assert_outcome(&r, Outcome::Down, Reason::TlsExpired);
     assert!(r.phases.connect_us.is_some());
-    assert!(r.facts.cert_not_after.unwrap().to_string().starts_with("2020-01-01"), "{:?}", r.facts);
+    assert!(
+        r.facts
+            .cert_not_after
+            .unwrap()
+            .to_string()
+            .starts_with("2020-01-01"),
+        "{:?}",
+        r.facts
+    );
 }
 
 #[tokio::test]
 async fn min_version_fails_when_the_server_stops_at_tls_1_2() {
     let pki = Pki::new("tls12");
     let mut config = pki.server_config(Leaf::Valid, &[]);
-    let only12 = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_no_client_auth()
-        .with_cert_resolver(config.cert_resolver.clone());
+    let only12 = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(config.cert_resolver.clone());
     config = only12;
     let target = tls_target(config, false).await;
     let r = run(&prober(), &check("2s", &format!("tls: {{ host: localhost, port: {}, ca_file: '{}', expect: {{ min_version: '1.3' }} }}", target.port(), pki.ca_file.display()))).await;

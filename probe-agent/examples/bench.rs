@@ -1,0 +1,461 @@
+//! The probe benchmark: fresh-connection HTTP, TLS and TCP probes against local
+//! targets at a fixed concurrency, reporting probes/s and CPU-seconds per 1,000
+//! probes (the result fully built: phases, assertions, serialised), and the
+//! same targets probed through prometheus-blackbox-exporter's `/probe` for a ratio.
+//!
+//! cargo run --release -p statuspage-probe-agent --example bench -- [SECONDS] [CONCURRENCY] [KIND]
+//!
+//! The targets run in a child process, so neither side's CPU counts for the other.
+
+use bytes::Bytes;
+use config::wire::Timestamp;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use probe_agent::Prober;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("targets") {
+        return targets();
+    }
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
+    // An optional third argument runs one kind only (http, tls or tcp), without blackbox_exporter.
+    let only = args.get(3).cloned();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("targets")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the targets");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let (http, tls, ca, tcp) = (
+        parts[0].to_string(),
+        parts[1].to_string(),
+        PathBuf::from(parts[2]),
+        parts[3].to_string(),
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("{seconds}s per kind at concurrency {concurrency}, fresh connection per probe\n");
+    println!(
+        "{:<28} {:>10} {:>16}",
+        "probe", "probes/s", "CPU-s per 1,000"
+    );
+    let kinds = [
+        (
+            "statuspage http",
+            format!("http: {{ url: 'http://{http}/' }}"),
+        ),
+        (
+            "statuspage tls",
+            format!(
+                "tls: {{ host: localhost, port: {}, ca_file: '{}' }}",
+                tls.rsplit(':').next().unwrap(),
+                ca.display()
+            ),
+        ),
+        (
+            "statuspage tcp",
+            format!(
+                "tcp: {{ host: 127.0.0.1, port: {} }}",
+                tcp.rsplit(':').next().unwrap()
+            ),
+        ),
+    ];
+    if only.as_deref().is_none_or(|o| o == "http") {
+        let addr: SocketAddr = http.parse().unwrap();
+        let (rate, cpu) = runtime.block_on(measure_baseline(addr, seconds, concurrency));
+        println!(
+            "{:<28} {rate:>10.0} {cpu:>16.3}",
+            "bare hyper loop (reference)"
+        );
+    }
+    let mut ours = Vec::new();
+    for (name, yaml) in &kinds {
+        if only.as_ref().is_some_and(|o| !name.ends_with(o.as_str())) {
+            continue;
+        }
+        let check = check(yaml);
+        let (rate, cpu) = runtime.block_on(measure_ours(check, seconds, concurrency));
+        println!("{name:<28} {rate:>10.0} {cpu:>16.3}");
+        ours.push(cpu);
+    }
+
+    if only.is_some() {
+        // One kind alone: for profiling.
+    } else if Path::new(BLACKBOX).exists() {
+        let blackbox = runtime.block_on(blackbox_start(&ca));
+        let targets = [
+            ("http_2xx", format!("http://{http}/")),
+            (
+                "tls",
+                format!("localhost:{}", tls.rsplit(':').next().unwrap()),
+            ),
+            ("tcp", tcp.clone()),
+        ];
+        let mut theirs = Vec::new();
+        for (module, target) in &targets {
+            let (rate, cpu) = runtime.block_on(measure_blackbox(
+                &blackbox,
+                module,
+                target,
+                seconds,
+                concurrency,
+            ));
+            println!(
+                "{:<28} {rate:>10.0} {cpu:>16.3}",
+                format!("blackbox_exporter {module}")
+            );
+            theirs.push(cpu);
+        }
+        println!();
+        for (i, kind) in ["http", "tls", "tcp"].iter().enumerate() {
+            println!(
+                "{kind}: statuspage uses {:.1}x less CPU per probe than blackbox_exporter",
+                theirs[i] / ours[i]
+            );
+        }
+        let mut blackbox = blackbox;
+        let _ = blackbox.child.kill();
+        let _ = blackbox.child.wait();
+    } else {
+        println!(
+            "\n{BLACKBOX} is missing: apt-get install prometheus-blackbox-exporter for the comparison"
+        );
+    }
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn check(yaml: &str) -> config::Check {
+    let text = format!(
+        "groups:\n  - name: Bench\n    checks:\n      - name: Target\n        timeout: 5s\n        {yaml}\n"
+    );
+    let env = |_: &str| None;
+    config::load_str(&[("bench.yaml".into(), text)], &env)
+        .unwrap()
+        .checks
+        .remove(0)
+}
+
+/// CPU seconds (user + system) used so far by a process, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are the 12th and 13th after the name.
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+async fn measure_ours(check: config::Check, seconds: u64, concurrency: usize) -> (f64, f64) {
+    let prober = Prober::new("bench").unwrap();
+    let check = Arc::new(check);
+    let done = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_seconds("self");
+    let start = Instant::now();
+    let stop = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (prober, check, done, bad) = (prober.clone(), check.clone(), done.clone(), bad.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                let result = prober
+                    .run(&check, Timestamp::new(chrono::Utc::now()), 1)
+                    .await;
+                let bytes = serde_json::to_vec(&result).unwrap();
+                std::hint::black_box(bytes);
+                if result.outcome != config::wire::Outcome::Up {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+                if std::env::var_os("BENCH_TRACE").is_some() && result.duration_us > 50_000 {
+                    eprintln!("slow probe: {}", serde_json::to_string(&result).unwrap());
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds("self") - cpu0;
+    let n = done.load(Ordering::Relaxed) as f64;
+    let failed = bad.load(Ordering::Relaxed);
+    assert!(
+        failed == 0,
+        "{failed} probes were not up: the benchmark is invalid"
+    );
+    (n / elapsed, cpu / n * 1000.0)
+}
+
+/// The reference: a bare hyper GET on a fresh connection, nothing measured or judged.
+async fn measure_baseline(addr: SocketAddr, seconds: u64, concurrency: usize) -> (f64, f64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_seconds("self");
+    let start = Instant::now();
+    let stop = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                let driver = tokio::spawn(conn);
+                let req = hyper::Request::get("/")
+                    .header("host", "localhost")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                std::hint::black_box(body);
+                driver.abort();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = done.load(Ordering::Relaxed) as f64;
+    (
+        n / start.elapsed().as_secs_f64(),
+        (cpu_seconds("self") - cpu0) / n * 1000.0,
+    )
+}
+
+struct Blackbox {
+    child: std::process::Child,
+    pid: u32,
+    addr: SocketAddr,
+    _dir: PathBuf,
+}
+
+async fn blackbox_start(ca: &Path) -> Blackbox {
+    let dir = std::env::temp_dir().join(format!("statuspage-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("blackbox.yml");
+    let mut f = std::fs::File::create(&config).unwrap();
+    write!(
+        f,
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n  tls:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n      tls: true\n      tls_config:\n        ca_file: {}\n  tcp:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n",
+        ca.display()
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = std::process::Command::new(BLACKBOX)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start blackbox_exporter");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Blackbox {
+        pid: child.id(),
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// Drives `/probe` over kept-alive connections (the driver's CPU is not counted).
+async fn measure_blackbox(
+    b: &Blackbox,
+    module: &str,
+    target: &str,
+    seconds: u64,
+    concurrency: usize,
+) -> (f64, f64) {
+    let pid = b.pid.to_string();
+    let uri = format!("http://{}/probe?module={module}&target={target}", b.addr);
+    let done = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_seconds(&pid);
+    let start = Instant::now();
+    let stop = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (uri, done, bad, addr) = (uri.clone(), done.clone(), bad.clone(), b.addr);
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            while Instant::now() < stop {
+                let req = hyper::Request::get(uri.as_str())
+                    .header("host", addr.to_string())
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                if !body.windows(15).any(|w| w == b"probe_success 1") {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&pid) - cpu0;
+    let n = done.load(Ordering::Relaxed) as f64;
+    let failed = bad.load(Ordering::Relaxed);
+    assert!(
+        failed == 0,
+        "{failed} blackbox probes failed: the benchmark is invalid"
+    );
+    (n / elapsed, cpu / n * 1000.0)
+}
+
+/// A loopback listener with a deep accept queue, so bursts of fresh
+/// connections are not dropped (a drop costs the prober a 1 s SYN retransmit).
+fn listen() -> TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(4096).unwrap()
+}
+
+/// The child process: an HTTP target and a TLS target, until stdin closes.
+fn targets() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let http = listen();
+        let tls = listen();
+        let tcp = listen();
+        let dir = std::env::temp_dir().join(format!("statuspage-bench-pki-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        println!(
+            "{} {} {} {}",
+            http.local_addr().unwrap(),
+            tls.local_addr().unwrap(),
+            ca_file.display(),
+            tcp.local_addr().unwrap()
+        );
+        std::io::stdout().flush().unwrap();
+        // The TCP target accepts and waits for the prober to hang up. (A server
+        // that closes first leaves TIME_WAIT entries that, on loopback, collide
+        // with the prober's next ephemeral ports and cost 1 s SYN retransmits.)
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = tcp.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = http.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), service)
+                        .await;
+                });
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = tls.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut t) = acceptor.accept(s).await {
+                        let mut buf = [0u8; 64];
+                        let _ = tokio::io::AsyncReadExt::read(&mut t, &mut buf).await;
+                    }
+                });
+            }
+        });
+        // Serve until the parent closes our stdin.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            let _ = std::io::stdin().read_line(&mut sink);
+        })
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    });
+}
