@@ -330,6 +330,15 @@ pub struct Facts {
     /// The negotiated TLS version, such as `1.3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_version: Option<String>,
+    /// The negotiated cipher suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
+    /// The leaf certificate's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_subject: Option<String>,
+    /// The leaf certificate's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_issuer: Option<String>,
     /// The leaf certificate's not-after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_not_after: Option<Timestamp>,

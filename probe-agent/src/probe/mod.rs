@@ -315,6 +315,9 @@ fn facts(seen: &Observation) -> Facts {
     }
     if let Some(t) = &seen.tls {
         f.tls_version = (!t.version.is_empty()).then(|| t.version.clone());
+        f.tls_cipher = (!t.cipher.is_empty()).then(|| t.cipher.clone());
+        f.cert_subject = (!t.leaf_subject.is_empty()).then(|| t.leaf_subject.clone());
+        f.cert_issuer = (!t.leaf_issuer.is_empty()).then(|| t.leaf_issuer.clone());
         f.cert_not_after = t.leaf_not_after.map(Timestamp::new);
         f.chain_not_after = t.chain_not_after.map(Timestamp::new);
     }

@@ -226,6 +226,43 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A client certificate signed by the CA, as PEM files (cert, key).
+    pub fn client_cert_files(&self) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "probe client");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (self.dir.join("client.pem"), self.dir.join("client-key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// A server config (valid leaf, HTTP/1.1) that requires a client certificate from the CA.
+    pub fn server_config_requiring_client_cert(&self) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let plain = self.server_config(Leaf::Valid, &[]);
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(plain.cert_resolver.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
+}
+
 impl Drop for Pki {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

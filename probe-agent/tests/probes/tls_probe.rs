@@ -10,6 +10,19 @@ async fn a_valid_chain_reports_version_cipher_and_expiry() {
     let r = run(&prober(), &check("2s", &format!("tls: {{ host: 127.0.0.1, port: {}, server_name: localhost, ca_file: '{}', expect: {{ certificate_valid_for: 30d, min_version: '1.2' }} }}", target.port(), pki.ca_file.display()))).await;
     assert_outcome(&r, Outcome::Up, Reason::Ok);
     assert_eq!(r.facts.tls_version.as_deref(), Some("1.3"));
+    assert!(
+        r.facts
+            .tls_cipher
+            .as_deref()
+            .is_some_and(|c| c.starts_with("TLS13_")),
+        "{:?}",
+        r.facts
+    );
+    assert_eq!(r.facts.cert_subject.as_deref(), Some("CN=Valid leaf"));
+    assert_eq!(
+        r.facts.cert_issuer.as_deref(),
+        Some("CN=statuspage test CA")
+    );
     assert!(r.phases.connect_us.is_some() && r.phases.tls_us.is_some());
     assert_assertion(&r, "certificate valid for", true);
     assert_assertion(&r, "TLS version at least 1.2", true);
@@ -71,4 +84,31 @@ async fn min_version_fails_when_the_server_stops_at_tls_1_2() {
     assert_outcome(&r, Outcome::Down, Reason::Assertion);
     assert_eq!(r.facts.tls_version.as_deref(), Some("1.2"));
     assert_assertion(&r, "TLS version at least 1.3", false);
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_for_mutual_tls() {
+    let pki = Pki::new("mtls");
+    let (cert, key) = pki.client_cert_files();
+    let target = tls_target(pki.server_config_requiring_client_cert(), true).await;
+    let ca = pki.ca_file.display();
+    let with = check(
+        "2s",
+        &format!(
+            "http: {{ url: 'https://localhost:{}/', tls: {{ ca_file: '{ca}', client_cert_file: '{}', client_key_file: '{}' }} }}",
+            target.port(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert_outcome(&run(&prober(), &with).await, Outcome::Up, Reason::Ok);
+    let without = check(
+        "2s",
+        &format!(
+            "http: {{ url: 'https://localhost:{}/', tls: {{ ca_file: '{ca}' }} }}",
+            target.port()
+        ),
+    );
+    let r = run(&prober(), &without).await;
+    assert_eq!(r.outcome, Outcome::Down, "{r:?}");
 }

@@ -1,0 +1,134 @@
+//! The `statuspage` binary as a user runs it: exit codes, output formats,
+//! and `check` against real local targets.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn statuspage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("STATUSPAGE_CONFIG")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_config(tag: &str, yaml: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("statuspage-cli-{tag}-{}.yaml", std::process::id()));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A one-thread HTTP server answering `200 Welcome` to every request.
+fn http_target() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nWelcome");
+        }
+    });
+    port
+}
+
+#[test]
+fn validate_prints_a_summary_and_exits_zero() {
+    let out = statuspage(&["validate", "config/examples/checks.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok: 7 checks (1 private) in 2 groups, 2 maintenance windows, from 1 file\n");
+    let out = statuspage(&["validate", "--config", "config/examples/minimal.yaml"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn validate_prints_every_problem_with_its_position_and_exits_one() {
+    let fixture = "config/tests/fixtures/invalid/many-errors-one-file.yaml";
+    let out = statuspage(&["validate", fixture]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = std::fs::read_to_string("config/tests/fixtures/invalid/many-errors-one-file.expected").unwrap();
+    let expected = expected.replace("invalid/", "config/tests/fixtures/invalid/");
+    assert_eq!(text(&out.stderr), format!("{expected}6 problems found\n"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_config_can_come_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .arg("validate")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("STATUSPAGE_CONFIG", "config/examples/minimal.yaml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = statuspage(&["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no config given"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn schema_prints_a_json_schema() {
+    let out = statuspage(&["schema"]);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(schema["$schema"].as_str().unwrap().contains("json-schema.org"));
+    assert_eq!(schema["additionalProperties"], false);
+}
+
+#[test]
+fn help_lists_every_subcommand_and_unbuilt_ones_fail_honestly() {
+    let help = text(&statuspage(&["--help"]).stdout);
+    for sub in ["validate", "check", "agent", "ingest", "dashboard", "standalone", "demo", "migrate", "schema"] {
+        assert!(help.contains(&format!("  {sub} ")), "{sub} missing from:\n{help}");
+    }
+    for sub in ["agent", "ingest", "dashboard", "standalone", "demo", "migrate"] {
+        let out = statuspage(&[sub]);
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        assert_eq!(text(&out.stderr), format!("statuspage {sub}: not implemented yet\n"));
+    }
+}
+
+#[test]
+fn check_probes_local_targets_and_exits_by_outcome() {
+    let up = http_target();
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = temp_config(
+        "check",
+        &format!(
+            "groups:\n  - name: Local\n    checks:\n      - name: Web\n        timeout: 2s\n        http: {{ url: 'http://127.0.0.1:{up}/', expect: {{ body_contains: Welcome }} }}\n      - name: Gone\n        timeout: 2s\n        tcp: {{ host: 127.0.0.1, port: {closed} }}\n"
+        ),
+    );
+    let path = config.to_str().unwrap();
+
+    let out = statuspage(&["check", "--config", path, "--check", "local-web"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let table = text(&out.stdout);
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.starts_with("local-web") && row.contains(" up ") && row.contains(" ok "), "{table}");
+    assert!(table.contains("pass  body contains \"Welcome\""), "{table}");
+    assert!(table.ends_with("1 of 1 check up\n"), "{table}");
+
+    let out = statuspage(&["check", "--config", path]);
+    assert_eq!(out.status.code(), Some(1), "one check is down");
+    assert!(text(&out.stdout).contains("connect_refused"));
+
+    let out = statuspage(&["check", "--config", path, "--json"]);
+    let results: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["outcome"], "up");
+    assert!(results[0]["phases"]["connect_us"].is_u64());
+    assert_eq!(results[1]["reason"], "connect_refused");
+
+    let out = statuspage(&["check", "--config", path, "--check", "local-wbe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no check with id `local-wbe`; did you mean: local-web"), "{}", text(&out.stderr));
+    std::fs::remove_file(Path::new(path)).unwrap();
+}
