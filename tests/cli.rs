@@ -20,7 +20,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn temp_config(tag: &str, yaml: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("statuspage-cli-{tag}-{}.yaml", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("statuspage-cli-{tag}-{}.yaml", std::process::id()));
     std::fs::write(&path, yaml).unwrap();
     path
 }
@@ -34,7 +35,9 @@ fn http_target() -> u16 {
             let Ok(mut s) = stream else { continue };
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nWelcome");
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nWelcome",
+            );
         }
     });
     port
@@ -44,7 +47,10 @@ fn http_target() -> u16 {
 fn validate_prints_a_summary_and_exits_zero() {
     let out = statuspage(&["validate", "config/examples/checks.yaml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "ok: 7 checks (1 private) in 2 groups, 2 maintenance windows, from 1 file\n");
+    assert_eq!(
+        text(&out.stdout),
+        "ok: 7 checks (1 private) in 2 groups, 2 maintenance windows, from 1 file\n"
+    );
     let out = statuspage(&["validate", "--config", "config/examples/minimal.yaml"]);
     assert!(out.status.success());
 }
@@ -54,7 +60,9 @@ fn validate_prints_every_problem_with_its_position_and_exits_one() {
     let fixture = "config/tests/fixtures/invalid/many-errors-one-file.yaml";
     let out = statuspage(&["validate", fixture]);
     assert_eq!(out.status.code(), Some(1));
-    let expected = std::fs::read_to_string("config/tests/fixtures/invalid/many-errors-one-file.expected").unwrap();
+    let expected =
+        std::fs::read_to_string("config/tests/fixtures/invalid/many-errors-one-file.expected")
+            .unwrap();
     let expected = expected.replace("invalid/", "config/tests/fixtures/invalid/");
     assert_eq!(text(&out.stderr), format!("{expected}6 problems found\n"));
     assert!(out.stdout.is_empty());
@@ -71,7 +79,11 @@ fn the_config_can_come_from_the_environment() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = statuspage(&["validate"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no config given"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no config given"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -79,27 +91,59 @@ fn schema_prints_a_json_schema() {
     let out = statuspage(&["schema"]);
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert!(schema["$schema"].as_str().unwrap().contains("json-schema.org"));
+    assert!(
+        schema["$schema"]
+            .as_str()
+            .unwrap()
+            .contains("json-schema.org")
+    );
     assert_eq!(schema["additionalProperties"], false);
 }
 
 #[test]
 fn help_lists_every_subcommand_and_unbuilt_ones_fail_honestly() {
     let help = text(&statuspage(&["--help"]).stdout);
-    for sub in ["validate", "check", "agent", "ingest", "dashboard", "standalone", "demo", "migrate", "schema"] {
-        assert!(help.contains(&format!("  {sub} ")), "{sub} missing from:\n{help}");
+    for sub in [
+        "validate",
+        "check",
+        "agent",
+        "ingest",
+        "dashboard",
+        "standalone",
+        "demo",
+        "migrate",
+        "schema",
+    ] {
+        assert!(
+            help.contains(&format!("  {sub} ")),
+            "{sub} missing from:\n{help}"
+        );
     }
-    for sub in ["agent", "ingest", "dashboard", "standalone", "demo", "migrate"] {
+    for sub in [
+        "agent",
+        "ingest",
+        "dashboard",
+        "standalone",
+        "demo",
+        "migrate",
+    ] {
         let out = statuspage(&[sub]);
         assert_eq!(out.status.code(), Some(2), "{sub}");
-        assert_eq!(text(&out.stderr), format!("statuspage {sub}: not implemented yet\n"));
+        assert_eq!(
+            text(&out.stderr),
+            format!("statuspage {sub}: not implemented yet\n")
+        );
     }
 }
 
 #[test]
 fn check_probes_local_targets_and_exits_by_outcome() {
     let up = http_target();
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = temp_config(
         "check",
         &format!(
@@ -109,10 +153,18 @@ fn check_probes_local_targets_and_exits_by_outcome() {
     let path = config.to_str().unwrap();
 
     let out = statuspage(&["check", "--config", path, "--check", "local-web"]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let table = text(&out.stdout);
     let row = table.lines().nth(1).unwrap();
-    assert!(row.starts_with("local-web") && row.contains(" up ") && row.contains(" ok "), "{table}");
+    assert!(
+        row.starts_with("local-web") && row.contains(" up ") && row.contains(" ok "),
+        "{table}"
+    );
     assert!(table.contains("pass  body contains \"Welcome\""), "{table}");
     assert!(table.ends_with("1 of 1 check up\n"), "{table}");
 
@@ -121,7 +173,10 @@ fn check_probes_local_targets_and_exits_by_outcome() {
     assert!(text(&out.stdout).contains("connect_refused"));
 
     let out = statuspage(&["check", "--config", path, "--json"]);
-    let results: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["outcome"], "up");
     assert!(results[0]["phases"]["connect_us"].is_u64());
@@ -129,6 +184,10 @@ fn check_probes_local_targets_and_exits_by_outcome() {
 
     let out = statuspage(&["check", "--config", path, "--check", "local-wbe"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no check with id `local-wbe`; did you mean: local-web"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no check with id `local-wbe`; did you mean: local-web"),
+        "{}",
+        text(&out.stderr)
+    );
     std::fs::remove_file(Path::new(path)).unwrap();
 }
