@@ -5,6 +5,7 @@
 //! Scheduling, fleet sharding and publishing come with the agent.
 
 pub mod evaluate;
+pub mod fleet;
 pub mod probe;
 
 pub use evaluate::{Verdict, evaluate};
