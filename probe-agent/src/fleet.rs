@@ -17,7 +17,10 @@ pub struct Peer {
 impl Peer {
     /// A peer from `id` and `zone`.
     pub fn new(id: impl Into<String>, zone: impl Into<String>) -> Self {
-        Self { id: id.into(), zone: zone.into() }
+        Self {
+            id: id.into(),
+            zone: zone.into(),
+        }
     }
 
     /// Parses `id[@zone],...` as `--peers` takes it.
@@ -28,7 +31,9 @@ impl Peer {
             .map(|item| {
                 let (id, zone) = item.split_once('@').unwrap_or((item, ""));
                 if id.is_empty() || id.contains('/') || id.contains(char::is_whitespace) {
-                    Err(format!("`{item}` is not a peer: expected id[@zone], an id without `/` or spaces"))
+                    Err(format!(
+                        "`{item}` is not a peer: expected id[@zone], an id without `/` or spaces"
+                    ))
                 } else {
                     Ok(Peer::new(id, zone))
                 }
@@ -65,20 +70,29 @@ impl Fleet {
         }
         let duplicates = by_id
             .iter()
-            .filter(|(id, zones)| zones.len() > 1 || (**id == me.id && zones.iter().any(|z| *z != me.zone && !z.is_empty())))
+            .filter(|(id, zones)| {
+                zones.len() > 1
+                    || (**id == me.id && zones.iter().any(|z| *z != me.zone && !z.is_empty()))
+            })
             .map(|(id, zones)| {
                 let mut zones = zones.clone();
                 if *id == me.id && !zones.contains(&me.zone) {
                     zones.push(me.zone.clone());
                 }
                 zones.sort();
-                DuplicateId { id: id.clone(), zones }
+                DuplicateId {
+                    id: id.clone(),
+                    zones,
+                }
             })
             .collect();
         let mut peers: Vec<Peer> = by_id
             .into_iter()
             .filter(|(id, _)| *id != me.id)
-            .map(|(id, zones)| Peer { id, zone: zones.into_iter().next().unwrap_or_default() })
+            .map(|(id, zones)| Peer {
+                id,
+                zone: zones.into_iter().next().unwrap_or_default(),
+            })
             .collect();
         peers.push(me);
         peers.sort();
@@ -108,7 +122,11 @@ impl Fleet {
     /// score of each zone, then the rest by score.
     pub fn assigned(&self, check: &str, locations: Locations) -> Vec<&Peer> {
         let want = self.assigned_count(locations) as usize;
-        let mut ranked: Vec<(u64, &Peer)> = self.peers.iter().map(|p| (score(check, &p.id), p)).collect();
+        let mut ranked: Vec<(u64, &Peer)> = self
+            .peers
+            .iter()
+            .map(|p| (score(check, &p.id), p))
+            .collect();
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
         let mut chosen: Vec<&Peer> = Vec::with_capacity(want);
         let mut zones: Vec<&str> = Vec::new();
@@ -134,7 +152,8 @@ impl Fleet {
 
     /// Whether the agent `id` probes `check`.
     pub fn probes(&self, id: &str, check: &str, locations: Locations) -> bool {
-        matches!(locations, Locations::All) || self.assigned(check, locations).iter().any(|p| p.id == id)
+        matches!(locations, Locations::All)
+            || self.assigned(check, locations).iter().any(|p| p.id == id)
     }
 }
 
@@ -183,7 +202,10 @@ mod tests {
             let mean = 10_000.0 * f64::from(locations) / 10.0;
             for (id, n) in &load {
                 let off = (*n as f64 - mean).abs() / mean;
-                assert!(off <= 0.10, "{id} has {n}, mean {mean} (locations {locations})");
+                assert!(
+                    off <= 0.10,
+                    "{id} has {n}, mean {mean} (locations {locations})"
+                );
             }
             assert_eq!(load.len(), 10);
         }
@@ -195,9 +217,22 @@ mod tests {
         let after = fleet(11, 1);
         let fewer = fleet(9, 1);
         let cs = checks(10_000);
-        let assignment = |f: &Fleet, c: &str| -> BTreeSet<String> { f.assigned(c, Locations::Count(2)).iter().map(|p| p.id.clone()).collect() };
+        let assignment = |f: &Fleet, c: &str| -> BTreeSet<String> {
+            f.assigned(c, Locations::Count(2))
+                .iter()
+                .map(|p| p.id.clone())
+                .collect()
+        };
         for (other, n) in [(&after, 11.0), (&fewer, 10.0)] {
-            let moved: usize = cs.iter().map(|c| assignment(&before, c).symmetric_difference(&assignment(other, c)).count() / 2).sum();
+            let moved: usize = cs
+                .iter()
+                .map(|c| {
+                    assignment(&before, c)
+                        .symmetric_difference(&assignment(other, c))
+                        .count()
+                        / 2
+                })
+                .sum();
             let total = cs.len() * 2;
             let share = moved as f64 / total as f64;
             assert!(share <= 1.0 / n + 0.02, "moved {share:.3} of assignments");
@@ -208,28 +243,46 @@ mod tests {
     fn three_zones_and_three_locations_cover_three_zones() {
         let f = fleet(9, 3);
         for c in checks(2_000) {
-            let zones: BTreeSet<&str> = f.assigned(&c, Locations::Count(3)).iter().map(|p| p.zone.as_str()).collect();
+            let zones: BTreeSet<&str> = f
+                .assigned(&c, Locations::Count(3))
+                .iter()
+                .map(|p| p.zone.as_str())
+                .collect();
             assert_eq!(zones.len(), 3, "{c}");
         }
     }
 
     #[test]
     fn every_agent_computes_the_same_assignment_from_the_same_peers() {
-        let ids: Vec<Peer> = (0..6).map(|i| Peer::new(format!("n{i}"), format!("z{}", i % 2))).collect();
+        let ids: Vec<Peer> = (0..6)
+            .map(|i| Peer::new(format!("n{i}"), format!("z{}", i % 2)))
+            .collect();
         let views: Vec<Fleet> = (0..6)
             .map(|me| {
-                let mut others: Vec<Peer> = ids.iter().filter(|p| p.id != ids[me].id).cloned().collect();
+                let mut others: Vec<Peer> =
+                    ids.iter().filter(|p| p.id != ids[me].id).cloned().collect();
                 others.reverse();
                 Fleet::new(ids[me].clone(), others).0
             })
             .collect();
         for c in checks(500) {
-            let first: Vec<&str> = views[0].assigned(&c, Locations::Count(3)).iter().map(|p| p.id.as_str()).collect();
+            let first: Vec<&str> = views[0]
+                .assigned(&c, Locations::Count(3))
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect();
             for v in &views[1..] {
-                let other: Vec<&str> = v.assigned(&c, Locations::Count(3)).iter().map(|p| p.id.as_str()).collect();
+                let other: Vec<&str> = v
+                    .assigned(&c, Locations::Count(3))
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect();
                 assert_eq!(first, other);
             }
-            let probers = ids.iter().filter(|p| views[0].probes(&p.id, &c, Locations::Count(3))).count();
+            let probers = ids
+                .iter()
+                .filter(|p| views[0].probes(&p.id, &c, Locations::Count(3)))
+                .count();
             assert_eq!(probers, 3);
         }
     }
@@ -241,21 +294,54 @@ mod tests {
         assert_eq!(alone.assigned("c", Locations::Count(3)).len(), 1);
         let f = fleet(4, 2);
         assert_eq!(f.assigned_count(Locations::All), 4);
-        assert!(f.peers().iter().all(|p| f.probes(&p.id, "c", Locations::All)));
+        assert!(
+            f.peers()
+                .iter()
+                .all(|p| f.probes(&p.id, "c", Locations::All))
+        );
     }
 
     #[test]
     fn duplicate_ids_are_detected_and_self_always_counts() {
-        let (f, dups) = Fleet::new(Peer::new("a", "z1"), [Peer::new("b", "z1"), Peer::new("b", "z2"), Peer::new("a", "z9")]);
+        let (f, dups) = Fleet::new(
+            Peer::new("a", "z1"),
+            [
+                Peer::new("b", "z1"),
+                Peer::new("b", "z2"),
+                Peer::new("a", "z9"),
+            ],
+        );
         assert_eq!(f.peers().len(), 2);
-        assert_eq!(f.peers()[0], Peer::new("a", "z1"), "self wins over a listed twin");
-        assert_eq!(dups, vec![DuplicateId { id: "a".into(), zones: vec!["z1".into(), "z9".into()] }, DuplicateId { id: "b".into(), zones: vec!["z1".into(), "z2".into()] }]);
+        assert_eq!(
+            f.peers()[0],
+            Peer::new("a", "z1"),
+            "self wins over a listed twin"
+        );
+        assert_eq!(
+            dups,
+            vec![
+                DuplicateId {
+                    id: "a".into(),
+                    zones: vec!["z1".into(), "z9".into()]
+                },
+                DuplicateId {
+                    id: "b".into(),
+                    zones: vec!["z1".into(), "z2".into()]
+                }
+            ]
+        );
     }
 
     #[test]
     fn peers_parse_from_the_flag() {
-        assert_eq!(Peer::parse_list("a@z1, b ,c@").unwrap(), vec![Peer::new("a", "z1"), Peer::new("b", ""), Peer::new("c", "")]);
-        assert_eq!(Peer::parse_list("a/b").unwrap_err(), "`a/b` is not a peer: expected id[@zone], an id without `/` or spaces");
+        assert_eq!(
+            Peer::parse_list("a@z1, b ,c@").unwrap(),
+            vec![Peer::new("a", "z1"), Peer::new("b", ""), Peer::new("c", "")]
+        );
+        assert_eq!(
+            Peer::parse_list("a/b").unwrap_err(),
+            "`a/b` is not a peer: expected id[@zone], an id without `/` or spaces"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 pub mod evaluate;
 pub mod fleet;
 pub mod probe;
+pub mod scheduler;
+pub mod telemetry;
 
 pub use evaluate::{Verdict, evaluate};
 pub use probe::{Observation, Prober};

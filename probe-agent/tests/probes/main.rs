@@ -69,5 +69,6 @@ pub fn assert_assertion(r: &ProbeResult, prefix: &str, passed: bool) {
 mod dns_probe;
 mod http_probe;
 mod reasons;
+mod scheduling;
 mod tcp_probe;
 mod tls_probe;
