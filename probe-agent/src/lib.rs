@@ -4,9 +4,11 @@
 //! `Prober::run` probes one check once and returns a complete `ProbeResult`.
 //! Scheduling, fleet sharding and publishing come with the agent.
 
+pub mod buffer;
 pub mod evaluate;
 pub mod fleet;
 pub mod probe;
+pub mod publish;
 pub mod scheduler;
 pub mod telemetry;
 

@@ -68,6 +68,7 @@ pub fn assert_assertion(r: &ProbeResult, prefix: &str, passed: bool) {
 
 mod dns_probe;
 mod http_probe;
+mod publishing;
 mod reasons;
 mod scheduling;
 mod tcp_probe;

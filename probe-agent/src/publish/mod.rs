@@ -1,0 +1,219 @@
+//! Publishing results: batches that close by size and by time, messages that
+//! stay under the SQS limit (split, or gzip+base64 and marked), heartbeats
+//! when nothing is due, and a bounded buffer in front of it all.
+//!
+//! A [`Publisher`] sends messages: [`sqs::SqsPublisher`] in the distributed
+//! shape, [`channel::ChannelPublisher`] in standalone.
+
+pub mod channel;
+pub mod sqs;
+
+use crate::buffer::{Buffer, Limits};
+use crate::telemetry::Counter;
+use chrono::Utc;
+use config::wire::{self, AgentInfo, Encoded, ProbeResult, ResultBatch, Timestamp};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// One message ready to send, with the results it carries (to requeue on failure).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The encoded body and its encoding attribute.
+    pub encoded: Encoded,
+    /// The batch, for publishers that need no encoding.
+    pub batch: ResultBatch,
+}
+
+impl Outgoing {
+    /// The bytes SQS counts for this message: body plus attribute.
+    pub fn size(&self) -> usize {
+        self.encoded.body.len()
+            + self.encoded.encoding.map_or(0, |e| {
+                wire::ENCODING_ATTRIBUTE.len() + e.len() + "String".len()
+            })
+    }
+}
+
+/// Sends messages somewhere. Returns the messages that could not be sent.
+pub trait Publisher: Send + Sync {
+    /// Sends `messages`; what comes back was not delivered and will be retried later.
+    fn publish(&self, messages: Vec<Outgoing>) -> impl Future<Output = Vec<Outgoing>> + Send;
+}
+
+/// Encodes `results` into messages of at most `max_bytes` each: plain JSON
+/// when it fits, else gzip+base64, else split in two and tried again.
+pub fn messages(agent: &AgentInfo, results: Vec<ProbeResult>, max_bytes: usize) -> Vec<Outgoing> {
+    let batch = ResultBatch {
+        v: wire::VERSION,
+        agent: agent.clone(),
+        sent_at: Timestamp::new(Utc::now()),
+        results,
+    };
+    let mut out = Vec::new();
+    split_into(batch, max_bytes, &mut out);
+    out
+}
+
+fn split_into(batch: ResultBatch, max_bytes: usize, out: &mut Vec<Outgoing>) {
+    for compress in [false, true] {
+        if let Ok(encoded) = wire::encode(&batch, compress) {
+            let o = Outgoing {
+                encoded,
+                batch: batch.clone(),
+            };
+            if o.size() <= max_bytes {
+                out.push(o);
+                return;
+            }
+        }
+    }
+    if batch.results.len() <= 1 {
+        // One result larger than a message even compressed: it cannot be sent.
+        return;
+    }
+    let mut first = batch.clone();
+    let second_results = first.results.split_off(first.results.len() / 2);
+    let second = ResultBatch {
+        results: second_results,
+        ..batch
+    };
+    split_into(first, max_bytes, out);
+    split_into(second, max_bytes, out);
+}
+
+/// How the publishing loop behaves.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Who we are, in every batch.
+    pub agent: AgentInfo,
+    /// The most bytes in one message and in one send.
+    pub max_message_bytes: usize,
+    /// A batch closes at least this often.
+    pub flush_every: Duration,
+    /// An empty batch goes out when nothing was sent for this long.
+    pub heartbeat_every: Duration,
+    /// The buffer's limits.
+    pub limits: Limits,
+    /// How long shutdown may spend flushing.
+    pub drain_deadline: Duration,
+}
+
+/// What the publishing loop counts.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    /// Results dropped because the buffer was full.
+    pub dropped: Counter,
+    /// Messages sent.
+    pub batches: Counter,
+    /// Bytes sent.
+    pub bytes: Counter,
+    /// Sends that failed (the results were kept).
+    pub errors: Counter,
+    /// Results held right now.
+    pub depth: Counter,
+}
+
+/// Moves results from `results` through the buffer to `publisher` until
+/// `shutdown`, then flushes what is left within the drain deadline.
+pub async fn run<P: Publisher>(
+    settings: Settings,
+    publisher: Arc<P>,
+    mut results: mpsc::Receiver<ProbeResult>,
+    stats: Arc<PublishStats>,
+    shutdown: CancellationToken,
+) -> Buffer {
+    let mut buffer = Buffer::new(settings.limits);
+    let mut flush = tokio::time::interval(settings.flush_every);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sent = Instant::now();
+    loop {
+        tokio::select! {
+            got = results.recv() => match got {
+                Some(r) => {
+                    stats.dropped.add(buffer.push(r));
+                    if buffer.bytes() >= settings.max_message_bytes {
+                        send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent).await;
+                    }
+                }
+                None => break,
+            },
+            _ = flush.tick() => {
+                if !buffer.is_empty() || last_sent.elapsed() >= settings.heartbeat_every {
+                    send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent).await;
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+        set_depth(&stats, &buffer);
+    }
+    // Drain: what the probes still hand over, then everything buffered.
+    while let Ok(r) = results.try_recv() {
+        stats.dropped.add(buffer.push(r));
+    }
+    let deadline = Instant::now() + settings.drain_deadline;
+    while !buffer.is_empty() && Instant::now() < deadline {
+        let before = buffer.len();
+        let _ = tokio::time::timeout_at(
+            deadline,
+            send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent),
+        )
+        .await;
+        if buffer.len() >= before {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    set_depth(&stats, &buffer);
+    buffer
+}
+
+fn set_depth(stats: &PublishStats, buffer: &Buffer) {
+    let now = buffer.len() as u64;
+    let was = stats.depth.get();
+    // A gauge kept in a counter's cell: only this loop writes it.
+    if now > was {
+        stats.depth.add(now - was);
+    } else if now < was {
+        stats.depth.sub(was - now);
+    }
+}
+
+/// Sends everything buffered (or a heartbeat) in messages under the limit.
+async fn send<P: Publisher>(
+    settings: &Settings,
+    publisher: &P,
+    buffer: &mut Buffer,
+    stats: &PublishStats,
+    last_sent: &mut Instant,
+) {
+    let mut outgoing = Vec::new();
+    if buffer.is_empty() {
+        outgoing.extend(messages(
+            &settings.agent,
+            Vec::new(),
+            settings.max_message_bytes,
+        ));
+    }
+    while !buffer.is_empty() {
+        // Results are ~0.5 KiB; gzip shrinks them several-fold, so take generously.
+        let taken = buffer.take(settings.max_message_bytes * 4);
+        outgoing.extend(messages(&settings.agent, taken, settings.max_message_bytes));
+    }
+    let sizes: usize = outgoing.iter().map(Outgoing::size).sum();
+    let count = outgoing.len() as u64;
+    let failed = publisher.publish(outgoing).await;
+    let failed_count = failed.len() as u64;
+    let failed_bytes: usize = failed.iter().map(Outgoing::size).sum();
+    stats.batches.add(count - failed_count);
+    stats.bytes.add((sizes - failed_bytes) as u64);
+    if !failed.is_empty() {
+        stats.errors.add(failed_count);
+        let results: Vec<ProbeResult> = failed.into_iter().flat_map(|o| o.batch.results).collect();
+        stats.dropped.add(buffer.requeue(results));
+    } else {
+        *last_sent = Instant::now();
+    }
+}

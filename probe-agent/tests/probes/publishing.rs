@@ -1,0 +1,369 @@
+//! Publishing through a real SQS-protocol server (moto, started by
+//! scripts/test), behind a loopback proxy the test can cut to simulate an
+//! outage without losing moto's in-memory queue.
+
+use config::wire::{self, AgentInfo, Outcome, Phases, ProbeResult, Reason, ResultBatch, Timestamp};
+use probe_agent::buffer::Limits;
+use probe_agent::publish::sqs::{Backoff, SqsPublisher};
+use probe_agent::publish::{PublishStats, Settings, channel::ChannelPublisher, messages, run};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto")
+}
+
+/// A TCP proxy to moto that can be cut (connections dropped) and restored.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        let upstream: SocketAddr = endpoint().trim_start_matches("http://").parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(JoinSet::new()));
+        let (c, j) = (cut.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                j.lock().await.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut, conns }
+    }
+
+    async fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.conns.lock().await.abort_all();
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn client(endpoint: &str) -> aws_sdk_sqs::Client {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(500))
+                .operation_timeout(Duration::from_secs(2))
+                .build(),
+        )
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&conf)
+}
+
+async fn fresh_queue(sqs: &aws_sdk_sqs::Client, tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    sqs.create_queue()
+        .queue_name(format!("{tag}-{nanos}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// Every batch in the queue, decoded, deleting as it goes.
+async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<ResultBatch> {
+    let mut out = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = got.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            empty += 1;
+        }
+        for m in msgs {
+            let enc = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get(wire::ENCODING_ATTRIBUTE))
+                .and_then(|v| v.string_value().map(str::to_string));
+            out.push(
+                wire::decode(
+                    m.body().unwrap_or_default(),
+                    enc.as_deref(),
+                    wire::DEFAULT_MAX_MESSAGE_BYTES,
+                )
+                .expect("a valid batch"),
+            );
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    out
+}
+
+fn result(n: i64, message: &str) -> ProbeResult {
+    let t = Timestamp::from_unix_ms(1_780_000_000_000 + n * 1000).unwrap();
+    let mut r = ProbeResult {
+        id: ProbeResult::make_id("c", "agent-a", t),
+        check: "c".into(),
+        config_hash: "h".into(),
+        scheduled_at: t,
+        started_at: t,
+        interval_us: 30_000_000,
+        assigned: 1,
+        duration_us: 1234,
+        outcome: Outcome::Up,
+        reason: Reason::Ok,
+        message: String::new(),
+        phases: Phases {
+            connect_us: Some(100),
+            ..Phases::default()
+        },
+        facts: Default::default(),
+        assertions: vec![],
+    };
+    r.set_message(message);
+    r
+}
+
+fn settings(max: usize, limits: Limits) -> Settings {
+    Settings {
+        agent: AgentInfo {
+            id: "agent-a".into(),
+            zone: "z1".into(),
+            region: "r".into(),
+        },
+        max_message_bytes: max,
+        flush_every: Duration::from_millis(200),
+        heartbeat_every: Duration::from_millis(600),
+        limits,
+        drain_deadline: Duration::from_secs(10),
+    }
+}
+
+fn ids(batches: &[ResultBatch]) -> BTreeSet<String> {
+    batches
+        .iter()
+        .flat_map(|b| b.results.iter().map(|r| r.id.clone()))
+        .collect()
+}
+
+#[test]
+fn messages_stay_under_the_limit_by_splitting_or_compressing() {
+    let agent = AgentInfo {
+        id: "a".into(),
+        zone: String::new(),
+        region: String::new(),
+    };
+    // Varied text, so compression alone cannot make 200 results fit one message.
+    let noise = |n: i64| {
+        (0..25)
+            .map(|i| format!("{:016x}", probe_agent::fleet::mix((n * 100 + i) as u64)))
+            .collect::<String>()
+    };
+    let results: Vec<_> = (0..200).map(|n| result(n, &noise(n))).collect();
+    let out = messages(&agent, results, 8 * 1024);
+    assert!(out.len() > 1);
+    assert!(out.iter().all(|m| m.size() <= 8 * 1024));
+    assert!(
+        out.iter()
+            .any(|m| m.encoded.encoding == Some(wire::GZIP_BASE64)),
+        "repetitive results compress"
+    );
+    assert_eq!(
+        out.iter().map(|m| m.batch.results.len()).sum::<usize>(),
+        200,
+        "nothing lost in the split"
+    );
+}
+
+#[tokio::test]
+async fn results_and_heartbeats_arrive_in_the_queue_with_their_ids() {
+    let sqs = client(&endpoint()).await;
+    let queue = fresh_queue(&sqs, "publish").await;
+    let publisher = Arc::new(SqsPublisher::new(
+        sqs.clone(),
+        queue.clone(),
+        16 * 1024,
+        Backoff::default(),
+    ));
+    let (tx, rx) = mpsc::channel(64);
+    let stats = Arc::new(PublishStats::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        settings(16 * 1024, Limits::default()),
+        publisher,
+        rx,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    let sent: Vec<_> = (0..25).map(|n| result(n, "ok")).collect();
+    for r in &sent {
+        tx.send(r.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    shutdown.cancel();
+    let left = task.await.unwrap();
+    assert!(left.is_empty());
+    let batches = drain(&sqs, &queue).await;
+    assert_eq!(ids(&batches), sent.iter().map(|r| r.id.clone()).collect());
+    assert!(
+        batches.iter().any(|b| b.results.is_empty()),
+        "an idle agent sends heartbeats"
+    );
+    assert!(batches.iter().all(|b| b.agent.id == "agent-a" && b.v == 1));
+    let got = batches
+        .iter()
+        .flat_map(|b| &b.results)
+        .find(|r| r.id == sent[0].id)
+        .unwrap();
+    assert_eq!(got.phases.connect_us, Some(100));
+    assert!(stats.batches.get() >= 2);
+}
+
+#[tokio::test]
+async fn an_outage_loses_nothing_within_the_bound_and_exactly_the_overflow_past_it() {
+    let proxy = Proxy::start().await;
+    let direct = client(&endpoint()).await;
+    let queue = fresh_queue(&direct, "outage").await;
+    let via_proxy = client(&format!("http://{}", proxy.addr)).await;
+    let backoff = Backoff {
+        first: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        attempts: 2,
+    };
+    let publisher = Arc::new(SqsPublisher::new(
+        via_proxy,
+        queue.clone(),
+        16 * 1024,
+        backoff,
+    ));
+    let (tx, rx) = mpsc::channel(256);
+    let stats = Arc::new(PublishStats::default());
+    let shutdown = CancellationToken::new();
+    let limits = Limits {
+        results: 30,
+        bytes: 1 << 20,
+    };
+    let task = tokio::spawn(run(
+        settings(16 * 1024, limits),
+        publisher,
+        rx,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+
+    proxy.cut().await;
+    let sent: Vec<_> = (0..35).map(|n| result(n, "during the outage")).collect();
+    for r in &sent {
+        tx.send(r.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(stats.errors.get() > 0, "sends failed during the outage");
+    assert_eq!(
+        stats.dropped.get(),
+        5,
+        "exactly the overflow past 30 results is dropped"
+    );
+    proxy.restore();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+
+    let batches = drain(&direct, &queue).await;
+    let expected: BTreeSet<String> = sent[5..].iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        ids(&batches),
+        expected,
+        "the newest 30 arrive once SQS is back; the oldest 5 were dropped"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_flushes_buffered_results_before_returning() {
+    let sqs = client(&endpoint()).await;
+    let queue = fresh_queue(&sqs, "flush").await;
+    let publisher = Arc::new(SqsPublisher::new(
+        sqs.clone(),
+        queue.clone(),
+        16 * 1024,
+        Backoff::default(),
+    ));
+    let (tx, rx) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let mut s = settings(16 * 1024, Limits::default());
+    s.flush_every = Duration::from_secs(3600);
+    s.heartbeat_every = Duration::from_secs(3600);
+    let task = tokio::spawn(run(
+        s,
+        publisher,
+        rx,
+        Arc::new(PublishStats::default()),
+        shutdown.clone(),
+    ));
+    let sent: Vec<_> = (0..7).map(|n| result(n, "buffered")).collect();
+    for r in &sent {
+        tx.send(r.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shutdown.cancel();
+    assert!(task.await.unwrap().is_empty());
+    let batches = drain(&sqs, &queue).await;
+    assert_eq!(ids(&batches), sent.iter().map(|r| r.id.clone()).collect());
+}
+
+#[tokio::test]
+async fn the_channel_publisher_hands_batches_over_in_process() {
+    let (batches_tx, mut batches_rx) = mpsc::channel(16);
+    let (tx, rx) = mpsc::channel(16);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        settings(256 * 1024, Limits::default()),
+        Arc::new(ChannelPublisher::new(batches_tx)),
+        rx,
+        Arc::new(PublishStats::default()),
+        shutdown.clone(),
+    ));
+    tx.send(result(1, "x")).await.unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(2), batches_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.results.len(), 1);
+    shutdown.cancel();
+    task.await.unwrap();
+}
