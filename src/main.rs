@@ -21,7 +21,7 @@ enum Command {
     Validate(ValidateArgs),
     /// Run each selected check once, now, from this machine, and print phases, reason and assertions.
     Check(CheckArgs),
-    /// Run a probe agent: probe the checks assigned to it and push results to SQS. (not implemented yet)
+    /// Run a probe agent: probe the checks the fleet assigns to it and push results to SQS.
     Agent(AgentArgs),
     /// Consume results from SQS into PostgreSQL; decide status, uptime and incidents. (not implemented yet)
     Ingest(IngestArgs),
@@ -75,37 +75,62 @@ struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
-struct AgentArgs {
-    /// A YAML file or a directory of them.
-    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
-    config: Vec<PathBuf>,
-    /// The SQS queue URL results are sent to.
-    #[arg(long, env = "STATUSPAGE_QUEUE_URL")]
-    queue_url: Option<String>,
+pub(crate) struct AgentArgs {
+    /// A YAML file or a directory of them (reloaded on change and on SIGHUP).
+    #[arg(
+        long,
+        env = "STATUSPAGE_CONFIG",
+        value_name = "PATH",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub config: Vec<PathBuf>,
+    /// The SQS queue URL results are sent to. AWS settings come from the SDK's environment (AWS_REGION, AWS_ENDPOINT_URL, IRSA).
+    #[arg(long, env = "STATUSPAGE_QUEUE_URL", required = true)]
+    pub queue_url: String,
     /// This agent's stable id (the node name in Kubernetes); may not contain `/`.
-    #[arg(long, env = "STATUSPAGE_AGENT_ID")]
-    agent_id: Option<String>,
+    #[arg(long, env = "STATUSPAGE_AGENT_ID", required = true)]
+    pub agent_id: String,
     /// This agent's availability zone.
-    #[arg(long, env = "STATUSPAGE_ZONE")]
-    zone: Option<String>,
+    #[arg(long, env = "STATUSPAGE_ZONE", default_value = "")]
+    pub zone: String,
     /// This agent's region.
-    #[arg(long, env = "STATUSPAGE_REGION")]
-    region: Option<String>,
-    /// Static peers: id[@zone],...
-    #[arg(long, env = "STATUSPAGE_PEERS")]
-    peers: Option<String>,
-    /// The agents' headless Service, whose EndpointSlices list the peers.
+    #[arg(long, env = "STATUSPAGE_REGION", default_value = "")]
+    pub region: String,
+    /// Static peers: id[@zone],... (this agent always counts itself).
+    #[arg(long, env = "STATUSPAGE_PEERS", default_value = "")]
+    pub peers: String,
+    /// The agents' headless Service, whose EndpointSlices list the peers. (not implemented yet)
     #[arg(long, env = "STATUSPAGE_PEERS_K8S_SERVICE")]
-    peers_k8s_service: Option<String>,
-    /// A directory where the buffer spills to disk while SQS is unreachable.
+    pub peers_k8s_service: Option<String>,
+    /// A directory where the buffer spills to disk while SQS is unreachable. (not implemented yet)
     #[arg(long, env = "STATUSPAGE_SPOOL_DIR")]
-    spool_dir: Option<PathBuf>,
-    /// The largest SQS message sent, in bytes.
+    pub spool_dir: Option<PathBuf>,
+    /// The largest SQS message, and SendMessageBatch, in bytes.
     #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
-    max_message_bytes: usize,
+    pub max_message_bytes: usize,
     /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
+    #[arg(
+        long,
+        env = "STATUSPAGE_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: String,
+    /// The most probes running at once.
+    #[arg(long, env = "STATUSPAGE_MAX_CONCURRENCY", default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// The most results buffered while SQS is slow or down; the oldest are dropped past it.
+    #[arg(long, env = "STATUSPAGE_BUFFER_MAX_RESULTS", default_value_t = 100_000)]
+    pub buffer_max_results: usize,
+    /// The most bytes of results buffered; the oldest are dropped past it.
+    #[arg(long, env = "STATUSPAGE_BUFFER_MAX_BYTES", default_value_t = 64 << 20)]
+    pub buffer_max_bytes: usize,
+    /// How long a shutdown may spend publishing what is buffered, in seconds.
+    #[arg(long, env = "STATUSPAGE_DRAIN_SECONDS", default_value_t = 20)]
+    pub drain_seconds: u64,
+    /// Log format: `json` (one event per line) or `text`.
+    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -221,7 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => check::run(args),
-        Command::Agent(_) => not_yet("agent"),
+        Command::Agent(args) => agent::run(args),
         Command::Ingest(_) => not_yet("ingest"),
         Command::Dashboard(_) => not_yet("dashboard"),
         Command::Standalone(_) => not_yet("standalone"),
@@ -230,11 +255,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+mod agent;
 mod check;
 
 fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
     eprintln!("statuspage {command}: not implemented yet");
     Ok(ExitCode::from(2))
+}
+
+/// Structured logs on stderr: JSON lines by default (CloudWatch-ready), or text.
+fn logging(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STATUSPAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        "text" => builder.with_ansi(false).init(),
+        other => anyhow::bail!("--log-format: expected `json` or `text`, found {other:?}"),
+    }
+    Ok(())
 }
 
 /// Loads the catalog, printing every problem; `None` when there were problems.

@@ -4,6 +4,7 @@
 //! `Prober::run` probes one check once and returns a complete `ProbeResult`.
 //! Scheduling, fleet sharding and publishing come with the agent.
 
+pub mod agent;
 pub mod buffer;
 pub mod evaluate;
 pub mod fleet;

@@ -201,13 +201,14 @@ where
     F: Fn(Slot) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ProbeResult> + Send + 'static,
 {
-    /// A scheduler with at most `concurrency` probes at once.
+    /// A scheduler with at most `concurrency` probes at once, counting into `stats`.
     pub fn new(
         agent: &str,
         clock: Clock,
         concurrency: usize,
         probe: F,
         results: mpsc::Sender<ProbeResult>,
+        stats: Arc<SchedulerStats>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -216,7 +217,7 @@ where
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             probe,
             results,
-            stats: Arc::new(SchedulerStats::default()),
+            stats,
             shutdown,
             tracker: TaskTracker::new(),
             running: HashMap::new(),

@@ -168,7 +168,8 @@ async fn the_semaphore_bounds_probes_across_checks() {
             }
         }
     };
-    let mut scheduler = Scheduler::new("agent-a", clock, 2, probe, tx, shutdown);
+    let mut scheduler =
+        Scheduler::new("agent-a", clock, 2, probe, tx, Default::default(), shutdown);
     // A cron schedule has no phase: all six fire at the same second.
     let all: Vec<_> = checks(&(0..6).map(|i| format!("      - name: C{i}\n        schedule: \"*/10 * * * * *\"\n        timeout: 1s\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect::<String>())
         .into_iter()
@@ -244,7 +245,8 @@ async fn shutdown_stops_scheduling_but_lets_the_running_probe_finish() {
             }
         }
     };
-    let mut scheduler = Scheduler::new("agent-a", clock, 4, probe, tx, shutdown);
+    let mut scheduler =
+        Scheduler::new("agent-a", clock, 4, probe, tx, Default::default(), shutdown);
     scheduler.apply(vec![(check, 1)]);
     started.notified().await;
     scheduler.drain().await;
@@ -269,6 +271,7 @@ async fn reload_keeps_unchanged_checks_on_their_schedule() {
         4,
         |s: Slot| async move { result_for(&s) },
         tx,
+        Default::default(),
         shutdown,
     );
     let a = one("10s", "A");

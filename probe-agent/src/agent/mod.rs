@@ -1,0 +1,240 @@
+//! The long-running agent: load the checks, keep the ones the fleet assigns
+//! to this agent scheduled, publish their results, reload on SIGHUP or a
+//! config change (validate, then swap; a bad config keeps the last good
+//! one), serve `/metrics`, `/healthz` and `/readyz`, and drain on shutdown.
+
+pub mod health;
+pub mod metrics;
+
+use crate::buffer::Limits;
+use crate::fleet::{Fleet, Peer};
+use crate::probe::Prober;
+use crate::publish::{self, Publisher};
+use crate::scheduler::{Clock, Scheduler, Slot};
+use config::Catalog;
+use config::wire::AgentInfo;
+use metrics::{AgentMetrics, CheckLabels};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the agent is told.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Config files or directories.
+    pub config: Vec<PathBuf>,
+    /// This agent.
+    pub me: Peer,
+    /// Its region.
+    pub region: String,
+    /// The other agents (static `--peers`).
+    pub peers: Vec<Peer>,
+    /// Probes at once.
+    pub concurrency: usize,
+    /// The most bytes per SQS message and per send.
+    pub max_message_bytes: usize,
+    /// The buffer's limits.
+    pub limits: Limits,
+    /// How often the config files are checked for changes.
+    pub watch_every: Duration,
+    /// How long shutdown may spend flushing.
+    pub drain_deadline: Duration,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The config has problems (each printed with its position).
+    #[error("the config has problems:\n{0}")]
+    Config(config::Diagnostics),
+    /// The prober could not be set up.
+    #[error(transparent)]
+    Setup(#[from] crate::probe::SetupError),
+}
+
+/// Reads `${VAR}` from the process environment; the binary passes this in.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Runs the agent until `shutdown`, then finishes in-flight probes and flushes.
+pub async fn run<P: Publisher + 'static>(
+    settings: Settings,
+    env: Env,
+    publisher: Arc<P>,
+    metrics: Arc<AgentMetrics>,
+    mut reload: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let catalog = config::load(&settings.config, &*env).map_err(AgentError::Config)?;
+    let (fleet, duplicates) = Fleet::new(settings.me.clone(), settings.peers.clone());
+    for d in &duplicates {
+        tracing::error!(event = "duplicate_agent_id", id = %d.id, zones = ?d.zones, "two agents claim the same id: their checks will be probed twice or not at all");
+    }
+    let prober = Prober::new(&settings.me.id)?;
+    let location = if settings.me.zone.is_empty() {
+        settings.me.id.clone()
+    } else {
+        settings.me.zone.clone()
+    };
+
+    let (results_tx, results_rx) = mpsc::channel(4096);
+    let publish_settings = publish::Settings {
+        agent: AgentInfo {
+            id: settings.me.id.clone(),
+            zone: settings.me.zone.clone(),
+            region: settings.region.clone(),
+        },
+        max_message_bytes: settings.max_message_bytes,
+        flush_every: Duration::from_secs(1),
+        heartbeat_every: heartbeat_every(&catalog),
+        limits: settings.limits,
+        drain_deadline: settings.drain_deadline,
+    };
+    let publishing = tokio::spawn(publish::run(
+        publish_settings,
+        publisher,
+        results_rx,
+        metrics.publish.clone(),
+        CancellationToken::new(),
+    ));
+
+    let probe = {
+        let (prober, metrics, location) = (prober.clone(), metrics.clone(), location.clone());
+        move |slot: Slot| {
+            let (prober, metrics, location) = (prober.clone(), metrics.clone(), location.clone());
+            async move {
+                let result = prober
+                    .run(&slot.check, slot.scheduled_at, slot.assigned)
+                    .await;
+                let labels = CheckLabels {
+                    check: slot.check.id.to_string(),
+                    group: slot.check.group.clone(),
+                    kind: slot.check.probe.kind().as_str().into(),
+                    location,
+                };
+                metrics.record(labels, &result);
+                result
+            }
+        }
+    };
+    let scheduler_stop = CancellationToken::new();
+    let mut scheduler = Scheduler::new(
+        &settings.me.id,
+        Clock::system(),
+        settings.concurrency,
+        probe,
+        results_tx,
+        metrics.scheduler.clone(),
+        scheduler_stop.clone(),
+    );
+    apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
+    metrics.config_ok.store(true, Ordering::Relaxed);
+    metrics.ready.store(true, Ordering::Relaxed);
+    tracing::info!(event = "agent_started", agent = %settings.me.id, zone = %settings.me.zone, peers = fleet.peers().len(), checks = catalog.checks.len(), assigned = scheduler.len());
+
+    let mut fingerprint = fingerprint(&settings.config);
+    let mut watch = tokio::time::interval(settings.watch_every);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let why = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = reload.recv() => "signal",
+            _ = watch.tick() => {
+                let now = fingerprint_now(&settings.config);
+                if now == fingerprint { continue; }
+                fingerprint = now;
+                "file_change"
+            }
+        };
+        match config::load(&settings.config, &*env) {
+            Ok(catalog) => {
+                apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
+                metrics.config_ok.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    event = "config_reloaded",
+                    trigger = why,
+                    checks = catalog.checks.len(),
+                    assigned = scheduler.len()
+                );
+            }
+            Err(problems) => {
+                metrics.config_ok.store(false, Ordering::Relaxed);
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::error!(event = "config_reload_failed", trigger = why, problems = ?problems, "keeping the last good config");
+            }
+        }
+    }
+    tracing::info!(event = "agent_stopping", in_flight = scheduler.len());
+    scheduler.drain().await;
+    // The scheduler held the last sender: the publisher now drains and returns.
+    let left = publishing.await.map(|b| b.len()).unwrap_or(0);
+    tracing::info!(event = "agent_stopped", unsent = left);
+    Ok(())
+}
+
+/// Heartbeats go out every (shortest) check interval, at least every minute.
+fn heartbeat_every(catalog: &Catalog) -> Duration {
+    catalog
+        .checks
+        .iter()
+        .map(|c| c.schedule.period())
+        .min()
+        .unwrap_or(Duration::from_secs(60))
+        .min(Duration::from_secs(60))
+}
+
+fn apply<F, Fut>(
+    scheduler: &mut Scheduler<F>,
+    catalog: &Catalog,
+    fleet: &Fleet,
+    me: &str,
+    metrics: &AgentMetrics,
+) where
+    F: Fn(Slot) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = config::wire::ProbeResult> + Send + 'static,
+{
+    let mine: Vec<_> = catalog
+        .checks
+        .iter()
+        .filter(|c| fleet.probes(me, c.id.as_str(), c.locations))
+        .map(|c| (Arc::new(c.clone()), fleet.assigned_count(c.locations)))
+        .collect();
+    let ids: Vec<String> = mine.iter().map(|(c, _)| c.id.to_string()).collect();
+    metrics.retain(|id| ids.iter().any(|i| i == id));
+    metrics.assigned.store(mine.len() as u64, Ordering::Relaxed);
+    scheduler.apply(mine);
+}
+
+type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    fingerprint_now(paths)
+}
+
+/// Modification times and sizes of every config file, symlinks followed, so a
+/// ConfigMap update (a symlink swap) shows as a change.
+fn fingerprint_now(paths: &[PathBuf]) -> Fingerprint {
+    let mut out = Vec::new();
+    for p in paths {
+        let files: Vec<PathBuf> = if p.is_dir() {
+            std::fs::read_dir(p)
+                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+                .unwrap_or_default()
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            let meta = std::fs::metadata(&f).ok();
+            let target = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+            out.push((
+                target,
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            ));
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,90 @@
+//! `statuspage agent`: wires flags, logging, signals, SQS and the metrics port
+//! to `probe_agent::agent::run`.
+
+use crate::AgentArgs;
+use anyhow::Context;
+use probe_agent::agent::{self, Settings, health, metrics::AgentMetrics};
+use probe_agent::buffer::Limits;
+use probe_agent::fleet::Peer;
+use probe_agent::publish::PublishStats;
+use probe_agent::publish::sqs::{Backoff, SqsPublisher};
+use probe_agent::scheduler::SchedulerStats;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    crate::logging(&args.log_format)?;
+    if args.peers_k8s_service.is_some() {
+        anyhow::bail!("--peers-k8s-service is not implemented yet; use --peers");
+    }
+    if args.spool_dir.is_some() {
+        anyhow::bail!("--spool-dir is not implemented yet");
+    }
+    if args.agent_id.is_empty() || args.agent_id.contains('/') {
+        anyhow::bail!(
+            "--agent-id must be non-empty and may not contain `/`, found {:?}",
+            args.agent_id
+        );
+    }
+    let peers = Peer::parse_list(&args.peers).map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
+    let settings = Settings {
+        config: args.config.clone(),
+        me: Peer::new(args.agent_id.clone(), args.zone.clone()),
+        region: args.region.clone(),
+        peers,
+        concurrency: args.max_concurrency,
+        max_message_bytes: args.max_message_bytes,
+        limits: Limits {
+            results: args.buffer_max_results,
+            bytes: args.buffer_max_bytes,
+        },
+        watch_every: Duration::from_secs(5),
+        drain_deadline: Duration::from_secs(args.drain_seconds),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue_url.clone(), args.max_message_bytes, Backoff::default()));
+        let metrics = Arc::new(AgentMetrics::new(Arc::new(SchedulerStats::default()), Arc::new(PublishStats::default())));
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(&args.metrics_listen).await.with_context(|| format!("listening on --metrics-listen {}", args.metrics_listen))?;
+        tracing::info!(event = "metrics_listening", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        let server = tokio::spawn(health::serve(listener, metrics.clone(), shutdown.clone()));
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!(event = "signal", signal = "SIGTERM"); stop.cancel(); return; }
+                    _ = int.recv() => { tracing::info!(event = "signal", signal = "SIGINT"); stop.cancel(); return; }
+                    _ = hup.recv() => { let _ = reload_tx.try_send(()); }
+                }
+            }
+        });
+        // `${VAR}` in checks reads the process environment, here at the edge.
+        let env: agent::Env = Arc::new(|name: &str| std::env::var(name).ok());
+        let outcome = agent::run(settings, env, publisher, metrics, reload_rx, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = server.await;
+        match outcome {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(agent::AgentError::Config(problems)) => {
+                for p in problems.iter() {
+                    eprintln!("{p}");
+                }
+                Ok(ExitCode::from(2))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}

@@ -1,0 +1,250 @@
+//! `statuspage agent` as it runs in production, against the real moto server
+//! (started by scripts/test) and a local HTTP target: results arrive with
+//! their ids and phases, a bad reload keeps the old checks, SIGTERM flushes.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn http_target() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+fn metrics(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigterm() {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto");
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("agent-{nanos}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+
+    let target = http_target();
+    let dir = std::env::temp_dir().join(format!("statuspage-agent-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(&config, format!("groups:\n  - name: Local\n    checks:\n      - name: Web\n        interval: 1s\n        timeout: 500ms\n        http: {{ url: 'http://127.0.0.1:{target}/' }}\n")).unwrap();
+    let metrics_port = free_port();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--queue-url",
+            &queue,
+            "--agent-id",
+            "node-a",
+            "--zone",
+            "z1",
+        ])
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--drain-seconds",
+            "10",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = metrics(metrics_port);
+    assert!(
+        m.contains(
+            "probe_success{check=\"local-web\",group=\"Local\",kind=\"http\",location=\"z1\"} 1"
+        ),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "statuspage_agent_config_last_reload_successful"),
+        1.0
+    );
+    let runs_before = metric(&m, "statuspage_agent_runs_total");
+    assert!(runs_before >= 2.0, "{m}");
+
+    // A broken config, then SIGHUP: the old check keeps running, the metric says so.
+    std::fs::write(
+        &config,
+        "groups:\n  - name: Local\n    checks:\n      - name: Web\n        intervall: 1s\n",
+    )
+    .unwrap();
+    signal(&agent, "HUP");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = metrics(metrics_port);
+    assert_eq!(
+        metric(&m, "statuspage_agent_config_last_reload_successful"),
+        0.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "statuspage_agent_runs_total") >= runs_before + 2.0,
+        "probing went on: {m}"
+    );
+
+    signal(&agent, "TERM");
+    let started = Instant::now();
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut log = String::new();
+    agent
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every log line is JSON:\n{log}"
+    );
+    assert!(
+        log.contains("\"event\":\"config_reload_failed\"") && log.contains("intervall"),
+        "{log}"
+    );
+
+    let mut ids = BTreeSet::new();
+    let mut results = 0;
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = got.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            break;
+        }
+        for msg in msgs {
+            let enc = msg
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
+                .and_then(|v| v.string_value().map(str::to_string));
+            let batch = config::wire::decode(
+                msg.body().unwrap_or_default(),
+                enc.as_deref(),
+                config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            )
+            .unwrap();
+            assert_eq!(batch.agent.id, "node-a");
+            for r in batch.results {
+                assert!(r.id.starts_with("local-web/node-a/"));
+                assert!(r.phases.connect_us.is_some() && r.phases.ttfb_us.is_some());
+                assert_eq!(r.interval_us, 1_000_000);
+                assert_eq!(r.assigned, 1);
+                ids.insert(r.id);
+                results += 1;
+            }
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(msg.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let final_runs = metric(&m, "statuspage_agent_runs_total");
+    assert_eq!(ids.len(), results, "no result was sent twice");
+    assert!(
+        results as f64 >= final_runs,
+        "every run up to the last scrape was delivered ({results} < {final_runs})"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_agent_refuses_an_invalid_config_at_start_with_positions() {
+    let dir = std::env::temp_dir().join(format!("statuspage-agent-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bad.yaml");
+    std::fs::write(
+        &config,
+        "groups:\n  - name: Web\n    checks:\n      - name: H\n        http: { url: 'ftp://x/' }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--queue-url",
+            "http://127.0.0.1:9/q",
+            "--agent-id",
+            "a",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:5:22: groups[0].checks[0].http.url: expected an http:// or https:// URL, found `ftp://x/`"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
