@@ -4,6 +4,7 @@
 //! same targets probed through prometheus-blackbox-exporter's `/probe` for a ratio.
 //!
 //! cargo run --release -p statuspage-probe-agent --example bench -- [SECONDS] [CONCURRENCY] [KIND]
+//! cargo run --release -p statuspage-probe-agent --example bench -- agent [SECONDS] [CHECKS]
 //!
 //! The targets run in a child process, so neither side's CPU counts for the other.
 
@@ -26,6 +27,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("targets") {
         return targets();
+    }
+    if args.get(1).map(String::as_str) == Some("agent") {
+        let seconds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(120);
+        let checks = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+        return agent_bench(seconds, checks);
     }
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
@@ -176,6 +182,178 @@ fn check(yaml: &str) -> config::Check {
         .unwrap()
         .checks
         .remove(0)
+}
+
+/// Starts the targets child process; returns it and its first line's fields.
+fn spawn_targets() -> (std::process::Child, Vec<String>) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("targets")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the targets");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.split_whitespace().map(str::to_string).collect())
+}
+
+/// The agent benchmark: `checks` HTTP checks at a 30 s interval against a
+/// local target for `seconds`, through the scheduler and the publishing loop
+/// (channel publisher). Reports schedule lag, CPU per 1,000 probes and peak RSS.
+///
+/// cargo run --release -p statuspage-probe-agent --example bench -- agent [SECONDS] [CHECKS]
+fn agent_bench(seconds: u64, checks: usize) {
+    use probe_agent::publish::{self, PublishStats, channel::ChannelPublisher};
+    use probe_agent::scheduler::{Clock, Scheduler, SchedulerStats, Slot};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (mut child, fields) = spawn_targets();
+    let http = fields[0].clone();
+    let mut text = String::from("groups:\n  - name: Bench\n    checks:\n");
+    for i in 0..checks {
+        text.push_str(&format!("      - name: C{i}\n        interval: 30s\n        timeout: 5s\n        http: {{ url: 'http://{http}/' }}\n"));
+    }
+    let env = |_: &str| None;
+    let catalog = config::load_str(&[("bench.yaml".into(), text)], &env).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (runs, lag, cpu, delivered, not_up) = runtime.block_on(async move {
+        let prober = Prober::new("bench").unwrap();
+        let stats = Arc::new(SchedulerStats::default());
+        let (results_tx, results_rx) = tokio::sync::mpsc::channel(4096);
+        let (batches_tx, mut batches_rx) = tokio::sync::mpsc::channel(1024);
+        let delivered = Arc::new(AtomicU64::new(0));
+        let not_up = Arc::new(AtomicU64::new(0));
+        let sink = {
+            let (delivered, not_up) = (delivered.clone(), not_up.clone());
+            tokio::spawn(async move {
+                while let Some(batch) = batches_rx.recv().await {
+                    let batch: config::wire::ResultBatch = batch;
+                    for r in &batch.results {
+                        if r.outcome != config::wire::Outcome::Up {
+                            not_up.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    delivered.fetch_add(batch.results.len() as u64, Ordering::Relaxed);
+                }
+            })
+        };
+        let settings = publish::Settings {
+            agent: config::wire::AgentInfo {
+                id: "bench".into(),
+                zone: String::new(),
+                region: String::new(),
+            },
+            max_message_bytes: config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            flush_every: Duration::from_secs(1),
+            heartbeat_every: Duration::from_secs(30),
+            limits: Default::default(),
+            drain_deadline: Duration::from_secs(10),
+        };
+        let publishing = tokio::spawn(publish::run(
+            settings,
+            Arc::new(ChannelPublisher::new(batches_tx)),
+            results_rx,
+            Arc::new(PublishStats::default()),
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let probe = move |slot: Slot| {
+            let prober = prober.clone();
+            async move {
+                prober
+                    .run(&slot.check, slot.scheduled_at, slot.assigned)
+                    .await
+            }
+        };
+        let mut scheduler = Scheduler::new(
+            "bench",
+            Clock::system(),
+            256,
+            probe,
+            results_tx,
+            stats.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let cpu0 = cpu_seconds("self");
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            let rss = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            eprintln!(
+                "after loading: {}",
+                rss.lines()
+                    .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        scheduler.apply(
+            catalog
+                .checks
+                .into_iter()
+                .map(|c| (Arc::new(c), 1))
+                .collect(),
+        );
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        scheduler.drain().await;
+        let _ = publishing.await;
+        let _ = sink.await;
+        let cpu = cpu_seconds("self") - cpu0;
+        (
+            stats.runs.get(),
+            (
+                stats.lag.quantile_bound(0.5),
+                stats.lag.quantile_bound(0.99),
+            ),
+            cpu,
+            delivered.load(Ordering::Relaxed),
+            not_up.load(Ordering::Relaxed),
+        )
+    });
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap_or("0")
+                .parse::<f64>()
+                .unwrap_or(0.0)
+                / 1024.0
+        })
+        .unwrap_or(0.0);
+    println!(
+        "{checks} checks at 30 s for {seconds} s: {runs} probes ({:.0}/s), {delivered} delivered, {not_up} not up",
+        runs as f64 / seconds as f64
+    );
+    println!(
+        "schedule lag p50 <= {:.1} ms, p99 <= {:.1} ms (histogram bucket bounds)",
+        lag.0.unwrap_or(0.0) * 1000.0,
+        lag.1.unwrap_or(0.0) * 1000.0
+    );
+    println!(
+        "CPU: {:.3} CPU-s per 1,000 probes ({cpu:.1} CPU-s in all)",
+        cpu / runs.max(1) as f64 * 1000.0
+    );
+    let now = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap_or("0")
+                .parse::<f64>()
+                .unwrap_or(0.0)
+                / 1024.0
+        })
+        .unwrap_or(0.0);
+    println!("peak RSS: {rss:.1} MiB (at the end: {now:.1} MiB)");
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// CPU seconds (user + system) used so far by a process, from /proc.

@@ -149,11 +149,12 @@ pub async fn run_check<F, Fut>(
         stats
             .lag
             .observe((clock.now() - slot).to_std().unwrap_or_default());
-        let result = probe(Slot {
+        // Boxed: the probe's future is large, and 10,000 idle loops must stay small.
+        let result = Box::pin(probe(Slot {
             check: check.clone(),
             scheduled_at: Timestamp::new(slot),
             assigned,
-        })
+        }))
         .await;
         drop(permit);
         stats.runs.add(1);
