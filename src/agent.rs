@@ -5,6 +5,7 @@ use crate::AgentArgs;
 use anyhow::Context;
 use probe_agent::agent::{self, Settings, health, metrics::AgentMetrics};
 use probe_agent::buffer::Limits;
+use probe_agent::discovery::K8sDiscovery;
 use probe_agent::fleet::Peer;
 use probe_agent::publish::PublishStats;
 use probe_agent::publish::sqs::{Backoff, SqsPublisher};
@@ -17,9 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     crate::logging(&args.log_format)?;
-    if args.peers_k8s_service.is_some() {
-        anyhow::bail!("--peers-k8s-service is not implemented yet; use --peers");
-    }
     if args.spool_dir.is_some() {
         anyhow::bail!("--spool-dir is not implemented yet");
     }
@@ -30,11 +28,20 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let peers = Peer::parse_list(&args.peers).map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
+    let env_read = |name: &str| std::env::var(name).ok();
+    let discovery = match &args.peers_k8s_service {
+        Some(service) => {
+            Some(K8sDiscovery::in_cluster(service, &env_read).context("--peers-k8s-service")?)
+        }
+        None => None,
+    };
     let settings = Settings {
         config: args.config.clone(),
         me: Peer::new(args.agent_id.clone(), args.zone.clone()),
         region: args.region.clone(),
         peers,
+        discovery,
+        rediscover_every: Duration::from_secs(30),
         concurrency: args.max_concurrency,
         max_message_bytes: args.max_message_bytes,
         limits: Limits {

@@ -100,7 +100,7 @@ pub(crate) struct AgentArgs {
     /// Static peers: id[@zone],... (this agent always counts itself).
     #[arg(long, env = "STATUSPAGE_PEERS", default_value = "")]
     pub peers: String,
-    /// The agents' headless Service, whose EndpointSlices list the peers. (not implemented yet)
+    /// The agents' headless Service in this pod's namespace: its EndpointSlices list the peers (node name and zone), read every 30 s with the pod's service account.
     #[arg(long, env = "STATUSPAGE_PEERS_K8S_SERVICE")]
     pub peers_k8s_service: Option<String>,
     /// A directory where the buffer spills to disk while SQS is unreachable. (not implemented yet)

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod buffer;
+pub mod discovery;
 pub mod evaluate;
 pub mod fleet;
 pub mod probe;

@@ -7,6 +7,7 @@ pub mod health;
 pub mod metrics;
 
 use crate::buffer::Limits;
+use crate::discovery::K8sDiscovery;
 use crate::fleet::{Fleet, Peer};
 use crate::probe::Prober;
 use crate::publish::{self, Publisher};
@@ -32,6 +33,10 @@ pub struct Settings {
     pub region: String,
     /// The other agents (static `--peers`).
     pub peers: Vec<Peer>,
+    /// Kubernetes peer discovery (`--peers-k8s-service`), read again every `rediscover_every`.
+    pub discovery: Option<K8sDiscovery>,
+    /// How often discovered peers are read again.
+    pub rediscover_every: Duration,
     /// Probes at once.
     pub concurrency: usize,
     /// The most bytes per SQS message and per send.
@@ -68,10 +73,18 @@ pub async fn run<P: Publisher + 'static>(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let catalog = config::load(&settings.config, &*env).map_err(AgentError::Config)?;
-    let (fleet, duplicates) = Fleet::new(settings.me.clone(), settings.peers.clone());
-    for d in &duplicates {
-        tracing::error!(event = "duplicate_agent_id", id = %d.id, zones = ?d.zones, "two agents claim the same id: their checks will be probed twice or not at all");
+    let mut peers = settings.peers.clone();
+    if let Some(d) = &settings.discovery {
+        match discover(d).await {
+            Some(found) => peers = found,
+            None => tracing::error!(
+                event = "peer_discovery_failed",
+                "starting with the static peers; retrying every {:?}",
+                settings.rediscover_every
+            ),
+        }
     }
+    let mut fleet = fleet_of(&settings.me, peers);
     let prober = Prober::new(&settings.me.id)?;
     let location = if settings.me.zone.is_empty() {
         settings.me.id.clone()
@@ -137,9 +150,23 @@ pub async fn run<P: Publisher + 'static>(
     let mut fingerprint = fingerprint(&settings.config);
     let mut watch = tokio::time::interval(settings.watch_every);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rediscover = tokio::time::interval(settings.rediscover_every);
+    rediscover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut catalog = catalog;
     loop {
         let why = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = rediscover.tick(), if settings.discovery.is_some() => {
+                if let Some(found) = discover(settings.discovery.as_ref().expect("checked")).await {
+                    let next = fleet_of(&settings.me, found);
+                    if next != fleet {
+                        tracing::info!(event = "fleet_changed", peers = next.peers().len());
+                        fleet = next;
+                        apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
+                    }
+                }
+                continue;
+            }
             Some(()) = reload.recv() => "signal",
             _ = watch.tick() => {
                 let now = fingerprint_now(&settings.config);
@@ -149,7 +176,8 @@ pub async fn run<P: Publisher + 'static>(
             }
         };
         match config::load(&settings.config, &*env) {
-            Ok(catalog) => {
+            Ok(loaded) => {
+                catalog = loaded;
                 apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
                 metrics.config_ok.store(true, Ordering::Relaxed);
                 tracing::info!(
@@ -172,6 +200,26 @@ pub async fn run<P: Publisher + 'static>(
     let left = publishing.await.map(|b| b.len()).unwrap_or(0);
     tracing::info!(event = "agent_stopped", unsent = left);
     Ok(())
+}
+
+/// The fleet of `me` and `peers`, with duplicate ids logged loudly.
+fn fleet_of(me: &Peer, peers: Vec<Peer>) -> Fleet {
+    let (fleet, duplicates) = Fleet::new(me.clone(), peers);
+    for d in &duplicates {
+        tracing::error!(event = "duplicate_agent_id", id = %d.id, zones = ?d.zones, "two agents claim the same id: their checks will be probed twice or not at all");
+    }
+    fleet
+}
+
+/// Reads the peers; `None` (logged) when the API server cannot be read.
+async fn discover(d: &K8sDiscovery) -> Option<Vec<Peer>> {
+    match d.peers().await {
+        Ok(peers) => Some(peers),
+        Err(e) => {
+            tracing::warn!(event = "peer_discovery_failed", error = %e, "keeping the last known peers");
+            None
+        }
+    }
 }
 
 /// Heartbeats go out every (shortest) check interval, at least every minute.

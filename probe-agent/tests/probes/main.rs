@@ -66,6 +66,7 @@ pub fn assert_assertion(r: &ProbeResult, prefix: &str, passed: bool) {
     assert_eq!(a.passed, passed, "{a:?}");
 }
 
+mod discovery;
 mod dns_probe;
 mod http_probe;
 mod publishing;
