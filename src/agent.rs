@@ -10,6 +10,7 @@ use probe_agent::fleet::Peer;
 use probe_agent::publish::PublishStats;
 use probe_agent::publish::sqs::{Backoff, SqsPublisher};
 use probe_agent::scheduler::SchedulerStats;
+use probe_agent::spool::Spool;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +19,19 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     crate::logging(&args.log_format)?;
-    if args.spool_dir.is_some() {
-        anyhow::bail!("--spool-dir is not implemented yet");
-    }
     if args.agent_id.is_empty() || args.agent_id.contains('/') {
         anyhow::bail!(
             "--agent-id must be non-empty and may not contain `/`, found {:?}",
             args.agent_id
         );
     }
+    let spool = match &args.spool_dir {
+        Some(dir) => Some(
+            Spool::open(dir, &args.agent_id, args.spool_max_bytes)
+                .with_context(|| format!("opening --spool-dir {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let peers = Peer::parse_list(&args.peers).map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
     let env_read = |name: &str| std::env::var(name).ok();
     let discovery = match &args.peers_k8s_service {
@@ -50,6 +55,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         },
         watch_every: Duration::from_secs(5),
         drain_deadline: Duration::from_secs(args.drain_seconds),
+        spool,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -103,9 +103,12 @@ pub(crate) struct AgentArgs {
     /// The agents' headless Service in this pod's namespace: its EndpointSlices list the peers (node name and zone), read every 30 s with the pod's service account.
     #[arg(long, env = "STATUSPAGE_PEERS_K8S_SERVICE")]
     pub peers_k8s_service: Option<String>,
-    /// A directory where the buffer spills to disk while SQS is unreachable. (not implemented yet)
+    /// A directory where results that could not be sent are kept (under <dir>/<agent-id>/) until SQS is back, also across restarts.
     #[arg(long, env = "STATUSPAGE_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// The most bytes the spool holds; the oldest files are dropped past it.
+    #[arg(long, env = "STATUSPAGE_SPOOL_MAX_BYTES", default_value_t = 256 << 20)]
+    pub spool_max_bytes: u64,
     /// The largest SQS message, and SendMessageBatch, in bytes.
     #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,

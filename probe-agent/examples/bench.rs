@@ -252,6 +252,7 @@ fn agent_bench(seconds: u64, checks: usize) {
             heartbeat_every: Duration::from_secs(30),
             limits: Default::default(),
             drain_deadline: Duration::from_secs(10),
+            spool: None,
         };
         let publishing = tokio::spawn(publish::run(
             settings,

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod probe;
 pub mod publish;
 pub mod scheduler;
+pub mod spool;
 pub mod telemetry;
 
 pub use evaluate::{Verdict, evaluate};

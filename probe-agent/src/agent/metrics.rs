@@ -198,6 +198,20 @@ impl AgentMetrics {
         );
         agent(
             &mut out,
+            "statuspage_agent_spooled_results_total",
+            "Results written to the disk spool.",
+            "counter",
+            p.spooled.get() as f64,
+        );
+        agent(
+            &mut out,
+            "statuspage_agent_spool_corrupt_total",
+            "Spool lines that could not be read back (skipped).",
+            "counter",
+            p.spool_corrupt.get() as f64,
+        );
+        agent(
+            &mut out,
             "statuspage_agent_publish_errors_total",
             "Messages that failed to publish (kept for retry).",
             "counter",

@@ -47,6 +47,8 @@ pub struct Settings {
     pub watch_every: Duration,
     /// How long shutdown may spend flushing.
     pub drain_deadline: Duration,
+    /// The disk spool (`--spool-dir`), if any.
+    pub spool: Option<crate::spool::Spool>,
 }
 
 /// Why the agent could not start.
@@ -104,6 +106,7 @@ pub async fn run<P: Publisher + 'static>(
         heartbeat_every: heartbeat_every(&catalog),
         limits: settings.limits,
         drain_deadline: settings.drain_deadline,
+        spool: settings.spool.clone(),
     };
     let publishing = tokio::spawn(publish::run(
         publish_settings,

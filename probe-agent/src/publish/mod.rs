@@ -9,6 +9,7 @@ pub mod channel;
 pub mod sqs;
 
 use crate::buffer::{Buffer, Limits};
+use crate::spool::Spool;
 use crate::telemetry::Counter;
 use chrono::Utc;
 use config::wire::{self, AgentInfo, Encoded, ProbeResult, ResultBatch, Timestamp};
@@ -100,6 +101,8 @@ pub struct Settings {
     pub limits: Limits,
     /// How long shutdown may spend flushing.
     pub drain_deadline: Duration,
+    /// Where undeliverable results go while SQS is unreachable (`--spool-dir`).
+    pub spool: Option<Spool>,
 }
 
 /// What the publishing loop counts.
@@ -115,6 +118,10 @@ pub struct PublishStats {
     pub errors: Counter,
     /// Results held right now.
     pub depth: Counter,
+    /// Results written to the disk spool.
+    pub spooled: Counter,
+    /// Spool lines that could not be read back (skipped).
+    pub spool_corrupt: Counter,
 }
 
 /// Moves results from `results` through the buffer to `publisher` until
@@ -166,6 +173,11 @@ pub async fn run<P: Publisher>(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // Still undelivered at the deadline: onto the spool, if there is one.
+    if settings.spool.is_some() && !buffer.is_empty() {
+        let rest = buffer.take(usize::MAX);
+        keep(&settings, &mut buffer, &stats, rest);
+    }
     set_depth(&stats, &buffer);
     buffer
 }
@@ -212,8 +224,61 @@ async fn send<P: Publisher>(
     if !failed.is_empty() {
         stats.errors.add(failed_count);
         let results: Vec<ProbeResult> = failed.into_iter().flat_map(|o| o.batch.results).collect();
-        stats.dropped.add(buffer.requeue(results));
+        keep(settings, buffer, stats, results);
     } else {
         *last_sent = Instant::now();
+        send_spooled(settings, publisher, stats).await;
+    }
+}
+
+/// Keeps undelivered results: on disk when there is a spool, else back in the buffer.
+fn keep(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, results: Vec<ProbeResult>) {
+    if let Some(spool) = &settings.spool {
+        match spool.spill(&results) {
+            Ok(dropped) => {
+                stats.spooled.add(results.len() as u64);
+                stats.dropped.add(dropped);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(event = "spool_write_failed", error = %e, "keeping the results in memory")
+            }
+        }
+    }
+    stats.dropped.add(buffer.requeue(results));
+}
+
+/// Sends spooled results, oldest file first, while SQS takes them; a file is
+/// removed only once all of it was delivered.
+async fn send_spooled<P: Publisher>(settings: &Settings, publisher: &P, stats: &PublishStats) {
+    let Some(spool) = &settings.spool else { return };
+    for _ in 0..8 {
+        let spooled = match spool.oldest() {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(event = "spool_read_failed", error = %e);
+                return;
+            }
+        };
+        let outgoing = messages(
+            &settings.agent,
+            spooled.results.clone(),
+            settings.max_message_bytes,
+        );
+        let count = outgoing.len() as u64;
+        if !publisher.publish(outgoing).await.is_empty() {
+            stats.errors.add(1);
+            return;
+        }
+        stats.batches.add(count);
+        stats.spool_corrupt.add(spooled.corrupt);
+        if spooled.corrupt > 0 {
+            tracing::warn!(event = "spool_corrupt_lines", file = %spooled.path.display(), lines = spooled.corrupt);
+        }
+        if let Err(e) = spool.remove(&spooled) {
+            tracing::error!(event = "spool_remove_failed", error = %e);
+            return;
+        }
     }
 }

@@ -130,6 +130,7 @@ async fn the_agent_reshards_when_peers_join() {
         limits: Default::default(),
         watch_every: Duration::from_secs(60),
         drain_deadline: Duration::from_secs(2),
+        spool: None,
     };
     let metrics = Arc::new(AgentMetrics::new(
         Arc::new(SchedulerStats::default()),

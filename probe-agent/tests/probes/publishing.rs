@@ -172,6 +172,7 @@ fn settings(max: usize, limits: Limits) -> Settings {
         heartbeat_every: Duration::from_millis(600),
         limits,
         drain_deadline: Duration::from_secs(10),
+        spool: None,
     }
 }
 
@@ -366,4 +367,92 @@ async fn the_channel_publisher_hands_batches_over_in_process() {
     assert_eq!(batch.results.len(), 1);
     shutdown.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn spooled_results_survive_a_killed_agent_and_are_delivered_after_restart() {
+    let proxy = Proxy::start().await;
+    let direct = client(&endpoint()).await;
+    let queue = fresh_queue(&direct, "spool").await;
+    let root = std::env::temp_dir().join(format!("statuspage-spool-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let backoff = Backoff {
+        first: Duration::from_millis(20),
+        max: Duration::from_millis(50),
+        attempts: 2,
+    };
+    let with_spool = |limits| {
+        let mut s = settings(16 * 1024, limits);
+        s.spool = Some(probe_agent::spool::Spool::open(&root, "agent-a", 1 << 20).unwrap());
+        s
+    };
+
+    // First life: SQS is unreachable; results go to the spool; then the agent is killed (no drain).
+    proxy.cut().await;
+    let publisher = Arc::new(SqsPublisher::new(
+        client(&format!("http://{}", proxy.addr)).await,
+        queue.clone(),
+        16 * 1024,
+        backoff,
+    ));
+    let (tx, rx) = mpsc::channel(256);
+    let stats = Arc::new(PublishStats::default());
+    let first = tokio::spawn(run(
+        with_spool(Limits::default()),
+        publisher.clone(),
+        rx,
+        stats.clone(),
+        CancellationToken::new(),
+    ));
+    let sent: Vec<_> = (0..12).map(|n| result(n, "spooled")).collect();
+    for r in &sent {
+        tx.send(r.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stats.spooled.get(), 12, "all results are on disk");
+    first.abort();
+    let _ = first.await;
+    drop(tx);
+
+    // Corrupt one more spool file, as a crash or a bad disk might.
+    let spool_dir = root.join("agent-a");
+    std::fs::write(
+        spool_dir.join("00000000000000000099.jsonl"),
+        "{\"id\": broken\n",
+    )
+    .unwrap();
+
+    // Second life: SQS is back.
+    proxy.restore();
+    let (tx, rx) = mpsc::channel(16);
+    let stats = Arc::new(PublishStats::default());
+    let shutdown = CancellationToken::new();
+    let second = tokio::spawn(run(
+        with_spool(Limits::default()),
+        publisher,
+        rx,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.cancel();
+    second.await.unwrap();
+    drop(tx);
+    assert_eq!(
+        stats.spool_corrupt.get(),
+        1,
+        "the corrupt line is skipped and counted"
+    );
+    let batches = drain(&direct, &queue).await;
+    assert_eq!(
+        ids(&batches),
+        sent.iter().map(|r| r.id.clone()).collect(),
+        "every spooled result is delivered after the restart"
+    );
+    assert_eq!(
+        std::fs::read_dir(&spool_dir).unwrap().count(),
+        0,
+        "delivered files are removed"
+    );
+    std::fs::remove_dir_all(root).unwrap();
 }
