@@ -186,3 +186,71 @@ async fn the_agent_reshards_when_peers_join() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_reloads_the_checks() {
+    // A ConfigMap volume: checks.yaml -> ..data/checks.yaml, ..data -> ..v1; an update swaps ..data.
+    let root = std::env::temp_dir().join(format!("statuspage-configmap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let write = |version: &str, n: usize| {
+        let dir = root.join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        let checks: String = (0..n).map(|i| format!("      - name: C{i}\n        interval: 1h\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect();
+        std::fs::write(
+            dir.join("checks.yaml"),
+            format!("groups:\n  - name: M\n    checks:\n{checks}"),
+        )
+        .unwrap();
+    };
+    write("..v1", 3);
+    write("..v2", 5);
+    std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/checks.yaml", root.join("checks.yaml")).unwrap();
+
+    let settings = agent::Settings {
+        config: vec![root.clone()],
+        me: Peer::new("node-a", ""),
+        region: String::new(),
+        peers: vec![],
+        discovery: None,
+        rediscover_every: Duration::from_secs(3600),
+        concurrency: 4,
+        max_message_bytes: 256 * 1024,
+        limits: Default::default(),
+        watch_every: Duration::from_millis(100),
+        drain_deadline: Duration::from_secs(2),
+        spool: None,
+    };
+    let metrics = Arc::new(AgentMetrics::new(
+        Arc::new(SchedulerStats::default()),
+        Arc::new(PublishStats::default()),
+    ));
+    let (batches, _keep) = tokio::sync::mpsc::channel(64);
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let env: agent::Env = Arc::new(|_: &str| None);
+    let task = tokio::spawn(agent::run(
+        settings,
+        env,
+        Arc::new(ChannelPublisher::new(batches)),
+        metrics.clone(),
+        reload_rx,
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(metrics.assigned.load(Ordering::Relaxed), 3);
+
+    // The kubelet's atomic update: a new ..data link renamed over the old one.
+    std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metrics.assigned.load(Ordering::Relaxed),
+        5,
+        "the swap was noticed and the new checks run"
+    );
+    assert!(metrics.config_ok.load(Ordering::Relaxed));
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    std::fs::remove_dir_all(root).unwrap();
+}
