@@ -197,7 +197,7 @@ pub async fn run<P: Publisher + 'static>(
             }
         }
     }
-    tracing::info!(event = "agent_stopping", in_flight = scheduler.len());
+    tracing::info!(event = "agent_stopping", scheduled_checks = scheduler.len());
     scheduler.drain().await;
     // The scheduler held the last sender: the publisher now drains and returns.
     let left = publishing.await.map(|b| b.len()).unwrap_or(0);
