@@ -45,7 +45,9 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, check) in selected.iter().cloned().enumerate() {
             let prober = prober.clone();
-            tasks.spawn(async move { (i, prober.run(&check, now, 1).await) });
+            tasks.spawn(
+                async move { (i, prober.run(&check, now, check.schedule.period(), 1).await) },
+            );
         }
         let mut results: Vec<(usize, ProbeResult)> = Vec::new();
         while let Some(done) = tasks.join_next().await {

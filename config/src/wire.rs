@@ -257,6 +257,34 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
+    /// A result for one slot of `check` from `agent`: `up`/`ok`, started on
+    /// time, nothing measured yet. The prober fills in what it saw.
+    pub fn new(
+        check: &str,
+        config_hash: &str,
+        agent: &str,
+        scheduled_at: Timestamp,
+        interval_us: u64,
+        assigned: u32,
+    ) -> Self {
+        Self {
+            id: Self::make_id(check, agent, scheduled_at),
+            check: check.to_string(),
+            config_hash: config_hash.to_string(),
+            scheduled_at,
+            started_at: scheduled_at,
+            interval_us,
+            assigned,
+            duration_us: 0,
+            outcome: Outcome::Up,
+            reason: Reason::Ok,
+            message: String::new(),
+            phases: Phases::default(),
+            facts: Facts::default(),
+            assertions: Vec::new(),
+        }
+    }
+
     /// The deterministic result id.
     pub fn make_id(check: &str, agent: &str, scheduled_at: Timestamp) -> String {
         format!("{check}/{agent}/{}", scheduled_at.unix_ms())

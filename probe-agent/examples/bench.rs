@@ -265,7 +265,7 @@ fn agent_bench(seconds: u64, checks: usize) {
             let prober = prober.clone();
             async move {
                 prober
-                    .run(&slot.check, slot.scheduled_at, slot.assigned)
+                    .run(&slot.check, slot.scheduled_at, slot.interval, slot.assigned)
                     .await
             }
         };
@@ -402,7 +402,12 @@ async fn measure_ours(
                     t.tick().await;
                 }
                 let result = prober
-                    .run(&check, Timestamp::new(chrono::Utc::now()), 1)
+                    .run(
+                        &check,
+                        Timestamp::new(chrono::Utc::now()),
+                        check.schedule.period(),
+                        1,
+                    )
                     .await;
                 let bytes = serde_json::to_vec(&result).unwrap();
                 std::hint::black_box(bytes);

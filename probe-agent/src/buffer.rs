@@ -128,26 +128,11 @@ pub fn encoded_len(r: &ProbeResult) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use config::wire::{Outcome, Phases, Reason, Timestamp};
+    use config::wire::Timestamp;
 
     fn result(n: i64) -> ProbeResult {
         let t = Timestamp::from_unix_ms(1_780_000_000_000 + n * 1000).unwrap();
-        ProbeResult {
-            id: ProbeResult::make_id("c", "a", t),
-            check: "c".into(),
-            config_hash: "h".into(),
-            scheduled_at: t,
-            started_at: t,
-            interval_us: 1_000_000,
-            assigned: 1,
-            duration_us: 1,
-            outcome: Outcome::Up,
-            reason: Reason::Ok,
-            message: String::new(),
-            phases: Phases::default(),
-            facts: Default::default(),
-            assertions: vec![],
-        }
+        ProbeResult::new("c", "h", "a", t, 1_000_000, 1)
     }
 
     #[test]

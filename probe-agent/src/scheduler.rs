@@ -111,6 +111,8 @@ pub struct Slot {
     pub check: Arc<Check>,
     /// The slot time: feeds the result id.
     pub scheduled_at: Timestamp,
+    /// The gap to the check's next slot: `interval_us` of the result.
+    pub interval: Duration,
     /// How many agents probe this check.
     pub assigned: u32,
 }
@@ -153,6 +155,7 @@ pub async fn run_check<F, Fut>(
         let result = Box::pin(probe(Slot {
             check: check.clone(),
             scheduled_at: Timestamp::new(slot),
+            interval: gap_after(&check.schedule, phase, slot),
             assigned,
         }))
         .await;

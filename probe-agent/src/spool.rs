@@ -141,26 +141,17 @@ fn files(dir: &Path, ext: &str) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use config::wire::{Outcome, Phases, Reason, Timestamp};
+    use config::wire::Timestamp;
 
     fn result(n: i64) -> ProbeResult {
-        let t = Timestamp::from_unix_ms(1_780_000_000_000 + n).unwrap();
-        ProbeResult {
-            id: ProbeResult::make_id("c", "a", t),
-            check: "c".into(),
-            config_hash: "h".into(),
-            scheduled_at: t,
-            started_at: t,
-            interval_us: 1,
-            assigned: 1,
-            duration_us: 1,
-            outcome: Outcome::Up,
-            reason: Reason::Ok,
-            message: String::new(),
-            phases: Phases::default(),
-            facts: Default::default(),
-            assertions: vec![],
-        }
+        ProbeResult::new(
+            "c",
+            "h",
+            "a",
+            Timestamp::from_unix_ms(1_780_000_000_000 + n).unwrap(),
+            1,
+            1,
+        )
     }
 
     fn root(tag: &str) -> PathBuf {

@@ -122,7 +122,7 @@ pub async fn run<P: Publisher + 'static>(
             let (prober, metrics, location) = (prober.clone(), metrics.clone(), location.clone());
             async move {
                 let result = prober
-                    .run(&slot.check, slot.scheduled_at, slot.assigned)
+                    .run(&slot.check, slot.scheduled_at, slot.interval, slot.assigned)
                     .await;
                 let labels = CheckLabels {
                     check: slot.check.id.to_string(),

@@ -264,10 +264,18 @@ impl Prober {
     }
 
     /// Probes `check` for the slot `scheduled_at` and returns the full result.
-    pub async fn run(&self, check: &Check, scheduled_at: Timestamp, assigned: u32) -> ProbeResult {
+    /// `interval` is the gap to the check's next slot (its interval, or the
+    /// gap to the next cron slot), and `assigned` the fleet's count for it.
+    pub async fn run(
+        &self,
+        check: &Check,
+        scheduled_at: Timestamp,
+        interval: Duration,
+        assigned: u32,
+    ) -> ProbeResult {
         let started_at = Timestamp::new(Utc::now());
         let seen = self.observe(check).await;
-        self.result(check, &seen, scheduled_at, started_at, assigned)
+        self.result(check, &seen, scheduled_at, started_at, interval, assigned)
     }
 
     /// Builds the wire result from an observation.
@@ -277,6 +285,7 @@ impl Prober {
         seen: &Observation,
         scheduled_at: Timestamp,
         started_at: Timestamp,
+        interval: Duration,
         assigned: u32,
     ) -> ProbeResult {
         let verdict = evaluate(&check.probe, seen, started_at.datetime());
@@ -285,22 +294,21 @@ impl Prober {
             a.name = check.redact(&a.name);
             a.actual = check.redact(&a.actual);
         }
-        let mut result = ProbeResult {
-            id: ProbeResult::make_id(check.id.as_str(), &self.agent_id, scheduled_at),
-            check: check.id.to_string(),
-            config_hash: check.config_hash.clone(),
+        let mut result = ProbeResult::new(
+            check.id.as_str(),
+            &check.config_hash,
+            &self.agent_id,
             scheduled_at,
-            started_at,
-            interval_us: check.schedule.period().as_micros() as u64,
+            interval.as_micros() as u64,
             assigned,
-            duration_us: seen.duration.as_micros() as u64,
-            outcome: verdict.outcome,
-            reason: verdict.reason,
-            message: String::new(),
-            phases: seen.phases.clone(),
-            facts: facts(seen),
-            assertions,
-        };
+        );
+        result.started_at = started_at;
+        result.duration_us = seen.duration.as_micros() as u64;
+        result.outcome = verdict.outcome;
+        result.reason = verdict.reason;
+        result.phases = seen.phases.clone();
+        result.facts = facts(seen);
+        result.assertions = assertions;
         result.set_message(&check.redact(&verdict.message));
         result
     }

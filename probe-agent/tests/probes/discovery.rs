@@ -76,6 +76,57 @@ async fn api_server(pki: &Pki, body: Arc<Mutex<String>>) -> std::net::SocketAddr
     addr
 }
 
+/// Agent settings for these tests: no SQS (channel publisher), fast timers.
+fn agent_settings(
+    config: std::path::PathBuf,
+    me: Peer,
+    discovery: Option<K8sDiscovery>,
+) -> agent::Settings {
+    agent::Settings {
+        config: vec![config],
+        me,
+        region: String::new(),
+        peers: vec![],
+        discovery,
+        rediscover_every: Duration::from_millis(200),
+        concurrency: 8,
+        max_message_bytes: 256 * 1024,
+        limits: Default::default(),
+        watch_every: Duration::from_millis(100),
+        drain_deadline: Duration::from_secs(2),
+        spool: None,
+    }
+}
+
+/// Starts the agent; returns its metrics, its stop switch and its task.
+fn start_agent(
+    settings: agent::Settings,
+) -> (
+    Arc<AgentMetrics>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), agent::AgentError>>,
+) {
+    let metrics = Arc::new(AgentMetrics::new(
+        Arc::new(SchedulerStats::default()),
+        Arc::new(PublishStats::default()),
+    ));
+    let (batches, mut sink) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move { while sink.recv().await.is_some() {} });
+    // No SIGHUP in these tests: a closed reload channel just never fires.
+    let (_, reload_rx) = tokio::sync::mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let env: agent::Env = Arc::new(|_: &str| None);
+    let task = tokio::spawn(agent::run(
+        settings,
+        env,
+        Arc::new(ChannelPublisher::new(batches)),
+        metrics.clone(),
+        reload_rx,
+        shutdown.clone(),
+    ));
+    (metrics, shutdown, task)
+}
+
 fn discovery(pki: &Pki, addr: std::net::SocketAddr, token: &str) -> K8sDiscovery {
     let token_file = pki.dir.join(format!("token-{token}"));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -118,35 +169,10 @@ async fn the_agent_reshards_when_peers_join() {
         format!("groups:\n  - name: K\n    checks:\n{checks}"),
     )
     .unwrap();
-    let settings = agent::Settings {
-        config: vec![dir.join("checks.yaml")],
-        me: Peer::new("node-a", "z1"),
-        region: String::new(),
-        peers: vec![],
-        discovery: Some(discovery(&pki, addr, TOKEN)),
-        rediscover_every: Duration::from_millis(200),
-        concurrency: 8,
-        max_message_bytes: 256 * 1024,
-        limits: Default::default(),
-        watch_every: Duration::from_secs(60),
-        drain_deadline: Duration::from_secs(2),
-        spool: None,
-    };
-    let metrics = Arc::new(AgentMetrics::new(
-        Arc::new(SchedulerStats::default()),
-        Arc::new(PublishStats::default()),
-    ));
-    let (batches, _keep) = tokio::sync::mpsc::channel(64);
-    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let env: agent::Env = Arc::new(|_: &str| None);
-    let task = tokio::spawn(agent::run(
-        settings,
-        env,
-        Arc::new(ChannelPublisher::new(batches)),
-        metrics.clone(),
-        reload_rx,
-        shutdown.clone(),
+    let (metrics, shutdown, task) = start_agent(agent_settings(
+        dir.join("checks.yaml"),
+        Peer::new("node-a", "z1"),
+        Some(discovery(&pki, addr, TOKEN)),
     ));
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
@@ -207,36 +233,8 @@ async fn a_configmap_style_symlink_swap_reloads_the_checks() {
     std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/checks.yaml", root.join("checks.yaml")).unwrap();
 
-    let settings = agent::Settings {
-        config: vec![root.clone()],
-        me: Peer::new("node-a", ""),
-        region: String::new(),
-        peers: vec![],
-        discovery: None,
-        rediscover_every: Duration::from_secs(3600),
-        concurrency: 4,
-        max_message_bytes: 256 * 1024,
-        limits: Default::default(),
-        watch_every: Duration::from_millis(100),
-        drain_deadline: Duration::from_secs(2),
-        spool: None,
-    };
-    let metrics = Arc::new(AgentMetrics::new(
-        Arc::new(SchedulerStats::default()),
-        Arc::new(PublishStats::default()),
-    ));
-    let (batches, _keep) = tokio::sync::mpsc::channel(64);
-    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let env: agent::Env = Arc::new(|_: &str| None);
-    let task = tokio::spawn(agent::run(
-        settings,
-        env,
-        Arc::new(ChannelPublisher::new(batches)),
-        metrics.clone(),
-        reload_rx,
-        shutdown.clone(),
-    ));
+    let (metrics, shutdown, task) =
+        start_agent(agent_settings(root.clone(), Peer::new("node-a", ""), None));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(metrics.assigned.load(Ordering::Relaxed), 3);
 

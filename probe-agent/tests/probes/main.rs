@@ -41,7 +41,12 @@ pub fn prober_with_dns(dns: std::net::SocketAddr) -> Prober {
 
 pub async fn run(prober: &Prober, check: &Check) -> ProbeResult {
     prober
-        .run(check, Timestamp::new(chrono::Utc::now()), 1)
+        .run(
+            check,
+            Timestamp::new(chrono::Utc::now()),
+            check.schedule.period(),
+            1,
+        )
         .await
 }
 

@@ -2,7 +2,7 @@
 //! scripts/test), behind a loopback proxy the test can cut to simulate an
 //! outage without losing moto's in-memory queue.
 
-use config::wire::{self, AgentInfo, Outcome, Phases, ProbeResult, Reason, ResultBatch, Timestamp};
+use config::wire::{self, AgentInfo, Phases, ProbeResult, ResultBatch, Timestamp};
 use probe_agent::buffer::Limits;
 use probe_agent::publish::sqs::{Backoff, SqsPublisher};
 use probe_agent::publish::{PublishStats, Settings, channel::ChannelPublisher, messages, run};
@@ -137,24 +137,11 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<ResultBatch> {
 
 fn result(n: i64, message: &str) -> ProbeResult {
     let t = Timestamp::from_unix_ms(1_780_000_000_000 + n * 1000).unwrap();
-    let mut r = ProbeResult {
-        id: ProbeResult::make_id("c", "agent-a", t),
-        check: "c".into(),
-        config_hash: "h".into(),
-        scheduled_at: t,
-        started_at: t,
-        interval_us: 30_000_000,
-        assigned: 1,
-        duration_us: 1234,
-        outcome: Outcome::Up,
-        reason: Reason::Ok,
-        message: String::new(),
-        phases: Phases {
-            connect_us: Some(100),
-            ..Phases::default()
-        },
-        facts: Default::default(),
-        assertions: vec![],
+    let mut r = ProbeResult::new("c", "h", "agent-a", t, 30_000_000, 1);
+    r.duration_us = 1234;
+    r.phases = Phases {
+        connect_us: Some(100),
+        ..Phases::default()
     };
     r.set_message(message);
     r

@@ -3,7 +3,7 @@
 
 use chrono::{TimeZone, Utc};
 use config::Check;
-use config::wire::{Outcome, Phases, ProbeResult, Reason};
+use config::wire::ProbeResult;
 use probe_agent::scheduler::{Clock, Scheduler, Slot, next_slot, phase, run_check};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,22 +25,14 @@ fn one(interval: &str, name: &str) -> Arc<Check> {
 
 /// What a probe returns here: the scheduler is under test, not the probe.
 fn result_for(slot: &Slot) -> ProbeResult {
-    ProbeResult {
-        id: ProbeResult::make_id(slot.check.id.as_str(), "agent-a", slot.scheduled_at),
-        check: slot.check.id.to_string(),
-        config_hash: slot.check.config_hash.clone(),
-        scheduled_at: slot.scheduled_at,
-        started_at: slot.scheduled_at,
-        interval_us: slot.check.schedule.period().as_micros() as u64,
-        assigned: slot.assigned,
-        duration_us: 0,
-        outcome: Outcome::Up,
-        reason: Reason::Ok,
-        message: String::new(),
-        phases: Phases::default(),
-        facts: Default::default(),
-        assertions: vec![],
-    }
+    ProbeResult::new(
+        slot.check.id.as_str(),
+        &slot.check.config_hash,
+        "agent-a",
+        slot.scheduled_at,
+        slot.interval.as_micros() as u64,
+        slot.assigned,
+    )
 }
 
 fn start() -> chrono::DateTime<Utc> {
@@ -306,4 +298,19 @@ async fn reload_keeps_unchanged_checks_on_their_schedule() {
     scheduler.apply(vec![]);
     assert!(scheduler.is_empty());
     scheduler.drain().await;
+}
+
+#[test]
+fn a_cron_slot_reports_the_gap_to_its_own_next_slot() {
+    use probe_agent::scheduler::gap_after;
+    let c = checks("      - name: Uneven\n        schedule: \"0 0,10 * * * *\"\n        timeout: 1s\n        tcp: { host: 127.0.0.1, port: 9 }\n").remove(0);
+    let at = |m| Utc.with_ymd_and_hms(2026, 6, 1, 12, m, 0).unwrap();
+    assert_eq!(
+        gap_after(&c.schedule, Duration::ZERO, at(0)),
+        Duration::from_secs(600)
+    );
+    assert_eq!(
+        gap_after(&c.schedule, Duration::ZERO, at(10)),
+        Duration::from_secs(3000)
+    );
 }
