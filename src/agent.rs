@@ -62,7 +62,13 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        // One attempt per SDK call: the publisher retries with its own backoff, and
+        // an outage must reach the buffer or the spool quickly.
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(aws_config::timeout::TimeoutConfig::builder().connect_timeout(Duration::from_secs(3)).operation_timeout(Duration::from_secs(15)).build())
+            .load()
+            .await;
         let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue_url.clone(), args.max_message_bytes, Backoff::default()));
         let metrics = Arc::new(AgentMetrics::new(Arc::new(SchedulerStats::default()), Arc::new(PublishStats::default())));
         let shutdown = CancellationToken::new();

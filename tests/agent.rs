@@ -248,3 +248,208 @@ fn the_agent_refuses_an_invalid_config_at_start_with_positions() {
     assert!(err.contains("bad.yaml:5:22: groups[0].checks[0].http.url: expected an http:// or https:// URL, found `ftp://x/`"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A loopback proxy to moto that can be cut (connections dropped) and restored.
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        use std::sync::atomic::Ordering;
+        let upstream = std::env::var("AWS_ENDPOINT_URL")
+            .unwrap()
+            .trim_start_matches("http://")
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let c2 = c.clone();
+                let pipe =
+                    move |mut from: std::net::TcpStream,
+                          mut to: std::net::TcpStream,
+                          cut: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+                        let mut buf = [0u8; 16 * 1024];
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+                        loop {
+                            if cut.load(Ordering::SeqCst) {
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => return,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                let (a, b) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                let c3 = c2.clone();
+                std::thread::spawn(move || pipe(inbound, outbound, c2));
+                std::thread::spawn(move || pipe(b, a, c3));
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn spooled_ids(dir: &std::path::Path) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for line in std::fs::read_to_string(entry.path())
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Ok(r) = serde_json::from_str::<serde_json::Value>(line) {
+                ids.insert(r["id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_agent_delivers_its_spool_after_a_restart() {
+    std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto");
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("spool-{nanos}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let proxy = Proxy::start();
+    proxy.set_cut(true);
+
+    let target = http_target();
+    let dir = std::env::temp_dir().join(format!("statuspage-spool-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(&config, format!("groups:\n  - name: Local\n    checks:\n      - name: Web\n        interval: 1s\n        timeout: 500ms\n        http: {{ url: 'http://127.0.0.1:{target}/' }}\n")).unwrap();
+    let spool = dir.join("spool");
+    let agent = |metrics_port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args([
+                "agent",
+                "--config",
+                config.to_str().unwrap(),
+                "--queue-url",
+                &queue,
+                "--agent-id",
+                "node-s",
+            ])
+            .args([
+                "--spool-dir",
+                spool.to_str().unwrap(),
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics_port}"),
+            ])
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", proxy.port),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    let mut first = agent(free_port());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    signal(&first, "KILL");
+    first.wait().unwrap();
+    let spooled = spooled_ids(&spool.join("node-s"));
+    assert!(
+        spooled.len() >= 3,
+        "results went to the spool during the outage: {spooled:?}"
+    );
+
+    proxy.set_cut(false);
+    let mut second = agent(free_port());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    signal(&second, "TERM");
+    assert!(second.wait().unwrap().success());
+
+    let mut delivered = BTreeSet::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = got.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            break;
+        }
+        for msg in msgs {
+            let enc = msg
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
+                .and_then(|v| v.string_value().map(str::to_string));
+            let batch = config::wire::decode(
+                msg.body().unwrap_or_default(),
+                enc.as_deref(),
+                config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            )
+            .unwrap();
+            delivered.extend(batch.results.into_iter().map(|r| r.id));
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(msg.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let missing: Vec<_> = spooled.difference(&delivered).collect();
+    assert!(
+        missing.is_empty(),
+        "spooled results lost across the kill: {missing:?}"
+    );
+    assert!(
+        spooled_ids(&spool.join("node-s")).is_empty(),
+        "the spool is empty once delivered"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
