@@ -23,6 +23,47 @@ fn http_target() -> u16 {
     port
 }
 
+/// Every batch in the queue, decoded (either encoding), deleting as it goes.
+async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<config::wire::ResultBatch> {
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = got.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for msg in msgs {
+            let enc = msg
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
+                .and_then(|v| v.string_value().map(str::to_string));
+            out.push(
+                config::wire::decode(
+                    msg.body().unwrap_or_default(),
+                    enc.as_deref(),
+                    config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+                )
+                .unwrap(),
+            );
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(msg.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -164,49 +205,18 @@ async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigter
         "{log}"
     );
 
+    let batches = drain_queue(&sqs, &queue).await;
     let mut ids = BTreeSet::new();
     let mut results = 0;
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let msgs = got.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            break;
-        }
-        for msg in msgs {
-            let enc = msg
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
-                .and_then(|v| v.string_value().map(str::to_string));
-            let batch = config::wire::decode(
-                msg.body().unwrap_or_default(),
-                enc.as_deref(),
-                config::wire::DEFAULT_MAX_MESSAGE_BYTES,
-            )
-            .unwrap();
-            assert_eq!(batch.agent.id, "node-a");
-            for r in batch.results {
-                assert!(r.id.starts_with("local-web/node-a/"));
-                assert!(r.phases.connect_us.is_some() && r.phases.ttfb_us.is_some());
-                assert_eq!(r.interval_us, 1_000_000);
-                assert_eq!(r.assigned, 1);
-                ids.insert(r.id);
-                results += 1;
-            }
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(msg.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
+    for batch in batches {
+        assert_eq!(batch.agent.id, "node-a");
+        for r in batch.results {
+            assert!(r.id.starts_with("local-web/node-a/"));
+            assert!(r.phases.connect_us.is_some() && r.phases.ttfb_us.is_some());
+            assert_eq!(r.interval_us, 1_000_000);
+            assert_eq!(r.assigned, 1);
+            ids.insert(r.id);
+            results += 1;
         }
     }
     let final_runs = metric(&m, "statuspage_agent_runs_total");
@@ -406,42 +416,12 @@ async fn a_killed_agent_delivers_its_spool_after_a_restart() {
     signal(&second, "TERM");
     assert!(second.wait().unwrap().success());
 
-    let mut delivered = BTreeSet::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let msgs = got.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            break;
-        }
-        for msg in msgs {
-            let enc = msg
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
-                .and_then(|v| v.string_value().map(str::to_string));
-            let batch = config::wire::decode(
-                msg.body().unwrap_or_default(),
-                enc.as_deref(),
-                config::wire::DEFAULT_MAX_MESSAGE_BYTES,
-            )
-            .unwrap();
-            delivered.extend(batch.results.into_iter().map(|r| r.id));
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(msg.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let delivered: BTreeSet<String> = drain_queue(&sqs, &queue)
+        .await
+        .into_iter()
+        .flat_map(|b| b.results)
+        .map(|r| r.id)
+        .collect();
     let missing: Vec<_> = spooled.difference(&delivered).collect();
     assert!(
         missing.is_empty(),
