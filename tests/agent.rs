@@ -23,6 +23,27 @@ fn http_target() -> u16 {
     port
 }
 
+/// A client for moto and a fresh, shallow queue named after `tag`.
+async fn fresh_queue(tag: &str) -> (aws_sdk_sqs::Client, String) {
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{tag}-{nanos}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (sqs, queue)
+}
+
 /// Every batch in the queue, decoded (either encoding), deleting as it goes.
 async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<config::wire::ResultBatch> {
     let mut out = Vec::new();
@@ -103,22 +124,7 @@ fn metric(text: &str, name: &str) -> f64 {
 async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigterm() {
     std::env::var("AWS_ENDPOINT_URL")
         .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto");
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("agent-{nanos}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (sqs, queue) = fresh_queue("agent").await;
 
     let target = http_target();
     let dir = std::env::temp_dir().join(format!("statuspage-agent-test-{}", std::process::id()));
@@ -347,22 +353,7 @@ fn spooled_ids(dir: &std::path::Path) -> BTreeSet<String> {
 async fn a_killed_agent_delivers_its_spool_after_a_restart() {
     std::env::var("AWS_ENDPOINT_URL")
         .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto");
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("spool-{nanos}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (sqs, queue) = fresh_queue("spool").await;
     let proxy = Proxy::start();
     proxy.set_cut(true);
 

@@ -195,9 +195,7 @@ where
         let driver = Driver(tokio::spawn(async move {
             let _ = conn.await;
         }));
-        let start = Instant::now();
-        let response = sender.send_request(request).await;
-        seen.phases.ttfb_us = micros_since(start);
+        let response = timed(seen, sender.send_request(request)).await;
         (response, driver, "HTTP/2.0")
     } else {
         // HTTP/1.1 wants an origin-form target; the Host header names the server.
@@ -215,9 +213,7 @@ where
         let driver = Driver(tokio::spawn(async move {
             let _ = conn.await;
         }));
-        let start = Instant::now();
-        let response = sender.send_request(request).await;
-        seen.phases.ttfb_us = micros_since(start);
+        let response = timed(seen, sender.send_request(request)).await;
         (response, driver, "HTTP/1.1")
     };
     let response = response.map_err(|e| {
@@ -233,6 +229,14 @@ where
         version: version.into(),
         _driver: driver,
     })
+}
+
+/// Awaits the response head, timing `ttfb` from the request to it.
+async fn timed<T>(seen: &mut Observation, exchange: impl std::future::Future<Output = T>) -> T {
+    let start = Instant::now();
+    let out = exchange.await;
+    seen.phases.ttfb_us = micros_since(start);
+    out
 }
 
 async fn read_body(
