@@ -1,0 +1,243 @@
+//! Uptime (DESIGN §5), computed exactly from status changes. The dashboard
+//! calls these functions; there is no second copy.
+//!
+//! `uptime = 1 - down_time / observed_time`, where observed time is the window
+//! minus unknown time, maintenance time and time before the check existed
+//! (or before its first status). Degraded time counts as up. `None` when
+//! nothing was observed.
+
+use crate::state::Millis;
+use crate::status::Status;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+const DAY_MS: Millis = 86_400_000;
+
+/// Down and observed time in a span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Milliseconds spent `down`.
+    pub down_ms: Millis,
+    /// Milliseconds spent `up`, `degraded` or `down`.
+    pub observed_ms: Millis,
+}
+
+impl Tally {
+    /// `1 - down/observed`, or `None` when nothing was observed.
+    pub fn ratio(self) -> Option<f64> {
+        (self.observed_ms > 0).then(|| 1.0 - self.down_ms as f64 / self.observed_ms as f64)
+    }
+}
+
+/// The segments `[start, end)` of each status inside `[from, to)`. `changes`
+/// are sorted by `at`; time before the first change, or before `created`,
+/// has no status.
+pub fn segments(
+    changes: &[(Millis, Status)],
+    created: Millis,
+    from: Millis,
+    to: Millis,
+) -> Vec<(Millis, Millis, Status)> {
+    let mut out = Vec::new();
+    for (i, &(at, status)) in changes.iter().enumerate() {
+        let end = changes.get(i + 1).map_or(to, |c| c.0);
+        let (s, e) = (at.max(from).max(created), end.min(to));
+        if s < e {
+            out.push((s, e, status));
+        }
+    }
+    out
+}
+
+/// Down and observed time in `[from, to)`.
+pub fn tally(changes: &[(Millis, Status)], created: Millis, from: Millis, to: Millis) -> Tally {
+    let mut t = Tally::default();
+    for (s, e, status) in segments(changes, created, from, to) {
+        match status {
+            Status::Down => {
+                t.down_ms += e - s;
+                t.observed_ms += e - s;
+            }
+            Status::Up | Status::Degraded => t.observed_ms += e - s,
+            Status::Maintenance | Status::Unknown => {}
+        }
+    }
+    t
+}
+
+/// The four windows of the API.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Uptimes {
+    /// The last 24 hours.
+    pub h24: Option<f64>,
+    /// The last 7 days.
+    pub d7: Option<f64>,
+    /// The last 30 days.
+    pub d30: Option<f64>,
+    /// The last 90 days.
+    pub d90: Option<f64>,
+}
+
+/// Uptime over the 24h, 7d, 30d and 90d before `now`.
+pub fn windows(changes: &[(Millis, Status)], created: Millis, now: Millis) -> Uptimes {
+    let over = |days: i64| tally(changes, created, now - days * DAY_MS, now).ratio();
+    Uptimes {
+        h24: tally(changes, created, now - DAY_MS, now).ratio(),
+        d7: over(7),
+        d30: over(30),
+        d90: over(90),
+    }
+}
+
+/// An incident as the daily buckets need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IncidentSpan {
+    /// Its id.
+    pub id: i64,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it was resolved; `None` while open.
+    pub resolved_at: Option<Millis>,
+}
+
+/// One UTC day of the 90-day bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Day {
+    /// The UTC date.
+    pub date: NaiveDate,
+    /// Its uptime; `None` when nothing was observed.
+    pub uptime: Option<f64>,
+    /// The worst status seen that day; `None` when it had no status at all.
+    pub worst: Option<Status>,
+    /// The incidents that overlap it.
+    pub incidents: Vec<i64>,
+}
+
+/// How bad a status is, for "the worst of the day".
+pub fn severity(s: Status) -> u8 {
+    match s {
+        Status::Unknown => 0,
+        Status::Up => 1,
+        Status::Maintenance => 2,
+        Status::Degraded => 3,
+        Status::Down => 4,
+    }
+}
+
+/// The `n` UTC days ending with today (oldest first); today is cut at `now`.
+pub fn days(
+    changes: &[(Millis, Status)],
+    created: Millis,
+    incidents: &[IncidentSpan],
+    now: Millis,
+    n: u32,
+) -> Vec<Day> {
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    (0..i64::from(n))
+        .rev()
+        .map(|back| {
+            let start = today - back * DAY_MS;
+            let end = (start + DAY_MS).min(now);
+            let segs = segments(changes, created, start, end);
+            let worst = segs.iter().map(|s| s.2).max_by_key(|s| severity(*s));
+            Day {
+                date: date_of(start),
+                uptime: tally(changes, created, start, end).ratio(),
+                worst,
+                incidents: incidents
+                    .iter()
+                    .filter(|i| i.started_at < end && i.resolved_at.is_none_or(|r| r > start))
+                    .map(|i| i.id)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn date_of(ms: Millis) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.date_naive())
+        .unwrap_or_else(|| (DateTime::<Utc>::UNIX_EPOCH + Duration::milliseconds(0)).date_naive())
+}
+
+/// A ratio as a percentage with `decimals` places, floored: 99.999% never
+/// shows as 100%.
+pub fn percent_floor(ratio: f64, decimals: u32) -> String {
+    let scale = 10_f64.powi(decimals as i32);
+    // The small epsilon keeps exact ratios such as 0.5 from flooring a step
+    // down through binary rounding.
+    let floored = ((ratio * 100.0 * scale) + 1e-9).floor() / scale;
+    let floored = if ratio < 1.0 {
+        floored.min(100.0 - 1.0 / scale)
+    } else {
+        floored
+    };
+    format!("{floored:.prec$}%", prec = decimals as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_counts_degraded_as_up_and_skips_unknown_and_maintenance() {
+        let changes = [
+            (0, Status::Up),
+            (100, Status::Down),
+            (200, Status::Degraded),
+            (300, Status::Unknown),
+            (400, Status::Maintenance),
+            (500, Status::Up),
+        ];
+        let t = tally(&changes, 0, 0, 600);
+        assert_eq!(
+            t,
+            Tally {
+                down_ms: 100,
+                observed_ms: 400
+            }
+        );
+        assert_eq!(t.ratio(), Some(0.75));
+    }
+
+    #[test]
+    fn uptime_is_null_when_nothing_was_observed() {
+        assert_eq!(tally(&[], 0, 0, 1000).ratio(), None);
+        assert_eq!(tally(&[(0, Status::Unknown)], 0, 0, 1000).ratio(), None);
+        assert_eq!(
+            tally(&[(0, Status::Up)], 2000, 0, 1000).ratio(),
+            None,
+            "before the check existed"
+        );
+    }
+
+    #[test]
+    fn days_are_utc_with_worst_status_and_incidents() {
+        let d = DAY_MS;
+        let changes = [
+            (0, Status::Up),
+            (d + 1000, Status::Down),
+            (d + 2000, Status::Up),
+        ];
+        let incidents = [IncidentSpan {
+            id: 9,
+            started_at: d + 1000,
+            resolved_at: Some(d + 2000),
+        }];
+        let got = days(&changes, 0, &incidents, 2 * d + 10, 3);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].worst, Some(Status::Up));
+        assert_eq!(got[1].worst, Some(Status::Down));
+        assert_eq!(got[1].incidents, vec![9]);
+        assert_eq!(got[1].uptime, Some(1.0 - 1000.0 / d as f64));
+        assert_eq!(got[2].date.to_string(), "1970-01-03");
+        assert_eq!(got[2].uptime, Some(1.0));
+    }
+
+    #[test]
+    fn percentages_floor_and_never_round_up_to_100() {
+        assert_eq!(percent_floor(0.999_999, 2), "99.99%");
+        assert_eq!(percent_floor(1.0, 2), "100.00%");
+        assert_eq!(percent_floor(0.5, 1), "50.0%");
+        assert_eq!(percent_floor(0.987_65, 2), "98.76%");
+    }
+}
