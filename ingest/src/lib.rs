@@ -6,7 +6,9 @@
 //! [`timeline`] (one check's step); everything else moves data in and out.
 
 pub mod incident;
+pub mod screen;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod timeline;
 pub mod uptime;

@@ -1,0 +1,163 @@
+//! The PostgreSQL store: migrations, the per-message transaction, the
+//! per-check recompute, catalog sync and the leader's ticks.
+//!
+//! Queries are checked at run time (`query`/`query_as`), since issue 6 adds
+//! SQLite behind the same operations.
+
+mod batch;
+mod recompute;
+mod sync;
+
+pub use batch::Stored;
+pub use sync::{CheckUp, TickReport};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The embedded PostgreSQL migrations.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock key of the leader (periodic work); an arbitrary
+/// constant, "statuspg" in ASCII.
+pub const LEADER_LOCK: i64 = 0x7374_6174_7573_7067;
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database holds something this version cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A deadlock or serialization failure: run the transaction again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.sql_state().as_deref(), Some("40001" | "40P01"))
+    }
+
+    /// The database is unreachable or not accepting work: stop receiving.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => self
+                .sql_state()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        }
+    }
+
+    fn sql_state(&self) -> Option<String> {
+        match self {
+            StoreError::Db(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// A lazily connecting pool: ingest starts (and reports not ready) while
+    /// the database is down.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("statuspage-ingest");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// A store over an existing pool.
+    pub fn from_pool(pool: PgPool) -> PgStore {
+        PgStore { pool }
+    }
+
+    /// The pool, for read-only queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations (sqlx holds an advisory lock meanwhile, so
+    /// replicas starting together migrate once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATIONS.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether every migration is applied (and none is unknown).
+    pub async fn migrated(&self) -> Result<bool, StoreError> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await?;
+        if table.is_none() {
+            return Ok(false);
+        }
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let known: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        Ok(applied == known)
+    }
+
+    /// A cheap round trip: the readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Milliseconds to a timestamp (clamped to what PostgreSQL stores).
+pub(crate) fn ts(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// A timestamp to milliseconds.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Runs `f` in a transaction, again after a deadlock or serialization
+/// failure (up to 8 attempts, with a short jittered pause).
+pub(crate) async fn retrying<T, F>(mut f: F) -> Result<T, StoreError>
+where
+    F: AsyncFnMut() -> Result<T, StoreError>,
+{
+    let mut attempt = 0_u32;
+    loop {
+        match f().await {
+            Err(e) if e.is_retryable() && attempt < 7 => {
+                attempt += 1;
+                tracing::debug!(event = "transaction_retry", attempt, error = %e);
+                let jitter = u64::from(std::process::id() % 7) + u64::from(attempt) * 11;
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt) + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The leader's work on the store: partitions made ahead, catalog sync
+//! (checks, retirement, config maintenance windows), the silence and
+//! maintenance tick, and what the metrics export reads.
+
+use super::recompute::{CheckRow, recompute, retire};
+use super::{PgStore, StoreError, ms, retrying, ts};
+use crate::state::Millis;
+use crate::status::Status;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use config::Catalog;
+use config::defaults::Quorum;
+use std::time::Duration;
+
+const DAY_MS: Millis = 86_400_000;
+/// Raw-result partitions are kept made this many days ahead.
+pub const PARTITIONS_AHEAD: i64 = 3;
+/// Config maintenance windows are materialized this far ahead.
+pub const MAINTENANCE_HORIZON_MS: Millis = 7 * DAY_MS;
+
+/// A check's verdict for `statuspage_check_up`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckUp {
+    /// The check id.
+    pub slug: String,
+    /// Its group.
+    pub group: String,
+    /// Its status.
+    pub status: Status,
+}
+
+/// What a tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Checks looked at.
+    pub checks: usize,
+    /// Checks skipped because ingest lags more than their interval.
+    pub lagging: usize,
+    /// Checks whose status or incident changed.
+    pub changed: Vec<String>,
+}
+
+impl PgStore {
+    /// Makes the daily partitions of `results` from the retention back to
+    /// [`PARTITIONS_AHEAD`] days ahead.
+    pub async fn ensure_partitions(&self, now: Millis) -> Result<(), StoreError> {
+        let today = now.div_euclid(DAY_MS);
+        let mut tx = self.pool.begin().await?;
+        // Replicas may start together: one creates, the others find them made.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::LEADER_LOCK + 1)
+            .execute(&mut *tx)
+            .await?;
+        for day in (today - 8)..=(today + PARTITIONS_AHEAD) {
+            let (start, end) = (ts(day * DAY_MS), ts((day + 1) * DAY_MS));
+            let name = format!("results_{}", start.format("%Y%m%d"));
+            sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF results
+                 FOR VALUES FROM ('{}') TO ('{}')",
+                start.to_rfc3339(),
+                end.to_rfc3339()
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Brings the checks table in step with the catalog: upserts every check
+    /// (turning placeholders into real checks), marks missing ones absent,
+    /// and retires those absent and silent for `retire_after`. Config
+    /// maintenance windows are materialized too; API windows are never touched.
+    pub async fn sync_catalog(
+        &self,
+        catalog: &Catalog,
+        now: Millis,
+        retire_after: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        retrying(async || {
+            let mut tx = self.pool.begin().await?;
+            upsert_checks(&mut tx, catalog).await?;
+            let slugs: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
+            sqlx::query(
+                "UPDATE checks SET absent_since = $2
+                 WHERE slug <> ALL($1) AND retired_at IS NULL AND absent_since IS NULL",
+            )
+            .bind(&slugs)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+            let cutoff = ts(now - retire_after.as_millis() as i64);
+            let gone: Vec<CheckRow> = sqlx::query_as(&format!(
+                "SELECT {} FROM checks
+                 WHERE retired_at IS NULL AND absent_since <= $1
+                   AND NOT EXISTS (SELECT 1 FROM results r
+                                   WHERE r.check_id = checks.id AND r.scheduled_at > $1)
+                 ORDER BY id FOR UPDATE",
+                CheckRow::COLUMNS
+            ))
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+            for check in &gone {
+                retire(&mut tx, check, now).await?;
+                sqlx::query("UPDATE checks SET retired_at = $2 WHERE id = $1")
+                    .bind(check.id)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                tracing::info!(event = "check_retired", check = %check.slug);
+            }
+            sync_maintenance(&mut tx, catalog, now).await?;
+            tx.commit().await?;
+            Ok(gone.into_iter().map(|c| c.slug).collect())
+        })
+        .await
+    }
+
+    /// Decides silence and maintenance up to `now` for every active check,
+    /// each in its own short transaction. While ingest lags more than a
+    /// check's interval (`lag_ms`), that check is left alone: our own
+    /// backlog is never the target's outage.
+    pub async fn tick(&self, now: Millis, lag_ms: Option<Millis>) -> Result<TickReport, StoreError> {
+        let ids: Vec<i32> =
+            sqlx::query_scalar("SELECT id FROM checks WHERE retired_at IS NULL ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut report = TickReport::default();
+        for id in ids {
+            report.checks += 1;
+            let outcome = retrying(async || {
+                let mut tx = self.pool.begin().await?;
+                let check: Option<CheckRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM checks WHERE id = $1 AND retired_at IS NULL FOR UPDATE",
+                    CheckRow::COLUMNS
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(check) = check else {
+                    return Ok(None);
+                };
+                if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
+                    return Ok(None);
+                }
+                let from = check.silence_through.unwrap_or(check.created_at);
+                let through = now.max(ms(from));
+                let changed = recompute(&mut tx, &check, ms(from), Some(through)).await?;
+                sqlx::query("UPDATE checks SET silence_through = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(ts(through))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some((check.slug, changed)))
+            })
+            .await?;
+            match outcome {
+                None => report.lagging += 1,
+                Some((slug, true)) => report.changed.push(slug),
+                Some(_) => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Every active, configured check's status.
+    pub async fn check_statuses(&self) -> Result<Vec<CheckUp>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT slug, group_name, status FROM checks
+             WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(slug, group, status)| {
+                Ok(CheckUp {
+                    slug,
+                    group,
+                    status: Status::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Each agent's id, zone and last-seen instant.
+    pub async fn agents_seen(&self) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT name, zone, last_seen FROM agents ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// How many incidents are open.
+    pub async fn open_incidents(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM incidents WHERE state <> 'resolved'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+async fn upsert_checks(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    catalog: &Catalog,
+) -> Result<(), StoreError> {
+    let mut sorted: Vec<(usize, &config::Check)> = catalog.checks.iter().enumerate().collect();
+    sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    for (position, c) in sorted {
+        let quorum = match c.quorum {
+            Quorum::Majority => None,
+            Quorum::Count(n) => Some(n as i32),
+        };
+        sqlx::query(
+            "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
+                 interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
+                 config_hash, placeholder)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, false)
+             ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
+                 group_name = excluded.group_name, description = excluded.description,
+                 public = excluded.public, kind = excluded.kind, position = excluded.position,
+                 interval_ms = excluded.interval_ms,
+                 failure_threshold = excluded.failure_threshold,
+                 success_threshold = excluded.success_threshold, quorum = excluded.quorum,
+                 reopen_window_ms = excluded.reopen_window_ms,
+                 config_hash = excluded.config_hash, placeholder = false,
+                 absent_since = NULL, retired_at = NULL
+             WHERE (checks.config_hash, checks.name, checks.group_name, checks.position,
+                    checks.public, checks.placeholder, checks.absent_since IS NULL,
+                    checks.retired_at IS NULL)
+                   IS DISTINCT FROM
+                   (excluded.config_hash, excluded.name, excluded.group_name, excluded.position,
+                    excluded.public, false, true, true)",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(&c.group)
+        .bind(&c.description)
+        .bind(c.public)
+        .bind(c.probe.kind().as_str())
+        .bind(position as i32)
+        .bind(c.schedule.period().as_millis().max(1) as i64)
+        .bind(c.failure_threshold as i32)
+        .bind(c.success_threshold as i32)
+        .bind(quorum)
+        .bind(c.reopen_window.as_millis() as i64)
+        .bind(&c.config_hash)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Materializes config windows ending after `now` and starting within the
+/// horizon; a running one starts at `now`, never in the past. Future config
+/// windows no longer in the YAML are deleted; API windows are never touched.
+async fn sync_maintenance(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    catalog: &Catalog,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let at = ts(now);
+    let horizon = at + ChronoDuration::milliseconds(MAINTENANCE_HORIZON_MS);
+    let (mut names, mut ends) = (Vec::new(), Vec::new());
+    for w in &catalog.maintenance {
+        let mut occurrences = Vec::new();
+        if let Some(active) = w.active_at(at) {
+            occurrences.push(active);
+        }
+        let mut cursor = at;
+        while let Some((start, end)) = w.next_after(cursor) {
+            if start > horizon || occurrences.len() > 500 {
+                break;
+            }
+            occurrences.push((start, end));
+            cursor = start;
+        }
+        let checks: Vec<&str> = w.checks.iter().map(|c| c.as_str()).collect();
+        for (start, end) in occurrences {
+            sqlx::query(
+                "INSERT INTO maintenance_windows (source, name, description, checks, starts_at,
+                     ends_at, created_by)
+                 VALUES ('config', $1, $2, $3, GREATEST($4, $5), $6, 'config')
+                 ON CONFLICT (source, name, ends_at) DO UPDATE SET description = excluded.description,
+                     checks = excluded.checks",
+            )
+            .bind(&w.name)
+            .bind(&w.description)
+            .bind(&checks)
+            .bind(start)
+            .bind(at)
+            .bind(end)
+            .execute(&mut **tx)
+            .await?;
+            names.push(w.name.clone());
+            ends.push(end);
+        }
+    }
+    sqlx::query(
+        "DELETE FROM maintenance_windows m WHERE source = 'config' AND starts_at > $1
+           AND NOT EXISTS (SELECT 1 FROM UNNEST($2::text[], $3::timestamptz[]) AS k(name, ends_at)
+                           WHERE k.name = m.name AND k.ends_at = m.ends_at)",
+    )
+    .bind(at)
+    .bind(&names)
+    .bind(&ends)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
