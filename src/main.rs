@@ -23,7 +23,7 @@ enum Command {
     Check(CheckArgs),
     /// Run a probe agent: probe the checks the fleet assigns to it and push results to SQS.
     Agent(AgentArgs),
-    /// Consume results from SQS into PostgreSQL; decide status, uptime and incidents. (not implemented yet)
+    /// Consume results from SQS into PostgreSQL; decide status, uptime and incidents.
     Ingest(IngestArgs),
     /// Serve the public status page, JSON API, badges, feed and admin API. (not implemented yet)
     Dashboard(DashboardArgs),
@@ -31,7 +31,7 @@ enum Command {
     Standalone(StandaloneArgs),
     /// Run standalone with built-in local demo targets that fail now and then. (not implemented yet)
     Demo(DemoArgs),
-    /// Apply the database migrations, or check that they are applied. (not implemented yet)
+    /// Apply the database migrations, or check that they are applied.
     Migrate(MigrateArgs),
     /// Print the JSON Schema of the check YAML (or its Markdown reference).
     Schema(SchemaArgs),
@@ -137,25 +137,68 @@ pub(crate) struct AgentArgs {
 }
 
 #[derive(Debug, Args)]
-struct IngestArgs {
-    /// A YAML file or a directory of them.
-    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
-    config: Vec<PathBuf>,
-    /// The SQS queue URL results are received from.
-    #[arg(long, env = "STATUSPAGE_QUEUE_URL")]
-    queue_url: Option<String>,
-    /// The dead-letter queue, whose depth is exported.
+pub(crate) struct IngestArgs {
+    /// The check YAML (a file or a directory), reloaded when it changes. Results for checks not in it are kept under placeholder checks.
+    #[arg(
+        long,
+        env = "STATUSPAGE_CONFIG",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub config: Vec<PathBuf>,
+    /// The SQS queue URL results are received from. AWS settings come from the SDK's environment (AWS_REGION, AWS_ENDPOINT_URL, IRSA).
+    #[arg(long, env = "STATUSPAGE_QUEUE_URL", required = true)]
+    pub queue_url: String,
+    /// The dead-letter queue, whose depth is exported as statuspage_dead_letter_queue_messages.
     #[arg(long, env = "STATUSPAGE_DEAD_LETTER_QUEUE_URL")]
-    dead_letter_queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
     /// The PostgreSQL URL (never logged).
-    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_URL",
+        hide_env_values = true,
+        required = true
+    )]
+    pub database_url: String,
+    /// The most database connections.
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub database_max_connections: u32,
     /// The largest message body accepted, decompressed, in bytes.
     #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
-    max_message_bytes: usize,
+    pub max_message_bytes: usize,
     /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
+    #[arg(
+        long,
+        env = "STATUSPAGE_METRICS_LISTEN",
+        default_value = "0.0.0.0:9091"
+    )]
+    pub metrics_listen: String,
+    /// Workers receiving from SQS at once (each takes 10 messages a receive).
+    #[arg(long, env = "STATUSPAGE_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+    /// Long-polling wait of each receive, in seconds (0-20).
+    #[arg(long, env = "STATUSPAGE_WAIT_SECONDS", default_value_t = 20)]
+    pub wait_seconds: i32,
+    /// The visibility timeout assumed when the queue's cannot be read, in seconds.
+    #[arg(
+        long,
+        env = "STATUSPAGE_VISIBILITY_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    pub visibility_timeout_seconds: u64,
+    /// How often the leader decides silence and maintenance, syncs the catalog and refreshes the export, in seconds.
+    #[arg(long, env = "STATUSPAGE_TICK_SECONDS", default_value_t = 5)]
+    pub tick_seconds: u64,
+    /// A check absent from the YAML and silent this long is retired, in seconds.
+    #[arg(long, env = "STATUSPAGE_RETIRE_AFTER_SECONDS", default_value_t = 600)]
+    pub retire_after_seconds: u64,
+    /// Log format: `json` (one event per line) or `text`.
+    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -206,13 +249,18 @@ struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
-struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// The database URL (never logged).
-    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_URL",
+        hide_env_values = true,
+        required = true
+    )]
+    pub database_url: String,
     /// Exit 0 only if the database is reachable and fully migrated; change nothing.
     #[arg(long)]
-    check: bool,
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -250,16 +298,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check::run(args),
         Command::Agent(args) => agent::run(args),
-        Command::Ingest(_) => not_yet("ingest"),
+        Command::Ingest(args) => ingest::run(args),
         Command::Dashboard(_) => not_yet("dashboard"),
         Command::Standalone(_) => not_yet("standalone"),
         Command::Demo(_) => not_yet("demo"),
-        Command::Migrate(_) => not_yet("migrate"),
+        Command::Migrate(args) => ingest::migrate(args),
     }
 }
 
 mod agent;
 mod check;
+mod ingest;
 
 fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
     eprintln!("statuspage {command}: not implemented yet");

@@ -21,4 +21,4 @@ pub mod wire;
 
 pub use catalog::{Catalog, Check, CheckId, Kind, Probe};
 pub use diagnostic::{Diagnostic, Diagnostics, Mark, Origin};
-pub use load::{MAX_FILE_BYTES, load, load_str};
+pub use load::{Fingerprint, MAX_FILE_BYTES, fingerprint, load, load_str};

@@ -202,3 +202,32 @@ fn from_sources(
     }
     catalog
 }
+
+/// Modification times and sizes of every config file, symlinks followed.
+pub type Fingerprint = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
+
+/// The [`Fingerprint`] of the files under `paths`: a reload is due when it
+/// changes. A ConfigMap update (a symlink swap) shows as a change.
+pub fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    let mut out = Vec::new();
+    for p in paths {
+        let files: Vec<PathBuf> = if p.is_dir() {
+            std::fs::read_dir(p)
+                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+                .unwrap_or_default()
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            let meta = std::fs::metadata(&f).ok();
+            let target = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+            out.push((
+                target,
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            ));
+        }
+    }
+    out.sort();
+    out
+}

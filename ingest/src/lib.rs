@@ -5,10 +5,135 @@
 //! [`status`] (quorum and precedence), [`incident`], [`uptime`] and
 //! [`timeline`] (one check's step); everything else moves data in and out.
 
+pub mod consume;
+pub mod health;
 pub mod incident;
+pub mod leader;
+pub mod metrics;
 pub mod screen;
 pub mod state;
 pub mod status;
 pub mod store;
 pub mod timeline;
 pub mod uptime;
+
+use consume::{Clock, Handler};
+use metrics::IngestMetrics;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use store::{PgStore, StoreError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Where results come from.
+#[derive(Debug)]
+pub enum Source {
+    /// An SQS queue.
+    Sqs(aws_sdk_sqs::Client, consume::sqs::Settings),
+    /// The in-process agent of standalone mode.
+    Channel(mpsc::Receiver<config::wire::ResultBatch>),
+}
+
+/// Everything `run` needs.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where results come from.
+    pub source: Source,
+    /// The largest body accepted, decompressed.
+    pub max_message_bytes: usize,
+    /// The leader's settings.
+    pub leader: leader::Settings,
+    /// The catalog loaded at start, if any.
+    pub catalog: Option<config::Catalog>,
+}
+
+/// Runs ingest until `shutdown`: waits for the database and migrates it
+/// (under sqlx's advisory lock), then consumes and leads. Shutdown finishes
+/// the messages in hand and never changes incident state.
+pub async fn run(
+    settings: Settings,
+    store: PgStore,
+    metrics: Arc<IngestMetrics>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match store.migrate().await {
+            Ok(()) => break,
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(event = "database_unavailable", error = %e, retry_in_ms = pause.as_millis() as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    store.ensure_partitions(clock()).await?;
+    metrics.db_ready.store(true, Ordering::Relaxed);
+    tracing::info!(event = "ingest_started");
+
+    let readiness = tokio::spawn(watch_database(
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let leading = tokio::spawn(leader::run(
+        store.clone(),
+        settings.leader,
+        settings.catalog,
+        metrics.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
+    let handler = Handler::new(
+        store,
+        metrics.clone(),
+        clock.clone(),
+        settings.max_message_bytes,
+    );
+    match settings.source {
+        Source::Sqs(sqs, s) => {
+            consume::sqs::run(sqs, s, handler, metrics, clock, shutdown.clone()).await
+        }
+        Source::Channel(rx) => consume::channel::run(handler, rx, shutdown.clone()).await,
+    }
+    shutdown.cancel();
+    let _ = leading.await;
+    let _ = readiness.await;
+    tracing::info!(event = "ingest_stopped");
+    Ok(())
+}
+
+/// Marks the database ready or not: every second while it is down, every
+/// five while it is up. Workers receive only while it is ready.
+async fn watch_database(store: PgStore, metrics: Arc<IngestMetrics>, shutdown: CancellationToken) {
+    loop {
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(3), store.ping()).await,
+            Ok(Ok(()))
+        );
+        if metrics.db_ready.swap(ok, Ordering::Relaxed) != ok {
+            tracing::info!(
+                event = if ok {
+                    "database_ready"
+                } else {
+                    "database_not_ready"
+                }
+            );
+        }
+        let wait = if ok {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -160,7 +160,9 @@ fn judge(r: &ProbeResult, agent: &str, now: Millis) -> Result<(), Rejection> {
     let oversized = r.config_hash.len() > MAX_HASH_LEN
         || r.reason.as_str().len() > MAX_REASON_LEN
         || r.assertions.len() > MAX_ASSERTIONS
-        || r.assertions.iter().any(|a| a.name.len() > MAX_ASSERTION_NAME)
+        || r.assertions
+            .iter()
+            .any(|a| a.name.len() > MAX_ASSERTION_NAME)
         || [
             &facts.http_version,
             &facts.tls_version,
@@ -171,9 +173,10 @@ fn judge(r: &ProbeResult, agent: &str, now: Millis) -> Result<(), Rejection> {
         ]
         .into_iter()
         .any(long)
-        || facts.dns_answers.as_ref().is_some_and(|a| {
-            a.len() > MAX_DNS_ANSWERS || a.iter().any(|x| x.len() > MAX_FACT_LEN)
-        });
+        || facts
+            .dns_answers
+            .as_ref()
+            .is_some_and(|a| a.len() > MAX_DNS_ANSWERS || a.iter().any(|x| x.len() > MAX_FACT_LEN));
     if oversized {
         return Err(Rejection::Oversized);
     }

@@ -32,7 +32,7 @@ struct Model {
     changes: Vec<Change>,
     latest: Option<Latest>,
     opened: usize,
-    silence_through: Millis,
+    decided: Option<Millis>,
 }
 
 impl Model {
@@ -46,7 +46,7 @@ impl Model {
             changes: Vec::new(),
             latest: None,
             opened: 0,
-            silence_through: 0,
+            decided: None,
         }
     }
 
@@ -87,17 +87,21 @@ impl Model {
         }
         if let Some(from) = admitted.from {
             let newest = self.samples.values().map(|s| s.at).max().unwrap_or(from);
-            self.recompute(from, newest.max(self.silence_through));
+            self.recompute(from, newest);
         }
     }
 
     fn tick(&mut self, now: Millis) {
-        let from = self.silence_through;
-        self.silence_through = self.silence_through.max(now);
-        self.recompute(from, self.silence_through);
+        let first = self.samples.values().map(|s| s.at).min();
+        let from = self.decided.or(first).unwrap_or(now);
+        self.recompute(from, now);
     }
 
+    /// As the store: start no later than what was decided, end no earlier.
     fn recompute(&mut self, from: Millis, through: Millis) {
+        let from = self.decided.map_or(from, |d| from.min(d));
+        let through = self.decided.map_or(through, |d| through.max(d));
+        self.decided = Some(through);
         let low = from - timeline::lookback(INTERVAL);
         let samples: Vec<Sample> = self
             .samples

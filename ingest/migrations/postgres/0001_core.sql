@@ -23,8 +23,9 @@ CREATE TABLE checks (
     created_at        timestamptz NOT NULL DEFAULT now(),
     absent_since      timestamptz,
     retired_at        timestamptz,
-    -- Silence and maintenance are decided up to here.
-    silence_through   timestamptz,
+    -- Status is decided up to here: every later recompute starts at or before
+    -- it, so no instant (a silence, a window's end) is ever skipped.
+    decided_through   timestamptz,
     status            text NOT NULL DEFAULT 'unknown'
                       CHECK (status IN ('up', 'degraded', 'down', 'maintenance', 'unknown')),
     status_since      timestamptz

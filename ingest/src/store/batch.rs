@@ -35,7 +35,7 @@ impl PgStore {
         results: &[ProbeResult],
         now: i64,
     ) -> Result<Stored, StoreError> {
-        retrying(async || {
+        retrying(|| async move {
             let mut tx = self.pool.begin().await?;
             let stored = write(&mut tx, agent, sent_at, results, now).await?;
             tx.commit().await?;
@@ -94,7 +94,8 @@ async fn write(
                 .bind(agent_id)
                 .fetch_optional(&mut **tx)
                 .await?;
-        let mut pairs = BTreeMap::from([(i64::from(agent_id), pair.map(|p| p.0).unwrap_or_default())]);
+        let mut pairs =
+            BTreeMap::from([(i64::from(agent_id), pair.map(|p| p.0).unwrap_or_default())]);
         let incoming: Vec<Incoming> = mine
             .iter()
             .map(|r| Incoming {
@@ -130,7 +131,11 @@ async fn write(
         .bind(Json(&pairs[&i64::from(agent_id)]))
         .execute(&mut **tx)
         .await?;
-        let widest = mine.iter().map(|r| (r.interval_us / 1000) as i64).max().unwrap_or(0);
+        let widest = mine
+            .iter()
+            .map(|r| (r.interval_us / 1000) as i64)
+            .max()
+            .unwrap_or(0);
         if widest > check.interval_ms {
             sqlx::query("UPDATE checks SET interval_ms = $2 WHERE id = $1")
                 .bind(check.id)
@@ -258,7 +263,8 @@ impl Columns {
         self.started.push(r.started_at.datetime());
         self.interval.push((r.interval_us / 1000) as i64);
         self.assigned.push(r.assigned as i32);
-        self.duration.push(r.duration_us.min(i64::MAX as u64) as i64);
+        self.duration
+            .push(r.duration_us.min(i64::MAX as u64) as i64);
         self.outcome.push(match r.outcome {
             Outcome::Up => 0,
             Outcome::Degraded => 1,
@@ -267,21 +273,23 @@ impl Columns {
         });
         self.reason.push(r.reason.as_str().to_string());
         let p = &r.phases;
-        for (col, v) in self
-            .phases
-            .iter_mut()
-            .zip([p.dns_us, p.connect_us, p.tls_us, p.ttfb_us, p.transfer_us])
+        for (col, v) in
+            self.phases
+                .iter_mut()
+                .zip([p.dns_us, p.connect_us, p.tls_us, p.ttfb_us, p.transfer_us])
         {
             col.push(us(v));
         }
         // Facts and assertions are kept only for results that are not ok.
-        self.detail.push((r.reason != Reason::Ok || r.outcome != Outcome::Up).then(|| {
-            Json(serde_json::json!({
-                "outcome": r.outcome.as_str(),
-                "message": r.message,
-                "facts": r.facts,
-                "assertions": r.assertions,
-            }))
-        }));
+        self.detail.push(
+            (r.reason != Reason::Ok || r.outcome != Outcome::Up).then(|| {
+                Json(serde_json::json!({
+                    "outcome": r.outcome.as_str(),
+                    "message": r.message,
+                    "facts": r.facts,
+                    "assertions": r.assertions,
+                }))
+            }),
+        );
     }
 }

@@ -144,9 +144,10 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
 
 /// Runs `f` in a transaction, again after a deadlock or serialization
 /// failure (up to 8 attempts, with a short jittered pause).
-pub(crate) async fn retrying<T, F>(mut f: F) -> Result<T, StoreError>
+pub(crate) async fn retrying<T, F, Fut>(mut f: F) -> Result<T, StoreError>
 where
-    F: AsyncFnMut() -> Result<T, StoreError>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut attempt = 0_u32;
     loop {

@@ -21,13 +21,13 @@ pub(crate) struct CheckRow {
     pub success_threshold: i32,
     pub quorum: Option<i32>,
     pub reopen_window_ms: i64,
-    pub silence_through: Option<DateTime<Utc>>,
+    pub decided_through: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
 impl CheckRow {
     pub const COLUMNS: &'static str = "id, slug, name, interval_ms, failure_threshold, \
-        success_threshold, quorum, reopen_window_ms, silence_through, created_at";
+        success_threshold, quorum, reopen_window_ms, decided_through, created_at";
 
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
@@ -88,6 +88,9 @@ pub(crate) async fn recompute(
     from: Millis,
     through: Option<Millis>,
 ) -> Result<bool, StoreError> {
+    // Start no later than what was decided before, so instants between the
+    // old horizon and the new results (a window's end, a silence) are decided.
+    let from = check.decided_through.map_or(from, |d| from.min(ms(d)));
     let low = from - timeline::lookback(check.interval_ms);
     let rows: Vec<SampleRow> = sqlx::query_as(
         "SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason FROM results
@@ -109,8 +112,13 @@ pub(crate) async fn recompute(
         })
         .collect();
     let newest = samples.iter().map(|s| s.at).max().unwrap_or(from);
-    let decided = check.silence_through.map_or(from, ms);
+    let decided = check.decided_through.map_or(from, ms);
     let through = through.unwrap_or(newest).max(newest).max(decided).max(from);
+    sqlx::query("UPDATE checks SET decided_through = $2 WHERE id = $1")
+        .bind(check.id)
+        .bind(ts(through))
+        .execute(&mut **tx)
+        .await?;
 
     let before: Option<String> = sqlx::query_scalar(
         "SELECT status FROM status_changes WHERE check_id = $1 AND at < $2 ORDER BY at DESC LIMIT 1",
@@ -211,8 +219,9 @@ async fn latest_incident(
     row.map(|r| {
         Ok(Latest {
             id: r.id,
-            state: State::parse(&r.state)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown incident state {:?}", r.state)))?,
+            state: State::parse(&r.state).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown incident state {:?}", r.state))
+            })?,
             started_at: ms(r.started_at),
             resolved_at: r.resolved_at.map(ms),
             resolved_automatically: r.resolved_automatically,
@@ -306,10 +315,12 @@ async fn apply(
             (*id, *at, State::Resolved, message)
         }
         Action::Monitor { id, at, message } => {
-            sqlx::query("UPDATE incidents SET state = 'monitoring', updated_at = now() WHERE id = $1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE incidents SET state = 'monitoring', updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
             (*id, *at, State::Monitoring, message)
         }
     };

@@ -76,7 +76,7 @@ impl PgStore {
         now: Millis,
         retire_after: Duration,
     ) -> Result<Vec<String>, StoreError> {
-        retrying(async || {
+        retrying(|| async move {
             let mut tx = self.pool.begin().await?;
             upsert_checks(&mut tx, catalog).await?;
             let slugs: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
@@ -120,7 +120,11 @@ impl PgStore {
     /// each in its own short transaction. While ingest lags more than a
     /// check's interval (`lag_ms`), that check is left alone: our own
     /// backlog is never the target's outage.
-    pub async fn tick(&self, now: Millis, lag_ms: Option<Millis>) -> Result<TickReport, StoreError> {
+    pub async fn tick(
+        &self,
+        now: Millis,
+        lag_ms: Option<Millis>,
+    ) -> Result<TickReport, StoreError> {
         let ids: Vec<i32> =
             sqlx::query_scalar("SELECT id FROM checks WHERE retired_at IS NULL ORDER BY id")
                 .fetch_all(&self.pool)
@@ -128,7 +132,7 @@ impl PgStore {
         let mut report = TickReport::default();
         for id in ids {
             report.checks += 1;
-            let outcome = retrying(async || {
+            let outcome = retrying(|| async move {
                 let mut tx = self.pool.begin().await?;
                 let check: Option<CheckRow> = sqlx::query_as(&format!(
                     "SELECT {} FROM checks WHERE id = $1 AND retired_at IS NULL FOR UPDATE",
@@ -143,14 +147,18 @@ impl PgStore {
                 if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
                     return Ok(None);
                 }
-                let from = check.silence_through.unwrap_or(check.created_at);
+                // A check never decided starts from its first result (which
+                // may predate the row, as with a placeholder).
+                let first: Option<DateTime<Utc>> =
+                    sqlx::query_scalar("SELECT min(scheduled_at) FROM results WHERE check_id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let from = check
+                    .decided_through
+                    .unwrap_or_else(|| first.map_or(check.created_at, |f| f.min(check.created_at)));
                 let through = now.max(ms(from));
                 let changed = recompute(&mut tx, &check, ms(from), Some(through)).await?;
-                sqlx::query("UPDATE checks SET silence_through = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(ts(through))
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
                 Ok(Some((check.slug, changed)))
             })

@@ -18,7 +18,7 @@ use metrics::{AgentMetrics, CheckLabels};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -150,7 +150,7 @@ pub async fn run<P: Publisher + 'static>(
     metrics.ready.store(true, Ordering::Relaxed);
     tracing::info!(event = "agent_started", agent = %settings.me.id, zone = %settings.me.zone, peers = fleet.peers().len(), checks = catalog.checks.len(), assigned = scheduler.len());
 
-    let mut fingerprint = fingerprint(&settings.config);
+    let mut fingerprint = config::fingerprint(&settings.config);
     let mut watch = tokio::time::interval(settings.watch_every);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rediscover = tokio::time::interval(settings.rediscover_every);
@@ -172,7 +172,7 @@ pub async fn run<P: Publisher + 'static>(
             }
             Some(()) = reload.recv() => "signal",
             _ = watch.tick() => {
-                let now = fingerprint_now(&settings.config);
+                let now = config::fingerprint(&settings.config);
                 if now == fingerprint { continue; }
                 fingerprint = now;
                 "file_change"
@@ -256,36 +256,4 @@ fn apply<F, Fut>(
     metrics.retain(|id| ids.iter().any(|i| i == id));
     metrics.assigned.store(mine.len() as u64, Ordering::Relaxed);
     scheduler.apply(mine);
-}
-
-type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
-
-fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
-    fingerprint_now(paths)
-}
-
-/// Modification times and sizes of every config file, symlinks followed, so a
-/// ConfigMap update (a symlink swap) shows as a change.
-fn fingerprint_now(paths: &[PathBuf]) -> Fingerprint {
-    let mut out = Vec::new();
-    for p in paths {
-        let files: Vec<PathBuf> = if p.is_dir() {
-            std::fs::read_dir(p)
-                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-                .unwrap_or_default()
-        } else {
-            vec![p.clone()]
-        };
-        for f in files {
-            let meta = std::fs::metadata(&f).ok();
-            let target = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
-            out.push((
-                target,
-                meta.as_ref().and_then(|m| m.modified().ok()),
-                meta.map_or(0, |m| m.len()),
-            ));
-        }
-    }
-    out.sort();
-    out
 }

@@ -1,0 +1,186 @@
+//! Leader-only periodic work, under a PostgreSQL advisory lock held on a
+//! connection of its own: partitions, catalog sync (hot reload of the YAML),
+//! the silence and maintenance tick, the DLQ depth and the per-check export.
+//! Losing the connection loses the lock; another replica takes over.
+
+use crate::consume::Clock;
+use crate::metrics::{IngestMetrics, Snapshot};
+use crate::store::{LEADER_LOCK, PgStore, StoreError};
+use config::Catalog;
+use sqlx::{Connection, PgConnection};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Reads `${VAR}` values for the YAML.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// How the leader works.
+#[derive(Clone)]
+pub struct Settings {
+    /// The YAML, reloaded when it changes; empty for none.
+    pub config: Vec<PathBuf>,
+    /// Reads `${VAR}` for the YAML.
+    pub env: Env,
+    /// How often the tick runs.
+    pub tick_every: Duration,
+    /// A check absent from the YAML and silent this long is retired.
+    pub retire_after: Duration,
+    /// The dead-letter queue whose depth is exported.
+    pub dead_letter_queue: Option<(aws_sdk_sqs::Client, String)>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("config", &self.config)
+            .field("tick_every", &self.tick_every)
+            .field("retire_after", &self.retire_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Competes for the lock and, while holding it, does the periodic work.
+pub async fn run(
+    store: PgStore,
+    settings: Settings,
+    catalog: Option<Catalog>,
+    metrics: Arc<IngestMetrics>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    let mut lock: Option<PgConnection> = None;
+    let mut catalog = catalog;
+    let mut fingerprint = config::fingerprint(&settings.config);
+    let mut synced = false;
+    let mut every = tokio::time::interval(settings.tick_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        if !settings.config.is_empty() {
+            let now = config::fingerprint(&settings.config);
+            if now != fingerprint {
+                fingerprint = now;
+                match config::load(&settings.config, &*settings.env) {
+                    Ok(c) => {
+                        tracing::info!(event = "config_reloaded", checks = c.checks.len());
+                        catalog = Some(c);
+                        synced = false;
+                    }
+                    Err(problems) => {
+                        let problems: Vec<String> =
+                            problems.iter().map(ToString::to_string).collect();
+                        tracing::error!(event = "config_reload_failed", problems = ?problems, "keeping the last good config");
+                    }
+                }
+            }
+        }
+        if !hold(&store, &mut lock).await {
+            if metrics.leader.swap(false, Ordering::Relaxed) {
+                tracing::warn!(event = "leadership_lost");
+            }
+            metrics.set_snapshot(None);
+            continue;
+        }
+        if !metrics.leader.swap(true, Ordering::Relaxed) {
+            tracing::info!(event = "leadership_acquired");
+            synced = false;
+        }
+        match work(
+            &store,
+            &settings,
+            catalog.as_ref(),
+            &mut synced,
+            &metrics,
+            &clock,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(event = "leader_work_failed", error = %e),
+        }
+    }
+    if let Some(conn) = lock {
+        // Closing the connection releases the lock; incidents are left as they are.
+        let _ = conn.close().await;
+    }
+    metrics.leader.store(false, Ordering::Relaxed);
+}
+
+/// Keeps (or tries to take) the lock; false when this replica is not leader.
+async fn hold(store: &PgStore, lock: &mut Option<PgConnection>) -> bool {
+    if let Some(conn) = lock.as_mut() {
+        if conn.ping().await.is_ok() {
+            return true;
+        }
+        *lock = None;
+    }
+    let Ok(conn) = store.pool().acquire().await else {
+        return false;
+    };
+    let mut conn = conn.detach();
+    let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LEADER_LOCK)
+        .fetch_one(&mut conn)
+        .await;
+    if got.unwrap_or(false) {
+        *lock = Some(conn);
+        true
+    } else {
+        let _ = conn.close().await;
+        false
+    }
+}
+
+async fn work(
+    store: &PgStore,
+    settings: &Settings,
+    catalog: Option<&Catalog>,
+    synced: &mut bool,
+    metrics: &IngestMetrics,
+    clock: &Clock,
+) -> Result<(), StoreError> {
+    let now = clock();
+    store.ensure_partitions(now).await?;
+    if let Some(catalog) = catalog {
+        // Always: absent checks are retired by time, not only on a change.
+        let retired = store
+            .sync_catalog(catalog, now, settings.retire_after)
+            .await?;
+        if !*synced || !retired.is_empty() {
+            tracing::info!(event = "catalog_synced", checks = catalog.checks.len(), retired = ?retired);
+        }
+        *synced = true;
+    }
+    let lag = metrics.lag_ms.load(Ordering::Relaxed);
+    let report = store.tick(clock(), Some(lag)).await?;
+    if report.lagging > 0 {
+        tracing::info!(
+            event = "silence_deferred",
+            checks = report.lagging,
+            lag_ms = lag
+        );
+    }
+    if let Some((sqs, url)) = &settings.dead_letter_queue
+        && let Some(depth) = crate::consume::sqs::queue_depth(sqs, url).await
+    {
+        metrics.dead_letter.store(depth, Ordering::Relaxed);
+    }
+    let snapshot = Snapshot {
+        checks: store.check_statuses().await?,
+        agents: store
+            .agents_seen()
+            .await?
+            .into_iter()
+            .map(|(a, z, t)| (a, z, t.timestamp_millis() as f64 / 1000.0))
+            .collect(),
+        incidents_open: store.open_incidents().await?,
+    };
+    metrics.set_snapshot(Some(snapshot));
+    Ok(())
+}

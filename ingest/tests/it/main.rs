@@ -1,0 +1,9 @@
+//! Ingest against real services: PostgreSQL (`#[sqlx::test]` makes a fresh
+//! database per test) and the moto SQS server, both started by
+//! `scripts/test`. These fail, never skip, when a service is missing.
+
+mod consumer;
+mod harness;
+mod outage;
+mod store;
+mod support;

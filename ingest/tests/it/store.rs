@@ -1,0 +1,319 @@
+//! The store's transaction on a real PostgreSQL: exactly-once rows, quorum
+//! status, incidents, placeholders, maintenance, silence and retirement.
+
+use crate::support::*;
+use sqlx::PgPool;
+use std::time::Duration;
+
+const AGENTS: [&str; 3] = ["a", "b", "c"];
+
+/// Each agent's results for slots `k` with `up(k)`.
+async fn slots(
+    store: &ingest::store::PgStore,
+    check: &str,
+    t0: i64,
+    ks: std::ops::Range<i64>,
+    up: impl Fn(i64) -> bool,
+) {
+    for k in ks {
+        for agent in AGENTS {
+            put(
+                store,
+                &batch(agent, vec![result(check, agent, t0 + k * MINUTE, up(k))]),
+            )
+            .await;
+        }
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn duplicate_results_are_ignored_completely_and_counted(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    let b = batch(
+        "a",
+        vec![
+            result("web", "a", t0, true),
+            result("web", "a", t0 + MINUTE, false),
+        ],
+    );
+    let first = put(&store, &b).await;
+    assert_eq!((first.inserted, first.duplicate), (2, 0));
+    let again = put(&store, &b).await;
+    assert_eq!((again.inserted, again.duplicate), (0, 2));
+    assert_eq!(count(&pool, "SELECT count(*) FROM results").await, 2);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM results WHERE detail IS NOT NULL"
+        )
+        .await,
+        1,
+        "details are kept only for results that are not ok"
+    );
+    assert_eq!(changes(&pool, "web", t0).await, [(0, "up".to_string())]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration(
+    pool: PgPool,
+) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    // up, up, down ×3, up ×2 (failure and success thresholds are 2).
+    slots(&store, "web", t0, 0..7, |k| !(2..5).contains(&k)).await;
+    assert_eq!(
+        changes(&pool, "web", t0).await,
+        [
+            (0, "up".to_string()),
+            (3 * MINUTE, "down".into()),
+            (6 * MINUTE, "up".into())
+        ]
+    );
+    let incidents = incidents(&pool, "web").await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0].0, "resolved");
+    assert!(
+        incidents[0].1[0].starts_with("Detected: ")
+            && incidents[0].1[0].ends_with("locations failing (connect_refused)"),
+        "{:?}",
+        incidents[0].1
+    );
+    assert_eq!(incidents[0].1[1], "Resolved automatically after 3m.");
+    let title: String = sqlx::query_scalar("SELECT title FROM incidents")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(title, "web is down");
+    let pairs = count(&pool, "SELECT count(*) FROM pairs").await;
+    assert_eq!(pairs, 3, "one state row per (check, location)");
+}
+
+#[sqlx::test(migrations = false)]
+async fn fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    for k in 0..5 {
+        for agent in AGENTS {
+            let up = agent != "a" || k < 2;
+            put(
+                &store,
+                &batch(agent, vec![result("web", agent, t0 + k * MINUTE, up)]),
+            )
+            .await;
+        }
+    }
+    assert_eq!(
+        changes(&pool, "web", t0).await,
+        [(0, "up".to_string()), (3 * MINUTE, "degraded".into())]
+    );
+    assert!(incidents(&pool, "web").await.is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_late_result_within_the_buffer_is_put_in_place(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    // Agent a's slot 1 arrives after its slot 2 (one newer result of its
+    // pair, fewer than R = 2): the history is as if it came in order.
+    let order = [
+        (0, "a"),
+        (0, "b"),
+        (1, "b"),
+        (2, "a"),
+        (2, "b"),
+        (1, "a"),
+        (3, "a"),
+        (3, "b"),
+    ];
+    for (k, agent) in order {
+        put(
+            &store,
+            &batch(
+                agent,
+                vec![result("web", agent, t0 + k * MINUTE, k < 1 || k > 2)],
+            ),
+        )
+        .await;
+    }
+    let states: Vec<Option<i16>> = sqlx::query_scalar(
+        "SELECT r.state FROM results r JOIN agents a ON a.id = r.agent_id WHERE a.name = 'a' ORDER BY scheduled_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        [Some(0), Some(0), Some(2), Some(2)],
+        "passing, passing, failing, failing"
+    );
+    assert_eq!(
+        changes(&pool, "web", t0).await,
+        [(0, "up".to_string()), (2 * MINUTE, "down".into())],
+        "2 of 2 failing at slot 2"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_unknown_check_is_kept_under_a_placeholder_and_adopted_by_catalog_sync(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    put(
+        &store,
+        &batch("a", vec![result("shop-checkout", "a", t0, true)]),
+    )
+    .await;
+    let (placeholder, public): (bool, bool) =
+        sqlx::query_as("SELECT placeholder, public FROM checks WHERE slug = 'shop-checkout'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(placeholder && !public, "a placeholder is private");
+    let catalog = catalog(
+        "groups:\n  - name: Shop\n    checks:\n      - name: Checkout\n        http:\n          url: http://127.0.0.1:9/\n",
+    );
+    store
+        .sync_catalog(&catalog, now(), Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (placeholder, name, group): (bool, String, String) = sqlx::query_as(
+        "SELECT placeholder, name, group_name FROM checks WHERE slug = 'shop-checkout'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (placeholder, name.as_str(), group.as_str()),
+        (false, "Checkout", "Shop")
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM checks").await,
+        1,
+        "the same row, no second check"
+    );
+    assert_eq!(
+        changes(&pool, "shop-checkout", t0).await,
+        [(0, "up".to_string())]
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_opens_one(
+    pool: PgPool,
+) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    sqlx::query(
+        "INSERT INTO maintenance_windows (source, name, checks, starts_at, ends_at, created_by)
+         VALUES ('api', 'upgrade', '{web}', $1, $2, 'test')",
+    )
+    .bind(chrono::DateTime::from_timestamp_millis(t0 + 2 * MINUTE).unwrap())
+    .bind(chrono::DateTime::from_timestamp_millis(t0 + 5 * MINUTE + 30_000).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    slots(&store, "web", t0, 0..8, |k| k < 2).await;
+    let got = changes(&pool, "web", t0).await;
+    assert_eq!(
+        got,
+        [
+            (0, "up".to_string()),
+            (2 * MINUTE, "maintenance".into()),
+            (5 * MINUTE + 30_000, "down".into())
+        ]
+    );
+    let incidents = incidents(&pool, "web").await;
+    assert_eq!(incidents.len(), 1);
+    let started: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT started_at FROM incidents")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        started.timestamp_millis(),
+        t0 + 5 * MINUTE + 30_000,
+        "opened when the window ended"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_operator_updated_incident_goes_to_monitoring_instead_of_resolving(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    slots(&store, "web", t0, 0..4, |k| k < 1).await;
+    sqlx::query("UPDATE incidents SET operator_updated = true, state = 'identified'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    slots(&store, "web", t0, 4..7, |_| true).await;
+    let incidents = incidents(&pool, "web").await;
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].0, "monitoring");
+    assert!(
+        incidents[0].1[1].starts_with("Check recovered after "),
+        "{:?}",
+        incidents[0].1
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    slots(&store, "web", t0, 0..3, |_| true).await;
+    let report = store.tick(now(), Some(10 * MINUTE)).await.unwrap();
+    assert_eq!(report.lagging, 1, "lag beyond the interval defers silence");
+    assert_eq!(changes(&pool, "web", t0).await, [(0, "up".to_string())]);
+    let report = store.tick(now(), Some(0)).await.unwrap();
+    assert_eq!(report.changed, ["web"]);
+    assert_eq!(
+        changes(&pool, "web", t0).await,
+        [(0, "up".to_string()), (5 * MINUTE, "unknown".into())],
+        "three intervals after the newest result"
+    );
+    assert!(incidents(&pool, "web").await.is_empty());
+    let status: String = sqlx::query_scalar("SELECT status FROM checks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "unknown");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_retired_check_resolves_its_automatic_incident(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    let yaml = "groups:\n  - name: Web\n    checks:\n      - name: Home\n        id: web\n        http:\n          url: http://127.0.0.1:9/\n";
+    store
+        .sync_catalog(&catalog(yaml), now(), Duration::ZERO)
+        .await
+        .unwrap();
+    slots(&store, "web", t0, 0..3, |_| false).await;
+    assert_eq!(incidents(&pool, "web").await[0].0, "investigating");
+    let empty = catalog(&yaml.replace("id: web", "id: other"));
+    let retired = store
+        .sync_catalog(&empty, now(), Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(retired.is_empty(), "absent, but not yet for 10 minutes");
+    let retired = store
+        .sync_catalog(&empty, now() + 11 * MINUTE, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(retired, ["web"]);
+    let incidents = incidents(&pool, "web").await;
+    assert_eq!(incidents[0].0, "resolved");
+    assert_eq!(
+        incidents[0].1.last().unwrap(),
+        "Resolved: the check was removed from the configuration."
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrated_is_false_on_an_empty_database_and_true_after_migrate(pool: PgPool) {
+    let store = ingest::store::PgStore::from_pool(pool);
+    assert!(!store.migrated().await.unwrap());
+    store.migrate().await.unwrap();
+    assert!(store.migrated().await.unwrap());
+    store.migrate().await.expect("migrating twice is a no-op");
+}

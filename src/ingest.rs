@@ -1,0 +1,131 @@
+//! `statuspage ingest` and `statuspage migrate`: flags, logging, signals, SQS
+//! and the metrics port, wired to `ingest::run`.
+
+use crate::{IngestArgs, MigrateArgs};
+use anyhow::Context;
+use ingest::consume::Clock;
+use ingest::metrics::IngestMetrics;
+use ingest::store::PgStore;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    crate::logging(&args.log_format)?;
+    let catalog = if args.config.is_empty() {
+        None
+    } else {
+        match crate::load_catalog(&args.config) {
+            Some(c) => Some(c),
+            None => return Ok(ExitCode::from(2)),
+        }
+    };
+    let store = PgStore::connect_lazy(&args.database_url, args.database_max_connections)
+        .context("--database-url is not a PostgreSQL URL")?;
+    runtime()?.block_on(async move {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .load()
+            .await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let metrics = Arc::new(IngestMetrics::new());
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
+            .await
+            .with_context(|| format!("listening on --metrics-listen {}", args.metrics_listen))?;
+        tracing::info!(event = "metrics_listening", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        let server = tokio::spawn(ingest::health::serve(listener, metrics.clone(), shutdown.clone()));
+        stop_on_signal(shutdown.clone());
+        let clock: Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
+        let settings = ingest::Settings {
+            source: ingest::Source::Sqs(
+                sqs.clone(),
+                ingest::consume::sqs::Settings {
+                    queue_url: args.queue_url.clone(),
+                    workers: args.workers,
+                    wait_seconds: args.wait_seconds,
+                    visibility_timeout: Duration::from_secs(args.visibility_timeout_seconds),
+                },
+            ),
+            max_message_bytes: args.max_message_bytes,
+            leader: ingest::leader::Settings {
+                config: args.config.clone(),
+                // `${VAR}` in checks reads the process environment, here at the edge.
+                env: Arc::new(|name: &str| std::env::var(name).ok()),
+                tick_every: Duration::from_secs(args.tick_seconds.max(1)),
+                retire_after: Duration::from_secs(args.retire_after_seconds),
+                dead_letter_queue: args.dead_letter_queue_url.clone().map(|u| (sqs, u)),
+            },
+            catalog,
+        };
+        let outcome = ingest::run(settings, store, metrics, clock, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = server.await;
+        outcome.context("ingest stopped")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let store = PgStore::connect_lazy(&args.database_url, 2)
+        .context("--database-url is not a PostgreSQL URL")?;
+    runtime()?.block_on(async move {
+        if args.check {
+            return match store.migrated().await {
+                Ok(true) => {
+                    println!("ok: the database is reachable and fully migrated");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(false) => {
+                    println!(
+                        "the database is reachable but not fully migrated: run `statuspage migrate`"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    println!("the database is not reachable: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            };
+        }
+        store.migrate().await.context("applying the migrations")?;
+        println!(
+            "ok: {} migration{} applied",
+            ingest::store::MIGRATIONS.iter().count(),
+            crate::plural(ingest::store::MIGRATIONS.iter().count())
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown.
+fn stop_on_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(event = "signal", signal = name);
+        shutdown.cancel();
+    });
+}
