@@ -67,6 +67,10 @@ impl From<&config::wire::Outcome> for Verdict {
     }
 }
 
+/// The shortest reorder buffer: SQS standard queues, several ingest workers
+/// and retried batches reorder a pair's results by a few slots at most.
+pub const MIN_BUFFER: u32 = 8;
+
 /// The thresholds of a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {
@@ -77,9 +81,10 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    /// R, the reorder buffer's length: the largest threshold, at least 2.
+    /// R, the reorder buffer's length: the largest threshold, and at least
+    /// [`MIN_BUFFER`], so results up to that many slots late still count.
     pub fn buffer_len(self) -> usize {
-        self.failure.max(self.success).max(2) as usize
+        self.failure.max(self.success).max(MIN_BUFFER) as usize
     }
 }
 
@@ -290,8 +295,19 @@ mod tests {
         );
         assert_eq!(p.current(T22), PairState::Failing);
         assert_eq!(p.admit(e(1000, Up), T22), Admission::Duplicate);
-        assert_eq!(p.admit(e(3000, Up), T22), Admission::Placed { from: 3000 });
-        assert_eq!(p.admit(e(500, Up), T22), Admission::TooOld);
-        assert_eq!(p.newest(), Some(3000));
+        for at in 3..=10 {
+            assert_eq!(
+                p.admit(e(at * 1000, Up), T22),
+                Admission::Placed { from: at * 1000 }
+            );
+        }
+        assert_eq!(p.buffer.len(), T22.buffer_len());
+        assert_eq!(
+            p.admit(e(2500, Up), T22),
+            Admission::TooOld,
+            "after R newer ones"
+        );
+        assert_eq!(p.newest(), Some(10_000));
+        assert_eq!(p.current(T22), PairState::Passing);
     }
 }

@@ -178,8 +178,11 @@ pub(crate) async fn recompute(
     if plan.rewrite {
         write_changes(tx, check.id, from, &plan.changes).await?;
     }
+    // An incident opened by this plan has id 0 in later actions of the same
+    // plan until the database gives it its id.
+    let mut opened = 0;
     for (action, _) in &plan.actions {
-        apply(tx, check, action).await?;
+        opened = apply(tx, check, &with_id(action, opened)).await?;
     }
     let changed = plan.rewrite || !plan.actions.is_empty();
     if changed {
@@ -270,11 +273,23 @@ async fn write_changes(
 /// The author of everything ingest writes on incidents.
 pub const AUTHOR: &str = "statuspage";
 
+fn with_id(action: &Action, opened: i64) -> Action {
+    let mut a = action.clone();
+    if let Action::Reopen { id, .. } | Action::Resolve { id, .. } | Action::Monitor { id, .. } =
+        &mut a
+        && *id == 0
+    {
+        *id = opened;
+    }
+    a
+}
+
+/// Applies one action; returns the incident's id.
 async fn apply(
     tx: &mut Transaction<'_, Postgres>,
     check: &CheckRow,
     action: &Action,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let (id, at, state, message) = match action {
         Action::Open { at, message } => {
             let id: i64 = sqlx::query_scalar(
@@ -336,7 +351,7 @@ async fn apply(
     .execute(&mut **tx)
     .await?;
     tracing::info!(event = "incident", check = %check.slug, incident = id, state = state.as_str(), message = %message);
-    Ok(())
+    Ok(id)
 }
 
 /// Resolves the check's open automatic incident because it was retired.

@@ -1,1 +1,251 @@
+//! The SQS consumer against moto and PostgreSQL: two replicas on one queue,
+//! hostile messages, and a check that arrives before its YAML.
 
+use crate::support::*;
+use sqlx::PgPool;
+use std::sync::atomic::Ordering;
+
+#[sqlx::test(migrations = false)]
+async fn two_replicas_with_duplicates_and_reordering_store_exactly_once(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let sqs = sqs_client().await;
+    let (queue, dlq) = fresh_queue(&sqs, "exactly-once", 30, 10).await;
+    let t0 = start();
+    // Each agent sends slots two at a time, in its own order; the agents'
+    // streams interleave, every message is sent twice, and one message also
+    // repeats results of another.
+    let agents = ["a", "b", "c"];
+    let mut streams: Vec<Vec<config::wire::ResultBatch>> = agents
+        .iter()
+        .map(|agent| {
+            (0..4)
+                .map(|j| {
+                    let rs = (2 * j..2 * j + 2)
+                        .map(|k| result("web", agent, t0 + k * MINUTE, !(2..5).contains(&k)))
+                        .collect();
+                    batch(agent, rs)
+                })
+                .collect()
+        })
+        .collect();
+    let mut overlap = streams[1][1].clone();
+    overlap.results.extend(streams[1][0].results.clone());
+    streams[1].push(overlap);
+    // c first, then a and b interleaved: cross-agent reordering.
+    let mut order = Vec::new();
+    order.extend(streams[2].iter().cloned());
+    for j in 0..5 {
+        for s in &streams[..2] {
+            if let Some(b) = s.get(j) {
+                order.push(b.clone());
+            }
+        }
+    }
+    let replicas = [
+        Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024),
+        Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024),
+    ];
+    for b in &order {
+        send(&sqs, &queue, b).await;
+    }
+    for b in &order {
+        send(&sqs, &queue, b).await;
+    }
+    let sent = 2 * order.len() as u64;
+    eventually(30, "every message stored and deleted", || async {
+        let stored: u64 = replicas
+            .iter()
+            .map(|r| r.metrics.messages(ingest::metrics::MessageOutcome::Stored))
+            .sum();
+        stored >= sent && depth(&sqs, &queue).await == 0
+    })
+    .await;
+    for r in &replicas {
+        assert_eq!(
+            r.metrics
+                .messages(ingest::metrics::MessageOutcome::DatabaseError),
+            0,
+            "{}",
+            r.metrics.render()
+        );
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM results").await, 24);
+    let (inserted, duplicate, rejected) = replicas.iter().fold((0, 0, 0), |acc, r| {
+        let (i, d, x) = r.metrics.results();
+        (acc.0 + i, acc.1 + d, acc.2 + x)
+    });
+    assert_eq!((inserted, rejected), (24, 0));
+    assert!(
+        duplicate >= 24 + 4,
+        "every resent result and the overlap were duplicates: {duplicate}"
+    );
+    let leaders = replicas
+        .iter()
+        .filter(|r| r.metrics.leader.load(Ordering::Relaxed))
+        .count();
+    assert_eq!(leaders, 1, "one replica holds the leader lock");
+    for r in replicas {
+        r.stop().await;
+    }
+    // The history is an hour old: everyone has been silent since slot 7.
+    store.tick(now(), Some(0)).await.unwrap();
+    assert_eq!(
+        changes(&pool, "web", t0).await,
+        [
+            (0, "up".to_string()),
+            (3 * MINUTE, "down".into()),
+            (6 * MINUTE, "up".into()),
+            (10 * MINUTE, "unknown".into())
+        ]
+    );
+    let incidents = incidents(&pool, "web").await;
+    assert_eq!(incidents.len(), 1, "exactly one incident: {incidents:?}");
+    assert_eq!(incidents[0].0, "resolved");
+    assert_eq!(depth(&sqs, &dlq).await, 0);
+}
+
+fn gzip_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+}
+
+#[sqlx::test(migrations = false)]
+async fn hostile_messages_are_counted_and_left_for_the_dlq_while_good_results_are_kept(
+    pool: PgPool,
+) {
+    let store = store(pool.clone()).await;
+    let sqs = sqs_client().await;
+    let (queue, dlq) = fresh_queue(&sqs, "hostile", 1, 2).await;
+    let t0 = start();
+    let good = batch("a", vec![result("web", "a", t0, true)]);
+    let json = serde_json::to_string(&good).unwrap();
+
+    send_raw(&sqs, &queue, "\u{1}garbage, not JSON", None).await;
+    send_raw(&sqs, &queue, &json[..json.len() / 2], None).await;
+    send_raw(&sqs, &queue, &json.replace("\"v\":1", "\"v\":2"), None).await;
+    send_raw(
+        &sqs,
+        &queue,
+        &format!("{json}{}", " ".repeat(70 * 1024)),
+        None,
+    )
+    .await;
+    // 64 MiB of zeros: a few dozen KiB on the wire.
+    send_raw(
+        &sqs,
+        &queue,
+        &gzip_base64(&vec![0u8; 64 << 20]),
+        Some("gzip+base64"),
+    )
+    .await;
+    let mut mixed = batch("a", vec![result("web", "a", t0 + 60_000, true)]);
+    let mut future = result("web", "a", now() + 365 * 86_400_000, true);
+    future.id = config::wire::ProbeResult::make_id("web", "a", future.scheduled_at);
+    mixed.results.push(future);
+    for name in ["<script>alert(1)</script>", "'; DROP TABLE results; --"] {
+        let mut r = result("web", "a", t0 + 120_000, true);
+        r.check = name.into();
+        r.id = config::wire::ProbeResult::make_id(name, "a", r.scheduled_at);
+        mixed.results.push(r);
+    }
+    send(&sqs, &queue, &mixed).await;
+
+    let replica = Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 64 * 1024);
+    eventually(30, "the five bad messages reach the DLQ", || async {
+        depth(&sqs, &dlq).await == 5 && depth(&sqs, &queue).await == 0
+    })
+    .await;
+    use ingest::metrics::MessageOutcome::*;
+    let m = &replica.metrics;
+    assert!(m.messages(Undecodable) >= 4, "{}", m.render());
+    assert!(m.messages(UnsupportedVersion) >= 1);
+    assert_eq!(m.messages(Stored), 1);
+    let text = m.render();
+    assert!(
+        text.contains("statuspage_ingest_rejected_total{reason=\"future\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("statuspage_ingest_rejected_total{reason=\"bad_check\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("statuspage_ingest_results_total{result=\"inserted\"} 1"),
+        "{text}"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM results").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM checks").await,
+        1,
+        "no row for hostile names"
+    );
+
+    // Still consuming.
+    send(&sqs, &queue, &good).await;
+    eventually(
+        20,
+        "a good message after the hostile ones is stored",
+        || async { count(&pool, "SELECT count(*) FROM results").await == 2 },
+    )
+    .await;
+    eventually(10, "the DLQ depth is exported", || async {
+        replica
+            .metrics
+            .render()
+            .contains("statuspage_dead_letter_queue_messages 5")
+    })
+    .await;
+    replica.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_result_for_a_check_not_yet_in_the_yaml_appears_under_it_after_the_reload(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let sqs = sqs_client().await;
+    let (queue, dlq) = fresh_queue(&sqs, "unknown-check", 30, 10).await;
+    let dir = std::env::temp_dir().join(format!("ingest-reload-{}", now()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("checks.yaml");
+    let check = |id: &str, name: &str| {
+        format!(
+            "groups:\n  - name: Shop\n    checks:\n      - name: {name}\n        id: {id}\n        http:\n          url: http://127.0.0.1:9/\n"
+        )
+    };
+    std::fs::write(&file, check("home", "Home")).unwrap();
+    let replica = Replica::start(
+        store.clone(),
+        &sqs,
+        &queue,
+        Some(&dlq),
+        vec![file.clone()],
+        256 * 1024,
+    );
+    let t0 = start();
+    send(
+        &sqs,
+        &queue,
+        &batch("a", vec![result("checkout", "a", t0, true)]),
+    )
+    .await;
+    eventually(20, "the result is stored under a placeholder", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM checks WHERE slug = 'checkout' AND placeholder",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // The ConfigMap rollout reaches ingest: Checkout is now defined.
+    std::fs::write(&file, format!("{}      - name: Checkout\n        id: checkout\n        http:\n          url: http://127.0.0.1:9/\n", check("home", "Home"))).unwrap();
+    eventually(20, "the placeholder becomes the check", || async {
+        count(&pool, "SELECT count(*) FROM checks WHERE slug = 'checkout' AND NOT placeholder AND name = 'Checkout'").await == 1
+    })
+    .await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM results r JOIN checks c ON c.id = r.check_id WHERE c.slug = 'checkout'").await, 1);
+    replica.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
