@@ -21,9 +21,9 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             None => return Ok(ExitCode::from(2)),
         }
     };
-    let store = PgStore::connect_lazy(&args.database_url, args.database_max_connections)
-        .context("--database-url is not a PostgreSQL URL")?;
     runtime()?.block_on(async move {
+        let store = PgStore::connect_lazy(&args.database_url, args.database_max_connections)
+            .context("--database-url is not a PostgreSQL URL")?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -73,9 +73,9 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let store = PgStore::connect_lazy(&args.database_url, 2)
-        .context("--database-url is not a PostgreSQL URL")?;
     runtime()?.block_on(async move {
+        let store = PgStore::connect_lazy(&args.database_url, 2)
+            .context("--database-url is not a PostgreSQL URL")?;
         if args.check {
             return match store.migrated().await {
                 Ok(true) => {

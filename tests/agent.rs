@@ -2,11 +2,14 @@
 //! (started by scripts/test) and a local HTTP target: results arrive with
 //! their ids and phases, a bad reload keeps the old checks, SIGTERM flushes.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{free_port, fresh_queue, metric, metrics, signal};
 
 fn http_target() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -21,27 +24,6 @@ fn http_target() -> u16 {
         }
     });
     port
-}
-
-/// A client for moto and a fresh, shallow queue named after `tag`.
-async fn fresh_queue(tag: &str) -> (aws_sdk_sqs::Client, String) {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{tag}-{nanos}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (sqs, queue)
 }
 
 /// Every batch in the queue, decoded (either encoding), deleting as it goes.
@@ -83,41 +65,6 @@ async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<config::wire
                 .unwrap();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name}");
-}
-
-fn metrics(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

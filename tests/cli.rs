@@ -119,7 +119,7 @@ fn help_lists_every_subcommand_and_unbuilt_ones_fail_honestly() {
             "{sub} missing from:\n{help}"
         );
     }
-    for sub in ["ingest", "dashboard", "standalone", "demo", "migrate"] {
+    for sub in ["dashboard", "standalone", "demo"] {
         let out = statuspage(&[sub]);
         assert_eq!(out.status.code(), Some(2), "{sub}");
         assert_eq!(

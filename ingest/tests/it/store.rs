@@ -131,7 +131,7 @@ async fn a_late_result_within_the_buffer_is_put_in_place(pool: PgPool) {
             &store,
             &batch(
                 agent,
-                vec![result("web", agent, t0 + k * MINUTE, k < 1 || k > 2)],
+                vec![result("web", agent, t0 + k * MINUTE, !(1..=2).contains(&k))],
             ),
         )
         .await;
