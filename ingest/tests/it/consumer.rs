@@ -249,3 +249,26 @@ async fn a_result_for_a_check_not_yet_in_the_yaml_appears_under_it_after_the_rel
     replica.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_slow_message_stays_invisible_while_it_is_worked_on(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let sqs = sqs_client().await;
+    let (queue, dlq) = fresh_queue(&sqs, "slow", 2, 10).await;
+    // The transaction waits on this lock for three visibility timeouts.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE results IN EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+    let replica = Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024);
+    send(&sqs, &queue, &batch("a", vec![result("web", "a", start(), true)])).await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    tx.rollback().await.unwrap();
+    eventually(20, "the message is stored and deleted", || async {
+        count(&pool, "SELECT count(*) FROM results").await == 1 && depth(&sqs, &queue).await == 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    use ingest::metrics::MessageOutcome::Stored;
+    assert_eq!(replica.metrics.messages(Stored), 1, "handled once: {}", replica.metrics.render());
+    assert_eq!(replica.metrics.results(), (1, 0, 0), "no second worker got it meanwhile");
+    replica.stop().await;
+}

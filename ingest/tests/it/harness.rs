@@ -5,6 +5,7 @@
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
 };
+use crate::support::sqs_client;
 use sqlx::PgPool;
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,18 +53,6 @@ async fn postgres_is_a_real_server_with_transactions(pool: PgPool) {
     assert_eq!(inserted, 2, "the duplicate key is skipped, not an error");
 }
 
-async fn sqs_client() -> aws_sdk_sqs::Client {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto");
-    assert!(
-        endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost"),
-        "tests use loopback only: {endpoint}"
-    );
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&conf)
-}
 
 #[tokio::test]
 async fn sqs_round_trip_through_a_real_queue() {
