@@ -83,7 +83,7 @@ impl Handler {
                 return Handled::Unusable(e);
             }
         };
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let outcome = self
             .store
             .store_batch(&agent, sent_at, &screened.accepted, now)

@@ -257,9 +257,17 @@ async fn a_slow_message_stays_invisible_while_it_is_worked_on(pool: PgPool) {
     let (queue, dlq) = fresh_queue(&sqs, "slow", 2, 10).await;
     // The transaction waits on this lock for three visibility timeouts.
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE results IN EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+    sqlx::query("LOCK TABLE results IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let replica = Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024);
-    send(&sqs, &queue, &batch("a", vec![result("web", "a", start(), true)])).await;
+    send(
+        &sqs,
+        &queue,
+        &batch("a", vec![result("web", "a", start(), true)]),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     tx.rollback().await.unwrap();
     eventually(20, "the message is stored and deleted", || async {
@@ -268,7 +276,16 @@ async fn a_slow_message_stays_invisible_while_it_is_worked_on(pool: PgPool) {
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     use ingest::metrics::MessageOutcome::Stored;
-    assert_eq!(replica.metrics.messages(Stored), 1, "handled once: {}", replica.metrics.render());
-    assert_eq!(replica.metrics.results(), (1, 0, 0), "no second worker got it meanwhile");
+    assert_eq!(
+        replica.metrics.messages(Stored),
+        1,
+        "handled once: {}",
+        replica.metrics.render()
+    );
+    assert_eq!(
+        replica.metrics.results(),
+        (1, 0, 0),
+        "no second worker got it meanwhile"
+    );
     replica.stop().await;
 }

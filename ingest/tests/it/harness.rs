@@ -2,10 +2,10 @@
 //! SQS-protocol server (moto), both started by `scripts/test`. They fail, never
 //! skip, when a service is missing.
 
+use crate::support::sqs_client;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
 };
-use crate::support::sqs_client;
 use sqlx::PgPool;
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,7 +52,6 @@ async fn postgres_is_a_real_server_with_transactions(pool: PgPool) {
     .rows_affected();
     assert_eq!(inserted, 2, "the duplicate key is skipped, not an error");
 }
-
 
 #[tokio::test]
 async fn sqs_round_trip_through_a_real_queue() {
