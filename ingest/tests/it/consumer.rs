@@ -289,3 +289,58 @@ async fn a_slow_message_stays_invisible_while_it_is_worked_on(pool: PgPool) {
     );
     replica.stop().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let settings = ingest::Settings {
+        source: ingest::Source::Channel(rx),
+        max_message_bytes: 256 * 1024,
+        leader: ingest::leader::Settings {
+            config: vec![],
+            env: std::sync::Arc::new(|_: &str| None),
+            tick_every: std::time::Duration::from_millis(200),
+            retire_after: std::time::Duration::from_secs(600),
+            dead_letter_queue: None,
+        },
+        catalog: None,
+    };
+    let task = tokio::spawn(ingest::run(
+        settings,
+        store,
+        metrics.clone(),
+        std::sync::Arc::new(now),
+        shutdown.clone(),
+    ));
+    let t0 = start();
+    tx.send(batch("local", vec![result("web", "local", t0, true)]))
+        .await
+        .unwrap();
+    tx.send(batch("local", vec![result("web", "local", t0, true)]))
+        .await
+        .unwrap();
+    let mut hostile = batch("local", vec![result("web", "local", t0 + MINUTE, false)]);
+    hostile.results[0].check = "../etc/passwd".into();
+    tx.send(hostile).await.unwrap();
+    tx.send(batch("local", vec![])).await.unwrap();
+    eventually(20, "the batches are handled", || async {
+        metrics.messages(ingest::metrics::MessageOutcome::Stored) == 4
+    })
+    .await;
+    assert_eq!(
+        metrics.results(),
+        (1, 1, 1),
+        "inserted, duplicate, rejected"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM results").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM agents WHERE name = 'local'").await,
+        1
+    );
+    drop(tx);
+    task.await.unwrap().unwrap();
+    assert!(shutdown.is_cancelled(), "a closed channel ends ingest");
+}

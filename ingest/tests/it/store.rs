@@ -317,3 +317,74 @@ async fn migrated_is_false_on_an_empty_database_and_true_after_migrate(pool: PgP
     assert!(store.migrated().await.unwrap());
     store.migrate().await.expect("migrating twice is a no-op");
 }
+
+/// The README's worked example, row by row.
+#[sqlx::test(migrations = false)]
+async fn the_readme_worked_example_holds(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    let table: [[bool; 3]; 7] = [
+        [true, true, true],
+        [true, true, true],
+        [false, false, true],
+        [false, false, true],
+        [false, true, true],
+        [true, true, true],
+        [true, true, true],
+    ];
+    for (k, row) in table.iter().enumerate() {
+        for (agent, up) in AGENTS.iter().zip(row) {
+            put(
+                &store,
+                &batch(
+                    agent,
+                    vec![result("web", agent, t0 + k as i64 * MINUTE, *up)],
+                ),
+            )
+            .await;
+        }
+    }
+    store.tick(now(), Some(0)).await.unwrap();
+    let got = changes(&pool, "web", t0).await;
+    assert_eq!(
+        got,
+        [
+            (0, "up".to_string()),
+            (3 * MINUTE, "down".into()),
+            (5 * MINUTE, "degraded".into()),
+            (6 * MINUTE, "up".into()),
+            (9 * MINUTE, "unknown".into())
+        ]
+    );
+    let incidents = incidents(&pool, "web").await;
+    assert_eq!(
+        incidents,
+        [(
+            "resolved".to_string(),
+            vec![
+                "Detected: 2 of 3 locations failing (connect_refused)".to_string(),
+                "Resolved automatically after 3m.".into()
+            ]
+        )]
+    );
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, String)> =
+        sqlx::query_as("SELECT at, status FROM status_changes ORDER BY at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let changes: Vec<(i64, ingest::status::Status)> = rows
+        .into_iter()
+        .map(|(at, s)| {
+            (
+                at.timestamp_millis(),
+                ingest::status::Status::parse(&s).unwrap(),
+            )
+        })
+        .collect();
+    let hour = ingest::uptime::tally(&changes, t0, t0, t0 + 60 * MINUTE);
+    assert_eq!((hour.down_ms, hour.observed_ms), (2 * MINUTE, 9 * MINUTE));
+    assert_eq!(
+        ingest::uptime::percent_floor(hour.ratio().unwrap(), 2),
+        "77.77%"
+    );
+}
