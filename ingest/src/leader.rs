@@ -54,7 +54,7 @@ pub async fn run(
     let mut lock: Option<PgConnection> = None;
     let mut catalog = catalog;
     let mut fingerprint = config::fingerprint(&settings.config);
-    let mut synced = false;
+    let mut synced: Option<tokio::time::Instant> = None;
     let mut every = tokio::time::interval(settings.tick_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,7 +70,7 @@ pub async fn run(
                     Ok(c) => {
                         tracing::info!(event = "config_reloaded", checks = c.checks.len());
                         catalog = Some(c);
-                        synced = false;
+                        synced = None;
                     }
                     Err(problems) => {
                         let problems: Vec<String> =
@@ -89,7 +89,7 @@ pub async fn run(
         }
         if !metrics.leader.swap(true, Ordering::Relaxed) {
             tracing::info!(event = "leadership_acquired");
-            synced = false;
+            synced = None;
         }
         match work(
             &store,
@@ -141,21 +141,25 @@ async fn work(
     store: &PgStore,
     settings: &Settings,
     catalog: Option<&Catalog>,
-    synced: &mut bool,
+    synced: &mut Option<tokio::time::Instant>,
     metrics: &IngestMetrics,
     clock: &Clock,
 ) -> Result<(), StoreError> {
     let now = clock();
-    store.ensure_partitions(now).await?;
-    if let Some(catalog) = catalog {
-        // Always: absent checks are retired by time, not only on a change.
-        let retired = store
-            .sync_catalog(catalog, now, settings.retire_after)
-            .await?;
-        if !*synced || !retired.is_empty() {
-            tracing::info!(event = "catalog_synced", checks = catalog.checks.len(), retired = ?retired);
+    // At once after taking the lead or a config change, then every minute:
+    // partitions are made ahead, absent checks are retired by time, and
+    // config windows roll forward.
+    if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        store.ensure_partitions(now).await?;
+        if let Some(catalog) = catalog {
+            let retired = store
+                .sync_catalog(catalog, now, settings.retire_after)
+                .await?;
+            if synced.is_none() || !retired.is_empty() {
+                tracing::info!(event = "catalog_synced", checks = catalog.checks.len(), retired = ?retired);
+            }
         }
-        *synced = true;
+        *synced = Some(tokio::time::Instant::now());
     }
     let lag = metrics.lag_ms.load(Ordering::Relaxed);
     let report = store.tick(clock(), Some(lag)).await?;

@@ -121,9 +121,10 @@ pub fn decide(
         .filter(|s| at - s.at < REPORTING_INTERVALS * s.interval_ms.max(1))
         .copied()
         .collect();
-    // `assigned` comes from the results: the newest one knows the fleet best.
-    let assigned = latest
-        .values()
+    // `assigned` comes from the results: the newest reporting one knows the
+    // fleet best (and only reporting ones are sure to be loaded).
+    let assigned = reporting
+        .iter()
         .max_by_key(|s| (s.at, s.pair))
         .map_or(0, |s| s.assigned);
     let failing: Vec<&Sample> = reporting
@@ -192,8 +193,12 @@ pub fn changes(
             latest.insert(sorted[next].pair, sorted[next]);
             next += 1;
         }
-        if latest.is_empty() && !windows.iter().any(|&(s, e)| s <= at && at < e) {
-            // Before the first result there is no status to speak of.
+        if latest.is_empty()
+            && current.is_none()
+            && !windows.iter().any(|&(s, e)| s <= at && at < e)
+        {
+            // Before the first result there is no status to speak of. (With
+            // a status already, no sample in the lookback means nobody reports.)
             continue;
         }
         let (status, detail) = decide(&latest, at, quorum, windows);

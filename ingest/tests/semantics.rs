@@ -25,6 +25,7 @@ struct Obs {
 #[derive(Debug)]
 struct Model {
     rules: Rules,
+    windows: Vec<(Millis, Millis)>,
     seen: BTreeSet<(i64, Millis)>,
     raw: BTreeMap<(i64, Millis), Obs>,
     pairs: BTreeMap<i64, Pair>,
@@ -36,9 +37,10 @@ struct Model {
 }
 
 impl Model {
-    fn new(rules: Rules) -> Self {
+    fn new(rules: Rules, windows: Vec<(Millis, Millis)>) -> Self {
         Model {
             rules,
+            windows,
             seen: BTreeSet::new(),
             raw: BTreeMap::new(),
             pairs: BTreeMap::new(),
@@ -126,7 +128,7 @@ impl Model {
                 samples: &samples,
                 before,
                 old: &old,
-                windows: &[],
+                windows: &self.windows,
                 latest: self.latest.clone(),
             },
             from,
@@ -259,15 +261,28 @@ enum Step {
 
 const END: Millis = 40 * INTERVAL;
 
-fn scenario() -> impl Strategy<Value = (Rules, Vec<Obs>, Vec<Step>)> {
-    (rules(), history(4, 12)).prop_flat_map(|(rules, results)| {
+/// At most one maintenance window, somewhere in the history.
+fn windows() -> impl Strategy<Value = Vec<(Millis, Millis)>> {
+    proptest::option::weighted(0.4, (0_i64..15 * INTERVAL, INTERVAL..6 * INTERVAL))
+        .prop_map(|w| w.map(|(s, len)| (s, s + len)).into_iter().collect())
+}
+
+type Scenario = (Rules, Vec<(Millis, Millis)>, Vec<Obs>, Vec<Step>);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (rules(), windows(), history(4, 12)).prop_flat_map(|(rules, windows, results)| {
         let r = rules.thresholds.buffer_len();
-        (Just(rules), Just(results.clone()), arrival(results, r))
+        (
+            Just(rules),
+            Just(windows),
+            Just(results.clone()),
+            arrival(results, r),
+        )
     })
 }
 
-fn run(rules: Rules, steps: &[Step]) -> Model {
-    let mut m = Model::new(rules);
+fn run(rules: Rules, windows: &[(Millis, Millis)], steps: &[Step]) -> Model {
+    let mut m = Model::new(rules, windows.to_vec());
     for s in steps {
         match s {
             Step::Batch(b) => m.ingest(b),
@@ -278,11 +293,11 @@ fn run(rules: Rules, steps: &[Step]) -> Model {
     m
 }
 
-fn in_order(rules: Rules, results: &[Obs]) -> Model {
+fn in_order(rules: Rules, windows: &[(Millis, Millis)], results: &[Obs]) -> Model {
     let mut sorted = results.to_vec();
     sorted.sort_by_key(|r| (r.at, r.pair));
     let steps: Vec<Step> = sorted.into_iter().map(|r| Step::Batch(vec![r])).collect();
-    run(rules, &steps)
+    run(rules, windows, &steps)
 }
 
 proptest! {
@@ -290,10 +305,10 @@ proptest! {
 
     #[test]
     fn any_arrival_order_with_duplicates_gives_the_same_states_and_changes(
-        (rules, results, steps) in scenario()
+        (rules, windows, results, steps) in scenario()
     ) {
-        let shuffled = run(rules, &steps);
-        let reference = in_order(rules, &results);
+        let shuffled = run(rules, &windows, &steps);
+        let reference = in_order(rules, &windows, &results);
         prop_assert_eq!(shuffled.pair_states(), reference.pair_states());
         prop_assert_eq!(&shuffled.samples, &reference.samples);
         prop_assert_eq!(&shuffled.changes, &reference.changes);
@@ -322,7 +337,7 @@ proptest! {
 
     #[test]
     fn fewer_failing_locations_than_the_quorum_never_open_an_incident(
-        (rules, results, steps) in scenario()
+        (rules, windows, results, steps) in scenario()
     ) {
         let pairs: BTreeSet<i64> = results.iter().map(|r| r.pair).collect();
         let assigned = pairs.len() as u32;
@@ -339,14 +354,14 @@ proptest! {
                 Step::Tick(t) => Step::Tick(*t),
             })
             .collect();
-        let m = run(rules, &steps);
+        let m = run(rules, &windows, &steps);
         prop_assert_eq!(m.opened, 0, "changes: {:?}", m.statuses());
         prop_assert!(m.changes.iter().all(|c| c.status != Status::Down));
     }
 
     #[test]
     fn agents_falling_silent_never_open_an_incident(
-        (rules, results, steps) in scenario()
+        (rules, windows, results, steps) in scenario()
     ) {
         let healthy = |r: &Obs| Obs { verdict: Verdict::Up, ..r.clone() };
         let steps: Vec<Step> = steps
@@ -356,9 +371,9 @@ proptest! {
                 Step::Tick(t) => Step::Tick(*t),
             })
             .collect();
-        let m = run(rules, &steps);
+        let m = run(rules, &windows, &steps);
         prop_assert_eq!(m.opened, 0);
-        prop_assert!(m.changes.iter().all(|c| matches!(c.status, Status::Up | Status::Unknown)));
+        prop_assert!(m.changes.iter().all(|c| matches!(c.status, Status::Up | Status::Unknown | Status::Maintenance)));
         if !results.is_empty() {
             // Everyone is silent by END: the last word is unknown, never down.
             prop_assert_eq!(m.changes.last().map(|c| c.status), Some(Status::Unknown));
