@@ -18,7 +18,10 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Error> {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let (checks, agents, slots, workers) = (
         *args.first().unwrap_or(&100),
         *args.get(1).unwrap_or(&5),
@@ -28,7 +31,9 @@ async fn main() -> Result<(), Error> {
     let url = std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is needed")?;
     let rows = checks * agents * slots;
     let start = (Utc::now().timestamp_millis() / 60_000 - slots as i64 - 5) * 60_000;
-    println!("rows: {rows} ({checks} checks x {agents} agents x {slots} slots), workers: {workers}");
+    println!(
+        "rows: {rows} ({checks} checks x {agents} agents x {slots} slots), workers: {workers}"
+    );
 
     // The messages, as agents send them: one agent, every check, one slot.
     let mut messages = Vec::new();
@@ -45,7 +50,9 @@ async fn main() -> Result<(), Error> {
 
     let store = PgStore::connect_lazy(&url, workers as u32 + 2)?;
     store.migrate().await?;
-    store.ensure_partitions(Utc::now().timestamp_millis()).await?;
+    store
+        .ensure_partitions(Utc::now().timestamp_millis())
+        .await?;
     let queue = Arc::new(std::sync::Mutex::new(messages.clone().into_iter()));
     let began = Instant::now();
     let mut tasks = Vec::new();
@@ -54,10 +61,18 @@ async fn main() -> Result<(), Error> {
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some((agent, results)) = next else { return Ok::<_, Error>(()) };
-                let info = AgentInfo { id: agent, zone: String::new(), region: String::new() };
+                let Some((agent, results)) = next else {
+                    return Ok::<_, Error>(());
+                };
+                let info = AgentInfo {
+                    id: agent,
+                    zone: String::new(),
+                    region: String::new(),
+                };
                 let now = Utc::now().timestamp_millis();
-                store.store_batch(&info, results[0].scheduled_at, &results, now).await?;
+                store
+                    .store_batch(&info, results[0].scheduled_at, &results, now)
+                    .await?;
             }
         }));
     }
@@ -66,7 +81,9 @@ async fn main() -> Result<(), Error> {
     }
     let ours = rows as f64 / began.elapsed().as_secs_f64();
     let mut conn = PgConnection::connect(&url).await?;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM results").fetch_one(&mut conn).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM results")
+        .fetch_one(&mut conn)
+        .await?;
     assert_eq!(stored as usize, rows, "every row stored once");
     let our_bytes: i64 = sqlx::query_scalar(
         "SELECT sum(pg_total_relation_size(inhrelid))::int8 FROM pg_inherits WHERE inhparent = 'results'::regclass",
@@ -76,13 +93,18 @@ async fn main() -> Result<(), Error> {
 
     let flat: Vec<(String, String, ProbeResult)> = messages
         .into_iter()
-        .flat_map(|(agent, rs)| rs.into_iter().map(move |r| (r.check.clone(), agent.clone(), r)))
+        .flat_map(|(agent, rs)| {
+            rs.into_iter()
+                .map(move |r| (r.check.clone(), agent.clone(), r))
+        })
         .collect();
     reference_table(&mut conn).await?;
     let began = Instant::now();
     copy(&mut conn, &flat).await?;
     let copy_rate = rows as f64 / began.elapsed().as_secs_f64();
-    let copy_bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('reference_results')").fetch_one(&mut conn).await?;
+    let copy_bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('reference_results')")
+        .fetch_one(&mut conn)
+        .await?;
     reference_table(&mut conn).await?;
     let began = Instant::now();
     for chunk in flat.chunks(1000) {
@@ -90,7 +112,11 @@ async fn main() -> Result<(), Error> {
     }
     let unnest_rate = rows as f64 / began.elapsed().as_secs_f64();
 
-    println!("statuspage store : {ours:>9.0} rows/s  ({:.2} of UNNEST, {:.2} of COPY)", ours / unnest_rate, ours / copy_rate);
+    println!(
+        "statuspage store : {ours:>9.0} rows/s  ({:.2} of UNNEST, {:.2} of COPY)",
+        ours / unnest_rate,
+        ours / copy_rate
+    );
     println!("reference COPY   : {copy_rate:>9.0} rows/s");
     println!("reference UNNEST : {unnest_rate:>9.0} rows/s (batches of 1,000)");
     println!(
@@ -123,7 +149,9 @@ fn result(check: &str, agent: &str, at: Timestamp, c: usize, slot: usize, a: usi
 }
 
 async fn reference_table(conn: &mut PgConnection) -> Result<(), Error> {
-    sqlx::query("DROP TABLE IF EXISTS reference_results").execute(&mut *conn).await?;
+    sqlx::query("DROP TABLE IF EXISTS reference_results")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "CREATE TABLE reference_results (check_id text, location text, scheduled_at timestamptz,
            started_at timestamptz, duration_ms real, outcome smallint, reason text, status_code smallint,
@@ -147,7 +175,10 @@ fn outcome(r: &ProbeResult) -> i16 {
     }
 }
 
-async fn copy(conn: &mut PgConnection, rows: &[(String, String, ProbeResult)]) -> Result<(), Error> {
+async fn copy(
+    conn: &mut PgConnection,
+    rows: &[(String, String, ProbeResult)],
+) -> Result<(), Error> {
     let mut text = String::new();
     let opt = |v: Option<f32>| v.map_or("\\N".to_string(), |v| v.to_string());
     for (check, agent, r) in rows {
@@ -158,21 +189,29 @@ async fn copy(conn: &mut PgConnection, rows: &[(String, String, ProbeResult)]) -
             r.duration_us as f32 / 1000.0,
             outcome(r),
             r.reason,
-            r.facts.http_status.map_or("\\N".to_string(), |s| s.to_string()),
+            r.facts
+                .http_status
+                .map_or("\\N".to_string(), |s| s.to_string()),
             opt(ms(r.phases.dns_us)),
             opt(ms(r.phases.connect_us)),
             opt(ms(r.phases.tls_us)),
             opt(ms(r.phases.ttfb_us)),
         ));
     }
-    let mut copy = conn.copy_in_raw("COPY reference_results FROM STDIN").await?;
+    let mut copy = conn
+        .copy_in_raw("COPY reference_results FROM STDIN")
+        .await?;
     copy.send(text.into_bytes()).await?;
     copy.finish().await?;
     Ok(())
 }
 
-async fn unnest(conn: &mut PgConnection, rows: &[(String, String, ProbeResult)]) -> Result<(), Error> {
-    let col = |f: &dyn Fn(&ProbeResult) -> Option<f32>| rows.iter().map(|x| f(&x.2)).collect::<Vec<_>>();
+async fn unnest(
+    conn: &mut PgConnection,
+    rows: &[(String, String, ProbeResult)],
+) -> Result<(), Error> {
+    let col =
+        |f: &dyn Fn(&ProbeResult) -> Option<f32>| rows.iter().map(|x| f(&x.2)).collect::<Vec<_>>();
     let at: Vec<DateTime<Utc>> = rows.iter().map(|x| x.2.scheduled_at.datetime()).collect();
     let started: Vec<DateTime<Utc>> = rows.iter().map(|x| x.2.started_at.datetime()).collect();
     sqlx::query(

@@ -10,6 +10,7 @@ pub mod health;
 pub mod incident;
 pub mod leader;
 pub mod metrics;
+pub mod rollup;
 pub mod screen;
 pub mod state;
 pub mod status;

@@ -10,8 +10,8 @@ use std::fmt;
 pub const MAX_FUTURE_MS: Millis = 60_000;
 /// Results older than this are refused (the raw retention, 7 days).
 pub const MAX_AGE_MS: Millis = 7 * 86_400_000;
-/// The longest interval a result may claim (31 days).
-pub const MAX_INTERVAL_MS: Millis = 31 * 86_400_000;
+/// The longest interval a result may claim (24 days: it is stored in 32 bits of ms).
+pub const MAX_INTERVAL_MS: Millis = 24 * 86_400_000;
 /// The most locations a result may claim were assigned.
 pub const MAX_ASSIGNED: u32 = 10_000;
 /// Caps on the fields the decoder does not cut itself.

@@ -40,32 +40,49 @@ CREATE TABLE agents (
     last_seen  timestamptz NOT NULL
 );
 
--- Narrow rows: integer keys, phases as integers, details only when not ok.
+-- Narrow rows: integer keys, 8-byte columns first then 4 then 2 (no padding),
+-- phases as integers, the reason as a code, details only when not ok. The key
+-- also serves the range scans by (check, time).
 CREATE TABLE results (
-    check_id     integer NOT NULL,
-    agent_id     integer NOT NULL,
-    scheduled_at timestamptz NOT NULL,
-    started_at   timestamptz NOT NULL,
-    interval_ms  bigint NOT NULL,
-    assigned     integer NOT NULL,
-    duration_us  bigint NOT NULL,
+    scheduled_at   timestamptz NOT NULL,
+    check_id       integer NOT NULL,
+    agent_id       integer NOT NULL,
+    -- started_at - scheduled_at
+    start_delay_ms integer NOT NULL,
+    interval_ms    integer NOT NULL,
+    duration_us    integer NOT NULL,
+    dns_us         integer,
+    connect_us     integer,
+    tls_us         integer,
+    ttfb_us        integer,
+    transfer_us    integer,
+    assigned       smallint NOT NULL,
     -- 0 up, 1 degraded, 2 down, 3 a value from a newer version
-    outcome      smallint NOT NULL,
-    reason       text NOT NULL,
+    outcome        smallint NOT NULL,
+    -- the index in the documented reason list; 255 for one from a newer
+    -- version (its text is in detail)
+    reason         smallint NOT NULL,
     -- The pair's state after this result (0 passing, 1 degraded, 2 failing);
     -- NULL when it arrived too late to move state.
-    state        smallint,
-    dns_us       integer,
-    connect_us   integer,
-    tls_us       integer,
-    ttfb_us      integer,
-    transfer_us  integer,
+    state          smallint,
     -- message, facts and assertions of a result that is not ok
-    detail       jsonb,
-    PRIMARY KEY (check_id, agent_id, scheduled_at)
+    detail         jsonb,
+    PRIMARY KEY (check_id, scheduled_at, agent_id)
 ) PARTITION BY RANGE (scheduled_at);
 
-CREATE INDEX results_check_time ON results (check_id, scheduled_at);
+-- Latency per check and minute (level 0, kept 14 days), hour (1, 400 days)
+-- and UTC day (2, forever): see ingest/src/rollup.rs for `measures`.
+CREATE TABLE rollups (
+    level    smallint NOT NULL CHECK (level IN (0, 1, 2)),
+    check_id integer NOT NULL,
+    bucket   timestamptz NOT NULL,
+    count    integer NOT NULL,
+    up       integer NOT NULL,
+    measures bytea NOT NULL,
+    PRIMARY KEY (level, check_id, bucket)
+);
+
+CREATE INDEX rollups_level_bucket ON rollups (level, bucket);
 
 -- One row per (check, location): the fold checkpoint and the reorder buffer.
 CREATE TABLE pairs (

@@ -6,6 +6,7 @@
 
 mod batch;
 mod recompute;
+mod rollups;
 mod sync;
 
 pub use batch::Stored;
@@ -76,6 +77,10 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Every committed status or incident change, by check id: the in-process
+    /// signal standalone's dashboard listens to (distributed dashboards use
+    /// PostgreSQL `NOTIFY statuspage_changes`).
+    changes: tokio::sync::broadcast::Sender<Vec<String>>,
 }
 
 impl PgStore {
@@ -87,12 +92,19 @@ impl PgStore {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore::from_pool(pool))
     }
 
     /// A store over an existing pool.
     pub fn from_pool(pool: PgPool) -> PgStore {
-        PgStore { pool }
+        let (changes, _) = tokio::sync::broadcast::channel(256);
+        PgStore { pool, changes }
+    }
+
+    /// Receives the ids of the checks whose status or incident changed, after
+    /// each commit that changed any.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        self.changes.subscribe()
     }
 
     /// The pool, for read-only queries.
@@ -130,6 +142,24 @@ impl PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The stored code of a reason: its index in the documented list, or 255
+/// for one from a newer version.
+pub(crate) fn reason_code(r: &config::wire::Reason) -> i16 {
+    config::wire::Reason::KNOWN
+        .iter()
+        .position(|k| *k == r.as_str())
+        .map_or(255, |i| i as i16)
+}
+
+/// The text of a stored reason code.
+pub(crate) fn reason_text(code: i16) -> &'static str {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| config::wire::Reason::KNOWN.get(i))
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Milliseconds to a timestamp (clamped to what PostgreSQL stores).

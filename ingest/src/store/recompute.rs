@@ -1,7 +1,9 @@
-//! One check's recompute inside the caller's transaction (the check row is
-//! already locked): load what [`timeline::plan`] needs, write what it says.
+//! The status recompute of a set of checks inside the caller's transaction
+//! (their rows already locked): load in one statement per kind what
+//! [`timeline::plan`] needs for all of them, plan each, write in one statement
+//! per kind (incident actions, which are rare, one by one).
 
-use super::{StoreError, ms, ts};
+use super::{StoreError, ms, reason_text, ts};
 use crate::incident::{self, Action, Latest, State};
 use crate::state::{Millis, PairState, Thresholds};
 use crate::status::{Change, Detail, Sample, Status};
@@ -9,6 +11,7 @@ use crate::timeline::{self, Loaded, Rules};
 use chrono::{DateTime, Utc};
 use config::defaults::Quorum;
 use sqlx::{Postgres, Transaction};
+use std::collections::BTreeMap;
 
 /// The columns of a check the state machines need.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -48,156 +51,197 @@ impl CheckRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct SampleRow {
-    agent_id: i32,
-    scheduled_at: DateTime<Utc>,
-    state: i16,
-    interval_ms: i64,
-    assigned: i32,
-    reason: String,
+type SampleRow = (i32, i32, DateTime<Utc>, i16, i32, i16, i16);
+type ChangeRow = (i32, DateTime<Utc>, String, i32, i32, i32, Vec<String>);
+type IncidentRow = (
+    i32,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    bool,
+    bool,
+);
+
+/// One check's span to recompute.
+struct Span<'a> {
+    check: &'a CheckRow,
+    from: Millis,
+    low: Millis,
 }
 
-#[derive(sqlx::FromRow)]
-struct ChangeRow {
-    at: DateTime<Utc>,
-    status: String,
-    assigned: i32,
-    reporting: i32,
-    failing: i32,
-    reasons: Vec<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct IncidentRow {
-    id: i64,
-    state: String,
-    started_at: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-    resolved_automatically: bool,
-    operator_updated: bool,
-}
-
-/// Recomputes the check's status changes from `from` through the newest
-/// sample (or `through`, when a tick decides silence up to now), rewrites
-/// them if they moved, and applies the incident actions. Returns whether the
-/// status changes or an incident changed.
+/// Recomputes each check's status changes from its `from` (or its
+/// `decided_through`, if earlier) through its newest sample, or through
+/// `through` when a tick decides silence up to now. Rewrites the changes
+/// that moved and applies the incident actions. Returns the checks whose
+/// status changes or incidents changed.
 pub(crate) async fn recompute(
     tx: &mut Transaction<'_, Postgres>,
-    check: &CheckRow,
-    from: Millis,
+    due: &[(CheckRow, Millis)],
     through: Option<Millis>,
-) -> Result<bool, StoreError> {
+) -> Result<Vec<String>, StoreError> {
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
     // Start no later than what was decided before, so instants between the
     // old horizon and the new results (a window's end, a silence) are decided.
-    let from = check.decided_through.map_or(from, |d| from.min(ms(d)));
-    let low = from - timeline::lookback(check.interval_ms);
-    let rows: Vec<SampleRow> = sqlx::query_as(
-        "SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason FROM results
-         WHERE check_id = $1 AND scheduled_at >= $2 AND state IS NOT NULL",
-    )
-    .bind(check.id)
-    .bind(ts(low))
-    .fetch_all(&mut **tx)
-    .await?;
-    let samples: Vec<Sample> = rows
-        .into_iter()
-        .map(|r| Sample {
-            pair: i64::from(r.agent_id),
-            at: ms(r.scheduled_at),
-            state: PairState::from_code(r.state).unwrap_or(PairState::Passing),
-            interval_ms: r.interval_ms,
-            assigned: r.assigned.max(0) as u32,
-            reason: r.reason,
+    let spans: Vec<Span> = due
+        .iter()
+        .map(|(check, from)| {
+            let from = check.decided_through.map_or(*from, |d| (*from).min(ms(d)));
+            Span {
+                check,
+                from,
+                low: from - timeline::lookback(check.interval_ms),
+            }
         })
         .collect();
-    let newest = samples.iter().map(|s| s.at).max().unwrap_or(from);
-    let decided = check.decided_through.map_or(from, ms);
-    let through = through.unwrap_or(newest).max(newest).max(decided).max(from);
-    sqlx::query("UPDATE checks SET decided_through = $2 WHERE id = $1")
-        .bind(check.id)
-        .bind(ts(through))
-        .execute(&mut **tx)
-        .await?;
+    let ids: Vec<i32> = spans.iter().map(|s| s.check.id).collect();
+    let froms: Vec<_> = spans.iter().map(|s| ts(s.from)).collect();
+    let lows: Vec<_> = spans.iter().map(|s| ts(s.low)).collect();
+    let slugs: Vec<&str> = spans.iter().map(|s| s.check.slug.as_str()).collect();
 
-    let before: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM status_changes WHERE check_id = $1 AND at < $2 ORDER BY at DESC LIMIT 1",
+    let rows: Vec<SampleRow> = sqlx::query_as(
+        "SELECT r.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
+         FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, low)
+         JOIN results r ON r.check_id = q.check_id AND r.scheduled_at >= q.low
+         WHERE r.state IS NOT NULL",
     )
-    .bind(check.id)
-    .bind(ts(from))
-    .fetch_optional(&mut **tx)
-    .await?;
-    let before = before.map(|s| parse_status(&s)).transpose()?;
-    let old: Vec<ChangeRow> = sqlx::query_as(
-        "SELECT at, status, assigned, reporting, failing, reasons FROM status_changes
-         WHERE check_id = $1 AND at >= $2 ORDER BY at",
-    )
-    .bind(check.id)
-    .bind(ts(from))
+    .bind(&ids)
+    .bind(&lows)
     .fetch_all(&mut **tx)
     .await?;
-    let old = old
+    let mut samples: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
+    for (check, agent, at, state, interval, assigned, reason) in rows {
+        samples.entry(check).or_default().push(Sample {
+            pair: i64::from(agent),
+            at: ms(at),
+            state: PairState::from_code(state).unwrap_or(PairState::Passing),
+            interval_ms: i64::from(interval),
+            assigned: assigned.max(0) as u32,
+            reason: reason_text(reason).to_string(),
+        });
+    }
+    let before: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT q.check_id, s.status FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, f)
+         CROSS JOIN LATERAL (SELECT status FROM status_changes
+                             WHERE check_id = q.check_id AND at < q.f ORDER BY at DESC LIMIT 1) s",
+    )
+    .bind(&ids)
+    .bind(&froms)
+    .fetch_all(&mut **tx)
+    .await?;
+    let before: BTreeMap<i32, Status> = before
         .into_iter()
-        .map(|r| {
-            Ok(Change {
-                at: ms(r.at),
-                status: parse_status(&r.status)?,
-                detail: Detail {
-                    assigned: r.assigned.max(0) as u32,
-                    reporting: r.reporting.max(0) as u32,
-                    failing: r.failing.max(0) as u32,
-                    reasons: r.reasons,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT starts_at, ends_at FROM maintenance_windows
-         WHERE $1 = ANY(checks) AND ends_at >= $2 AND starts_at <= $3",
+        .map(|(c, s)| Ok((c, parse_status(&s)?)))
+        .collect::<Result<_, StoreError>>()?;
+    let old: Vec<ChangeRow> = sqlx::query_as(
+        "SELECT s.check_id, s.at, s.status, s.assigned, s.reporting, s.failing, s.reasons
+         FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, f)
+         JOIN status_changes s ON s.check_id = q.check_id AND s.at >= q.f ORDER BY s.check_id, s.at",
     )
-    .bind(&check.slug)
-    .bind(ts(low))
-    .bind(ts(through))
+    .bind(&ids)
+    .bind(&froms)
     .fetch_all(&mut **tx)
     .await?;
-    let windows: Vec<(Millis, Millis)> = windows.into_iter().map(|(s, e)| (ms(s), ms(e))).collect();
-    let latest = latest_incident(tx, check.id).await?;
+    let mut olds: BTreeMap<i32, Vec<Change>> = BTreeMap::new();
+    for (check, at, status, assigned, reporting, failing, reasons) in old {
+        olds.entry(check).or_default().push(Change {
+            at: ms(at),
+            status: parse_status(&status)?,
+            detail: Detail {
+                assigned: assigned.max(0) as u32,
+                reporting: reporting.max(0) as u32,
+                failing: failing.max(0) as u32,
+                reasons,
+            },
+        });
+    }
+    let low = spans.iter().map(|s| s.low).min().unwrap_or(0);
+    let windows: Vec<(Vec<String>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT checks, starts_at, ends_at FROM maintenance_windows
+         WHERE checks && $1::text[] AND ends_at >= $2",
+    )
+    .bind(&slugs)
+    .bind(ts(low))
+    .fetch_all(&mut **tx)
+    .await?;
+    let latest = latest_incidents(tx, &ids).await?;
 
-    let plan = timeline::plan(
-        Loaded {
-            samples: &samples,
-            before,
-            old: &old,
-            windows: &windows,
-            latest,
-        },
-        from,
-        through,
-        &check.rules(),
-    );
-    if plan.rewrite {
-        write_changes(tx, check.id, from, &plan.changes).await?;
+    let mut plans = Vec::new();
+    for s in &spans {
+        let samples = samples.remove(&s.check.id).unwrap_or_default();
+        let newest = samples.iter().map(|x| x.at).max().unwrap_or(s.from);
+        let decided = s.check.decided_through.map_or(s.from, ms);
+        let until = through
+            .unwrap_or(newest)
+            .max(newest)
+            .max(decided)
+            .max(s.from);
+        let mine: Vec<(Millis, Millis)> = windows
+            .iter()
+            .filter(|(checks, _, _)| checks.iter().any(|c| *c == s.check.slug))
+            .map(|(_, a, b)| (ms(*a), ms(*b)))
+            .collect();
+        let old = olds.remove(&s.check.id).unwrap_or_default();
+        let plan = timeline::plan(
+            Loaded {
+                samples: &samples,
+                before: before.get(&s.check.id).copied(),
+                old: &old,
+                windows: &mine,
+                latest: latest.get(&s.check.id).cloned(),
+            },
+            s.from,
+            until,
+            &s.check.rules(),
+        );
+        plans.push((s, until, plan));
     }
-    // An incident opened by this plan has id 0 in later actions of the same
-    // plan until the database gives it its id.
-    let mut opened = 0;
-    for (action, _) in &plan.actions {
-        opened = apply(tx, check, &with_id(action, opened)).await?;
+
+    let decided: Vec<_> = plans.iter().map(|(_, until, _)| ts(*until)).collect();
+    sqlx::query(
+        "UPDATE checks SET decided_through = u.d FROM UNNEST($1::int4[], $2::timestamptz[]) AS u(id, d)
+         WHERE checks.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&decided)
+    .execute(&mut **tx)
+    .await?;
+    let rewrites: Vec<(&Span, &[Change])> = plans
+        .iter()
+        .filter(|(_, _, p)| p.rewrite)
+        .map(|(s, _, p)| (*s, p.changes.as_slice()))
+        .collect();
+    write_changes(tx, &rewrites).await?;
+    let mut changed = Vec::new();
+    let (mut status_ids, mut statuses) = (Vec::new(), Vec::new());
+    for (s, _, plan) in &plans {
+        // An incident opened by this plan has id 0 in later actions of the
+        // same plan until the database gives it its id.
+        let mut opened = 0;
+        for (action, _) in &plan.actions {
+            opened = apply(tx, s.check, &with_id(action, opened)).await?;
+        }
+        if plan.rewrite || !plan.actions.is_empty() {
+            changed.push(s.check.slug.clone());
+            status_ids.push(s.check.id);
+            statuses.push(plan.current.unwrap_or(Status::Unknown).as_str());
+        }
     }
-    let changed = plan.rewrite || !plan.actions.is_empty();
-    if changed {
+    if !status_ids.is_empty() {
         sqlx::query(
-            "UPDATE checks SET status = $2,
-                 status_since = (SELECT max(at) FROM status_changes WHERE check_id = $1)
-             WHERE id = $1",
+            "UPDATE checks SET status = u.s,
+                 status_since = (SELECT max(at) FROM status_changes WHERE check_id = u.id)
+             FROM UNNEST($1::int4[], $2::text[]) AS u(id, s) WHERE checks.id = u.id",
         )
-        .bind(check.id)
-        .bind(plan.current.unwrap_or(Status::Unknown).as_str())
+        .bind(&status_ids)
+        .bind(&statuses)
         .execute(&mut **tx)
         .await?;
         // Dashboards drop their cache at once (DESIGN §4.4).
-        sqlx::query("SELECT pg_notify('statuspage_changes', $1)")
-            .bind(&check.slug)
+        sqlx::query("SELECT pg_notify('statuspage_changes', c) FROM UNNEST($1::text[]) AS c")
+            .bind(&changed)
             .execute(&mut **tx)
             .await?;
     }
@@ -208,57 +252,78 @@ fn parse_status(s: &str) -> Result<Status, StoreError> {
     Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
 
-async fn latest_incident(
+async fn latest_incidents(
     tx: &mut Transaction<'_, Postgres>,
-    check_id: i32,
-) -> Result<Option<Latest>, StoreError> {
-    let row: Option<IncidentRow> = sqlx::query_as(
-        "SELECT id, state, started_at, resolved_at, resolved_automatically, operator_updated
-         FROM incidents WHERE auto AND check_id = $1 ORDER BY id DESC LIMIT 1",
+    ids: &[i32],
+) -> Result<BTreeMap<i32, Latest>, StoreError> {
+    let rows: Vec<IncidentRow> = sqlx::query_as(
+        "SELECT q.c, i.id, i.state, i.started_at, i.resolved_at, i.resolved_automatically,
+                i.operator_updated
+         FROM UNNEST($1::int4[]) AS q(c)
+         CROSS JOIN LATERAL (SELECT * FROM incidents WHERE auto AND check_id = q.c
+                             ORDER BY id DESC LIMIT 1) i",
     )
-    .bind(check_id)
-    .fetch_optional(&mut **tx)
+    .bind(ids)
+    .fetch_all(&mut **tx)
     .await?;
-    row.map(|r| {
-        Ok(Latest {
-            id: r.id,
-            state: State::parse(&r.state).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown incident state {:?}", r.state))
-            })?,
-            started_at: ms(r.started_at),
-            resolved_at: r.resolved_at.map(ms),
-            resolved_automatically: r.resolved_automatically,
-            operator_updated: r.operator_updated,
-        })
-    })
-    .transpose()
+    rows.into_iter()
+        .map(
+            |(check, id, state, started, resolved, auto_resolved, operator)| {
+                let state = State::parse(&state).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown incident state {state:?}"))
+                })?;
+                Ok((
+                    check,
+                    Latest {
+                        id,
+                        state,
+                        started_at: ms(started),
+                        resolved_at: resolved.map(ms),
+                        resolved_automatically: auto_resolved,
+                        operator_updated: operator,
+                    },
+                ))
+            },
+        )
+        .collect()
 }
 
 async fn write_changes(
     tx: &mut Transaction<'_, Postgres>,
-    check_id: i32,
-    from: Millis,
-    changes: &[Change],
+    rewrites: &[(&Span<'_>, &[Change])],
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM status_changes WHERE check_id = $1 AND at >= $2")
-        .bind(check_id)
-        .bind(ts(from))
-        .execute(&mut **tx)
-        .await?;
-    let at: Vec<_> = changes.iter().map(|c| ts(c.at)).collect();
-    let status: Vec<_> = changes.iter().map(|c| c.status.as_str()).collect();
-    let assigned: Vec<i32> = changes.iter().map(|c| c.detail.assigned as i32).collect();
-    let reporting: Vec<i32> = changes.iter().map(|c| c.detail.reporting as i32).collect();
-    let failing: Vec<i32> = changes.iter().map(|c| c.detail.failing as i32).collect();
-    // One text per change (`reasons` joined), since PostgreSQL has no arrays of arrays.
-    let reasons: Vec<String> = changes.iter().map(|c| c.detail.reasons.join(",")).collect();
+    if rewrites.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i32> = rewrites.iter().map(|(s, _)| s.check.id).collect();
+    let froms: Vec<_> = rewrites.iter().map(|(s, _)| ts(s.from)).collect();
+    sqlx::query(
+        "DELETE FROM status_changes s USING UNNEST($1::int4[], $2::timestamptz[]) AS q(c, f)
+         WHERE s.check_id = q.c AND s.at >= q.f",
+    )
+    .bind(&ids)
+    .bind(&froms)
+    .execute(&mut **tx)
+    .await?;
+    let all: Vec<(i32, &Change)> = rewrites
+        .iter()
+        .flat_map(|(s, cs)| cs.iter().map(move |c| (s.check.id, c)))
+        .collect();
+    let check: Vec<i32> = all.iter().map(|c| c.0).collect();
+    let at: Vec<_> = all.iter().map(|c| ts(c.1.at)).collect();
+    let status: Vec<_> = all.iter().map(|c| c.1.status.as_str()).collect();
+    let assigned: Vec<i32> = all.iter().map(|c| c.1.detail.assigned as i32).collect();
+    let reporting: Vec<i32> = all.iter().map(|c| c.1.detail.reporting as i32).collect();
+    let failing: Vec<i32> = all.iter().map(|c| c.1.detail.failing as i32).collect();
+    // One text per change (reason codes never hold commas), as PostgreSQL has no ragged arrays.
+    let reasons: Vec<String> = all.iter().map(|c| c.1.detail.reasons.join(",")).collect();
     sqlx::query(
         "INSERT INTO status_changes (check_id, at, status, assigned, reporting, failing, reasons)
-         SELECT $1, a, s, n, r, f, CASE WHEN rs = '' THEN '{}'::text[] ELSE string_to_array(rs, ',') END
-         FROM UNNEST($2::timestamptz[], $3::text[], $4::int4[], $5::int4[], $6::int4[], $7::text[])
-              AS u(a, s, n, r, f, rs)",
+         SELECT c, a, s, n, r, f, CASE WHEN rs = '' THEN '{}'::text[] ELSE string_to_array(rs, ',') END
+         FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[], $4::int4[], $5::int4[], $6::int4[],
+                     $7::text[]) AS u(c, a, s, n, r, f, rs)",
     )
-    .bind(check_id)
+    .bind(&check)
     .bind(&at)
     .bind(&status)
     .bind(&assigned)
@@ -360,8 +425,8 @@ pub(crate) async fn retire(
     check: &CheckRow,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let latest = latest_incident(tx, check.id).await?;
-    if let Some(action) = incident::on_retired(latest.as_ref(), now) {
+    let latest = latest_incidents(tx, &[check.id]).await?;
+    if let Some(action) = incident::on_retired(latest.get(&check.id), now) {
         apply(tx, check, &action).await?;
     }
     Ok(())

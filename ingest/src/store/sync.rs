@@ -142,44 +142,59 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut report = TickReport::default();
-        for id in ids {
-            report.checks += 1;
-            let outcome = retrying(|| async move {
+        for chunk in ids.chunks(100) {
+            let (checked, lagging, changed) = retrying(|| async move {
                 let mut tx = self.pool.begin().await?;
-                let check: Option<CheckRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM checks WHERE id = $1 AND retired_at IS NULL FOR UPDATE",
+                let checks: Vec<CheckRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM checks WHERE id = ANY($1) AND retired_at IS NULL
+                     ORDER BY id FOR UPDATE",
                     CheckRow::COLUMNS
                 ))
-                .bind(id)
-                .fetch_optional(&mut *tx)
+                .bind(chunk)
+                .fetch_all(&mut *tx)
                 .await?;
-                let Some(check) = check else {
-                    return Ok(None);
-                };
-                if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
-                    return Ok(None);
-                }
                 // A check never decided starts from its first result (which
                 // may predate the row, as with a placeholder).
-                let first: Option<DateTime<Utc>> =
-                    sqlx::query_scalar("SELECT min(scheduled_at) FROM results WHERE check_id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let from = check
-                    .decided_through
-                    .unwrap_or_else(|| first.map_or(check.created_at, |f| f.min(check.created_at)));
-                let through = now.max(ms(from));
-                let changed = recompute(&mut tx, &check, ms(from), Some(through)).await?;
+                let firsts: Vec<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+                    "SELECT c, (SELECT min(scheduled_at) FROM results WHERE check_id = c)
+                     FROM UNNEST($1::int4[]) AS c WHERE c = ANY($2)",
+                )
+                .bind(chunk)
+                .bind(
+                    checks
+                        .iter()
+                        .filter(|c| c.decided_through.is_none())
+                        .map(|c| c.id)
+                        .collect::<Vec<_>>(),
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let firsts: std::collections::BTreeMap<i32, Option<DateTime<Utc>>> =
+                    firsts.into_iter().collect();
+                let mut due = Vec::new();
+                let mut lagging = 0;
+                for check in &checks {
+                    if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
+                        lagging += 1;
+                        continue;
+                    }
+                    let first = firsts.get(&check.id).copied().flatten();
+                    let from = check.decided_through.unwrap_or_else(|| {
+                        first.map_or(check.created_at, |f| f.min(check.created_at))
+                    });
+                    due.push((check.clone(), ms(from).min(now)));
+                }
+                let changed = recompute(&mut tx, &due, Some(now)).await?;
                 tx.commit().await?;
-                Ok(Some((check.slug, changed)))
+                Ok((checks.len(), lagging, changed))
             })
             .await?;
-            match outcome {
-                None => report.lagging += 1,
-                Some((slug, true)) => report.changed.push(slug),
-                Some(_) => {}
+            report.checks += checked;
+            report.lagging += lagging;
+            if !changed.is_empty() {
+                let _ = self.changes.send(changed.clone());
             }
+            report.changed.extend(changed);
         }
         Ok(report)
     }
