@@ -54,6 +54,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 },
             ),
             max_message_bytes: args.max_message_bytes,
+            raw_retention: args.raw_retention,
             leader: ingest::leader::Settings {
                 config: args.config.clone(),
                 // `${VAR}` in checks reads the process environment, here at the edge.
@@ -61,6 +62,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 tick_every: Duration::from_secs(args.tick_seconds.max(1)),
                 retire_after: Duration::from_secs(args.retire_after_seconds),
                 dead_letter_queue: args.dead_letter_queue_url.clone().map(|u| (sqs, u)),
+                raw_retention: Duration::ZERO,
             },
             catalog,
         };

@@ -193,6 +193,9 @@ pub(crate) struct IngestArgs {
     /// How often the leader decides silence and maintenance, syncs the catalog and refreshes the export, in seconds.
     #[arg(long, env = "STATUSPAGE_TICK_SECONDS", default_value_t = 5)]
     pub tick_seconds: u64,
+    /// How long raw results are kept: older ones are refused, and their daily partitions dropped (rollups and status history stay).
+    #[arg(long, env = "STATUSPAGE_RAW_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub raw_retention: std::time::Duration,
     /// A check absent from the YAML and silent this long is retired, in seconds.
     #[arg(long, env = "STATUSPAGE_RETIRE_AFTER_SECONDS", default_value_t = 600)]
     pub retire_after_seconds: u64,
@@ -380,4 +383,11 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// A duration flag such as `7d`, `36h` or `90m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    config::units::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a duration such as `7d`, `36h` or `90m`, found {text:?}"))
 }

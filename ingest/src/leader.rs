@@ -30,6 +30,8 @@ pub struct Settings {
     pub retire_after: Duration,
     /// The dead-letter queue whose depth is exported.
     pub dead_letter_queue: Option<(aws_sdk_sqs::Client, String)>,
+    /// How long raw results are kept (set by [`crate::run`] from its settings).
+    pub raw_retention: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -150,7 +152,12 @@ async fn work(
     // partitions are made ahead, absent checks are retired by time, and
     // config windows roll forward.
     if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-        store.ensure_partitions(now).await?;
+        let keep = settings.raw_retention.as_millis() as i64;
+        store.ensure_partitions_back(now, keep).await?;
+        let dropped = store.retain(now, keep).await?;
+        if !dropped.partitions.is_empty() || dropped.rollups > 0 {
+            tracing::info!(event = "retention", partitions = ?dropped.partitions, rollups = dropped.rollups);
+        }
         if let Some(catalog) = catalog {
             let retired = store
                 .sync_catalog(catalog, now, settings.retire_after)

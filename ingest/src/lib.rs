@@ -43,6 +43,8 @@ pub struct Settings {
     pub source: Source,
     /// The largest body accepted, decompressed.
     pub max_message_bytes: usize,
+    /// How long raw results are kept (older ones are refused, and dropped).
+    pub raw_retention: Duration,
     /// The leader's settings.
     pub leader: leader::Settings,
     /// The catalog loaded at start, if any.
@@ -74,7 +76,9 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     }
-    store.ensure_partitions(clock()).await?;
+    store
+        .ensure_partitions_back(clock(), settings.raw_retention.as_millis() as i64)
+        .await?;
     metrics.db_ready.store(true, Ordering::Relaxed);
     tracing::info!(event = "ingest_started");
 
@@ -83,9 +87,11 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+    let mut leading_settings = settings.leader;
+    leading_settings.raw_retention = settings.raw_retention;
     let leading = tokio::spawn(leader::run(
         store.clone(),
-        settings.leader,
+        leading_settings,
         settings.catalog,
         metrics.clone(),
         clock.clone(),
@@ -96,6 +102,7 @@ pub async fn run(
         metrics.clone(),
         clock.clone(),
         settings.max_message_bytes,
+        settings.raw_retention,
     );
     match settings.source {
         Source::Sqs(sqs, s) => {

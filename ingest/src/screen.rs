@@ -8,7 +8,7 @@ use std::fmt;
 
 /// A result may be at most this far ahead of ingest's clock.
 pub const MAX_FUTURE_MS: Millis = 60_000;
-/// Results older than this are refused (the raw retention, 7 days).
+/// The default raw retention (7 days): results older than the retention are refused.
 pub const MAX_AGE_MS: Millis = 7 * 86_400_000;
 /// The longest interval a result may claim (24 days: it is stored in 32 bits of ms).
 pub const MAX_INTERVAL_MS: Millis = 24 * 86_400_000;
@@ -104,8 +104,9 @@ pub struct Screened {
     pub rejected: Vec<(Rejection, String)>,
 }
 
-/// Screens every result of a batch against `now`.
-pub fn screen(batch: ResultBatch, now: Millis) -> Result<Screened, Unusable> {
+/// Screens every result of a batch against `now`; results older than
+/// `max_age_ms` (the raw retention) are refused.
+pub fn screen(batch: ResultBatch, now: Millis, max_age_ms: Millis) -> Result<Screened, Unusable> {
     if batch.v != VERSION {
         return Err(Unusable::Version(batch.v));
     }
@@ -121,7 +122,7 @@ pub fn screen(batch: ResultBatch, now: Millis) -> Result<Screened, Unusable> {
     };
     for r in batch.results {
         let verdict = if agent_ok {
-            judge(&r, &batch.agent.id, now)
+            judge(&r, &batch.agent.id, now, max_age_ms)
         } else {
             Err(Rejection::BadAgent)
         };
@@ -136,7 +137,7 @@ pub fn screen(batch: ResultBatch, now: Millis) -> Result<Screened, Unusable> {
     Ok(out)
 }
 
-fn judge(r: &ProbeResult, agent: &str, now: Millis) -> Result<(), Rejection> {
+fn judge(r: &ProbeResult, agent: &str, now: Millis, max_age_ms: Millis) -> Result<(), Rejection> {
     CheckId::parse(&r.check).map_err(|_| Rejection::BadCheck)?;
     if r.id != ProbeResult::make_id(&r.check, agent, r.scheduled_at) {
         return Err(Rejection::BadId);
@@ -145,7 +146,7 @@ fn judge(r: &ProbeResult, agent: &str, now: Millis) -> Result<(), Rejection> {
     if at > now + MAX_FUTURE_MS {
         return Err(Rejection::Future);
     }
-    if at < now - MAX_AGE_MS {
+    if at < now - max_age_ms {
         return Err(Rejection::TooOld);
     }
     let interval_ms = (r.interval_us / 1000) as i64;
@@ -235,6 +236,7 @@ mod tests {
                 result("api", NOW - 1),
             ]),
             NOW,
+            MAX_AGE_MS,
         )
         .unwrap();
         let ids: Vec<_> = got.accepted.iter().map(|r| r.check.as_str()).collect();
@@ -258,14 +260,17 @@ mod tests {
     fn an_unknown_version_is_unusable_not_rejected() {
         let mut b = batch(vec![result("web", NOW)]);
         b.v = 2;
-        assert_eq!(screen(b, NOW).unwrap_err(), Unusable::Version(2));
+        assert_eq!(
+            screen(b, NOW, MAX_AGE_MS).unwrap_err(),
+            Unusable::Version(2)
+        );
     }
 
     #[test]
     fn a_bad_agent_id_refuses_every_result() {
         let mut b = batch(vec![result("web", NOW)]);
         b.agent.id = "a/b".into();
-        let got = screen(b, NOW).unwrap();
+        let got = screen(b, NOW, MAX_AGE_MS).unwrap();
         assert!(got.accepted.is_empty());
         assert_eq!(got.rejected[0].0, Rejection::BadAgent);
     }

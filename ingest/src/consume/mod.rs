@@ -35,6 +35,7 @@ pub struct Handler {
     metrics: Arc<IngestMetrics>,
     clock: Clock,
     max_message_bytes: usize,
+    raw_retention_ms: i64,
 }
 
 impl std::fmt::Debug for Handler {
@@ -44,18 +45,20 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    /// A handler over a store.
+    /// A handler over a store; results older than `raw_retention` are refused.
     pub fn new(
         store: PgStore,
         metrics: Arc<IngestMetrics>,
         clock: Clock,
         max_message_bytes: usize,
+        raw_retention: std::time::Duration,
     ) -> Self {
         Self {
             store,
             metrics,
             clock,
             max_message_bytes,
+            raw_retention_ms: raw_retention.as_millis() as i64,
         }
     }
 
@@ -75,7 +78,7 @@ impl Handler {
     pub async fn batch(&self, message_id: &str, batch: ResultBatch) -> Handled {
         let now = (self.clock)();
         let (agent, sent_at) = (batch.agent.clone(), batch.sent_at);
-        let screened = match screen::screen(batch, now) {
+        let screened = match screen::screen(batch, now, self.raw_retention_ms) {
             Ok(s) => s,
             Err(e) => {
                 self.metrics.message(MessageOutcome::UnsupportedVersion);

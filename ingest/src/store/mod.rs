@@ -6,10 +6,12 @@
 
 mod batch;
 mod recompute;
+mod retention;
 mod rollups;
 mod sync;
 
 pub use batch::Stored;
+pub use retention::Dropped;
 pub use sync::{CheckUp, TickReport};
 
 use chrono::{DateTime, Utc};

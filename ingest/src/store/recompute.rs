@@ -180,7 +180,7 @@ pub(crate) async fn recompute(
             .max(s.from);
         let mine: Vec<(Millis, Millis)> = windows
             .iter()
-            .filter(|(checks, _, _)| checks.iter().any(|c| *c == s.check.slug))
+            .filter(|(checks, _, _)| checks.contains(&s.check.slug))
             .map(|(_, a, b)| (ms(*a), ms(*b)))
             .collect();
         let old = olds.remove(&s.check.id).unwrap_or_default();

@@ -6,6 +6,9 @@ use super::{StoreError, ms, ts};
 use crate::rollup::{Level, Rollup, Rollups};
 use sqlx::{Postgres, Transaction};
 
+/// level, check, bucket, count, up, measures
+type RollupRow = (i16, i32, chrono::DateTime<chrono::Utc>, i32, i32, Vec<u8>);
+
 pub(crate) async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
     add: &Rollups,
@@ -16,7 +19,7 @@ pub(crate) async fn upsert(
     let levels: Vec<i16> = add.keys().map(|k| k.0.code()).collect();
     let checks: Vec<i32> = add.keys().map(|k| k.1).collect();
     let buckets: Vec<_> = add.keys().map(|k| ts(k.2)).collect();
-    let rows: Vec<(i16, i32, chrono::DateTime<chrono::Utc>, i32, i32, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<RollupRow> = sqlx::query_as(
         "SELECT r.level, r.check_id, r.bucket, r.count, r.up, r.measures
          FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[]) AS q(l, c, b)
          JOIN rollups r ON r.level = q.l AND r.check_id = q.c AND r.bucket = q.b",

@@ -40,17 +40,29 @@ pub struct TickReport {
 }
 
 impl PgStore {
-    /// Makes the daily partitions of `results` from the retention back to
-    /// [`PARTITIONS_AHEAD`] days ahead.
+    /// Makes the daily partitions of `results` from the default raw
+    /// retention back to [`PARTITIONS_AHEAD`] days ahead.
     pub async fn ensure_partitions(&self, now: Millis) -> Result<(), StoreError> {
+        self.ensure_partitions_back(now, crate::screen::MAX_AGE_MS)
+            .await
+    }
+
+    /// Makes the daily partitions from `now - back` to [`PARTITIONS_AHEAD`]
+    /// days ahead.
+    pub async fn ensure_partitions_back(
+        &self,
+        now: Millis,
+        back: Millis,
+    ) -> Result<(), StoreError> {
         let today = now.div_euclid(DAY_MS);
+        let first = (now - back).div_euclid(DAY_MS);
         let mut tx = self.pool.begin().await?;
         // Replicas may start together: one creates, the others find them made.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(super::LEADER_LOCK + 1)
             .execute(&mut *tx)
             .await?;
-        for day in (today - 8)..=(today + PARTITIONS_AHEAD) {
+        for day in first..=(today + PARTITIONS_AHEAD) {
             let (start, end) = (ts(day * DAY_MS), ts((day + 1) * DAY_MS));
             let name = format!("results_{}", start.format("%Y%m%d"));
             sqlx::query(&format!(

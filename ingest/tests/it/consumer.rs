@@ -299,12 +299,14 @@ async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPoo
     let settings = ingest::Settings {
         source: ingest::Source::Channel(rx),
         max_message_bytes: 256 * 1024,
+        raw_retention: std::time::Duration::from_secs(7 * 86_400),
         leader: ingest::leader::Settings {
             config: vec![],
             env: std::sync::Arc::new(|_: &str| None),
             tick_every: std::time::Duration::from_millis(200),
             retire_after: std::time::Duration::from_secs(600),
             dead_letter_queue: None,
+            raw_retention: std::time::Duration::ZERO,
         },
         catalog: None,
     };

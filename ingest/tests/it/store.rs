@@ -388,3 +388,119 @@ async fn the_readme_worked_example_holds(pool: PgPool) {
         "77.77%"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let t0 = start();
+    let mut rs: Vec<_> = (0..20)
+        .map(|i| {
+            let mut r = result("web", "a", t0 + i * 1000, i % 5 != 0);
+            r.duration_us = 10_000 + i as u64 * 1000;
+            r.phases.connect_us = Some(2_000);
+            r
+        })
+        .collect();
+    // Twenty slots one second apart: one minute bucket, one hour, one day.
+    let b = batch("a", std::mem::take(&mut rs));
+    put(&store, &b).await;
+    put(&store, &b).await; // redelivered: nothing counted twice
+    let rows: Vec<(i16, i32, i32, Vec<u8>)> =
+        sqlx::query_as("SELECT level, count, up, measures FROM rollups ORDER BY level")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 3, "minute, hour and day");
+    for (_, count, up, bytes) in &rows {
+        assert_eq!((*count, *up), (20, 16));
+        let r = ingest::rollup::Rollup::decode(20, 16, bytes).unwrap();
+        assert_eq!(r.measures[0].count, 20);
+        assert_eq!(r.measures[0].max_us, 29_000);
+        assert_eq!(r.measures[2].count, 20, "connect");
+        assert_eq!(r.measures[1].count, 0, "no dns phase");
+        let p50 = r.measures[0].quantile_us(0.5).unwrap();
+        assert!((0.84..=1.19).contains(&(p50 / 19_000.0)), "p50 {p50}");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let day = 86_400_000;
+    let today = now() / day * day;
+    // Twenty days of history: a result, a status change and an incident per day.
+    store.ensure_partitions_back(now(), 21 * day).await.unwrap();
+    for d in 0..20 {
+        // Halfway between midnight and now: clear of both, at any hour.
+        let at = today - d * day + (now() - today) / 2;
+        let then = at + 1000;
+        let b = batch("a", vec![result("web", "a", at, d % 2 == 0)]);
+        let screened = ingest::screen::screen(b.clone(), then, 30 * day).unwrap();
+        store
+            .store_batch(&b.agent, b.sent_at, &screened.accepted, then)
+            .await
+            .unwrap();
+    }
+    // An hour rollup from long ago (kept 400 days) and one still inside.
+    for (age, level) in [(401, 1_i16), (399, 1), (500, 2)] {
+        sqlx::query("INSERT INTO rollups (level, check_id, bucket, count, up, measures) SELECT $1, id, $2, 1, 1, ''::bytea FROM checks")
+            .bind(level)
+            .bind(chrono::DateTime::from_timestamp_millis(today - age * day).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let results_before = count(&pool, "SELECT count(*) FROM results").await;
+    let changes_before = count(&pool, "SELECT count(*) FROM status_changes").await;
+    let incidents_before = count(&pool, "SELECT count(*) FROM incidents").await;
+    assert_eq!(results_before, 20);
+    assert!(changes_before > 1);
+
+    let dropped = store.retain(now(), 7 * day).await.unwrap();
+    // Whole days go: those that ended at or before now - 7 days (8 to 21
+    // days ago). The day that began 7 days ago stays until it has all passed.
+    let kept_days = count(&pool, "SELECT count(*) FROM results").await;
+    assert_eq!(kept_days, 8, "today and the seven days before: {dropped:?}");
+    let names: Vec<String> = (8..=21)
+        .rev()
+        .map(|d| {
+            format!(
+                "results_{}",
+                chrono::DateTime::from_timestamp_millis(today - d * day)
+                    .unwrap()
+                    .format("%Y%m%d")
+            )
+        })
+        .collect();
+    assert_eq!(dropped.partitions, names);
+    let minutes = count(&pool, "SELECT count(*) FROM rollups WHERE level = 0").await;
+    assert_eq!(
+        minutes, 14,
+        "minute rollups of the last 14 days stay: {dropped:?}"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM rollups WHERE level = 1").await,
+        20 + 1,
+        "hours: 20 days of data and the one 399 days old"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM rollups WHERE level = 2").await,
+        20 + 1,
+        "days are kept forever"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM status_changes").await,
+        changes_before,
+        "history is never deleted"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM incidents").await,
+        incidents_before
+    );
+    let again = store.retain(now(), 7 * day).await.unwrap();
+    assert_eq!(
+        again,
+        ingest::store::Dropped::default(),
+        "a second pass drops nothing"
+    );
+}

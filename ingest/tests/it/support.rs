@@ -60,7 +60,8 @@ pub async fn store(pool: PgPool) -> PgStore {
 
 /// Stores a batch as the consumer would.
 pub async fn put(store: &PgStore, b: &ResultBatch) -> ingest::store::Stored {
-    let screened = ingest::screen::screen(b.clone(), now()).expect("a v1 batch");
+    let screened =
+        ingest::screen::screen(b.clone(), now(), ingest::screen::MAX_AGE_MS).expect("a v1 batch");
     assert!(screened.rejected.is_empty(), "{:?}", screened.rejected);
     store
         .store_batch(&b.agent, b.sent_at, &screened.accepted, now())
@@ -252,12 +253,14 @@ impl Replica {
                 },
             ),
             max_message_bytes,
+            raw_retention: std::time::Duration::from_secs(7 * 86_400),
             leader: ingest::leader::Settings {
                 config: config.clone(),
                 env: std::sync::Arc::new(|_: &str| None),
                 tick_every: std::time::Duration::from_millis(500),
                 retire_after: std::time::Duration::from_secs(600),
                 dead_letter_queue: dlq.map(|d| (sqs.clone(), d.to_string())),
+                raw_retention: std::time::Duration::ZERO,
             },
             catalog: if config.is_empty() {
                 None

@@ -139,7 +139,7 @@ fn result(check: &str, agent: &str, at: Timestamp, c: usize, slot: usize, a: usi
     r.phases.transfer_us = Some(300 + wobble);
     r.duration_us = r.phases.dns_us.unwrap_or(0) + 26_300 + wobble * 491;
     r.facts.http_status = Some(200);
-    if (c + slot) % 50 == 0 {
+    if (c + slot).is_multiple_of(50) {
         r.outcome = Outcome::Down;
         r.reason = Reason::ConnectRefused;
         r.set_message("connection refused");
