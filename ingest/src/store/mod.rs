@@ -4,17 +4,20 @@
 //! Queries are checked at run time (`query`/`query_as`), since issue 6 adds
 //! SQLite behind the same operations.
 
-mod batch;
-mod recompute;
+mod flow;
+mod ops;
+mod pg_ops;
 mod retention;
-mod rollups;
 mod sync;
 
-pub use batch::Stored;
 pub use retention::Dropped;
 pub use sync::{CheckUp, TickReport};
 
+use crate::state::{Millis, Thresholds};
+use crate::timeline::Rules;
 use chrono::{DateTime, Utc};
+use config::defaults::Quorum;
+use config::wire::{AgentInfo, ProbeResult, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -162,6 +165,82 @@ pub(crate) fn reason_text(code: i16) -> &'static str {
         .and_then(|i| config::wire::Reason::KNOWN.get(i))
         .copied()
         .unwrap_or("other")
+}
+
+/// The author of everything ingest writes on incidents.
+pub const AUTHOR: &str = "statuspage";
+
+/// What one message did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Results already stored (a redelivered or retried message).
+    pub duplicate: u64,
+    /// Inserted, but too late to move state (more than R newer ones of its pair).
+    pub too_old: u64,
+    /// Checks whose status or incident changed.
+    pub changed: Vec<String>,
+}
+
+/// The columns of a check the state machines need.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckRow {
+    pub id: i32,
+    pub slug: String,
+    pub name: String,
+    pub interval_ms: i64,
+    pub failure_threshold: i32,
+    pub success_threshold: i32,
+    pub quorum: Option<i32>,
+    pub reopen_window_ms: i64,
+    pub decided_through: Option<Millis>,
+    pub created_at: Millis,
+}
+
+impl CheckRow {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            failure: self.failure_threshold.max(1) as u32,
+            success: self.success_threshold.max(1) as u32,
+        }
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules {
+            thresholds: self.thresholds(),
+            quorum: match self.quorum {
+                Some(n) => Quorum::Count(n.max(1) as u32),
+                None => Quorum::Majority,
+            },
+            reopen_window_ms: self.reopen_window_ms,
+        }
+    }
+}
+
+impl PgStore {
+    /// Stores a screened batch in one transaction, retried on deadlock.
+    /// `now` is ingest's clock (ms).
+    pub async fn store_batch(
+        &self,
+        agent: &AgentInfo,
+        sent_at: Timestamp,
+        results: &[ProbeResult],
+        now: i64,
+    ) -> Result<Stored, StoreError> {
+        retrying(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let stored =
+                flow::write_message(&mut pg_ops::PgOps(&mut tx), agent, sent_at, results, now)
+                    .await?;
+            tx.commit().await?;
+            if !stored.changed.is_empty() {
+                let _ = self.changes.send(stored.changed.clone());
+            }
+            Ok(stored)
+        })
+        .await
+    }
 }
 
 /// Milliseconds to a timestamp (clamped to what PostgreSQL stores).

@@ -2,7 +2,8 @@
 //! (checks, retirement, config maintenance windows), the silence and
 //! maintenance tick, and what the metrics export reads.
 
-use super::recompute::{CheckRow, recompute, retire};
+use super::flow::{recompute, retire};
+use super::pg_ops::{PgOps, select_checks};
 use super::{PgStore, StoreError, ms, retrying, ts};
 use crate::state::Millis;
 use crate::status::Status;
@@ -101,19 +102,22 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
             let cutoff = ts(now - retire_after.as_millis() as i64);
-            let gone: Vec<CheckRow> = sqlx::query_as(&format!(
-                "SELECT {} FROM checks
-                 WHERE retired_at IS NULL AND absent_since <= $1
-                   AND NOT EXISTS (SELECT 1 FROM results r
-                                   WHERE r.check_id = checks.id AND r.scheduled_at > $1)
-                 ORDER BY id FOR UPDATE",
-                CheckRow::COLUMNS
-            ))
-            .bind(cutoff)
-            .fetch_all(&mut *tx)
-            .await?;
+            let gone: Vec<super::CheckRow> = {
+                let rows: Vec<(i32,)> = sqlx::query_as(
+                    "SELECT id FROM checks
+                     WHERE retired_at IS NULL AND absent_since <= $1
+                       AND NOT EXISTS (SELECT 1 FROM results r
+                                       WHERE r.check_id = checks.id AND r.scheduled_at > $1)
+                     ORDER BY id FOR UPDATE",
+                )
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await?;
+                let ids: Vec<i32> = rows.into_iter().map(|r| r.0).collect();
+                select_checks(&mut *tx, "WHERE id = ANY($1) ORDER BY id", &ids).await?
+            };
             for check in &gone {
-                retire(&mut tx, check, now).await?;
+                retire(&mut PgOps(&mut tx), check, now).await?;
                 sqlx::query("UPDATE checks SET retired_at = $2 WHERE id = $1")
                     .bind(check.id)
                     .bind(ts(now))
@@ -157,13 +161,11 @@ impl PgStore {
         for chunk in ids.chunks(100) {
             let (checked, lagging, changed) = retrying(|| async move {
                 let mut tx = self.pool.begin().await?;
-                let checks: Vec<CheckRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM checks WHERE id = ANY($1) AND retired_at IS NULL
-                     ORDER BY id FOR UPDATE",
-                    CheckRow::COLUMNS
-                ))
-                .bind(chunk)
-                .fetch_all(&mut *tx)
+                let checks = select_checks(
+                    &mut *tx,
+                    "WHERE id = ANY($1) AND retired_at IS NULL ORDER BY id FOR UPDATE",
+                    chunk,
+                )
                 .await?;
                 // A check never decided starts from its first result (which
                 // may predate the row, as with a placeholder).
@@ -190,13 +192,13 @@ impl PgStore {
                         lagging += 1;
                         continue;
                     }
-                    let first = firsts.get(&check.id).copied().flatten();
+                    let first = firsts.get(&check.id).copied().flatten().map(ms);
                     let from = check.decided_through.unwrap_or_else(|| {
                         first.map_or(check.created_at, |f| f.min(check.created_at))
                     });
-                    due.push((check.clone(), ms(from).min(now)));
+                    due.push((check.clone(), from.min(now)));
                 }
-                let changed = recompute(&mut tx, &due, Some(now)).await?;
+                let changed = recompute(&mut PgOps(&mut tx), &due, Some(now)).await?;
                 tx.commit().await?;
                 Ok((checks.len(), lagging, changed))
             })

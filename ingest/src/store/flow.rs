@@ -1,0 +1,315 @@
+//! One message's transaction and the status recompute, written once for both
+//! databases over [`Ops`].
+//!
+//! States are computed before the insert, from the pairs' buffers: a result
+//! the buffer calls new cannot be in the table (the buffer holds the newest R
+//! of its pair, and the check row lock, or SQLite's single writer, serializes
+//! writers). The insert's answer is checked against that; should they ever
+//! disagree, the slow path admits only what was really inserted.
+
+use super::ops::{At, NewRow, Ops};
+use super::{CheckRow, StoreError, Stored};
+use crate::incident::{self, Action};
+use crate::rollup::{self, Rollups};
+use crate::state::{Admission, Entry, Millis, Pair, PairState, Verdict};
+use crate::status::Status;
+use crate::timeline::{self, Loaded};
+use config::wire::{AgentInfo, Outcome, ProbeResult, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The interval a result claims, in ms, as stored.
+pub(crate) fn interval_ms(r: &ProbeResult) -> i64 {
+    ((r.interval_us / 1000) as i64).clamp(1, i64::from(i32::MAX))
+}
+
+/// Stores one screened batch; the caller commits.
+pub(crate) async fn write_message<O: Ops>(
+    ops: &mut O,
+    agent: &AgentInfo,
+    sent_at: Timestamp,
+    results: &[ProbeResult],
+    now: Millis,
+) -> Result<Stored, StoreError> {
+    let agent_id = ops.upsert_agent(agent, sent_at.unix_ms().min(now)).await?;
+    if results.is_empty() {
+        return Ok(Stored::default()); // a heartbeat
+    }
+    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in results {
+        let w = wanted.entry(r.check.as_str()).or_default();
+        *w = (*w).max(interval_ms(r));
+    }
+    let wanted: Vec<(&str, i64)> = wanted.into_iter().collect();
+    let checks = ops.lock_checks(&wanted).await?;
+    let by_slug: BTreeMap<&str, &CheckRow> = checks.iter().map(|c| (c.slug.as_str(), c)).collect();
+    let ids: Vec<i32> = checks.iter().map(|c| c.id).collect();
+    let stored_pairs = ops.load_pairs(agent_id, &ids).await?;
+
+    let mut pairs = stored_pairs.clone();
+    let mut admitted = admit(&mut pairs, &by_slug, results, |_| true);
+    let rows: Vec<NewRow> = results
+        .iter()
+        .filter_map(|r| {
+            let check = by_slug.get(r.check.as_str())?.id;
+            let state = admitted
+                .states
+                .get(&(check, r.scheduled_at.unix_ms()))
+                .map(|s| s.code());
+            Some(NewRow {
+                check,
+                result: r,
+                state,
+            })
+        })
+        .collect();
+    let inserted = ops.insert_results(agent_id, &rows).await?;
+    if admitted.placed.iter().any(|k| !inserted.contains(k)) {
+        // The buffers and the table disagree: admit only what was inserted,
+        // and write those rows' states afterwards.
+        tracing::warn!(event = "pair_buffer_mismatch", agent = %agent.id);
+        pairs = stored_pairs;
+        admitted = admit(&mut pairs, &by_slug, results, |k| inserted.contains(&k));
+        let fresh: Vec<(At, PairState)> = admitted
+            .states
+            .iter()
+            .filter(|(k, _)| inserted.contains(k))
+            .map(|(k, s)| (*k, *s))
+            .collect();
+        admitted.late.extend(fresh);
+    }
+    ops.write_states(agent_id, &admitted.late).await?;
+    ops.save_pairs(agent_id, &pairs).await?;
+
+    let mut add = Rollups::new();
+    let mut widest: BTreeMap<i32, i64> = BTreeMap::new();
+    for row in &rows {
+        let r = row.result;
+        if !inserted.contains(&(row.check, r.scheduled_at.unix_ms())) {
+            continue;
+        }
+        let p = &r.phases;
+        let durations = [
+            Some(r.duration_us),
+            p.dns_us,
+            p.connect_us,
+            p.tls_us,
+            p.ttfb_us,
+            p.transfer_us,
+        ];
+        rollup::add(
+            &mut add,
+            row.check,
+            r.scheduled_at.unix_ms(),
+            r.outcome == Outcome::Up,
+            durations,
+        );
+        let w = widest.entry(row.check).or_default();
+        *w = (*w).max(interval_ms(r));
+    }
+    let keys: Vec<_> = add.keys().copied().collect();
+    for (key, old) in ops.load_rollups(&keys).await? {
+        if let Some(r) = add.get_mut(&key) {
+            r.merge(&old);
+        }
+    }
+    ops.save_rollups(&add).await?;
+
+    let mut due = Vec::new();
+    for check in &checks {
+        let mut check = check.clone();
+        if let Some(&w) = widest.get(&check.id)
+            && w > check.interval_ms
+        {
+            check.interval_ms = w;
+            ops.widen_interval(check.id, w).await?;
+        }
+        if let Some(&from) = admitted.from.get(&check.id) {
+            due.push((check, from));
+        }
+    }
+    let changed = recompute(ops, &due, None).await?;
+    Ok(Stored {
+        inserted: inserted.len() as u64,
+        duplicate: (results.len() - inserted.len()) as u64,
+        too_old: admitted.too_old,
+        changed,
+    })
+}
+
+/// What admitting a batch into its pairs decided.
+#[derive(Debug, Default)]
+struct Admitted {
+    /// `(check, at)` of each result placed in its buffer.
+    placed: BTreeSet<At>,
+    /// The state after each result whose state was (re)computed.
+    states: BTreeMap<At, PairState>,
+    /// Of those, the ones of rows already in the table (late results moved them).
+    late: BTreeMap<At, PairState>,
+    /// Per check, the earliest instant whose status may have moved.
+    from: BTreeMap<i32, Millis>,
+    too_old: u64,
+}
+
+fn admit(
+    pairs: &mut BTreeMap<i32, Pair>,
+    by_slug: &BTreeMap<&str, &CheckRow>,
+    results: &[ProbeResult],
+    keep: impl Fn(At) -> bool,
+) -> Admitted {
+    let mut out = Admitted::default();
+    let batch: BTreeSet<At> = results
+        .iter()
+        .filter_map(|r| Some((by_slug.get(r.check.as_str())?.id, r.scheduled_at.unix_ms())))
+        .collect();
+    for r in results {
+        let Some(check) = by_slug.get(r.check.as_str()) else {
+            continue;
+        };
+        let key = (check.id, r.scheduled_at.unix_ms());
+        if !keep(key) {
+            continue;
+        }
+        let t = check.thresholds();
+        let pair = pairs.entry(check.id).or_default();
+        match pair.admit(
+            Entry {
+                at: key.1,
+                verdict: Verdict::from(&r.outcome),
+            },
+            t,
+        ) {
+            Admission::Placed { from } => {
+                out.placed.insert(key);
+                for (at, s) in pair.states(t).into_iter().filter(|(at, _)| *at >= from) {
+                    out.states.insert((check.id, at), s);
+                    if !batch.contains(&(check.id, at)) {
+                        out.late.insert((check.id, at), s);
+                    }
+                }
+                let f = out.from.entry(check.id).or_insert(from);
+                *f = (*f).min(from);
+            }
+            Admission::TooOld => out.too_old += 1,
+            Admission::Duplicate => {}
+        }
+    }
+    out
+}
+
+/// Recomputes each check's status changes from its `from` (or its
+/// `decided_through`, if earlier) through its newest sample, or through
+/// `through` when a tick decides silence up to now. Rewrites the changes
+/// that moved and applies the incident actions. Returns the checks whose
+/// status changes or incidents changed.
+pub(crate) async fn recompute<O: Ops>(
+    ops: &mut O,
+    due: &[(CheckRow, Millis)],
+    through: Option<Millis>,
+) -> Result<Vec<String>, StoreError> {
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Start no later than what was decided before, so instants between the
+    // old horizon and the new results (a window's end, a silence) are decided.
+    let spans: Vec<(&CheckRow, Millis, Millis)> = due
+        .iter()
+        .map(|(check, from)| {
+            let from = check.decided_through.map_or(*from, |d| (*from).min(d));
+            (check, from, from - timeline::lookback(check.interval_ms))
+        })
+        .collect();
+    let lows: Vec<At> = spans.iter().map(|(c, _, low)| (c.id, *low)).collect();
+    let froms: Vec<At> = spans.iter().map(|(c, from, _)| (c.id, *from)).collect();
+    let ids: Vec<i32> = spans.iter().map(|(c, _, _)| c.id).collect();
+    let slugs: Vec<&str> = spans.iter().map(|(c, _, _)| c.slug.as_str()).collect();
+    let mut samples = ops.load_samples(&lows).await?;
+    let before = ops.load_before(&froms).await?;
+    let mut olds = ops.load_old(&froms).await?;
+    let low = lows.iter().map(|l| l.1).min().unwrap_or(0);
+    let windows = ops.load_windows(&slugs, low).await?;
+    let latest = ops.load_latest(&ids).await?;
+
+    let mut plans = Vec::new();
+    for &(check, from, _) in &spans {
+        let samples = samples.remove(&check.id).unwrap_or_default();
+        let newest = samples.iter().map(|x| x.at).max().unwrap_or(from);
+        let decided = check.decided_through.unwrap_or(from);
+        let until = through.unwrap_or(newest).max(newest).max(decided).max(from);
+        let mine: Vec<(Millis, Millis)> = windows
+            .iter()
+            .filter(|(checks, _, _)| checks.contains(&check.slug))
+            .map(|(_, a, b)| (*a, *b))
+            .collect();
+        let old = olds.remove(&check.id).unwrap_or_default();
+        let plan = timeline::plan(
+            Loaded {
+                samples: &samples,
+                before: before.get(&check.id).copied(),
+                old: &old,
+                windows: &mine,
+                latest: latest.get(&check.id).cloned(),
+            },
+            from,
+            until,
+            &check.rules(),
+        );
+        plans.push((check, from, until, plan));
+    }
+
+    let decided: Vec<At> = plans
+        .iter()
+        .map(|(c, _, until, _)| (c.id, *until))
+        .collect();
+    ops.set_decided(&decided).await?;
+    let rewrites: Vec<(i32, Millis, &[crate::status::Change])> = plans
+        .iter()
+        .filter(|p| p.3.rewrite)
+        .map(|(c, from, _, p)| (c.id, *from, p.changes.as_slice()))
+        .collect();
+    if !rewrites.is_empty() {
+        ops.write_changes(&rewrites).await?;
+    }
+    let mut changed = Vec::new();
+    let mut statuses = Vec::new();
+    for (check, _, _, plan) in &plans {
+        // An incident opened by this plan has id 0 in later actions of the
+        // same plan until the database gives it its id.
+        let mut opened = 0;
+        for (action, _) in &plan.actions {
+            opened = ops.apply_action(check, &with_id(action, opened)).await?;
+            tracing::info!(event = "incident", check = %check.slug, incident = opened, action = ?action);
+        }
+        if plan.rewrite || !plan.actions.is_empty() {
+            changed.push(check.slug.clone());
+            statuses.push((check.id, plan.current.unwrap_or(Status::Unknown)));
+        }
+    }
+    if !statuses.is_empty() {
+        ops.set_statuses(&statuses, &changed).await?;
+    }
+    Ok(changed)
+}
+
+fn with_id(action: &Action, opened: i64) -> Action {
+    let mut a = action.clone();
+    if let Action::Reopen { id, .. } | Action::Resolve { id, .. } | Action::Monitor { id, .. } =
+        &mut a
+        && *id == 0
+    {
+        *id = opened;
+    }
+    a
+}
+
+/// Resolves the check's open automatic incident because it was retired.
+pub(crate) async fn retire<O: Ops>(
+    ops: &mut O,
+    check: &CheckRow,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let latest = ops.load_latest(&[check.id]).await?;
+    if let Some(action) = incident::on_retired(latest.get(&check.id), now) {
+        ops.apply_action(check, &action).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The statements of one transaction, as each database runs them. The flow
+//! that strings them together (`flow.rs`) is written once; PostgreSQL
+//! answers each with one set-based statement, SQLite with a loop of small
+//! ones (it is in-process, so a statement costs microseconds).
+
+use super::{CheckRow, StoreError};
+use crate::incident::{Action, Latest};
+use crate::rollup::{Level, Rollup, Rollups};
+use crate::state::{Millis, Pair, PairState};
+use crate::status::{Change, Sample, Status};
+use config::wire::{AgentInfo, ProbeResult};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+/// A result row to insert: its check, the result, and its pair state
+/// (`None` when it moves no state).
+#[derive(Debug)]
+pub(crate) struct NewRow<'a> {
+    pub check: i32,
+    pub result: &'a ProbeResult,
+    pub state: Option<i16>,
+}
+
+/// `(level, check, bucket start)` of a rollup row.
+pub(crate) type RollupKey = (Level, i32, Millis);
+
+/// `(check, instant)`: where a check's span starts or its lookback ends.
+pub(crate) type At = (i32, Millis);
+
+/// One database's side of a transaction.
+pub(crate) trait Ops: Send {
+    /// The agent's row (last seen raised to `seen`); its id.
+    fn upsert_agent(
+        &mut self,
+        agent: &AgentInfo,
+        seen: Millis,
+    ) -> impl Future<Output = Result<i32, StoreError>> + Send;
+
+    /// Placeholder rows for checks not known yet (`(slug, interval ms)`), then
+    /// every named check locked, in id order.
+    fn lock_checks(
+        &mut self,
+        wanted: &[(&str, i64)],
+    ) -> impl Future<Output = Result<Vec<CheckRow>, StoreError>> + Send;
+
+    /// The pairs of `agent` with these checks.
+    fn load_pairs(
+        &mut self,
+        agent: i32,
+        checks: &[i32],
+    ) -> impl Future<Output = Result<BTreeMap<i32, Pair>, StoreError>> + Send;
+
+    /// Inserts the rows that are not there yet; returns `(check, scheduled_at)`
+    /// of those inserted.
+    fn insert_results(
+        &mut self,
+        agent: i32,
+        rows: &[NewRow<'_>],
+    ) -> impl Future<Output = Result<BTreeSet<At>, StoreError>> + Send;
+
+    /// New states of stored rows of `agent`.
+    fn write_states(
+        &mut self,
+        agent: i32,
+        states: &BTreeMap<At, PairState>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes the pairs of `agent` back.
+    fn save_pairs(
+        &mut self,
+        agent: i32,
+        pairs: &BTreeMap<i32, Pair>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Raises a check's interval (a result said it is longer).
+    fn widen_interval(
+        &mut self,
+        check: i32,
+        interval_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The stored rollups of these buckets.
+    fn load_rollups(
+        &mut self,
+        keys: &[(Level, i32, Millis)],
+    ) -> impl Future<Output = Result<Vec<(RollupKey, Rollup)>, StoreError>> + Send;
+
+    /// Writes these rollups (already merged with the stored ones).
+    fn save_rollups(
+        &mut self,
+        rollups: &Rollups,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Each check's admitted samples at or after its `low`.
+    fn load_samples(
+        &mut self,
+        lows: &[At],
+    ) -> impl Future<Output = Result<BTreeMap<i32, Vec<Sample>>, StoreError>> + Send;
+
+    /// Each check's status just before its `from`.
+    fn load_before(
+        &mut self,
+        froms: &[At],
+    ) -> impl Future<Output = Result<BTreeMap<i32, Status>, StoreError>> + Send;
+
+    /// Each check's stored status changes at or after its `from`, in order.
+    fn load_old(
+        &mut self,
+        froms: &[At],
+    ) -> impl Future<Output = Result<BTreeMap<i32, Vec<Change>>, StoreError>> + Send;
+
+    /// Maintenance windows naming any of `slugs` and ending at or after `low`:
+    /// `(checks, start, end)`.
+    fn load_windows(
+        &mut self,
+        slugs: &[&str],
+        low: Millis,
+    ) -> impl Future<Output = Result<Vec<(Vec<String>, Millis, Millis)>, StoreError>> + Send;
+
+    /// Each check's newest automatic incident.
+    fn load_latest(
+        &mut self,
+        checks: &[i32],
+    ) -> impl Future<Output = Result<BTreeMap<i32, Latest>, StoreError>> + Send;
+
+    /// Records up to where each check's status is decided.
+    fn set_decided(
+        &mut self,
+        decided: &[At],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces each check's changes at or after its `from` with these.
+    fn write_changes(
+        &mut self,
+        rewrites: &[(i32, Millis, &[Change])],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies one incident action; returns the incident's id.
+    fn apply_action(
+        &mut self,
+        check: &CheckRow,
+        action: &Action,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Sets the current status of checks that changed, and announces them.
+    fn set_statuses(
+        &mut self,
+        statuses: &[(i32, Status)],
+        slugs: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

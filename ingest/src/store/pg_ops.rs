@@ -1,0 +1,645 @@
+//! [`Ops`] on PostgreSQL: one set-based statement per step (`UNNEST`,
+//! `LATERAL`), whatever the number of checks, and `SELECT ... FOR UPDATE` on
+//! check rows in id order.
+
+use super::ops::{At, NewRow, Ops, RollupKey};
+use super::{CheckRow, StoreError, ms, reason_code, reason_text, ts};
+use crate::incident::{self, Action, Latest, State};
+use crate::rollup::{Level, Rollup, Rollups};
+use crate::state::{Millis, Pair, PairState};
+use crate::status::{Change, Detail, Sample, Status};
+use chrono::{DateTime, Utc};
+use config::defaults::BUILT_IN;
+use config::wire::{AgentInfo, Outcome, Reason};
+use sqlx::types::Json;
+use sqlx::{Postgres, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A PostgreSQL transaction seen as [`Ops`].
+pub(crate) struct PgOps<'a, 'c>(pub &'a mut Transaction<'c, Postgres>);
+
+/// The columns of [`CheckRow`], as selected.
+pub(crate) const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
+    success_threshold, quorum, reopen_window_ms, decided_through, created_at";
+
+type CheckTuple = (
+    i32,
+    String,
+    String,
+    i64,
+    i32,
+    i32,
+    Option<i32>,
+    i64,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
+/// A selected check row.
+pub(crate) fn check_row(t: CheckTuple) -> CheckRow {
+    CheckRow {
+        id: t.0,
+        slug: t.1,
+        name: t.2,
+        interval_ms: t.3,
+        failure_threshold: t.4,
+        success_threshold: t.5,
+        quorum: t.6,
+        reopen_window_ms: t.7,
+        decided_through: t.8.map(ms),
+        created_at: ms(t.9),
+    }
+}
+
+/// Selects check rows with `CHECK_COLUMNS` from a query ending in a filter.
+pub(crate) async fn select_checks<'e, E: sqlx::PgExecutor<'e>>(
+    ex: E,
+    tail: &str,
+    ids: &[i32],
+) -> Result<Vec<CheckRow>, StoreError> {
+    let rows: Vec<CheckTuple> =
+        sqlx::query_as(&format!("SELECT {CHECK_COLUMNS} FROM checks {tail}"))
+            .bind(ids)
+            .fetch_all(ex)
+            .await?;
+    Ok(rows.into_iter().map(check_row).collect())
+}
+
+type SampleRow = (i32, i32, DateTime<Utc>, i16, i32, i16, i16);
+type ChangeRow = (i32, DateTime<Utc>, String, i32, i32, i32, Vec<String>);
+type IncidentRow = (
+    i32,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    bool,
+    bool,
+);
+type RollupRow = (i16, i32, DateTime<Utc>, i32, i32, Vec<u8>);
+
+fn us(v: u64) -> i32 {
+    v.min(i32::MAX as u64) as i32
+}
+
+/// The stored form of a result's outcome.
+pub(crate) fn outcome_code(o: &Outcome) -> i16 {
+    match o {
+        Outcome::Up => 0,
+        Outcome::Degraded => 1,
+        Outcome::Down => 2,
+        Outcome::Other(_) => 3,
+    }
+}
+
+/// Facts and assertions, kept only for results that are not ok.
+pub(crate) fn detail(r: &config::wire::ProbeResult) -> Option<serde_json::Value> {
+    (r.reason != Reason::Ok || r.outcome != Outcome::Up).then(|| {
+        serde_json::json!({
+            "outcome": r.outcome.as_str(),
+            "reason": r.reason.as_str(),
+            "message": r.message,
+            "facts": r.facts,
+            "assertions": r.assertions,
+        })
+    })
+}
+
+/// A stored status.
+pub(crate) fn parse_status(s: &str) -> Result<Status, StoreError> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+/// A stored incident state.
+pub(crate) fn parse_state(s: &str) -> Result<State, StoreError> {
+    State::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown incident state {s:?}")))
+}
+
+/// A stored rollup level.
+pub(crate) fn parse_level(code: i16) -> Result<Level, StoreError> {
+    Level::ALL
+        .into_iter()
+        .find(|l| l.code() == code)
+        .ok_or_else(|| StoreError::Corrupt(format!("rollup level {code}")))
+}
+
+impl Ops for PgOps<'_, '_> {
+    async fn upsert_agent(&mut self, agent: &AgentInfo, seen: Millis) -> Result<i32, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO agents (name, zone, region, first_seen, last_seen) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
+                 last_seen = GREATEST(agents.last_seen, excluded.last_seen)
+             RETURNING id",
+        )
+        .bind(&agent.id)
+        .bind(&agent.zone)
+        .bind(&agent.region)
+        .bind(ts(seen))
+        .fetch_one(&mut **self.0)
+        .await?)
+    }
+
+    async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
+        let (slugs, intervals): (Vec<&str>, Vec<i64>) = wanted.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO checks (slug, name, placeholder, interval_ms, failure_threshold,
+                                 success_threshold, reopen_window_ms)
+             SELECT s, s, true, i, $3, $4, $5 FROM UNNEST($1::text[], $2::int8[]) AS u(s, i)
+             WHERE NOT EXISTS (SELECT 1 FROM checks c WHERE c.slug = u.s)
+             ORDER BY s
+             ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(&slugs)
+        .bind(&intervals)
+        .bind(BUILT_IN.failure_threshold as i32)
+        .bind(BUILT_IN.success_threshold as i32)
+        .bind(BUILT_IN.reopen_window.as_millis() as i64)
+        .execute(&mut **self.0)
+        .await?;
+        let rows: Vec<CheckTuple> = sqlx::query_as(&format!(
+            "SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ANY($1) ORDER BY id FOR UPDATE"
+        ))
+        .bind(&slugs)
+        .fetch_all(&mut **self.0)
+        .await?;
+        Ok(rows.into_iter().map(check_row).collect())
+    }
+
+    async fn load_pairs(
+        &mut self,
+        agent: i32,
+        checks: &[i32],
+    ) -> Result<BTreeMap<i32, Pair>, StoreError> {
+        let rows: Vec<(i32, Json<Pair>)> = sqlx::query_as(
+            "SELECT check_id, pair FROM pairs WHERE agent_id = $1 AND check_id = ANY($2)",
+        )
+        .bind(agent)
+        .bind(checks)
+        .fetch_all(&mut **self.0)
+        .await?;
+        Ok(rows.into_iter().map(|(c, p)| (c, p.0)).collect())
+    }
+
+    async fn insert_results(
+        &mut self,
+        agent: i32,
+        rows: &[NewRow<'_>],
+    ) -> Result<BTreeSet<At>, StoreError> {
+        let mut c = Columns::default();
+        for row in rows {
+            c.push(row);
+        }
+        let inserted: Vec<(i32, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO results (scheduled_at, check_id, agent_id, start_delay_ms, interval_ms,
+                                  duration_us, dns_us, connect_us, tls_us, ttfb_us, transfer_us,
+                                  assigned, outcome, reason, state, detail)
+             SELECT s, c, $1, sd, i, d, p1, p2, p3, p4, p5, a, o, r, st, dt
+             FROM UNNEST($2::timestamptz[], $3::int4[], $4::int4[], $5::int4[], $6::int4[],
+                         $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[], $12::int2[],
+                         $13::int2[], $14::int2[], $15::int2[], $16::jsonb[])
+                  AS u(s, c, sd, i, d, p1, p2, p3, p4, p5, a, o, r, st, dt)
+             ON CONFLICT DO NOTHING
+             RETURNING check_id, scheduled_at",
+        )
+        .bind(agent)
+        .bind(&c.scheduled)
+        .bind(&c.check)
+        .bind(&c.start_delay)
+        .bind(&c.interval)
+        .bind(&c.duration)
+        .bind(&c.phases[0])
+        .bind(&c.phases[1])
+        .bind(&c.phases[2])
+        .bind(&c.phases[3])
+        .bind(&c.phases[4])
+        .bind(&c.assigned)
+        .bind(&c.outcome)
+        .bind(&c.reason)
+        .bind(&c.state)
+        .bind(&c.detail)
+        .fetch_all(&mut **self.0)
+        .await?;
+        Ok(inserted.into_iter().map(|(c, at)| (c, ms(at))).collect())
+    }
+
+    async fn write_states(
+        &mut self,
+        agent: i32,
+        states: &BTreeMap<At, PairState>,
+    ) -> Result<(), StoreError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let checks: Vec<i32> = states.keys().map(|k| k.0).collect();
+        let ats: Vec<_> = states.keys().map(|k| ts(k.1)).collect();
+        let codes: Vec<i16> = states.values().map(|s| s.code()).collect();
+        sqlx::query(
+            "UPDATE results SET state = u.state
+             FROM UNNEST($2::int4[], $3::timestamptz[], $4::int2[]) AS u(check_id, at, state)
+             WHERE results.check_id = u.check_id AND results.scheduled_at = u.at
+               AND results.agent_id = $1",
+        )
+        .bind(agent)
+        .bind(&checks)
+        .bind(&ats)
+        .bind(&codes)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn save_pairs(
+        &mut self,
+        agent: i32,
+        pairs: &BTreeMap<i32, Pair>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i32> = pairs.keys().copied().collect();
+        let json: Vec<Json<&Pair>> = pairs.values().map(Json).collect();
+        sqlx::query(
+            "INSERT INTO pairs (check_id, agent_id, pair)
+             SELECT c, $1, p FROM UNNEST($2::int4[], $3::jsonb[]) AS u(c, p)
+             ON CONFLICT (check_id, agent_id) DO UPDATE SET pair = excluded.pair",
+        )
+        .bind(agent)
+        .bind(&ids)
+        .bind(&json)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checks SET interval_ms = $2 WHERE id = $1")
+            .bind(check)
+            .bind(interval_ms)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_rollups(
+        &mut self,
+        keys: &[(Level, i32, Millis)],
+    ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
+        let levels: Vec<i16> = keys.iter().map(|k| k.0.code()).collect();
+        let checks: Vec<i32> = keys.iter().map(|k| k.1).collect();
+        let buckets: Vec<_> = keys.iter().map(|k| ts(k.2)).collect();
+        let rows: Vec<RollupRow> = sqlx::query_as(
+            "SELECT r.level, r.check_id, r.bucket, r.count, r.up, r.measures
+             FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[]) AS q(l, c, b)
+             JOIN rollups r ON r.level = q.l AND r.check_id = q.c AND r.bucket = q.b",
+        )
+        .bind(&levels)
+        .bind(&checks)
+        .bind(&buckets)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.into_iter()
+            .map(|(level, check, bucket, count, up, bytes)| {
+                let r = Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))?;
+                Ok(((parse_level(level)?, check, ms(bucket)), r))
+            })
+            .collect()
+    }
+
+    async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
+        if rollups.is_empty() {
+            return Ok(());
+        }
+        let levels: Vec<i16> = rollups.keys().map(|k| k.0.code()).collect();
+        let checks: Vec<i32> = rollups.keys().map(|k| k.1).collect();
+        let buckets: Vec<_> = rollups.keys().map(|k| ts(k.2)).collect();
+        let counts: Vec<i32> = rollups.values().map(|r| r.count as i32).collect();
+        let ups: Vec<i32> = rollups.values().map(|r| r.up as i32).collect();
+        let measures: Vec<Vec<u8>> = rollups.values().map(Rollup::encode).collect();
+        sqlx::query(
+            "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
+             SELECT * FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
+                                  $6::bytea[])
+             ON CONFLICT (level, check_id, bucket) DO UPDATE
+                 SET count = excluded.count, up = excluded.up, measures = excluded.measures",
+        )
+        .bind(&levels)
+        .bind(&checks)
+        .bind(&buckets)
+        .bind(&counts)
+        .bind(&ups)
+        .bind(&measures)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_samples(
+        &mut self,
+        lows: &[At],
+    ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
+        let (ids, lows): (Vec<i32>, Vec<DateTime<Utc>>) =
+            lows.iter().map(|(c, l)| (*c, ts(*l))).unzip();
+        let rows: Vec<SampleRow> = sqlx::query_as(
+            "SELECT r.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
+             FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, low)
+             JOIN results r ON r.check_id = q.check_id AND r.scheduled_at >= q.low
+             WHERE r.state IS NOT NULL",
+        )
+        .bind(&ids)
+        .bind(&lows)
+        .fetch_all(&mut **self.0)
+        .await?;
+        let mut out: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
+        for (check, agent, at, state, interval, assigned, reason) in rows {
+            out.entry(check).or_default().push(Sample {
+                pair: i64::from(agent),
+                at: ms(at),
+                state: PairState::from_code(state).unwrap_or(PairState::Passing),
+                interval_ms: i64::from(interval),
+                assigned: assigned.max(0) as u32,
+                reason: reason_text(reason).to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
+        let (ids, froms): (Vec<i32>, Vec<DateTime<Utc>>) =
+            froms.iter().map(|(c, f)| (*c, ts(*f))).unzip();
+        let rows: Vec<(i32, String)> = sqlx::query_as(
+            "SELECT q.check_id, s.status FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, f)
+             CROSS JOIN LATERAL (SELECT status FROM status_changes
+                                 WHERE check_id = q.check_id AND at < q.f ORDER BY at DESC LIMIT 1) s",
+        )
+        .bind(&ids)
+        .bind(&froms)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.into_iter()
+            .map(|(c, s)| Ok((c, parse_status(&s)?)))
+            .collect()
+    }
+
+    async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
+        let (ids, froms): (Vec<i32>, Vec<DateTime<Utc>>) =
+            froms.iter().map(|(c, f)| (*c, ts(*f))).unzip();
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT s.check_id, s.at, s.status, s.assigned, s.reporting, s.failing, s.reasons
+             FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, f)
+             JOIN status_changes s ON s.check_id = q.check_id AND s.at >= q.f ORDER BY s.check_id, s.at",
+        )
+        .bind(&ids)
+        .bind(&froms)
+        .fetch_all(&mut **self.0)
+        .await?;
+        let mut out: BTreeMap<i32, Vec<Change>> = BTreeMap::new();
+        for (check, at, status, assigned, reporting, failing, reasons) in rows {
+            out.entry(check).or_default().push(Change {
+                at: ms(at),
+                status: parse_status(&status)?,
+                detail: Detail {
+                    assigned: assigned.max(0) as u32,
+                    reporting: reporting.max(0) as u32,
+                    failing: failing.max(0) as u32,
+                    reasons,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn load_windows(
+        &mut self,
+        slugs: &[&str],
+        low: Millis,
+    ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
+        let rows: Vec<(Vec<String>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT checks, starts_at, ends_at FROM maintenance_windows
+             WHERE checks && $1::text[] AND ends_at >= $2",
+        )
+        .bind(slugs)
+        .bind(ts(low))
+        .fetch_all(&mut **self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(c, a, b)| (c, ms(a), ms(b)))
+            .collect())
+    }
+
+    async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
+        let rows: Vec<IncidentRow> = sqlx::query_as(
+            "SELECT q.c, i.id, i.state, i.started_at, i.resolved_at, i.resolved_automatically,
+                    i.operator_updated
+             FROM UNNEST($1::int4[]) AS q(c)
+             CROSS JOIN LATERAL (SELECT * FROM incidents WHERE auto AND check_id = q.c
+                                 ORDER BY id DESC LIMIT 1) i",
+        )
+        .bind(checks)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.into_iter()
+            .map(
+                |(check, id, state, started, resolved, auto_resolved, operator)| {
+                    Ok((
+                        check,
+                        Latest {
+                            id,
+                            state: parse_state(&state)?,
+                            started_at: ms(started),
+                            resolved_at: resolved.map(ms),
+                            resolved_automatically: auto_resolved,
+                            operator_updated: operator,
+                        },
+                    ))
+                },
+            )
+            .collect()
+    }
+
+    async fn set_decided(&mut self, decided: &[At]) -> Result<(), StoreError> {
+        let (ids, ds): (Vec<i32>, Vec<DateTime<Utc>>) =
+            decided.iter().map(|(c, d)| (*c, ts(*d))).unzip();
+        sqlx::query(
+            "UPDATE checks SET decided_through = u.d FROM UNNEST($1::int4[], $2::timestamptz[]) AS u(id, d)
+             WHERE checks.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&ds)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_changes(
+        &mut self,
+        rewrites: &[(i32, Millis, &[Change])],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i32> = rewrites.iter().map(|r| r.0).collect();
+        let froms: Vec<_> = rewrites.iter().map(|r| ts(r.1)).collect();
+        sqlx::query(
+            "DELETE FROM status_changes s USING UNNEST($1::int4[], $2::timestamptz[]) AS q(c, f)
+             WHERE s.check_id = q.c AND s.at >= q.f",
+        )
+        .bind(&ids)
+        .bind(&froms)
+        .execute(&mut **self.0)
+        .await?;
+        let all: Vec<(i32, &Change)> = rewrites
+            .iter()
+            .flat_map(|(c, _, cs)| cs.iter().map(move |x| (*c, x)))
+            .collect();
+        let check: Vec<i32> = all.iter().map(|c| c.0).collect();
+        let at: Vec<_> = all.iter().map(|c| ts(c.1.at)).collect();
+        let status: Vec<_> = all.iter().map(|c| c.1.status.as_str()).collect();
+        let assigned: Vec<i32> = all.iter().map(|c| c.1.detail.assigned as i32).collect();
+        let reporting: Vec<i32> = all.iter().map(|c| c.1.detail.reporting as i32).collect();
+        let failing: Vec<i32> = all.iter().map(|c| c.1.detail.failing as i32).collect();
+        // One text per change (reason codes never hold commas): PostgreSQL has no ragged arrays.
+        let reasons: Vec<String> = all.iter().map(|c| c.1.detail.reasons.join(",")).collect();
+        sqlx::query(
+            "INSERT INTO status_changes (check_id, at, status, assigned, reporting, failing, reasons)
+             SELECT c, a, s, n, r, f, CASE WHEN rs = '' THEN '{}'::text[] ELSE string_to_array(rs, ',') END
+             FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[], $4::int4[], $5::int4[], $6::int4[],
+                         $7::text[]) AS u(c, a, s, n, r, f, rs)",
+        )
+        .bind(&check)
+        .bind(&at)
+        .bind(&status)
+        .bind(&assigned)
+        .bind(&reporting)
+        .bind(&failing)
+        .bind(&reasons)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
+        let (id, at, state, message) = match action {
+            Action::Open { at, message } => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO incidents (title, impact, state, auto, check_id, started_at)
+                     VALUES ($1, 'major', 'investigating', true, $2, $3) RETURNING id",
+                )
+                .bind(incident::title(&check.name))
+                .bind(check.id)
+                .bind(ts(*at))
+                .fetch_one(&mut **self.0)
+                .await?;
+                sqlx::query("INSERT INTO incident_checks (incident_id, check_id) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(check.id)
+                    .execute(&mut **self.0)
+                    .await?;
+                (id, *at, State::Investigating, message)
+            }
+            Action::Reopen { id, at, message } => {
+                sqlx::query(
+                    "UPDATE incidents SET state = 'investigating', resolved_at = NULL,
+                         resolved_automatically = false, updated_at = now() WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut **self.0)
+                .await?;
+                (*id, *at, State::Investigating, message)
+            }
+            Action::Resolve { id, at, message } => {
+                sqlx::query(
+                    "UPDATE incidents SET state = 'resolved', resolved_at = $2,
+                         resolved_automatically = true, updated_at = now() WHERE id = $1",
+                )
+                .bind(id)
+                .bind(ts(*at))
+                .execute(&mut **self.0)
+                .await?;
+                (*id, *at, State::Resolved, message)
+            }
+            Action::Monitor { id, at, message } => {
+                sqlx::query(
+                    "UPDATE incidents SET state = 'monitoring', updated_at = now() WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut **self.0)
+                .await?;
+                (*id, *at, State::Monitoring, message)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO incident_updates (incident_id, at, state, message, author)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(ts(at))
+        .bind(state.as_str())
+        .bind(message)
+        .bind(super::AUTHOR)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(id)
+    }
+
+    async fn set_statuses(
+        &mut self,
+        statuses: &[(i32, Status)],
+        slugs: &[String],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i32> = statuses.iter().map(|s| s.0).collect();
+        let texts: Vec<&str> = statuses.iter().map(|s| s.1.as_str()).collect();
+        sqlx::query(
+            "UPDATE checks SET status = u.s,
+                 status_since = (SELECT max(at) FROM status_changes WHERE check_id = u.id)
+             FROM UNNEST($1::int4[], $2::text[]) AS u(id, s) WHERE checks.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&texts)
+        .execute(&mut **self.0)
+        .await?;
+        // Dashboards drop their cache at once (DESIGN §4.4).
+        sqlx::query("SELECT pg_notify('statuspage_changes', c) FROM UNNEST($1::text[]) AS c")
+            .bind(slugs)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The result rows, column by column, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    scheduled: Vec<DateTime<Utc>>,
+    check: Vec<i32>,
+    start_delay: Vec<i32>,
+    interval: Vec<i32>,
+    duration: Vec<i32>,
+    phases: [Vec<Option<i32>>; 5],
+    assigned: Vec<i16>,
+    outcome: Vec<i16>,
+    reason: Vec<i16>,
+    state: Vec<Option<i16>>,
+    detail: Vec<Option<Json<serde_json::Value>>>,
+}
+
+impl Columns {
+    fn push(&mut self, row: &NewRow<'_>) {
+        let r = row.result;
+        self.scheduled.push(r.scheduled_at.datetime());
+        self.check.push(row.check);
+        let delay = r.started_at.unix_ms() - r.scheduled_at.unix_ms();
+        self.start_delay
+            .push(delay.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+        self.interval.push(super::flow::interval_ms(r) as i32);
+        self.duration.push(us(r.duration_us));
+        let p = &r.phases;
+        for (col, v) in
+            self.phases
+                .iter_mut()
+                .zip([p.dns_us, p.connect_us, p.tls_us, p.ttfb_us, p.transfer_us])
+        {
+            col.push(v.map(us));
+        }
+        self.assigned.push(r.assigned.min(i16::MAX as u32) as i16);
+        self.outcome.push(outcome_code(&r.outcome));
+        self.reason.push(reason_code(&r.reason));
+        self.state.push(row.state);
+        self.detail.push(detail(r).map(Json));
+    }
+}
