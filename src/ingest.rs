@@ -5,7 +5,7 @@ use crate::{IngestArgs, MigrateArgs};
 use anyhow::Context;
 use ingest::consume::Clock;
 use ingest::metrics::IngestMetrics;
-use ingest::store::PgStore;
+use ingest::store::Store;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +22,8 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         }
     };
     runtime()?.block_on(async move {
-        let store = PgStore::connect_lazy(&args.database_url, args.database_max_connections)
-            .context("--database-url is not a PostgreSQL URL")?;
+        let store = Store::connect_lazy(&args.database_url, args.database_max_connections)
+            .context("--database-url is not a postgres:// or sqlite:// URL")?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -76,8 +76,8 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store = PgStore::connect_lazy(&args.database_url, 2)
-            .context("--database-url is not a PostgreSQL URL")?;
+        let store = Store::connect_lazy(&args.database_url, 2)
+            .context("--database-url is not a postgres:// or sqlite:// URL")?;
         if args.check {
             return match store.migrated().await {
                 Ok(true) => {
@@ -99,8 +99,8 @@ pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         store.migrate().await.context("applying the migrations")?;
         println!(
             "ok: {} migration{} applied",
-            ingest::store::MIGRATIONS.iter().count(),
-            crate::plural(ingest::store::MIGRATIONS.iter().count())
+            store.migrations(),
+            crate::plural(store.migrations())
         );
         Ok(ExitCode::SUCCESS)
     })

@@ -5,7 +5,7 @@
 
 use crate::consume::Clock;
 use crate::metrics::{IngestMetrics, Snapshot};
-use crate::store::{LEADER_LOCK, PgStore, StoreError};
+use crate::store::{Store, StoreError};
 use config::Catalog;
 use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
@@ -46,7 +46,7 @@ impl std::fmt::Debug for Settings {
 
 /// Competes for the lock and, while holding it, does the periodic work.
 pub async fn run(
-    store: PgStore,
+    store: Store,
     settings: Settings,
     catalog: Option<Catalog>,
     metrics: Arc<IngestMetrics>,
@@ -82,7 +82,7 @@ pub async fn run(
                 }
             }
         }
-        if !hold(&store, &mut lock).await {
+        if !store.hold_lead(&mut lock).await {
             if metrics.leader.swap(false, Ordering::Relaxed) {
                 tracing::warn!(event = "leadership_lost");
             }
@@ -114,33 +114,8 @@ pub async fn run(
     metrics.leader.store(false, Ordering::Relaxed);
 }
 
-/// Keeps (or tries to take) the lock; false when this replica is not leader.
-async fn hold(store: &PgStore, lock: &mut Option<PgConnection>) -> bool {
-    if let Some(conn) = lock.as_mut() {
-        if conn.ping().await.is_ok() {
-            return true;
-        }
-        *lock = None;
-    }
-    let Ok(conn) = store.pool().acquire().await else {
-        return false;
-    };
-    let mut conn = conn.detach();
-    let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LEADER_LOCK)
-        .fetch_one(&mut conn)
-        .await;
-    if got.unwrap_or(false) {
-        *lock = Some(conn);
-        true
-    } else {
-        let _ = conn.close().await;
-        false
-    }
-}
-
 async fn work(
-    store: &PgStore,
+    store: &Store,
     settings: &Settings,
     catalog: Option<&Catalog>,
     synced: &mut Option<tokio::time::Instant>,
@@ -188,7 +163,7 @@ async fn work(
             .agents_seen()
             .await?
             .into_iter()
-            .map(|(a, z, t)| (a, z, t.timestamp_millis() as f64 / 1000.0))
+            .map(|(a, z, t)| (a, z, t as f64 / 1000.0))
             .collect(),
         incidents_open: store.open_incidents().await?,
     };

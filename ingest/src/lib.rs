@@ -23,7 +23,7 @@ use metrics::IngestMetrics;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use store::{PgStore, StoreError};
+use store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +56,7 @@ pub struct Settings {
 /// the messages in hand and never changes incident state.
 pub async fn run(
     settings: Settings,
-    store: PgStore,
+    store: Store,
     metrics: Arc<IngestMetrics>,
     clock: Clock,
     shutdown: CancellationToken,
@@ -119,7 +119,7 @@ pub async fn run(
 
 /// Marks the database ready or not: every second while it is down, every
 /// five while it is up. Workers receive only while it is ready.
-async fn watch_database(store: PgStore, metrics: Arc<IngestMetrics>, shutdown: CancellationToken) {
+async fn watch_database(store: Store, metrics: Arc<IngestMetrics>, shutdown: CancellationToken) {
     loop {
         let ok = matches!(
             tokio::time::timeout(Duration::from_secs(3), store.ping()).await,

@@ -7,7 +7,7 @@ pub mod sqs;
 
 use crate::metrics::{IngestMetrics, MessageOutcome};
 use crate::screen::{self, Unusable};
-use crate::store::{PgStore, StoreError};
+use crate::store::{Store, StoreError};
 use config::wire::{self, ResultBatch, WireError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,7 +31,7 @@ pub enum Handled {
 /// Decodes, screens and stores messages.
 #[derive(Clone)]
 pub struct Handler {
-    store: PgStore,
+    store: Store,
     metrics: Arc<IngestMetrics>,
     clock: Clock,
     max_message_bytes: usize,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Handler {
 impl Handler {
     /// A handler over a store; results older than `raw_retention` are refused.
     pub fn new(
-        store: PgStore,
+        store: Store,
         metrics: Arc<IngestMetrics>,
         clock: Clock,
         max_message_bytes: usize,

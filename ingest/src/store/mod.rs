@@ -8,9 +8,12 @@ mod flow;
 mod ops;
 mod pg_ops;
 mod retention;
+mod sqlite;
+mod sqlite_ops;
 mod sync;
 
 pub use retention::Dropped;
+pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
 pub use sync::{CheckUp, TickReport};
 
 use crate::state::{Millis, Thresholds};
@@ -270,6 +273,159 @@ where
                 tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt) + jitter)).await;
             }
             other => return other,
+        }
+    }
+}
+
+/// The store ingest runs on: PostgreSQL (distributed) or SQLite (embedded).
+/// Both run the same flow, and the same conformance tests.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// PostgreSQL.
+    Pg(PgStore),
+    /// SQLite.
+    Sqlite(SqliteStore),
+}
+
+macro_rules! both {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Store::Pg($s) => $e,
+            Store::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// A lazily connecting store for a `postgres://` or `sqlite://` URL.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::connect_lazy(url)?))
+        } else {
+            Ok(Store::Pg(PgStore::connect_lazy(url, max_connections)?))
+        }
+    }
+
+    /// Applies the migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        both!(self, s => s.migrate().await)
+    }
+
+    /// Whether every migration is applied.
+    pub async fn migrated(&self) -> Result<bool, StoreError> {
+        both!(self, s => s.migrated().await)
+    }
+
+    /// How many migrations this version has.
+    pub fn migrations(&self) -> usize {
+        match self {
+            Store::Pg(_) => MIGRATIONS.iter().count(),
+            Store::Sqlite(_) => SQLITE_MIGRATIONS.iter().count(),
+        }
+    }
+
+    /// The readiness probe.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        both!(self, s => s.ping().await)
+    }
+
+    /// Stores a screened batch in one transaction.
+    pub async fn store_batch(
+        &self,
+        agent: &AgentInfo,
+        sent_at: Timestamp,
+        results: &[ProbeResult],
+        now: Millis,
+    ) -> Result<Stored, StoreError> {
+        both!(self, s => s.store_batch(agent, sent_at, results, now).await)
+    }
+
+    /// Makes raw-result partitions from `now - back` ahead (PostgreSQL only).
+    pub async fn ensure_partitions_back(
+        &self,
+        now: Millis,
+        back: Millis,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Pg(s) => s.ensure_partitions_back(now, back).await,
+            Store::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Brings checks and config maintenance windows in step with the catalog.
+    pub async fn sync_catalog(
+        &self,
+        catalog: &config::Catalog,
+        now: Millis,
+        retire_after: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        both!(self, s => s.sync_catalog(catalog, now, retire_after).await)
+    }
+
+    /// Decides silence and maintenance up to `now`.
+    pub async fn tick(
+        &self,
+        now: Millis,
+        lag_ms: Option<Millis>,
+    ) -> Result<TickReport, StoreError> {
+        both!(self, s => s.tick(now, lag_ms).await)
+    }
+
+    /// Drops raw results and rollups past their retention.
+    pub async fn retain(
+        &self,
+        now: Millis,
+        raw_retention_ms: Millis,
+    ) -> Result<Dropped, StoreError> {
+        both!(self, s => s.retain(now, raw_retention_ms).await)
+    }
+
+    /// Every active, configured check's status.
+    pub async fn check_statuses(&self) -> Result<Vec<CheckUp>, StoreError> {
+        both!(self, s => s.check_statuses().await)
+    }
+
+    /// Each agent's id, zone and last-seen instant (ms).
+    pub async fn agents_seen(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        both!(self, s => s.agents_seen().await)
+    }
+
+    /// How many incidents are open.
+    pub async fn open_incidents(&self) -> Result<i64, StoreError> {
+        both!(self, s => s.open_incidents().await)
+    }
+
+    /// Receives the ids of the checks whose status or incident changed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        both!(self, s => s.subscribe())
+    }
+
+    /// Keeps, or tries to take, the leader lock: a PostgreSQL advisory lock
+    /// held on a connection of its own (`lock`). SQLite has one process, which
+    /// always leads.
+    pub async fn hold_lead(&self, lock: &mut Option<sqlx::PgConnection>) -> bool {
+        use sqlx::Connection;
+        let Store::Pg(pg) = self else { return true };
+        if let Some(conn) = lock.as_mut() {
+            if conn.ping().await.is_ok() {
+                return true;
+            }
+            *lock = None;
+        }
+        let Ok(conn) = pg.pool().acquire().await else {
+            return false;
+        };
+        let mut conn = conn.detach();
+        let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut conn)
+            .await;
+        if got.unwrap_or(false) {
+            *lock = Some(conn);
+            true
+        } else {
+            let _ = conn.close().await;
+            false
         }
     }
 }

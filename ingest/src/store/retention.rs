@@ -13,8 +13,10 @@ const DAY_MS: Millis = 86_400_000;
 /// What a retention pass removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// The raw-result partitions dropped, by name.
+    /// The raw-result partitions dropped, by name (PostgreSQL).
     pub partitions: Vec<String>,
+    /// Raw results deleted (SQLite, which has no partitions).
+    pub results: u64,
     /// Rollup rows deleted (minute and hour).
     pub rollups: u64,
 }

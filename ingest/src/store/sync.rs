@@ -234,12 +234,12 @@ impl PgStore {
     }
 
     /// Each agent's id, zone and last-seen instant.
-    pub async fn agents_seen(&self) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
-        Ok(
+    pub async fn agents_seen(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        let rows: Vec<(String, String, DateTime<Utc>)> =
             sqlx::query_as("SELECT name, zone, last_seen FROM agents ORDER BY name")
                 .fetch_all(&self.pool)
-                .await?,
-        )
+                .await?;
+        Ok(rows.into_iter().map(|(a, z, t)| (a, z, ms(t))).collect())
     }
 
     /// How many incidents are open.
@@ -312,21 +312,12 @@ async fn sync_maintenance(
     now: Millis,
 ) -> Result<(), StoreError> {
     let at = ts(now);
-    let horizon = at + ChronoDuration::milliseconds(MAINTENANCE_HORIZON_MS);
     let (mut names, mut ends) = (Vec::new(), Vec::new());
     for w in &catalog.maintenance {
-        let mut occurrences = Vec::new();
-        if let Some(active) = w.active_at(at) {
-            occurrences.push(active);
-        }
-        let mut cursor = at;
-        while let Some((start, end)) = w.next_after(cursor) {
-            if start > horizon || occurrences.len() > 500 {
-                break;
-            }
-            occurrences.push((start, end));
-            cursor = start;
-        }
+        let occurrences: Vec<_> = occurrences(w, now)
+            .into_iter()
+            .map(|(s, e)| (ts(s), ts(e)))
+            .collect();
         let checks: Vec<&str> = w.checks.iter().map(|c| c.as_str()).collect();
         for (start, end) in occurrences {
             sqlx::query(
@@ -359,4 +350,27 @@ async fn sync_maintenance(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The occurrences of a config window to materialize at `now`: the running
+/// one, and those starting within [`MAINTENANCE_HORIZON_MS`].
+pub(crate) fn occurrences(
+    w: &config::catalog::MaintenanceWindow,
+    now: Millis,
+) -> Vec<(Millis, Millis)> {
+    let at = ts(now);
+    let horizon = at + ChronoDuration::milliseconds(MAINTENANCE_HORIZON_MS);
+    let mut out = Vec::new();
+    if let Some(active) = w.active_at(at) {
+        out.push(active);
+    }
+    let mut cursor = at;
+    while let Some((start, end)) = w.next_after(cursor) {
+        if start > horizon || out.len() > 500 {
+            break;
+        }
+        out.push((start, end));
+        cursor = start;
+    }
+    out.into_iter().map(|(s, e)| (ms(s), ms(e))).collect()
 }

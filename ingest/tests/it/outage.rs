@@ -156,11 +156,12 @@ impl Drop for TempPostgres {
 async fn postgres_down_mid_run_loses_nothing_doubles_nothing_and_burns_no_receives() {
     let postgres = TempPostgres::start();
     let store = PgStore::connect_lazy(&postgres.url(), 5).unwrap();
+    let both = ingest::store::Store::Pg(store.clone());
     let sqs = sqs_client().await;
     // Three receives and a message is dead-lettered: a consumer that kept
     // receiving through the outage would lose these to the DLQ.
     let (queue, dlq) = fresh_queue(&sqs, "db-down", 1, 3).await;
-    let replica = Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024);
+    let replica = Replica::start(both, &sqs, &queue, Some(&dlq), vec![], 256 * 1024);
     let t0 = start();
     let slot = |k: i64| {
         batch(

@@ -1,15 +1,15 @@
-//! The store's transaction on a real PostgreSQL: exactly-once rows, quorum
-//! status, incidents, placeholders, maintenance, silence and retirement.
+//! The store conformance suite: exactly-once rows, quorum status, incidents,
+//! placeholders, maintenance, silence, retirement, rollups and retention.
+//! Each body runs against PostgreSQL and against SQLite (`conformance!`).
 
 use crate::support::*;
-use sqlx::PgPool;
 use std::time::Duration;
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
 
 /// Each agent's results for slots `k` with `up(k)`.
 async fn slots(
-    store: &ingest::store::PgStore,
+    store: &ingest::store::Store,
     check: &str,
     t0: i64,
     ks: std::ops::Range<i64>,
@@ -26,9 +26,8 @@ async fn slots(
     }
 }
 
-#[sqlx::test(migrations = false)]
-async fn duplicate_results_are_ignored_completely_and_counted(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn duplicate_results_are_ignored_completely_and_counted(db: Db) {
+    let store = &db.store;
     let t0 = start();
     let b = batch(
         "a",
@@ -37,40 +36,34 @@ async fn duplicate_results_are_ignored_completely_and_counted(pool: PgPool) {
             result("web", "a", t0 + MINUTE, false),
         ],
     );
-    let first = put(&store, &b).await;
+    let first = put(store, &b).await;
     assert_eq!((first.inserted, first.duplicate), (2, 0));
-    let again = put(&store, &b).await;
+    let again = put(store, &b).await;
     assert_eq!((again.inserted, again.duplicate), (0, 2));
-    assert_eq!(count(&pool, "SELECT count(*) FROM results").await, 2);
+    assert_eq!(db.count("SELECT count(*) FROM results").await, 2);
     assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM results WHERE detail IS NOT NULL"
-        )
-        .await,
+        db.count("SELECT count(*) FROM results WHERE detail IS NOT NULL")
+            .await,
         1,
         "details are kept only for results that are not ok"
     );
-    assert_eq!(changes(&pool, "web", t0).await, [(0, "up".to_string())]);
+    assert_eq!(db.changes("web", t0).await, [(0, "up".to_string())]);
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration(
-    pool: PgPool,
-) {
-    let store = store(pool.clone()).await;
+async fn a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration(db: Db) {
+    let store = &db.store;
     let t0 = start();
     // up, up, down ×3, up ×2 (failure and success thresholds are 2).
-    slots(&store, "web", t0, 0..7, |k| !(2..5).contains(&k)).await;
+    slots(store, "web", t0, 0..7, |k| !(2..5).contains(&k)).await;
     assert_eq!(
-        changes(&pool, "web", t0).await,
+        db.changes("web", t0).await,
         [
             (0, "up".to_string()),
             (3 * MINUTE, "down".into()),
             (6 * MINUTE, "up".into())
         ]
     );
-    let incidents = incidents(&pool, "web").await;
+    let incidents = db.incidents("web").await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(incidents[0].0, "resolved");
     assert!(
@@ -80,18 +73,14 @@ async fn a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its
         incidents[0].1
     );
     assert_eq!(incidents[0].1[1], "Resolved automatically after 3m.");
-    let title: String = sqlx::query_scalar("SELECT title FROM incidents")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(title, "web is down");
-    let pairs = count(&pool, "SELECT count(*) FROM pairs").await;
+    let title = db.rows("SELECT id, title FROM incidents", "").await;
+    assert_eq!(title[0].1, "web is down");
+    let pairs = db.count("SELECT count(*) FROM pairs").await;
     assert_eq!(pairs, 3, "one state row per (check, location)");
 }
 
-#[sqlx::test(migrations = false)]
-async fn fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident(db: Db) {
+    let store = &db.store;
     let t0 = start();
     for k in 0..5 {
         for agent in AGENTS {
@@ -104,15 +93,14 @@ async fn fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident
         }
     }
     assert_eq!(
-        changes(&pool, "web", t0).await,
+        db.changes("web", t0).await,
         [(0, "up".to_string()), (3 * MINUTE, "degraded".into())]
     );
-    assert!(incidents(&pool, "web").await.is_empty());
+    assert!(db.incidents("web").await.is_empty());
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_late_result_within_the_buffer_is_put_in_place(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn a_late_result_within_the_buffer_is_put_in_place(db: Db) {
+    let store = &db.store;
     let t0 = start();
     // Agent a's slot 1 arrives after its slot 2 (one newer result of its
     // pair, fewer than R = 2): the history is as if it came in order.
@@ -128,7 +116,7 @@ async fn a_late_result_within_the_buffer_is_put_in_place(pool: PgPool) {
     ];
     for (k, agent) in order {
         put(
-            &store,
+            store,
             &batch(
                 agent,
                 vec![result("web", agent, t0 + k * MINUTE, !(1..=2).contains(&k))],
@@ -136,39 +124,34 @@ async fn a_late_result_within_the_buffer_is_put_in_place(pool: PgPool) {
         )
         .await;
     }
-    let states: Vec<Option<i16>> = sqlx::query_scalar(
-        "SELECT r.state FROM results r JOIN agents a ON a.id = r.agent_id WHERE a.name = 'a' ORDER BY scheduled_at",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let states = db
+        .codes("SELECT r.state FROM results r JOIN agents a ON a.id = r.agent_id WHERE a.name = 'a' ORDER BY scheduled_at")
+        .await;
     assert_eq!(
         states,
         [Some(0), Some(0), Some(2), Some(2)],
         "passing, passing, failing, failing"
     );
     assert_eq!(
-        changes(&pool, "web", t0).await,
+        db.changes("web", t0).await,
         [(0, "up".to_string()), (2 * MINUTE, "down".into())],
         "2 of 2 failing at slot 2"
     );
 }
 
-#[sqlx::test(migrations = false)]
-async fn an_unknown_check_is_kept_under_a_placeholder_and_adopted_by_catalog_sync(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn an_unknown_check_is_kept_under_a_placeholder_and_adopted_by_catalog_sync(db: Db) {
+    let store = &db.store;
     let t0 = start();
     put(
-        &store,
+        store,
         &batch("a", vec![result("shop-checkout", "a", t0, true)]),
     )
     .await;
-    let (placeholder, public): (bool, bool) =
-        sqlx::query_as("SELECT placeholder, public FROM checks WHERE slug = 'shop-checkout'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(placeholder && !public, "a placeholder is private");
+    assert_eq!(
+        db.count("SELECT count(*) FROM checks WHERE slug = 'shop-checkout' AND placeholder AND NOT public").await,
+        1,
+        "a placeholder is private"
+    );
     let catalog = catalog(
         "groups:\n  - name: Shop\n    checks:\n      - name: Checkout\n        http:\n          url: http://127.0.0.1:9/\n",
     );
@@ -176,44 +159,28 @@ async fn an_unknown_check_is_kept_under_a_placeholder_and_adopted_by_catalog_syn
         .sync_catalog(&catalog, now(), Duration::from_secs(600))
         .await
         .unwrap();
-    let (placeholder, name, group): (bool, String, String) = sqlx::query_as(
-        "SELECT placeholder, name, group_name FROM checks WHERE slug = 'shop-checkout'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
     assert_eq!(
-        (placeholder, name.as_str(), group.as_str()),
-        (false, "Checkout", "Shop")
+        db.count("SELECT count(*) FROM checks WHERE slug = 'shop-checkout' AND NOT placeholder AND name = 'Checkout' AND group_name = 'Shop'").await,
+        1
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM checks").await,
+        db.count("SELECT count(*) FROM checks").await,
         1,
         "the same row, no second check"
     );
     assert_eq!(
-        changes(&pool, "shop-checkout", t0).await,
+        db.changes("shop-checkout", t0).await,
         [(0, "up".to_string())]
     );
 }
 
-#[sqlx::test(migrations = false)]
-async fn nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_opens_one(
-    pool: PgPool,
-) {
-    let store = store(pool.clone()).await;
+async fn nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_opens_one(db: Db) {
+    let store = &db.store;
     let t0 = start();
-    sqlx::query(
-        "INSERT INTO maintenance_windows (source, name, checks, starts_at, ends_at, created_by)
-         VALUES ('api', 'upgrade', '{web}', $1, $2, 'test')",
-    )
-    .bind(chrono::DateTime::from_timestamp_millis(t0 + 2 * MINUTE).unwrap())
-    .bind(chrono::DateTime::from_timestamp_millis(t0 + 5 * MINUTE + 30_000).unwrap())
-    .execute(&pool)
-    .await
-    .unwrap();
-    slots(&store, "web", t0, 0..8, |k| k < 2).await;
-    let got = changes(&pool, "web", t0).await;
+    db.add_window("web", t0 + 2 * MINUTE, t0 + 5 * MINUTE + 30_000)
+        .await;
+    slots(store, "web", t0, 0..8, |k| k < 2).await;
+    let got = db.changes("web", t0).await;
     assert_eq!(
         got,
         [
@@ -222,31 +189,26 @@ async fn nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_open
             (5 * MINUTE + 30_000, "down".into())
         ]
     );
-    let incidents = incidents(&pool, "web").await;
+    let incidents = db.incidents("web").await;
     assert_eq!(incidents.len(), 1);
-    let started: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT started_at FROM incidents")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let started = db
+        .rows("SELECT {at}, title FROM incidents", "started_at")
+        .await;
     assert_eq!(
-        started.timestamp_millis(),
+        started[0].0,
         t0 + 5 * MINUTE + 30_000,
         "opened when the window ended"
     );
 }
 
-#[sqlx::test(migrations = false)]
-async fn an_operator_updated_incident_goes_to_monitoring_instead_of_resolving(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn an_operator_updated_incident_goes_to_monitoring_instead_of_resolving(db: Db) {
+    let store = &db.store;
     let t0 = start();
-    slots(&store, "web", t0, 0..4, |k| k < 1).await;
-    sqlx::query("UPDATE incidents SET operator_updated = true, state = 'identified'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    slots(&store, "web", t0, 4..7, |_| true).await;
-    let incidents = incidents(&pool, "web").await;
+    slots(store, "web", t0, 0..4, |k| k < 1).await;
+    db.exec("UPDATE incidents SET operator_updated = true, state = 'identified'")
+        .await;
+    slots(store, "web", t0, 4..7, |_| true).await;
+    let incidents = db.incidents("web").await;
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].0, "monitoring");
     assert!(
@@ -256,40 +218,38 @@ async fn an_operator_updated_incident_goes_to_monitoring_instead_of_resolving(po
     );
 }
 
-#[sqlx::test(migrations = false)]
-async fn silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags(db: Db) {
+    let store = &db.store;
     let t0 = start();
-    slots(&store, "web", t0, 0..3, |_| true).await;
+    slots(store, "web", t0, 0..3, |_| true).await;
     let report = store.tick(now(), Some(10 * MINUTE)).await.unwrap();
     assert_eq!(report.lagging, 1, "lag beyond the interval defers silence");
-    assert_eq!(changes(&pool, "web", t0).await, [(0, "up".to_string())]);
+    assert_eq!(db.changes("web", t0).await, [(0, "up".to_string())]);
     let report = store.tick(now(), Some(0)).await.unwrap();
     assert_eq!(report.changed, ["web"]);
     assert_eq!(
-        changes(&pool, "web", t0).await,
+        db.changes("web", t0).await,
         [(0, "up".to_string()), (5 * MINUTE, "unknown".into())],
         "three intervals after the newest result"
     );
-    assert!(incidents(&pool, "web").await.is_empty());
-    let status: String = sqlx::query_scalar("SELECT status FROM checks")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(status, "unknown");
+    assert!(db.incidents("web").await.is_empty());
+    assert_eq!(
+        db.count("SELECT count(*) FROM checks WHERE status = 'unknown'")
+            .await,
+        1
+    );
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_retired_check_resolves_its_automatic_incident(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn a_retired_check_resolves_its_automatic_incident(db: Db) {
+    let store = &db.store;
     let t0 = start();
     let yaml = "groups:\n  - name: Web\n    checks:\n      - name: Home\n        id: web\n        http:\n          url: http://127.0.0.1:9/\n";
     store
         .sync_catalog(&catalog(yaml), now(), Duration::ZERO)
         .await
         .unwrap();
-    slots(&store, "web", t0, 0..3, |_| false).await;
-    assert_eq!(incidents(&pool, "web").await[0].0, "investigating");
+    slots(store, "web", t0, 0..3, |_| false).await;
+    assert_eq!(db.incidents("web").await[0].0, "investigating");
     let empty = catalog(&yaml.replace("id: web", "id: other"));
     let retired = store
         .sync_catalog(&empty, now(), Duration::from_secs(600))
@@ -301,7 +261,7 @@ async fn a_retired_check_resolves_its_automatic_incident(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(retired, ["web"]);
-    let incidents = incidents(&pool, "web").await;
+    let incidents = db.incidents("web").await;
     assert_eq!(incidents[0].0, "resolved");
     assert_eq!(
         incidents[0].1.last().unwrap(),
@@ -309,9 +269,39 @@ async fn a_retired_check_resolves_its_automatic_incident(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = false)]
-async fn migrated_is_false_on_an_empty_database_and_true_after_migrate(pool: PgPool) {
-    let store = ingest::store::PgStore::from_pool(pool);
+async fn migrated_is_false_on_an_empty_database_and_true_after_migrate(db: Db) {
+    // `db` is migrated already: a second database of the same kind is not.
+    let dir =
+        std::env::temp_dir().join(format!("statuspage-empty-{}-{}", std::process::id(), now()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _keep = TempDir(dir.clone());
+    let fresh = match &db.store {
+        ingest::store::Store::Pg(pg) => {
+            let pool = pg.pool();
+            sqlx::query("CREATE SCHEMA IF NOT EXISTS empty")
+                .execute(pool)
+                .await
+                .unwrap();
+            let url = std::env::var("DATABASE_URL").unwrap();
+            let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+            let options = options.options([("search_path", "empty")]);
+            let name: String = sqlx::query_scalar("SELECT current_database()")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            let empty = sqlx::PgPool::connect_with(options.database(&name))
+                .await
+                .unwrap();
+            ingest::store::Store::Pg(ingest::store::PgStore::from_pool(empty))
+        }
+        ingest::store::Store::Sqlite(_) => ingest::store::Store::connect_lazy(
+            &format!("sqlite://{}", dir.join("e.db").display()),
+            1,
+        )
+        .unwrap(),
+    };
+    assert!(db.store.migrated().await.unwrap());
+    let store = fresh;
     assert!(!store.migrated().await.unwrap());
     store.migrate().await.unwrap();
     assert!(store.migrated().await.unwrap());
@@ -319,9 +309,8 @@ async fn migrated_is_false_on_an_empty_database_and_true_after_migrate(pool: PgP
 }
 
 /// The README's worked example, row by row.
-#[sqlx::test(migrations = false)]
-async fn the_readme_worked_example_holds(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn the_readme_worked_example_holds(db: Db) {
+    let store = &db.store;
     let t0 = start();
     let table: [[bool; 3]; 7] = [
         [true, true, true],
@@ -345,7 +334,7 @@ async fn the_readme_worked_example_holds(pool: PgPool) {
         }
     }
     store.tick(now(), Some(0)).await.unwrap();
-    let got = changes(&pool, "web", t0).await;
+    let got = db.changes("web", t0).await;
     assert_eq!(
         got,
         [
@@ -356,7 +345,7 @@ async fn the_readme_worked_example_holds(pool: PgPool) {
             (9 * MINUTE, "unknown".into())
         ]
     );
-    let incidents = incidents(&pool, "web").await;
+    let incidents = db.incidents("web").await;
     assert_eq!(
         incidents,
         [(
@@ -367,20 +356,7 @@ async fn the_readme_worked_example_holds(pool: PgPool) {
             ]
         )]
     );
-    let rows: Vec<(chrono::DateTime<chrono::Utc>, String)> =
-        sqlx::query_as("SELECT at, status FROM status_changes ORDER BY at")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let changes: Vec<(i64, ingest::status::Status)> = rows
-        .into_iter()
-        .map(|(at, s)| {
-            (
-                at.timestamp_millis(),
-                ingest::status::Status::parse(&s).unwrap(),
-            )
-        })
-        .collect();
+    let changes = db.all_changes().await;
     let hour = ingest::uptime::tally(&changes, t0, t0, t0 + 60 * MINUTE);
     assert_eq!((hour.down_ms, hour.observed_ms), (2 * MINUTE, 9 * MINUTE));
     assert_eq!(
@@ -389,9 +365,8 @@ async fn the_readme_worked_example_holds(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = false)]
-async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(db: Db) {
+    let store = &db.store;
     let t0 = start();
     let mut rs: Vec<_> = (0..20)
         .map(|i| {
@@ -403,13 +378,9 @@ async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(pool: Pg
         .collect();
     // Twenty slots one second apart: one minute bucket, one hour, one day.
     let b = batch("a", std::mem::take(&mut rs));
-    put(&store, &b).await;
-    put(&store, &b).await; // redelivered: nothing counted twice
-    let rows: Vec<(i16, i32, i32, Vec<u8>)> =
-        sqlx::query_as("SELECT level, count, up, measures FROM rollups ORDER BY level")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    put(store, &b).await;
+    put(store, &b).await; // redelivered: nothing counted twice
+    let rows = db.rollups().await;
     assert_eq!(rows.len(), 3, "minute, hour and day");
     for (_, count, up, bytes) in &rows {
         assert_eq!((*count, *up), (20, 16));
@@ -423,9 +394,8 @@ async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(pool: Pg
     }
 }
 
-#[sqlx::test(migrations = false)]
-async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(pool: PgPool) {
-    let store = store(pool.clone()).await;
+async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(db: Db) {
+    let store = &db.store;
     let day = 86_400_000;
     let today = now() / day * day;
     // Twenty days of history: a result, a status change and an incident per day.
@@ -443,23 +413,18 @@ async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(pool: PgPool
     }
     // An hour rollup from long ago (kept 400 days) and one still inside.
     for (age, level) in [(401, 1_i16), (399, 1), (500, 2)] {
-        sqlx::query("INSERT INTO rollups (level, check_id, bucket, count, up, measures) SELECT $1, id, $2, 1, 1, ''::bytea FROM checks")
-            .bind(level)
-            .bind(chrono::DateTime::from_timestamp_millis(today - age * day).unwrap())
-            .execute(&pool)
-            .await
-            .unwrap();
+        db.add_rollup(level, today - age * day).await;
     }
-    let results_before = count(&pool, "SELECT count(*) FROM results").await;
-    let changes_before = count(&pool, "SELECT count(*) FROM status_changes").await;
-    let incidents_before = count(&pool, "SELECT count(*) FROM incidents").await;
+    let results_before = db.count("SELECT count(*) FROM results").await;
+    let changes_before = db.count("SELECT count(*) FROM status_changes").await;
+    let incidents_before = db.count("SELECT count(*) FROM incidents").await;
     assert_eq!(results_before, 20);
     assert!(changes_before > 1);
 
     let dropped = store.retain(now(), 7 * day).await.unwrap();
     // Whole days go: those that ended at or before now - 7 days (8 to 21
     // days ago). The day that began 7 days ago stays until it has all passed.
-    let kept_days = count(&pool, "SELECT count(*) FROM results").await;
+    let kept_days = db.count("SELECT count(*) FROM results").await;
     assert_eq!(kept_days, 8, "today and the seven days before: {dropped:?}");
     let names: Vec<String> = (8..=21)
         .rev()
@@ -472,29 +437,38 @@ async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(pool: PgPool
             )
         })
         .collect();
-    assert_eq!(dropped.partitions, names);
-    let minutes = count(&pool, "SELECT count(*) FROM rollups WHERE level = 0").await;
+    match &db.store {
+        ingest::store::Store::Pg(_) => assert_eq!(dropped.partitions, names),
+        ingest::store::Store::Sqlite(_) => {
+            assert_eq!(dropped.results, 12, "rows of 8 to 19 days ago")
+        }
+    }
+    let minutes = db
+        .count("SELECT count(*) FROM rollups WHERE level = 0")
+        .await;
     assert_eq!(
         minutes, 14,
         "minute rollups of the last 14 days stay: {dropped:?}"
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM rollups WHERE level = 1").await,
+        db.count("SELECT count(*) FROM rollups WHERE level = 1")
+            .await,
         20 + 1,
         "hours: 20 days of data and the one 399 days old"
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM rollups WHERE level = 2").await,
+        db.count("SELECT count(*) FROM rollups WHERE level = 2")
+            .await,
         20 + 1,
         "days are kept forever"
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM status_changes").await,
+        db.count("SELECT count(*) FROM status_changes").await,
         changes_before,
         "history is never deleted"
     );
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM incidents").await,
+        db.count("SELECT count(*) FROM incidents").await,
         incidents_before
     );
     let again = store.retain(now(), 7 * day).await.unwrap();
@@ -504,3 +478,19 @@ async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(pool: PgPool
         "a second pass drops nothing"
     );
 }
+
+crate::conformance!(
+    duplicate_results_are_ignored_completely_and_counted,
+    a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration,
+    fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident,
+    a_late_result_within_the_buffer_is_put_in_place,
+    an_unknown_check_is_kept_under_a_placeholder_and_adopted_by_catalog_sync,
+    nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_opens_one,
+    an_operator_updated_incident_goes_to_monitoring_instead_of_resolving,
+    silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags,
+    a_retired_check_resolves_its_automatic_incident,
+    migrated_is_false_on_an_empty_database_and_true_after_migrate,
+    the_readme_worked_example_holds,
+    rollups_count_each_inserted_result_once_and_estimate_quantiles,
+    retention_drops_old_raw_days_and_rollups_but_keeps_history,
+);

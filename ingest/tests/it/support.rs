@@ -1,8 +1,8 @@
 //! Builders and helpers shared by the ingest tests.
 
 use config::wire::{AgentInfo, Outcome, ProbeResult, Reason, ResultBatch, Timestamp};
-use ingest::store::PgStore;
-use sqlx::PgPool;
+use ingest::store::{PgStore, Store};
+use sqlx::{PgPool, SqlitePool};
 use std::path::PathBuf;
 
 pub const MINUTE: i64 = 60_000;
@@ -50,16 +50,19 @@ pub fn batch(agent: &str, results: Vec<ProbeResult>) -> ResultBatch {
     }
 }
 
-/// A migrated store over the test's database, with partitions made.
-pub async fn store(pool: PgPool) -> PgStore {
-    let store = PgStore::from_pool(pool);
+/// A migrated PostgreSQL store over the test's database, with partitions made.
+pub async fn store(pool: PgPool) -> Store {
+    let store = Store::Pg(PgStore::from_pool(pool));
     store.migrate().await.expect("migrations apply");
-    store.ensure_partitions(now()).await.expect("partitions");
+    store
+        .ensure_partitions_back(now(), ingest::screen::MAX_AGE_MS)
+        .await
+        .expect("partitions");
     store
 }
 
 /// Stores a batch as the consumer would.
-pub async fn put(store: &PgStore, b: &ResultBatch) -> ingest::store::Stored {
+pub async fn put(store: &Store, b: &ResultBatch) -> ingest::store::Stored {
     let screened =
         ingest::screen::screen(b.clone(), now(), ingest::screen::MAX_AGE_MS).expect("a v1 batch");
     assert!(screened.rejected.is_empty(), "{:?}", screened.rejected);
@@ -69,48 +72,266 @@ pub async fn put(store: &PgStore, b: &ResultBatch) -> ingest::store::Stored {
         .expect("stored")
 }
 
-/// `(at - start, status)` of a check's status changes.
-pub async fn changes(pool: &PgPool, check: &str, start: i64) -> Vec<(i64, String)> {
-    let rows: Vec<(chrono::DateTime<chrono::Utc>, String)> = sqlx::query_as(
-        "SELECT s.at, s.status FROM status_changes s JOIN checks c ON c.id = s.check_id
-         WHERE c.slug = $1 ORDER BY s.at",
-    )
-    .bind(check)
-    .fetch_all(pool)
-    .await
-    .expect("status changes");
-    rows.into_iter()
-        .map(|(at, s)| (at.timestamp_millis() - start, s))
-        .collect()
+/// A test database of either kind, with a migrated store over it. The store
+/// conformance tests run each body against both.
+pub struct Db {
+    pub store: Store,
+    view: View,
+    _dir: Option<TempDir>,
 }
 
-/// `(state, [update messages])` of each incident of a check, oldest first.
-pub async fn incidents(pool: &PgPool, check: &str) -> Vec<(String, Vec<String>)> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT i.id, i.state FROM incidents i JOIN checks c ON c.id = i.check_id
-         WHERE c.slug = $1 ORDER BY i.id",
-    )
-    .bind(check)
-    .fetch_all(pool)
-    .await
-    .expect("incidents");
-    let mut out = Vec::new();
-    for (id, state) in rows {
-        let updates: Vec<String> = sqlx::query_scalar(
-            "SELECT message FROM incident_updates WHERE incident_id = $1 ORDER BY at, id",
-        )
-        .bind(id)
-        .fetch_all(pool)
-        .await
-        .expect("updates");
-        out.push((state, updates));
+impl std::ops::Deref for Db {
+    type Target = View;
+    fn deref(&self) -> &View {
+        &self.view
     }
-    out
 }
 
-/// A row count.
+/// Queries on a test database of either kind.
+pub enum View {
+    Pg(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Turns a timestamp column into ms for either database.
+fn ms_of(db: &View, column: &str) -> String {
+    match db {
+        View::Pg(_) => format!("(extract(epoch FROM {column}) * 1000)::int8"),
+        View::Sqlite(_) => column.to_string(),
+    }
+}
+
+impl Db {
+    /// On the test's fresh PostgreSQL database.
+    pub async fn pg(pool: PgPool) -> Db {
+        Db {
+            store: store(pool.clone()).await,
+            view: View::Pg(pool),
+            _dir: None,
+        }
+    }
+
+    /// On a fresh SQLite file.
+    pub async fn sqlite() -> Db {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "statuspage-sqlite-{}-{n}-{}",
+            std::process::id(),
+            now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("test.db").display());
+        let store = Store::connect_lazy(&url, 4).unwrap();
+        store.migrate().await.expect("migrations apply");
+        let Store::Sqlite(s) = &store else {
+            unreachable!("a sqlite URL")
+        };
+        let pool = s.pool().clone();
+        Db {
+            store,
+            view: View::Sqlite(pool),
+            _dir: Some(TempDir(dir)),
+        }
+    }
+}
+
+impl View {
+    /// A row count (portable SQL).
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            View::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect(sql),
+            View::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect(sql),
+        }
+    }
+
+    /// Runs a statement (portable SQL).
+    pub async fn exec(&self, sql: &str) {
+        match self {
+            View::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            View::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .expect(sql);
+    }
+
+    /// Rows of `(i64, text)` from a query whose first column is an instant,
+    /// written `{at}` in `sql`, which becomes ms.
+    pub async fn rows(&self, sql: &str, at: &str) -> Vec<(i64, String)> {
+        let sql = sql.replace("{at}", &ms_of(self, at));
+        match self {
+            View::Pg(p) => sqlx::query_as(&sql).fetch_all(p).await.expect(&sql),
+            View::Sqlite(p) => sqlx::query_as(&sql).fetch_all(p).await.expect(&sql),
+        }
+    }
+
+    /// Small integers from a query.
+    pub async fn codes(&self, sql: &str) -> Vec<Option<i64>> {
+        match self {
+            View::Pg(p) => {
+                let v: Vec<Option<i16>> = sqlx::query_scalar(sql).fetch_all(p).await.expect(sql);
+                v.into_iter().map(|x| x.map(i64::from)).collect()
+            }
+            View::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.expect(sql),
+        }
+    }
+
+    /// `(at - start, status)` of a check's status changes.
+    pub async fn changes(&self, check: &str, start: i64) -> Vec<(i64, String)> {
+        let sql = format!(
+            "SELECT {{at}}, s.status FROM status_changes s JOIN checks c ON c.id = s.check_id
+             WHERE c.slug = '{check}' ORDER BY s.at"
+        );
+        self.rows(&sql, "s.at")
+            .await
+            .into_iter()
+            .map(|(at, s)| (at - start, s))
+            .collect()
+    }
+
+    /// `(state, [update messages])` of each incident of a check, oldest first.
+    pub async fn incidents(&self, check: &str) -> Vec<(String, Vec<String>)> {
+        let ids = self
+            .rows(
+                &format!(
+                    "SELECT i.id, i.state FROM incidents i JOIN checks c ON c.id = i.check_id
+                     WHERE c.slug = '{check}' ORDER BY i.id"
+                ),
+                "",
+            )
+            .await;
+        let mut out = Vec::new();
+        for (id, state) in ids {
+            let updates: Vec<(i64, String)> = self
+                .rows(
+                    &format!("SELECT id, message FROM incident_updates WHERE incident_id = {id} ORDER BY at, id"),
+                    "",
+                )
+                .await;
+            out.push((state, updates.into_iter().map(|u| u.1).collect()));
+        }
+        out
+    }
+
+    /// The `(at ms, status)` changes as the uptime functions take them.
+    pub async fn all_changes(&self) -> Vec<(i64, ingest::status::Status)> {
+        self.rows("SELECT {at}, status FROM status_changes ORDER BY at", "at")
+            .await
+            .into_iter()
+            .map(|(at, s)| (at, ingest::status::Status::parse(&s).unwrap()))
+            .collect()
+    }
+
+    /// An API maintenance window for `check` over `[start, end)` (ms).
+    pub async fn add_window(&self, check: &str, start: i64, end: i64) {
+        match self {
+            View::Pg(p) => sqlx::query(
+                "INSERT INTO maintenance_windows (source, name, checks, starts_at, ends_at, created_by)
+                 VALUES ('api', 'upgrade', ARRAY[$1], to_timestamp($2 / 1000.0), to_timestamp($3 / 1000.0), 'test')",
+            )
+            .bind(check)
+            .bind(start as f64)
+            .bind(end as f64)
+            .execute(p)
+            .await
+            .map(|_| ()),
+            View::Sqlite(p) => sqlx::query(
+                "INSERT INTO maintenance_windows (source, name, checks, starts_at, ends_at, created_by, created_at)
+                 VALUES ('api', 'upgrade', json_array(?1), ?2, ?3, 'test', ?2)",
+            )
+            .bind(check)
+            .bind(start)
+            .bind(end)
+            .execute(p)
+            .await
+            .map(|_| ()),
+        }
+        .unwrap();
+    }
+
+    /// A rollup row for every check at `bucket` (ms).
+    pub async fn add_rollup(&self, level: i16, bucket: i64) {
+        match self {
+            View::Pg(p) => sqlx::query(
+                "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
+                 SELECT $1, id, to_timestamp($2 / 1000.0), 1, 1, ''::bytea FROM checks",
+            )
+            .bind(level)
+            .bind(bucket as f64)
+            .execute(p)
+            .await
+            .map(|_| ()),
+            View::Sqlite(p) => sqlx::query(
+                "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
+                 SELECT ?1, id, ?2, 1, 1, x'' FROM checks",
+            )
+            .bind(level)
+            .bind(bucket)
+            .execute(p)
+            .await
+            .map(|_| ()),
+        }
+        .unwrap();
+    }
+
+    /// `(level, count, up, measures)` of every rollup row.
+    pub async fn rollups(&self) -> Vec<(i64, i64, i64, Vec<u8>)> {
+        let sql = "SELECT level, count, up, measures FROM rollups ORDER BY level";
+        match self {
+            View::Pg(p) => {
+                let v: Vec<(i16, i32, i32, Vec<u8>)> =
+                    sqlx::query_as(sql).fetch_all(p).await.unwrap();
+                v.into_iter()
+                    .map(|(a, b, c, d)| (a.into(), b.into(), c.into(), d))
+                    .collect()
+            }
+            View::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+        }
+    }
+}
+
+/// Runs each named test body (`async fn name(db: Db)`) against PostgreSQL and
+/// SQLite: one body per behaviour, run twice, never copied.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[sqlx::test(migrations = false)]
+                async fn postgres(pool: sqlx::PgPool) {
+                    super::$name($crate::support::Db::pg(pool).await).await
+                }
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::support::Db::sqlite().await).await
+                }
+            }
+        )*
+    };
+}
+
+/// A row count on PostgreSQL.
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+    View::Pg(pool.clone()).count(sql).await
+}
+
+/// `(at - start, status)` of a check's status changes on PostgreSQL.
+pub async fn changes(pool: &PgPool, check: &str, start: i64) -> Vec<(i64, String)> {
+    View::Pg(pool.clone()).changes(check, start).await
+}
+
+/// The incidents of a check on PostgreSQL.
+pub async fn incidents(pool: &PgPool, check: &str) -> Vec<(String, Vec<String>)> {
+    View::Pg(pool.clone()).incidents(check).await
 }
 
 /// A catalog from YAML text.
@@ -233,7 +454,7 @@ pub struct Replica {
 impl Replica {
     /// Starts ingest on `queue` over `store`, reading `config` (if any).
     pub fn start(
-        store: PgStore,
+        store: Store,
         sqs: &aws_sdk_sqs::Client,
         queue: &str,
         dlq: Option<&str>,

@@ -1,0 +1,517 @@
+//! [`Ops`] on SQLite: small statements in loops (SQLite is in-process, so a
+//! statement costs microseconds, not a round trip).
+//!
+//! **Locking.** SQLite has one writer at a time. Every write transaction
+//! starts with `BEGIN IMMEDIATE`, which takes the write lock at once, so two
+//! writers never both read and then collide on upgrade (no `SQLITE_BUSY` in
+//! the middle of a transaction); the check-row locks PostgreSQL needs are
+//! implied. In WAL mode readers (the dashboard) never block the writer nor
+//! it them, and a `busy_timeout` makes a second writer wait instead of fail.
+
+use super::ops::{At, NewRow, Ops, RollupKey};
+use super::pg_ops::{detail, outcome_code, parse_state, parse_status};
+use super::{CheckRow, StoreError, reason_code, reason_text};
+use crate::incident::{self, Action, Latest, State};
+use crate::rollup::{Rollup, Rollups};
+use crate::state::{Millis, Pair, PairState};
+use crate::status::{Change, Detail, Sample, Status};
+use config::defaults::BUILT_IN;
+use config::wire::AgentInfo;
+use sqlx::types::Json;
+use sqlx::{Sqlite, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A SQLite transaction seen as [`Ops`].
+pub(crate) struct SqliteOps<'a, 'c>(pub &'a mut Transaction<'c, Sqlite>);
+
+/// The columns of [`CheckRow`], as selected.
+const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
+    success_threshold, quorum, reopen_window_ms, decided_through, created_at";
+
+/// at, status, assigned, reporting, failing, reasons
+type ChangeRow = (i64, String, i32, i32, i32, Json<Vec<String>>);
+
+type CheckTuple = (
+    i32,
+    String,
+    String,
+    i64,
+    i32,
+    i32,
+    Option<i32>,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+fn check_row(t: CheckTuple) -> CheckRow {
+    CheckRow {
+        id: t.0,
+        slug: t.1,
+        name: t.2,
+        interval_ms: t.3,
+        failure_threshold: t.4,
+        success_threshold: t.5,
+        quorum: t.6,
+        reopen_window_ms: t.7,
+        decided_through: t.8,
+        created_at: t.9,
+    }
+}
+
+/// The check with this id, if any.
+pub(crate) async fn check_by_id(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i32,
+) -> Result<Option<CheckRow>, StoreError> {
+    let row: Option<CheckTuple> =
+        sqlx::query_as(&format!("SELECT {CHECK_COLUMNS} FROM checks WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(check_row))
+}
+
+fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Ops for SqliteOps<'_, '_> {
+    async fn upsert_agent(&mut self, agent: &AgentInfo, seen: Millis) -> Result<i32, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO agents (name, zone, region, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
+                 last_seen = max(agents.last_seen, excluded.last_seen)
+             RETURNING id",
+        )
+        .bind(&agent.id)
+        .bind(&agent.zone)
+        .bind(&agent.region)
+        .bind(seen)
+        .fetch_one(&mut **self.0)
+        .await?)
+    }
+
+    async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
+        let mut out = Vec::new();
+        for (slug, interval) in wanted {
+            sqlx::query(
+                "INSERT INTO checks (slug, name, placeholder, interval_ms, failure_threshold,
+                                     success_threshold, reopen_window_ms, created_at)
+                 VALUES (?1, ?1, 1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING",
+            )
+            .bind(slug)
+            .bind(interval)
+            .bind(BUILT_IN.failure_threshold as i32)
+            .bind(BUILT_IN.success_threshold as i32)
+            .bind(BUILT_IN.reopen_window.as_millis() as i64)
+            .bind(now_ms())
+            .execute(&mut **self.0)
+            .await?;
+            let row: CheckTuple = sqlx::query_as(&format!(
+                "SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ?1"
+            ))
+            .bind(slug)
+            .fetch_one(&mut **self.0)
+            .await?;
+            out.push(check_row(row));
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    async fn load_pairs(
+        &mut self,
+        agent: i32,
+        checks: &[i32],
+    ) -> Result<BTreeMap<i32, Pair>, StoreError> {
+        let mut out = BTreeMap::new();
+        for check in checks {
+            let pair: Option<Json<Pair>> =
+                sqlx::query_scalar("SELECT pair FROM pairs WHERE check_id = ?1 AND agent_id = ?2")
+                    .bind(check)
+                    .bind(agent)
+                    .fetch_optional(&mut **self.0)
+                    .await?;
+            if let Some(p) = pair {
+                out.insert(*check, p.0);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_results(
+        &mut self,
+        agent: i32,
+        rows: &[NewRow<'_>],
+    ) -> Result<BTreeSet<At>, StoreError> {
+        let mut inserted = BTreeSet::new();
+        let us = |v: u64| v.min(i32::MAX as u64) as i64;
+        for row in rows {
+            let r = row.result;
+            let p = &r.phases;
+            let done = sqlx::query(
+                "INSERT INTO results (check_id, scheduled_at, agent_id, start_delay_ms, interval_ms,
+                                      duration_us, dns_us, connect_us, tls_us, ttfb_us, transfer_us,
+                                      assigned, outcome, reason, state, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(row.check)
+            .bind(r.scheduled_at.unix_ms())
+            .bind(agent)
+            .bind(r.started_at.unix_ms() - r.scheduled_at.unix_ms())
+            .bind(super::flow::interval_ms(r))
+            .bind(us(r.duration_us))
+            .bind(p.dns_us.map(us))
+            .bind(p.connect_us.map(us))
+            .bind(p.tls_us.map(us))
+            .bind(p.ttfb_us.map(us))
+            .bind(p.transfer_us.map(us))
+            .bind(i64::from(r.assigned.min(i16::MAX as u32)))
+            .bind(outcome_code(&r.outcome))
+            .bind(reason_code(&r.reason))
+            .bind(row.state)
+            .bind(detail(r).map(Json))
+            .execute(&mut **self.0)
+            .await?;
+            if done.rows_affected() == 1 {
+                inserted.insert((row.check, r.scheduled_at.unix_ms()));
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn write_states(
+        &mut self,
+        agent: i32,
+        states: &BTreeMap<At, PairState>,
+    ) -> Result<(), StoreError> {
+        for ((check, at), s) in states {
+            sqlx::query("UPDATE results SET state = ?4 WHERE check_id = ?1 AND scheduled_at = ?2 AND agent_id = ?3")
+                .bind(check)
+                .bind(at)
+                .bind(agent)
+                .bind(s.code())
+                .execute(&mut **self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn save_pairs(
+        &mut self,
+        agent: i32,
+        pairs: &BTreeMap<i32, Pair>,
+    ) -> Result<(), StoreError> {
+        for (check, pair) in pairs {
+            sqlx::query(
+                "INSERT INTO pairs (check_id, agent_id, pair) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (check_id, agent_id) DO UPDATE SET pair = excluded.pair",
+            )
+            .bind(check)
+            .bind(agent)
+            .bind(Json(pair))
+            .execute(&mut **self.0)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checks SET interval_ms = ?2 WHERE id = ?1")
+            .bind(check)
+            .bind(interval_ms)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_rollups(
+        &mut self,
+        keys: &[RollupKey],
+    ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
+        let mut out = Vec::new();
+        for key in keys {
+            let row: Option<(i32, i32, Vec<u8>)> = sqlx::query_as(
+                "SELECT count, up, measures FROM rollups WHERE level = ?1 AND check_id = ?2 AND bucket = ?3",
+            )
+            .bind(key.0.code())
+            .bind(key.1)
+            .bind(key.2)
+            .fetch_optional(&mut **self.0)
+            .await?;
+            if let Some((count, up, bytes)) = row {
+                let r = Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {}", key.1)))?;
+                out.push((*key, r));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
+        for ((level, check, bucket), r) in rollups {
+            sqlx::query(
+                "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (level, check_id, bucket) DO UPDATE
+                     SET count = excluded.count, up = excluded.up, measures = excluded.measures",
+            )
+            .bind(level.code())
+            .bind(check)
+            .bind(bucket)
+            .bind(r.count as i32)
+            .bind(r.up as i32)
+            .bind(r.encode())
+            .execute(&mut **self.0)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_samples(
+        &mut self,
+        lows: &[At],
+    ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
+        let mut out: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
+        for (check, low) in lows {
+            let rows: Vec<(i32, i64, i16, i64, i64, i16)> = sqlx::query_as(
+                "SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason FROM results
+                 WHERE check_id = ?1 AND scheduled_at >= ?2 AND state IS NOT NULL",
+            )
+            .bind(check)
+            .bind(low)
+            .fetch_all(&mut **self.0)
+            .await?;
+            out.entry(*check).or_default().extend(rows.into_iter().map(
+                |(agent, at, state, interval, assigned, reason)| Sample {
+                    pair: i64::from(agent),
+                    at,
+                    state: PairState::from_code(state).unwrap_or(PairState::Passing),
+                    interval_ms: interval,
+                    assigned: assigned.max(0) as u32,
+                    reason: reason_text(reason).to_string(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
+        let mut out = BTreeMap::new();
+        for (check, from) in froms {
+            let s: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM status_changes WHERE check_id = ?1 AND at < ?2 ORDER BY at DESC LIMIT 1",
+            )
+            .bind(check)
+            .bind(from)
+            .fetch_optional(&mut **self.0)
+            .await?;
+            if let Some(s) = s {
+                out.insert(*check, parse_status(&s)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
+        let mut out: BTreeMap<i32, Vec<Change>> = BTreeMap::new();
+        for (check, from) in froms {
+            let rows: Vec<ChangeRow> = sqlx::query_as(
+                "SELECT at, status, assigned, reporting, failing, reasons FROM status_changes
+                 WHERE check_id = ?1 AND at >= ?2 ORDER BY at",
+            )
+            .bind(check)
+            .bind(from)
+            .fetch_all(&mut **self.0)
+            .await?;
+            for (at, status, assigned, reporting, failing, reasons) in rows {
+                out.entry(*check).or_default().push(Change {
+                    at,
+                    status: parse_status(&status)?,
+                    detail: Detail {
+                        assigned: assigned.max(0) as u32,
+                        reporting: reporting.max(0) as u32,
+                        failing: failing.max(0) as u32,
+                        reasons: reasons.0,
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_windows(
+        &mut self,
+        slugs: &[&str],
+        low: Millis,
+    ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
+        let rows: Vec<(Json<Vec<String>>, i64, i64)> = sqlx::query_as(
+            "SELECT checks, starts_at, ends_at FROM maintenance_windows WHERE ends_at >= ?1",
+        )
+        .bind(low)
+        .fetch_all(&mut **self.0)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(c, _, _)| c.0.iter().any(|x| slugs.contains(&x.as_str())))
+            .map(|(c, a, b)| (c.0, a, b))
+            .collect())
+    }
+
+    async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
+        let mut out = BTreeMap::new();
+        for check in checks {
+            let row: Option<(i64, String, i64, Option<i64>, bool, bool)> = sqlx::query_as(
+                "SELECT id, state, started_at, resolved_at, resolved_automatically, operator_updated
+                 FROM incidents WHERE auto AND check_id = ?1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(check)
+            .fetch_optional(&mut **self.0)
+            .await?;
+            if let Some((id, state, started, resolved, auto_resolved, operator)) = row {
+                out.insert(
+                    *check,
+                    Latest {
+                        id,
+                        state: parse_state(&state)?,
+                        started_at: started,
+                        resolved_at: resolved,
+                        resolved_automatically: auto_resolved,
+                        operator_updated: operator,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_decided(&mut self, decided: &[At]) -> Result<(), StoreError> {
+        for (check, d) in decided {
+            sqlx::query("UPDATE checks SET decided_through = ?2 WHERE id = ?1")
+                .bind(check)
+                .bind(d)
+                .execute(&mut **self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_changes(
+        &mut self,
+        rewrites: &[(i32, Millis, &[Change])],
+    ) -> Result<(), StoreError> {
+        for (check, from, changes) in rewrites {
+            sqlx::query("DELETE FROM status_changes WHERE check_id = ?1 AND at >= ?2")
+                .bind(check)
+                .bind(from)
+                .execute(&mut **self.0)
+                .await?;
+            for c in *changes {
+                sqlx::query(
+                    "INSERT INTO status_changes (check_id, at, status, assigned, reporting, failing, reasons)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .bind(check)
+                .bind(c.at)
+                .bind(c.status.as_str())
+                .bind(c.detail.assigned as i32)
+                .bind(c.detail.reporting as i32)
+                .bind(c.detail.failing as i32)
+                .bind(Json(&c.detail.reasons))
+                .execute(&mut **self.0)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let (id, at, state, message) = match action {
+            Action::Open { at, message } => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO incidents (title, impact, state, auto, check_id, started_at, updated_at)
+                     VALUES (?1, 'major', 'investigating', 1, ?2, ?3, ?4) RETURNING id",
+                )
+                .bind(incident::title(&check.name))
+                .bind(check.id)
+                .bind(at)
+                .bind(now)
+                .fetch_one(&mut **self.0)
+                .await?;
+                sqlx::query("INSERT INTO incident_checks (incident_id, check_id) VALUES (?1, ?2)")
+                    .bind(id)
+                    .bind(check.id)
+                    .execute(&mut **self.0)
+                    .await?;
+                (id, *at, State::Investigating, message)
+            }
+            Action::Reopen { id, at, message } => {
+                sqlx::query(
+                    "UPDATE incidents SET state = 'investigating', resolved_at = NULL,
+                         resolved_automatically = 0, updated_at = ?2 WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut **self.0)
+                .await?;
+                (*id, *at, State::Investigating, message)
+            }
+            Action::Resolve { id, at, message } => {
+                sqlx::query(
+                    "UPDATE incidents SET state = 'resolved', resolved_at = ?2,
+                         resolved_automatically = 1, updated_at = ?3 WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(now)
+                .execute(&mut **self.0)
+                .await?;
+                (*id, *at, State::Resolved, message)
+            }
+            Action::Monitor { id, at, message } => {
+                sqlx::query(
+                    "UPDATE incidents SET state = 'monitoring', updated_at = ?2 WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut **self.0)
+                .await?;
+                (*id, *at, State::Monitoring, message)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO incident_updates (incident_id, at, state, message, author)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(state.as_str())
+        .bind(message)
+        .bind(super::AUTHOR)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(id)
+    }
+
+    async fn set_statuses(
+        &mut self,
+        statuses: &[(i32, Status)],
+        _slugs: &[String],
+    ) -> Result<(), StoreError> {
+        for (check, status) in statuses {
+            sqlx::query(
+                "UPDATE checks SET status = ?2,
+                     status_since = (SELECT max(at) FROM status_changes WHERE check_id = ?1)
+                 WHERE id = ?1",
+            )
+            .bind(check)
+            .bind(status.as_str())
+            .execute(&mut **self.0)
+            .await?;
+        }
+        Ok(())
+    }
+}
