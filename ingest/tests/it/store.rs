@@ -86,7 +86,7 @@ async fn fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident
         for agent in AGENTS {
             let up = agent != "a" || k < 2;
             put(
-                &store,
+                store,
                 &batch(agent, vec![result("web", agent, t0 + k * MINUTE, up)]),
             )
             .await;
@@ -324,7 +324,7 @@ async fn the_readme_worked_example_holds(db: Db) {
     for (k, row) in table.iter().enumerate() {
         for (agent, up) in AGENTS.iter().zip(row) {
             put(
-                &store,
+                store,
                 &batch(
                     agent,
                     vec![result("web", agent, t0 + k as i64 * MINUTE, *up)],
