@@ -62,6 +62,31 @@ async fn migrate_check_tells_unmigrated_from_migrated_and_unreachable() {
     );
 }
 
+#[test]
+fn migrate_works_on_sqlite_and_a_second_run_is_a_no_op() {
+    let dir = std::env::temp_dir().join(format!("statuspage-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}", dir.join("status.db").display());
+    assert_eq!(
+        statuspage(&["migrate", "--check"], &db).status.code(),
+        Some(1),
+        "a new file is not migrated"
+    );
+    for _ in 0..2 {
+        let out = statuspage(&["migrate"], &db);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = statuspage(&["migrate", "--check"], &db);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fully migrated"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn ingest(db: &str, queue: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args([

@@ -479,7 +479,50 @@ async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(db: Db) {
     );
 }
 
+async fn every_status_change_is_announced_in_process(db: Db) {
+    let mut rx = db.store.subscribe();
+    let t0 = start();
+    put(&db.store, &batch("a", vec![result("web", "a", t0, true)])).await;
+    put(
+        &db.store,
+        &batch("a", vec![result("web", "a", t0 + MINUTE, true)]),
+    )
+    .await;
+    assert_eq!(
+        rx.try_recv().ok(),
+        Some(vec!["web".to_string()]),
+        "the first status"
+    );
+    assert!(rx.try_recv().is_err(), "no change, no signal");
+    db.store.tick(now(), Some(0)).await.unwrap();
+    assert_eq!(
+        rx.try_recv().ok(),
+        Some(vec!["web".to_string()]),
+        "silence is a change too"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn postgres_notifies_dashboards_of_each_change(pool: sqlx::PgPool) {
+    let db = Db::pg(pool.clone()).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen("statuspage_changes").await.unwrap();
+    put(
+        &db.store,
+        &batch("a", vec![result("web", "a", start(), true)]),
+    )
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification within 5 s")
+        .unwrap();
+    assert_eq!(got.payload(), "web");
+}
+
 crate::conformance!(
+    every_status_change_is_announced_in_process,
     duplicate_results_are_ignored_completely_and_counted,
     a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration,
     fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident,
