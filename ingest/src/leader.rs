@@ -129,6 +129,7 @@ async fn work(
     if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
         let keep = settings.raw_retention.as_millis() as i64;
         store.ensure_partitions_back(now, keep).await?;
+        store.fold_rollups().await?;
         let dropped = store.retain(now, keep).await?;
         if !dropped.partitions.is_empty() || dropped.rollups > 0 {
             tracing::info!(event = "retention", partitions = ?dropped.partitions, rollups = dropped.rollups);

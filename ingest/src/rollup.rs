@@ -2,6 +2,10 @@
 //! the up count, and for the total time and each phase: count, sum, max and a
 //! fixed histogram, from which p50 and p95 are estimated. Pure.
 //!
+//! Each message adds to its minute rows; the leader folds changed minutes
+//! into their hours, and hours into days, by recomputing the whole hour (day)
+//! from its parts, so folding is exact and idempotent.
+//!
 //! **Error bound.** Bucket `k` holds `[100 µs · √2^k, 100 µs · √2^(k+1))`
 //! (the first also holds everything below, the last everything above ~105 s).
 //! A quantile is reported as the geometric middle of its bucket, so it is
@@ -57,6 +61,15 @@ impl Level {
     /// The small integer stored.
     pub fn code(self) -> i16 {
         self as i16
+    }
+
+    /// The level folded from this one: minutes into hours, hours into days.
+    pub fn parent(self) -> Option<Level> {
+        match self {
+            Level::Minute => Some(Level::Hour),
+            Level::Hour => Some(Level::Day),
+            Level::Day => None,
+        }
     }
 }
 
@@ -204,13 +217,12 @@ impl Rollup {
 /// Rollups of a set of results: `(level, check, bucket start) → rollup`.
 pub type Rollups = BTreeMap<(Level, i32, Millis), Rollup>;
 
-/// Adds one result to the rollups of every level.
+/// Adds one result to its minute rollup. Hours and days are folded from
+/// minutes later ([`Level::parent`]), so no row is rewritten by every message.
 pub fn add(into: &mut Rollups, check: i32, at: Millis, up: bool, durations: [Option<u64>; 6]) {
-    for level in Level::ALL {
-        into.entry((level, check, level.bucket(at)))
-            .or_default()
-            .add(up, durations);
-    }
+    into.entry((Level::Minute, check, Level::Minute.bucket(at)))
+        .or_default()
+        .add(up, durations);
 }
 
 #[cfg(test)]

@@ -79,8 +79,13 @@ CREATE TABLE rollups (
     count    integer NOT NULL,
     up       integer NOT NULL,
     measures bytea NOT NULL,
+    -- false while a minute (hour) row has changed since it was folded into
+    -- its hour (day)
+    folded   boolean NOT NULL DEFAULT false,
     PRIMARY KEY (level, check_id, bucket)
 );
+
+CREATE INDEX rollups_unfolded ON rollups (level, check_id, bucket) WHERE NOT folded;
 
 CREATE INDEX rollups_level_bucket ON rollups (level, bucket);
 

@@ -66,8 +66,13 @@ CREATE TABLE rollups (
     count    INTEGER NOT NULL,
     up       INTEGER NOT NULL,
     measures BLOB NOT NULL,
+    -- 0 while a minute (hour) row has changed since it was folded into its
+    -- hour (day)
+    folded   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (level, check_id, bucket)
 ) WITHOUT ROWID;
+
+CREATE INDEX rollups_unfolded ON rollups (level, check_id, bucket) WHERE NOT folded;
 
 CREATE INDEX rollups_level_bucket ON rollups (level, bucket);
 

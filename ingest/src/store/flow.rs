@@ -10,7 +10,7 @@
 use super::ops::{At, NewRow, Ops};
 use super::{CheckRow, StoreError, Stored};
 use crate::incident::{self, Action};
-use crate::rollup::{self, Rollups};
+use crate::rollup::{self, Level, Rollups};
 use crate::state::{Admission, Entry, Millis, Pair, PairState, Verdict};
 use crate::status::Status;
 use crate::timeline::{self, Loaded};
@@ -299,6 +299,35 @@ fn with_id(action: &Action, opened: i64) -> Action {
         *id = opened;
     }
     a
+}
+
+/// Folds changed minute rollups into their hours, and changed hours into
+/// their days, each recomputed whole from its parts. Returns the rows written.
+pub(crate) async fn fold<O: Ops>(ops: &mut O) -> Result<usize, StoreError> {
+    let mut written = 0;
+    for level in [Level::Minute, Level::Hour] {
+        let Some(parent) = level.parent() else {
+            continue;
+        };
+        let dirty = ops.unfolded(level).await?;
+        let parents: BTreeSet<At> = dirty.iter().map(|&(c, b)| (c, parent.bucket(b))).collect();
+        let checks: BTreeSet<i32> = parents.iter().map(|p| p.0).collect();
+        ops.lock_ids(&checks.into_iter().collect::<Vec<_>>())
+            .await?;
+        let mut out = Rollups::new();
+        for (check, start) in parents {
+            let end = start + parent.span_ms();
+            let mut whole = rollup::Rollup::default();
+            for part in ops.load_level(level, check, start, end).await? {
+                whole.merge(&part);
+            }
+            out.insert((parent, check, start), whole);
+            ops.mark_folded(level, check, start, end).await?;
+        }
+        ops.save_rollups(&out).await?;
+        written += out.len();
+    }
+    Ok(written)
 }
 
 /// Resolves the check's open automatic incident because it was retired.

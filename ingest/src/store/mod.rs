@@ -385,6 +385,22 @@ impl Store {
         both!(self, s => s.check_statuses().await)
     }
 
+    /// Folds changed minute rollups into hours, and hours into days.
+    pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
+        match self {
+            Store::Pg(s) => {
+                retrying(|| async move {
+                    let mut tx = s.pool.begin().await?;
+                    let n = flow::fold(&mut pg_ops::PgOps(&mut tx)).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                })
+                .await
+            }
+            Store::Sqlite(s) => s.fold_rollups().await,
+        }
+    }
+
     /// Each agent's id, zone and last-seen instant (ms).
     pub async fn agents_seen(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
         both!(self, s => s.agents_seen().await)

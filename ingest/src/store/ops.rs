@@ -91,6 +91,33 @@ pub(crate) trait Ops: Send {
         rollups: &Rollups,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Locks these checks' rows, in id order (writers take them first).
+    fn lock_ids(&mut self, checks: &[i32]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `(check, bucket)` of every row of `level` changed since it was folded.
+    fn unfolded(
+        &mut self,
+        level: Level,
+    ) -> impl Future<Output = Result<Vec<At>, StoreError>> + Send;
+
+    /// The rows of `level` of a check in `[from, to)`.
+    fn load_level(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<Rollup>, StoreError>> + Send;
+
+    /// Marks the rows of `level` of a check in `[from, to)` folded.
+    fn mark_folded(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Each check's admitted samples at or after its `low`.
     fn load_samples(
         &mut self,

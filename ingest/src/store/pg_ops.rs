@@ -285,9 +285,12 @@ impl Ops for PgOps<'_, '_> {
         let checks: Vec<i32> = keys.iter().map(|k| k.1).collect();
         let buckets: Vec<_> = keys.iter().map(|k| ts(k.2)).collect();
         let rows: Vec<RollupRow> = sqlx::query_as(
-            "SELECT r.level, r.check_id, r.bucket, r.count, r.up, r.measures
+            // LATERAL keeps it one primary-key lookup per bucket, whatever the
+            // planner guesses about UNNEST's size.
+            "SELECT q.l, q.c, q.b, r.count, r.up, r.measures
              FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[]) AS q(l, c, b)
-             JOIN rollups r ON r.level = q.l AND r.check_id = q.c AND r.bucket = q.b",
+             CROSS JOIN LATERAL (SELECT count, up, measures FROM rollups
+                                 WHERE level = q.l AND check_id = q.c AND bucket = q.b) r",
         )
         .bind(&levels)
         .bind(&checks)
@@ -318,7 +321,8 @@ impl Ops for PgOps<'_, '_> {
              SELECT * FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
                                   $6::bytea[])
              ON CONFLICT (level, check_id, bucket) DO UPDATE
-                 SET count = excluded.count, up = excluded.up, measures = excluded.measures",
+                 SET count = excluded.count, up = excluded.up, measures = excluded.measures,
+                     folded = false",
         )
         .bind(&levels)
         .bind(&checks)
@@ -331,6 +335,68 @@ impl Ops for PgOps<'_, '_> {
         Ok(())
     }
 
+    async fn lock_ids(&mut self, checks: &[i32]) -> Result<(), StoreError> {
+        sqlx::query("SELECT id FROM checks WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(checks)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
+        let rows: Vec<(i32, DateTime<Utc>)> =
+            sqlx::query_as("SELECT check_id, bucket FROM rollups WHERE level = $1 AND NOT folded")
+                .bind(level.code())
+                .fetch_all(&mut **self.0)
+                .await?;
+        Ok(rows.into_iter().map(|(c, b)| (c, ms(b))).collect())
+    }
+
+    async fn load_level(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Rollup>, StoreError> {
+        let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT count, up, measures FROM rollups
+             WHERE level = $1 AND check_id = $2 AND bucket >= $3 AND bucket < $4",
+        )
+        .bind(level.code())
+        .bind(check)
+        .bind(ts(from))
+        .bind(ts(to))
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.into_iter()
+            .map(|(count, up, bytes)| {
+                Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))
+            })
+            .collect()
+    }
+
+    async fn mark_folded(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE rollups SET folded = true
+             WHERE level = $1 AND check_id = $2 AND bucket >= $3 AND bucket < $4 AND NOT folded",
+        )
+        .bind(level.code())
+        .bind(check)
+        .bind(ts(from))
+        .bind(ts(to))
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
+    }
+
     async fn load_samples(
         &mut self,
         lows: &[At],
@@ -338,10 +404,11 @@ impl Ops for PgOps<'_, '_> {
         let (ids, lows): (Vec<i32>, Vec<DateTime<Utc>>) =
             lows.iter().map(|(c, l)| (*c, ts(*l))).unzip();
         let rows: Vec<SampleRow> = sqlx::query_as(
-            "SELECT r.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
+            "SELECT q.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
              FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, low)
-             JOIN results r ON r.check_id = q.check_id AND r.scheduled_at >= q.low
-             WHERE r.state IS NOT NULL",
+             CROSS JOIN LATERAL (SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason
+                                 FROM results WHERE check_id = q.check_id AND scheduled_at >= q.low
+                                   AND state IS NOT NULL) r",
         )
         .bind(&ids)
         .bind(&lows)

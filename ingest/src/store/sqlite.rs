@@ -111,6 +111,14 @@ impl SqliteStore {
         Ok(stored)
     }
 
+    /// Folds changed minute rollups into hours, and hours into days.
+    pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = flow::fold(&mut SqliteOps(&mut tx)).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// The catalog sync (see [`super::PgStore::sync_catalog`]).
     pub async fn sync_catalog(
         &self,

@@ -12,7 +12,7 @@ use super::ops::{At, NewRow, Ops, RollupKey};
 use super::pg_ops::{detail, outcome_code, parse_state, parse_status};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{self, Action, Latest, State};
-use crate::rollup::{Rollup, Rollups};
+use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
 use crate::status::{Change, Detail, Sample, Status};
 use config::defaults::BUILT_IN;
@@ -256,7 +256,8 @@ impl Ops for SqliteOps<'_, '_> {
                 "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (level, check_id, bucket) DO UPDATE
-                     SET count = excluded.count, up = excluded.up, measures = excluded.measures",
+                     SET count = excluded.count, up = excluded.up, measures = excluded.measures,
+                         folded = 0",
             )
             .bind(level.code())
             .bind(check)
@@ -267,6 +268,64 @@ impl Ops for SqliteOps<'_, '_> {
             .execute(&mut **self.0)
             .await?;
         }
+        Ok(())
+    }
+
+    async fn lock_ids(&mut self, _checks: &[i32]) -> Result<(), StoreError> {
+        Ok(()) // BEGIN IMMEDIATE already holds the only write lock
+    }
+
+    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT check_id, bucket FROM rollups WHERE level = ?1 AND NOT folded")
+                .bind(level.code())
+                .fetch_all(&mut **self.0)
+                .await?,
+        )
+    }
+
+    async fn load_level(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Rollup>, StoreError> {
+        let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT count, up, measures FROM rollups
+             WHERE level = ?1 AND check_id = ?2 AND bucket >= ?3 AND bucket < ?4",
+        )
+        .bind(level.code())
+        .bind(check)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **self.0)
+        .await?;
+        rows.into_iter()
+            .map(|(count, up, bytes)| {
+                Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))
+            })
+            .collect()
+    }
+
+    async fn mark_folded(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE rollups SET folded = 1
+             WHERE level = ?1 AND check_id = ?2 AND bucket >= ?3 AND bucket < ?4 AND NOT folded",
+        )
+        .bind(level.code())
+        .bind(check)
+        .bind(from)
+        .bind(to)
+        .execute(&mut **self.0)
+        .await?;
         Ok(())
     }
 

@@ -368,7 +368,7 @@ async fn the_readme_worked_example_holds(db: Db) {
 async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(db: Db) {
     let store = &db.store;
     let t0 = start();
-    let mut rs: Vec<_> = (0..20)
+    let rs: Vec<_> = (0..20)
         .map(|i| {
             let mut r = result("web", "a", t0 + i * 1000, i % 5 != 0);
             r.duration_us = 10_000 + i as u64 * 1000;
@@ -377,9 +377,16 @@ async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(db: Db) 
         })
         .collect();
     // Twenty slots one second apart: one minute bucket, one hour, one day.
-    let b = batch("a", std::mem::take(&mut rs));
+    let b = batch("a", rs);
     put(store, &b).await;
     put(store, &b).await; // redelivered: nothing counted twice
+    assert_eq!(db.rollups().await.len(), 1, "messages write minutes only");
+    assert_eq!(store.fold_rollups().await.unwrap(), 2, "an hour and a day");
+    assert_eq!(
+        store.fold_rollups().await.unwrap(),
+        0,
+        "nothing changed since"
+    );
     let rows = db.rollups().await;
     assert_eq!(rows.len(), 3, "minute, hour and day");
     for (_, count, up, bytes) in &rows {
@@ -392,6 +399,15 @@ async fn rollups_count_each_inserted_result_once_and_estimate_quantiles(db: Db) 
         let p50 = r.measures[0].quantile_us(0.5).unwrap();
         assert!((0.84..=1.19).contains(&(p50 / 19_000.0)), "p50 {p50}");
     }
+    // A late result in a folded minute: its hour and day are recomputed whole.
+    put(
+        store,
+        &batch("a", vec![result("web", "a", t0 + 30_500, true)]),
+    )
+    .await;
+    assert_eq!(store.fold_rollups().await.unwrap(), 2);
+    let counts: Vec<(i64, i64)> = db.rollups().await.into_iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(counts, [(0, 21), (1, 21), (2, 21)]);
 }
 
 async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(db: Db) {
@@ -411,6 +427,11 @@ async fn retention_drops_old_raw_days_and_rollups_but_keeps_history(db: Db) {
             .await
             .unwrap();
     }
+    assert_eq!(
+        store.fold_rollups().await.unwrap(),
+        40,
+        "20 hours and 20 days"
+    );
     // An hour rollup from long ago (kept 400 days) and one still inside.
     for (age, level) in [(401, 1_i16), (399, 1), (500, 2)] {
         db.add_rollup(level, today - age * day).await;

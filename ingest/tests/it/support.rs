@@ -261,8 +261,8 @@ impl View {
     pub async fn add_rollup(&self, level: i16, bucket: i64) {
         match self {
             View::Pg(p) => sqlx::query(
-                "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
-                 SELECT $1, id, to_timestamp($2 / 1000.0), 1, 1, ''::bytea FROM checks",
+                "INSERT INTO rollups (level, check_id, bucket, count, up, measures, folded)
+                 SELECT $1, id, to_timestamp($2 / 1000.0), 1, 1, ''::bytea, true FROM checks",
             )
             .bind(level)
             .bind(bucket as f64)
@@ -270,8 +270,8 @@ impl View {
             .await
             .map(|_| ()),
             View::Sqlite(p) => sqlx::query(
-                "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
-                 SELECT ?1, id, ?2, 1, 1, x'' FROM checks",
+                "INSERT INTO rollups (level, check_id, bucket, count, up, measures, folded)
+                 SELECT ?1, id, ?2, 1, 1, x'', 1 FROM checks",
             )
             .bind(level)
             .bind(bucket)
