@@ -281,29 +281,32 @@ impl Ops for PgOps<'_, '_> {
         &mut self,
         keys: &[(Level, i32, Millis)],
     ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        let levels: Vec<i16> = keys.iter().map(|k| k.0.code()).collect();
-        let checks: Vec<i32> = keys.iter().map(|k| k.1).collect();
-        let buckets: Vec<_> = keys.iter().map(|k| ts(k.2)).collect();
+        // One index scan with `= ANY` on each key column (a message's rows
+        // share a level and mostly a bucket), then the exact keys in Rust.
+        let wanted: BTreeSet<RollupKey> = keys.iter().copied().collect();
+        let levels: BTreeSet<i16> = keys.iter().map(|k| k.0.code()).collect();
+        let checks: BTreeSet<i32> = keys.iter().map(|k| k.1).collect();
+        let buckets: BTreeSet<Millis> = keys.iter().map(|k| k.2).collect();
         let rows: Vec<RollupRow> = sqlx::query_as(
-            // LATERAL keeps it one primary-key lookup per bucket, whatever the
-            // planner guesses about UNNEST's size.
-            "SELECT q.l, q.c, q.b, r.count, r.up, r.measures
-             FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[]) AS q(l, c, b)
-             CROSS JOIN LATERAL (SELECT count, up, measures FROM rollups
-                                 WHERE level = q.l AND check_id = q.c AND bucket = q.b) r",
+            "SELECT level, check_id, bucket, count, up, measures FROM rollups
+             WHERE level = ANY($1) AND check_id = ANY($2) AND bucket = ANY($3)",
         )
-        .bind(&levels)
-        .bind(&checks)
-        .bind(&buckets)
+        .bind(levels.into_iter().collect::<Vec<_>>())
+        .bind(checks.into_iter().collect::<Vec<_>>())
+        .bind(buckets.into_iter().map(ts).collect::<Vec<_>>())
         .fetch_all(&mut **self.0)
         .await?;
-        rows.into_iter()
-            .map(|(level, check, bucket, count, up, bytes)| {
-                let r = Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
-                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))?;
-                Ok(((parse_level(level)?, check, ms(bucket)), r))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (level, check, bucket, count, up, bytes) in rows {
+            let key = (parse_level(level)?, check, ms(bucket));
+            if !wanted.contains(&key) {
+                continue;
+            }
+            let r = Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))?;
+            out.push((key, r));
+        }
+        Ok(out)
     }
 
     async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
@@ -401,19 +404,40 @@ impl Ops for PgOps<'_, '_> {
         &mut self,
         lows: &[At],
     ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
-        let (ids, lows): (Vec<i32>, Vec<DateTime<Utc>>) =
-            lows.iter().map(|(c, l)| (*c, ts(*l))).unzip();
-        let rows: Vec<SampleRow> = sqlx::query_as(
-            "SELECT q.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
-             FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, low)
-             CROSS JOIN LATERAL (SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason
-                                 FROM results WHERE check_id = q.check_id AND scheduled_at >= q.low
-                                   AND state IS NOT NULL) r",
-        )
-        .bind(&ids)
-        .bind(&lows)
-        .fetch_all(&mut **self.0)
-        .await?;
+        // Usually the lows are close together: one index scan from the
+        // earliest, then each check's own in Rust. A far-back one (a late
+        // spool) gets a range scan per check instead.
+        let low_of: BTreeMap<i32, Millis> = lows.iter().copied().collect();
+        let ids: Vec<i32> = low_of.keys().copied().collect();
+        let earliest = lows.iter().map(|l| l.1).min().unwrap_or(0);
+        let latest = lows.iter().map(|l| l.1).max().unwrap_or(0);
+        let rows: Vec<SampleRow> = if latest - earliest <= 600_000 {
+            sqlx::query_as(
+                "SELECT check_id, agent_id, scheduled_at, state, interval_ms, assigned, reason
+                 FROM results WHERE check_id = ANY($1) AND scheduled_at >= $2 AND state IS NOT NULL",
+            )
+            .bind(&ids)
+            .bind(ts(earliest))
+            .fetch_all(&mut **self.0)
+            .await?
+        } else {
+            let (ids, lows): (Vec<i32>, Vec<DateTime<Utc>>) =
+                lows.iter().map(|(c, l)| (*c, ts(*l))).unzip();
+            sqlx::query_as(
+                "SELECT q.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
+                 FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, low)
+                 CROSS JOIN LATERAL (SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason
+                                     FROM results WHERE check_id = q.check_id AND scheduled_at >= q.low
+                                       AND state IS NOT NULL) r",
+            )
+            .bind(&ids)
+            .bind(&lows)
+            .fetch_all(&mut **self.0)
+            .await?
+        };
+        let rows = rows
+            .into_iter()
+            .filter(|r| low_of.get(&r.0).is_some_and(|low| ms(r.2) >= *low));
         let mut out: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
         for (check, agent, at, state, interval, assigned, reason) in rows {
             out.entry(check).or_default().push(Sample {
