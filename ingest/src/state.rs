@@ -208,6 +208,54 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// The stored form: state, the three runs, then each buffered result's
+    /// `scheduled_at` and verdict; little-endian, 13 + 9 bytes a result.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(13 + 9 * self.buffer.len());
+        out.push(self.base.state.code() as u8);
+        for run in [self.base.downs, self.base.bads, self.base.ups] {
+            out.extend_from_slice(&run.to_le_bytes());
+        }
+        for e in &self.buffer {
+            out.extend_from_slice(&e.at.to_le_bytes());
+            out.push(match e.verdict {
+                Verdict::Up => 0,
+                Verdict::Degraded => 1,
+                Verdict::Down => 2,
+            });
+        }
+        out
+    }
+
+    /// The inverse of [`Pair::encode`]; `None` for bytes not of that shape.
+    pub fn decode(bytes: &[u8]) -> Option<Pair> {
+        let (head, tail) = bytes.split_at_checked(13)?;
+        if tail.len() % 9 != 0 {
+            return None;
+        }
+        let run = |i: usize| head.get(i..i + 4)?.try_into().ok().map(u32::from_le_bytes);
+        let base = Fold {
+            state: PairState::from_code(i16::from(head[0]))?,
+            downs: run(1)?,
+            bads: run(5)?,
+            ups: run(9)?,
+        };
+        let mut buffer = Vec::with_capacity(tail.len() / 9);
+        for c in tail.chunks_exact(9) {
+            let at = i64::from_le_bytes(c[..8].try_into().ok()?);
+            let verdict = match c[8] {
+                0 => Verdict::Up,
+                1 => Verdict::Degraded,
+                2 => Verdict::Down,
+                _ => return None,
+            };
+            buffer.push(Entry { at, verdict });
+        }
+        Some(Pair { base, buffer })
+    }
+}
+
 /// The states of a pair folded from scratch, in `scheduled_at` order: the
 /// reference [`Pair::admit`] must agree with.
 pub fn fold_sorted(entries: &[Entry], t: Thresholds) -> Vec<(Millis, PairState)> {
@@ -279,6 +327,29 @@ mod tests {
             run(&[Down, Down, Degraded, Degraded, Up, Up], T22),
             [Passing, Failing, Failing, Failing, Failing, Passing]
         );
+    }
+
+    #[test]
+    fn pairs_round_trip_through_their_stored_bytes() {
+        let mut p = Pair::default();
+        for (i, v) in [Down, Down, Up, Degraded].into_iter().enumerate() {
+            p.admit(
+                Entry {
+                    at: 1_700_000_000_000 + i as Millis,
+                    verdict: v,
+                },
+                T22,
+            );
+        }
+        assert_eq!(Pair::decode(&p.encode()), Some(p.clone()));
+        assert_eq!(
+            Pair::decode(&Pair::default().encode()),
+            Some(Pair::default())
+        );
+        assert_eq!(Pair::decode(&[0; 12]), None);
+        let mut bad = p.encode();
+        bad.push(7);
+        assert_eq!(Pair::decode(&bad), None);
     }
 
     #[test]

@@ -93,7 +93,8 @@ CREATE INDEX rollups_level_bucket ON rollups (level, bucket);
 CREATE TABLE pairs (
     check_id integer NOT NULL REFERENCES checks (id),
     agent_id integer NOT NULL REFERENCES agents (id),
-    pair     jsonb NOT NULL,
+    -- ingest::state::Pair::encode
+    pair     bytea NOT NULL,
     PRIMARY KEY (check_id, agent_id)
 );
 

@@ -79,7 +79,8 @@ CREATE INDEX rollups_level_bucket ON rollups (level, bucket);
 CREATE TABLE pairs (
     check_id INTEGER NOT NULL REFERENCES checks (id),
     agent_id INTEGER NOT NULL REFERENCES agents (id),
-    pair     TEXT NOT NULL,
+    -- ingest::state::Pair::encode
+    pair     BLOB NOT NULL,
     PRIMARY KEY (check_id, agent_id)
 ) WITHOUT ROWID;
 

@@ -170,14 +170,20 @@ impl Ops for PgOps<'_, '_> {
         agent: i32,
         checks: &[i32],
     ) -> Result<BTreeMap<i32, Pair>, StoreError> {
-        let rows: Vec<(i32, Json<Pair>)> = sqlx::query_as(
+        let rows: Vec<(i32, Vec<u8>)> = sqlx::query_as(
             "SELECT check_id, pair FROM pairs WHERE agent_id = $1 AND check_id = ANY($2)",
         )
         .bind(agent)
         .bind(checks)
         .fetch_all(&mut **self.0)
         .await?;
-        Ok(rows.into_iter().map(|(c, p)| (c, p.0)).collect())
+        rows.into_iter()
+            .map(|(c, bytes)| {
+                let pair = Pair::decode(&bytes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("pair of check {c}")))?;
+                Ok((c, pair))
+            })
+            .collect()
     }
 
     async fn insert_results(
@@ -254,15 +260,15 @@ impl Ops for PgOps<'_, '_> {
         pairs: &BTreeMap<i32, Pair>,
     ) -> Result<(), StoreError> {
         let ids: Vec<i32> = pairs.keys().copied().collect();
-        let json: Vec<Json<&Pair>> = pairs.values().map(Json).collect();
+        let bytes: Vec<Vec<u8>> = pairs.values().map(Pair::encode).collect();
         sqlx::query(
             "INSERT INTO pairs (check_id, agent_id, pair)
-             SELECT c, $1, p FROM UNNEST($2::int4[], $3::jsonb[]) AS u(c, p)
+             SELECT c, $1, p FROM UNNEST($2::int4[], $3::bytea[]) AS u(c, p)
              ON CONFLICT (check_id, agent_id) DO UPDATE SET pair = excluded.pair",
         )
         .bind(agent)
         .bind(&ids)
-        .bind(&json)
+        .bind(&bytes)
         .execute(&mut **self.0)
         .await?;
         Ok(())

@@ -127,14 +127,16 @@ impl Ops for SqliteOps<'_, '_> {
     ) -> Result<BTreeMap<i32, Pair>, StoreError> {
         let mut out = BTreeMap::new();
         for check in checks {
-            let pair: Option<Json<Pair>> =
+            let pair: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT pair FROM pairs WHERE check_id = ?1 AND agent_id = ?2")
                     .bind(check)
                     .bind(agent)
                     .fetch_optional(&mut **self.0)
                     .await?;
-            if let Some(p) = pair {
-                out.insert(*check, p.0);
+            if let Some(bytes) = pair {
+                let pair = Pair::decode(&bytes)
+                    .ok_or_else(|| StoreError::Corrupt(format!("pair of check {check}")))?;
+                out.insert(*check, pair);
             }
         }
         Ok(out)
@@ -211,7 +213,7 @@ impl Ops for SqliteOps<'_, '_> {
             )
             .bind(check)
             .bind(agent)
-            .bind(Json(pair))
+            .bind(pair.encode())
             .execute(&mut **self.0)
             .await?;
         }
