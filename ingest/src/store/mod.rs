@@ -141,8 +141,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let known: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
-        Ok(applied == known)
+        Ok(all_applied(&MIGRATIONS, &applied))
     }
 
     /// A cheap round trip: the readiness probe.
@@ -168,6 +167,14 @@ pub(crate) fn reason_text(code: i16) -> &'static str {
         .and_then(|i| config::wire::Reason::KNOWN.get(i))
         .copied()
         .unwrap_or("other")
+}
+
+/// Whether `applied` (versions, in order) is exactly every migration known.
+pub(crate) fn all_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> bool {
+    migrator
+        .iter()
+        .map(|m| m.version)
+        .eq(applied.iter().copied())
 }
 
 /// The author of everything ingest writes on incidents.

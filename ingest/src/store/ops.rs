@@ -24,6 +24,17 @@ pub(crate) struct NewRow<'a> {
 /// `(level, check, bucket start)` of a rollup row.
 pub(crate) type RollupKey = (Level, i32, Millis);
 
+/// A stored rollup row, or a clear error naming its check.
+pub(crate) fn stored_rollup(
+    check: i32,
+    count: i32,
+    up: i32,
+    bytes: &[u8],
+) -> Result<Rollup, StoreError> {
+    Rollup::decode(count.max(0) as u32, up.max(0) as u32, bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))
+}
+
 /// `(check, instant)`: where a check's span starts or its lookback ends.
 pub(crate) type At = (i32, Millis);
 

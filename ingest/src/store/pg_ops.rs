@@ -2,7 +2,7 @@
 //! `LATERAL`), whatever the number of checks, and `SELECT ... FOR UPDATE` on
 //! check rows in id order.
 
-use super::ops::{At, NewRow, Ops, RollupKey};
+use super::ops::{At, NewRow, Ops, RollupKey, stored_rollup};
 use super::{CheckRow, StoreError, ms, reason_code, reason_text, ts};
 use crate::incident::{self, Action, Latest, State};
 use crate::rollup::{Level, Rollup, Rollups};
@@ -308,8 +308,7 @@ impl Ops for PgOps<'_, '_> {
             if !wanted.contains(&key) {
                 continue;
             }
-            let r = Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
-                .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))?;
+            let r = stored_rollup(check, count, up, &bytes)?;
             out.push((key, r));
         }
         Ok(out)
@@ -379,10 +378,7 @@ impl Ops for PgOps<'_, '_> {
         .fetch_all(&mut **self.0)
         .await?;
         rows.into_iter()
-            .map(|(count, up, bytes)| {
-                Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
-                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))
-            })
+            .map(|(count, up, bytes)| stored_rollup(check, count, up, &bytes))
             .collect()
     }
 

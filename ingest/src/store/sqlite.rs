@@ -79,8 +79,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let known: Vec<i64> = SQLITE_MIGRATIONS.iter().map(|m| m.version).collect();
-        Ok(applied == known)
+        Ok(super::all_applied(&SQLITE_MIGRATIONS, &applied))
     }
 
     /// A cheap round trip: the readiness probe.

@@ -8,7 +8,7 @@
 //! implied. In WAL mode readers (the dashboard) never block the writer nor
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
-use super::ops::{At, NewRow, Ops, RollupKey};
+use super::ops::{At, NewRow, Ops, RollupKey, stored_rollup};
 use super::pg_ops::{detail, outcome_code, parse_state, parse_status};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{self, Action, Latest, State};
@@ -244,8 +244,7 @@ impl Ops for SqliteOps<'_, '_> {
             .fetch_optional(&mut **self.0)
             .await?;
             if let Some((count, up, bytes)) = row {
-                let r = Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
-                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {}", key.1)))?;
+                let r = stored_rollup(key.1, count, up, &bytes)?;
                 out.push((*key, r));
             }
         }
@@ -304,10 +303,7 @@ impl Ops for SqliteOps<'_, '_> {
         .fetch_all(&mut **self.0)
         .await?;
         rows.into_iter()
-            .map(|(count, up, bytes)| {
-                Rollup::decode(count.max(0) as u32, up.max(0) as u32, &bytes)
-                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of check {check}")))
-            })
+            .map(|(count, up, bytes)| stored_rollup(check, count, up, &bytes))
             .collect()
     }
 
