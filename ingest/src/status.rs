@@ -77,8 +77,8 @@ pub struct Sample {
     pub interval_ms: i64,
     /// How many locations the fleet assigned.
     pub assigned: u32,
-    /// Its reason code.
-    pub reason: String,
+    /// Its reason code (one of the documented set, or `other`).
+    pub reason: &'static str,
 }
 
 /// A status change: `(check, at, status)`, with what decided it.
@@ -132,7 +132,7 @@ pub fn decide(
         .filter(|s| s.state == PairState::Failing)
         .copied()
         .collect();
-    let mut reasons: Vec<String> = failing.iter().map(|s| s.reason.clone()).collect();
+    let mut reasons: Vec<String> = failing.iter().map(|s| s.reason.to_string()).collect();
     reasons.sort();
     reasons.dedup();
     let detail = Detail {
@@ -154,6 +154,35 @@ pub fn decide(
         Status::Up
     };
     (status, detail)
+}
+
+/// Of the samples loaded for a span starting at `from`, those that can
+/// matter: every one at or after `from`, and each pair's newest before it (if
+/// at or after `low`). An older sample of a pair is superseded by its newer
+/// one at every instant from `from` on, so dropping it changes no status, as
+/// long as there is a status before `from` to compare with (without one, the
+/// first instant looked at decides the first status, so all are kept).
+/// [`changes`] gives the same answer on either set (property-tested).
+pub fn relevant(
+    samples: Vec<Sample>,
+    from: Millis,
+    low: Millis,
+    before: Option<Status>,
+) -> Vec<Sample> {
+    if before.is_none() {
+        return samples;
+    }
+    let mut newest_before: BTreeMap<i64, Sample> = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in samples {
+        if s.at >= from {
+            out.push(s);
+        } else if s.at >= low && newest_before.get(&s.pair).is_none_or(|n| n.at < s.at) {
+            newest_before.insert(s.pair, s);
+        }
+    }
+    out.extend(newest_before.into_values());
+    out
 }
 
 /// The status changes in `[from, through]`, given the status in effect just
@@ -223,9 +252,9 @@ mod tests {
             interval_ms: 60_000,
             assigned: 3,
             reason: if state == Failing {
-                "connect_refused".into()
+                "connect_refused"
             } else {
-                "ok".into()
+                "ok"
             },
         }
     }

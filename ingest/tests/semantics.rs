@@ -80,9 +80,9 @@ impl Model {
                     interval_ms: INTERVAL,
                     assigned: r.assigned,
                     reason: if r.verdict == Verdict::Down {
-                        "connect_refused".into()
+                        "connect_refused"
                     } else {
-                        "ok".into()
+                        "ok"
                     },
                 },
             );
@@ -378,6 +378,44 @@ proptest! {
             // Everyone is silent by END: the last word is unknown, never down.
             prop_assert_eq!(m.changes.last().map(|c| c.status), Some(Status::Unknown));
         }
+    }
+
+    #[test]
+    fn only_each_pairs_newest_sample_before_a_span_matters(
+        raw in proptest::collection::btree_map(
+            (1_i64..=4, 0_i64..40),
+            (prop_oneof![Just(PairState::Passing), Just(PairState::Degraded), Just(PairState::Failing)], 1_u32..=4),
+            0..60,
+        ),
+        from in 0_i64..40 * INTERVAL,
+        span in 0_i64..20 * INTERVAL,
+        windows in windows(),
+        quorum in prop_oneof![Just(Quorum::Majority), (1_u32..=4).prop_map(Quorum::Count)],
+    ) {
+        let low = from - timeline::lookback(INTERVAL);
+        let every: Vec<Sample> = raw
+            .into_iter()
+            .map(|((pair, slot), (state, assigned))| Sample {
+                pair,
+                at: slot * INTERVAL + pair * 7,
+                state,
+                interval_ms: INTERVAL,
+                assigned,
+                reason: "connect_refused",
+            })
+            .collect();
+        // The status before `from` is what the history says, as in the store.
+        let before = ingest::status::changes(&every, i64::MIN / 4, from - 1, None, quorum, &windows)
+            .last()
+            .map(|c| c.status);
+        // What a store loads: every sample at or after `low`.
+        let loaded: Vec<Sample> = every.into_iter().filter(|s| s.at >= low).collect();
+        let through = from + span;
+        let all = ingest::status::changes(&loaded, from, through, before, quorum, &windows);
+        let few = ingest::status::relevant(loaded.clone(), from, low, before);
+        prop_assert!(few.len() <= loaded.len());
+        let got = ingest::status::changes(&few, from, through, before, quorum, &windows);
+        prop_assert_eq!(got, all);
     }
 
     #[test]

@@ -222,7 +222,7 @@ pub(crate) async fn recompute<O: Ops>(
     let froms: Vec<At> = spans.iter().map(|(c, from, _)| (c.id, *from)).collect();
     let ids: Vec<i32> = spans.iter().map(|(c, _, _)| c.id).collect();
     let slugs: Vec<&str> = spans.iter().map(|(c, _, _)| c.slug.as_str()).collect();
-    let mut samples = ops.load_samples(&lows).await?;
+    let mut samples = ops.load_samples(&lows, &froms).await?;
     let before = ops.load_before(&froms).await?;
     let mut olds = ops.load_old(&froms).await?;
     let low = lows.iter().map(|l| l.1).min().unwrap_or(0);
@@ -230,8 +230,9 @@ pub(crate) async fn recompute<O: Ops>(
     let latest = ops.load_latest(&ids).await?;
 
     let mut plans = Vec::new();
-    for &(check, from, _) in &spans {
+    for &(check, from, low) in &spans {
         let samples = samples.remove(&check.id).unwrap_or_default();
+        let samples = crate::status::relevant(samples, from, low, before.get(&check.id).copied());
         let newest = samples.iter().map(|x| x.at).max().unwrap_or(from);
         let decided = check.decided_through.unwrap_or(from);
         let until = through.unwrap_or(newest).max(newest).max(decided).max(from);

@@ -129,10 +129,13 @@ pub(crate) trait Ops: Send {
         to: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Each check's admitted samples at or after its `low`.
+    /// Each check's admitted samples at or after its `low`; a store may leave
+    /// out, of those before the check's `from`, all but each pair's newest
+    /// ([`crate::status::relevant`]).
     fn load_samples(
         &mut self,
         lows: &[At],
+        froms: &[At],
     ) -> impl Future<Output = Result<BTreeMap<i32, Vec<Sample>>, StoreError>> + Send;
 
     /// Each check's status just before its `from`.

@@ -330,6 +330,7 @@ impl Ops for SqliteOps<'_, '_> {
     async fn load_samples(
         &mut self,
         lows: &[At],
+        _froms: &[At],
     ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
         let mut out: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
         for (check, low) in lows {
@@ -348,7 +349,7 @@ impl Ops for SqliteOps<'_, '_> {
                     state: PairState::from_code(state).unwrap_or(PairState::Passing),
                     interval_ms: interval,
                     assigned: assigned.max(0) as u32,
-                    reason: reason_text(reason).to_string(),
+                    reason: reason_text(reason),
                 },
             ));
         }
