@@ -405,7 +405,7 @@ impl Ops for PgOps<'_, '_> {
     async fn load_samples(
         &mut self,
         lows: &[At],
-        froms: &[At],
+        _froms: &[At],
     ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
         // Usually the lows are close together: one index scan from the
         // earliest, then each check's own in Rust. A far-back one (a late
@@ -415,22 +415,12 @@ impl Ops for PgOps<'_, '_> {
         let earliest = lows.iter().map(|l| l.1).min().unwrap_or(0);
         let latest = lows.iter().map(|l| l.1).max().unwrap_or(0);
         let rows: Vec<SampleRow> = if latest - earliest <= 600_000 {
-            // Before the earliest `from`, each pair's newest is enough
-            // (`status::relevant` picks per check from what comes back).
-            let first_from = froms.iter().map(|f| f.1).min().unwrap_or(earliest);
             sqlx::query_as(
-                "(SELECT check_id, agent_id, scheduled_at, state, interval_ms, assigned, reason
-                  FROM results WHERE check_id = ANY($1) AND scheduled_at >= $3 AND state IS NOT NULL)
-                 UNION ALL
-                 (SELECT DISTINCT ON (check_id, agent_id)
-                         check_id, agent_id, scheduled_at, state, interval_ms, assigned, reason
-                  FROM results WHERE check_id = ANY($1) AND scheduled_at >= $2 AND scheduled_at < $3
-                    AND state IS NOT NULL
-                  ORDER BY check_id, agent_id, scheduled_at DESC)",
+                "SELECT check_id, agent_id, scheduled_at, state, interval_ms, assigned, reason
+                 FROM results WHERE check_id = ANY($1) AND scheduled_at >= $2 AND state IS NOT NULL",
             )
             .bind(&ids)
             .bind(ts(earliest))
-            .bind(ts(first_from))
             .fetch_all(&mut **self.0)
             .await?
         } else {
