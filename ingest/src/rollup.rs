@@ -201,7 +201,7 @@ impl Rollup {
             m.sum_us = u64::from_le_bytes(c[4..12].try_into().ok()?);
             m.max_us = u64::from_le_bytes(c[12..20].try_into().ok()?);
         }
-        if tail.len() % 6 != 0 {
+        if !tail.len().is_multiple_of(6) {
             return None;
         }
         for c in tail.chunks_exact(6) {

@@ -231,7 +231,7 @@ impl Pair {
     /// The inverse of [`Pair::encode`]; `None` for bytes not of that shape.
     pub fn decode(bytes: &[u8]) -> Option<Pair> {
         let (head, tail) = bytes.split_at_checked(13)?;
-        if tail.len() % 9 != 0 {
+        if !tail.len().is_multiple_of(9) {
             return None;
         }
         let run = |i: usize| head.get(i..i + 4)?.try_into().ok().map(u32::from_le_bytes);

@@ -26,6 +26,9 @@ CREATE TABLE checks (
     -- Status is decided up to here: every later recompute starts at or before
     -- it, so no instant (a silence, a window's end) is ever skipped.
     decided_through   timestamptz,
+    -- each location's newest sample (ingest::store::encode_latest): enough,
+    -- with a message's own results, to decide the status of in-order data
+    latest            bytea,
     status            text NOT NULL DEFAULT 'unknown'
                       CHECK (status IN ('up', 'degraded', 'down', 'maintenance', 'unknown')),
     status_since      timestamptz

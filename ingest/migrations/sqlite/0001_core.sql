@@ -23,6 +23,7 @@ CREATE TABLE checks (
     absent_since      INTEGER,
     retired_at        INTEGER,
     decided_through   INTEGER,
+    latest            BLOB,
     status            TEXT NOT NULL DEFAULT 'unknown'
                       CHECK (status IN ('up', 'degraded', 'down', 'maintenance', 'unknown')),
     status_since      INTEGER

@@ -12,7 +12,7 @@ use super::{CheckRow, StoreError, Stored};
 use crate::incident::{self, Action};
 use crate::rollup::{self, Level, Rollups};
 use crate::state::{Admission, Entry, Millis, Pair, PairState, Verdict};
-use crate::status::Status;
+use crate::status::{Sample, Status};
 use crate::timeline::{self, Loaded};
 use config::wire::{AgentInfo, Outcome, ProbeResult, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,6 +114,25 @@ pub(crate) async fn write_message<O: Ops>(
     }
     ops.save_rollups(&add).await?;
 
+    // This message's own samples, per check, for the recompute's fast path.
+    let mut fresh: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
+    for row in &rows {
+        let r = row.result;
+        let at = r.scheduled_at.unix_ms();
+        if !inserted.contains(&(row.check, at)) {
+            continue;
+        }
+        if let Some(state) = admitted.states.get(&(row.check, at)) {
+            fresh.entry(row.check).or_default().push(Sample {
+                pair: i64::from(agent_id),
+                at,
+                state: *state,
+                interval_ms: interval_ms(r),
+                assigned: r.assigned,
+                reason: super::reason_text(super::reason_code(&r.reason)),
+            });
+        }
+    }
     let mut due = Vec::new();
     for check in &checks {
         let mut check = check.clone();
@@ -124,7 +143,14 @@ pub(crate) async fn write_message<O: Ops>(
             ops.widen_interval(check.id, w).await?;
         }
         if let Some(&from) = admitted.from.get(&check.id) {
-            due.push((check, from));
+            // Late rows moved: their stored states changed, so read them back.
+            let moved = admitted.late.keys().any(|k| k.0 == check.id);
+            let own = if moved { None } else { fresh.remove(&check.id) };
+            due.push(Due {
+                check,
+                from,
+                fresh: own,
+            });
         }
     }
     let changed = recompute(ops, &due, None).await?;
@@ -196,14 +222,29 @@ fn admit(
     out
 }
 
+/// A check whose status must be recomputed from `from`.
+#[derive(Debug)]
+pub(crate) struct Due {
+    pub check: CheckRow,
+    pub from: Millis,
+    /// The samples this message added (`None` when stored rows' states moved,
+    /// or for a tick).
+    pub fresh: Option<Vec<Sample>>,
+}
+
 /// Recomputes each check's status changes from its `from` (or its
 /// `decided_through`, if earlier) through its newest sample, or through
 /// `through` when a tick decides silence up to now. Rewrites the changes
 /// that moved and applies the incident actions. Returns the checks whose
 /// status changes or incidents changed.
+///
+/// In-order data takes a fast path: when no location's newest sample is
+/// after `from` and there is a status before it, those newest samples and
+/// the message's own are all [`crate::status::relevant`] would keep, so
+/// nothing is read from the results table.
 pub(crate) async fn recompute<O: Ops>(
     ops: &mut O,
-    due: &[(CheckRow, Millis)],
+    due: &[Due],
     through: Option<Millis>,
 ) -> Result<Vec<String>, StoreError> {
     if due.is_empty() {
@@ -213,26 +254,58 @@ pub(crate) async fn recompute<O: Ops>(
     // old horizon and the new results (a window's end, a silence) are decided.
     let spans: Vec<(&CheckRow, Millis, Millis)> = due
         .iter()
-        .map(|(check, from)| {
-            let from = check.decided_through.map_or(*from, |d| (*from).min(d));
-            (check, from, from - timeline::lookback(check.interval_ms))
+        .map(|d| {
+            let from = d.check.decided_through.map_or(d.from, |t| d.from.min(t));
+            (
+                &d.check,
+                from,
+                from - timeline::lookback(d.check.interval_ms),
+            )
         })
         .collect();
-    let lows: Vec<At> = spans.iter().map(|(c, _, low)| (c.id, *low)).collect();
     let froms: Vec<At> = spans.iter().map(|(c, from, _)| (c.id, *from)).collect();
     let ids: Vec<i32> = spans.iter().map(|(c, _, _)| c.id).collect();
     let slugs: Vec<&str> = spans.iter().map(|(c, _, _)| c.slug.as_str()).collect();
-    let mut samples = ops.load_samples(&lows, &froms).await?;
     let before = ops.load_before(&froms).await?;
+    let fast: Vec<bool> = spans
+        .iter()
+        .zip(due)
+        .map(|((c, from, _), d)| {
+            before.contains_key(&c.id)
+                && (d.fresh.is_some() || through.is_some())
+                && c.latest
+                    .as_ref()
+                    .is_some_and(|l| l.iter().all(|s| s.at <= *from))
+        })
+        .collect();
+    let (mut slow_lows, mut slow_froms) = (Vec::new(), Vec::new());
+    for ((c, from, low), f) in spans.iter().zip(&fast) {
+        if !f {
+            slow_lows.push((c.id, *low));
+            slow_froms.push((c.id, *from));
+        }
+    }
+    let mut loaded = if slow_lows.is_empty() {
+        BTreeMap::new()
+    } else {
+        ops.load_samples(&slow_lows, &slow_froms).await?
+    };
     let mut olds = ops.load_old(&froms).await?;
-    let low = lows.iter().map(|l| l.1).min().unwrap_or(0);
+    let low = spans.iter().map(|s| s.2).min().unwrap_or(0);
     let windows = ops.load_windows(&slugs, low).await?;
     let latest = ops.load_latest(&ids).await?;
 
     let mut plans = Vec::new();
-    for &(check, from, low) in &spans {
-        let samples = samples.remove(&check.id).unwrap_or_default();
-        let samples = crate::status::relevant(samples, from, low, before.get(&check.id).copied());
+    for ((&(check, from, low), d), fast) in spans.iter().zip(due).zip(&fast) {
+        let samples = if *fast {
+            let mut s = check.latest.clone().unwrap_or_default();
+            s.extend(d.fresh.iter().flatten().cloned());
+            s
+        } else {
+            let all = loaded.remove(&check.id).unwrap_or_default();
+            crate::status::relevant(all, from, low, before.get(&check.id).copied())
+        };
+        let summary = newest_per_location(check.latest.as_deref(), &samples);
         let newest = samples.iter().map(|x| x.at).max().unwrap_or(from);
         let decided = check.decided_through.unwrap_or(from);
         let until = through.unwrap_or(newest).max(newest).max(decided).max(from);
@@ -254,25 +327,25 @@ pub(crate) async fn recompute<O: Ops>(
             until,
             &check.rules(),
         );
-        plans.push((check, from, until, plan));
+        plans.push((check, from, until, plan, summary));
     }
 
-    let decided: Vec<At> = plans
+    let decided: Vec<(i32, Millis, Vec<u8>)> = plans
         .iter()
-        .map(|(c, _, until, _)| (c.id, *until))
+        .map(|(c, _, until, _, summary)| (c.id, *until, super::encode_latest(summary)))
         .collect();
     ops.set_decided(&decided).await?;
     let rewrites: Vec<(i32, Millis, &[crate::status::Change])> = plans
         .iter()
         .filter(|p| p.3.rewrite)
-        .map(|(c, from, _, p)| (c.id, *from, p.changes.as_slice()))
+        .map(|(c, from, _, p, _)| (c.id, *from, p.changes.as_slice()))
         .collect();
     if !rewrites.is_empty() {
         ops.write_changes(&rewrites).await?;
     }
     let mut changed = Vec::new();
     let mut statuses = Vec::new();
-    for (check, _, _, plan) in &plans {
+    for (check, _, _, plan, _) in &plans {
         // An incident opened by this plan has id 0 in later actions of the
         // same plan until the database gives it its id.
         let mut opened = 0;
@@ -289,6 +362,19 @@ pub(crate) async fn recompute<O: Ops>(
         ops.set_statuses(&statuses, &changed).await?;
     }
     Ok(changed)
+}
+
+/// Each location's newest sample: the old summary, updated by `used` (a
+/// sample at the same instant replaces the old one, whose state may have
+/// moved).
+fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {
+    let mut by: BTreeMap<i64, Sample> = BTreeMap::new();
+    for s in old.into_iter().flatten().chain(used) {
+        if by.get(&s.pair).is_none_or(|n| n.at <= s.at) {
+            by.insert(s.pair, s.clone());
+        }
+    }
+    by.into_values().collect()
 }
 
 fn with_id(action: &Action, opened: i64) -> Action {

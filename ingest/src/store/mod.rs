@@ -177,6 +177,46 @@ pub(crate) fn all_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -
         .eq(applied.iter().copied())
 }
 
+/// Each location's newest sample, as stored in `checks.latest`: 20 bytes a
+/// location (agent i32, at i64, state u8, interval ms i32, assigned u16,
+/// reason code u8), little-endian.
+pub(crate) fn encode_latest(samples: &[crate::status::Sample]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 * samples.len());
+    for s in samples {
+        out.extend_from_slice(&(s.pair as i32).to_le_bytes());
+        out.extend_from_slice(&s.at.to_le_bytes());
+        out.push(s.state.code() as u8);
+        out.extend_from_slice(&(s.interval_ms.clamp(0, i64::from(i32::MAX)) as i32).to_le_bytes());
+        out.extend_from_slice(&(s.assigned.min(u32::from(u16::MAX)) as u16).to_le_bytes());
+        let code = config::wire::Reason::KNOWN
+            .iter()
+            .position(|k| *k == s.reason)
+            .unwrap_or(255);
+        out.push(code as u8);
+    }
+    out
+}
+
+/// The inverse of [`encode_latest`]; `None` for bytes not of that shape.
+pub(crate) fn decode_latest(bytes: &[u8]) -> Option<Vec<crate::status::Sample>> {
+    if !bytes.len().is_multiple_of(20) {
+        return None;
+    }
+    bytes
+        .chunks_exact(20)
+        .map(|c| {
+            Some(crate::status::Sample {
+                pair: i64::from(i32::from_le_bytes(c[0..4].try_into().ok()?)),
+                at: i64::from_le_bytes(c[4..12].try_into().ok()?),
+                state: crate::state::PairState::from_code(i16::from(c[12]))?,
+                interval_ms: i64::from(i32::from_le_bytes(c[13..17].try_into().ok()?)),
+                assigned: u32::from(u16::from_le_bytes(c[17..19].try_into().ok()?)),
+                reason: reason_text(i16::from(c[19])),
+            })
+        })
+        .collect()
+}
+
 /// The author of everything ingest writes on incidents.
 pub const AUTHOR: &str = "statuspage";
 
@@ -206,6 +246,8 @@ pub(crate) struct CheckRow {
     pub reopen_window_ms: i64,
     pub decided_through: Option<Millis>,
     pub created_at: Millis,
+    /// Each location's newest sample; `None` until first recorded.
+    pub latest: Option<Vec<crate::status::Sample>>,
 }
 
 impl CheckRow {

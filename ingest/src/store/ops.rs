@@ -164,10 +164,11 @@ pub(crate) trait Ops: Send {
         checks: &[i32],
     ) -> impl Future<Output = Result<BTreeMap<i32, Latest>, StoreError>> + Send;
 
-    /// Records up to where each check's status is decided.
+    /// Records up to where each check's status is decided, and each
+    /// location's newest sample (`encode_latest`).
     fn set_decided(
         &mut self,
-        decided: &[At],
+        decided: &[(i32, Millis, Vec<u8>)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Replaces each check's changes at or after its `from` with these.

@@ -20,7 +20,7 @@ pub(crate) struct PgOps<'a, 'c>(pub &'a mut Transaction<'c, Postgres>);
 
 /// The columns of [`CheckRow`], as selected.
 pub(crate) const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
-    success_threshold, quorum, reopen_window_ms, decided_through, created_at";
+    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest";
 
 type CheckTuple = (
     i32,
@@ -33,6 +33,7 @@ type CheckTuple = (
     i64,
     Option<DateTime<Utc>>,
     DateTime<Utc>,
+    Option<Vec<u8>>,
 );
 
 /// A selected check row.
@@ -48,6 +49,7 @@ pub(crate) fn check_row(t: CheckTuple) -> CheckRow {
         reopen_window_ms: t.7,
         decided_through: t.8.map(ms),
         created_at: ms(t.9),
+        latest: t.10.as_deref().and_then(super::decode_latest),
     }
 }
 
@@ -549,15 +551,18 @@ impl Ops for PgOps<'_, '_> {
             .collect()
     }
 
-    async fn set_decided(&mut self, decided: &[At]) -> Result<(), StoreError> {
-        let (ids, ds): (Vec<i32>, Vec<DateTime<Utc>>) =
-            decided.iter().map(|(c, d)| (*c, ts(*d))).unzip();
+    async fn set_decided(&mut self, decided: &[(i32, Millis, Vec<u8>)]) -> Result<(), StoreError> {
+        let ids: Vec<i32> = decided.iter().map(|d| d.0).collect();
+        let ds: Vec<DateTime<Utc>> = decided.iter().map(|d| ts(d.1)).collect();
+        let latest: Vec<&[u8]> = decided.iter().map(|d| d.2.as_slice()).collect();
         sqlx::query(
-            "UPDATE checks SET decided_through = u.d FROM UNNEST($1::int4[], $2::timestamptz[]) AS u(id, d)
+            "UPDATE checks SET decided_through = u.d, latest = u.l
+             FROM UNNEST($1::int4[], $2::timestamptz[], $3::bytea[]) AS u(id, d, l)
              WHERE checks.id = u.id",
         )
         .bind(&ids)
         .bind(&ds)
+        .bind(&latest)
         .execute(&mut **self.0)
         .await?;
         Ok(())

@@ -275,7 +275,11 @@ impl SqliteStore {
             let from = check
                 .decided_through
                 .unwrap_or_else(|| first.map_or(check.created_at, |f| f.min(check.created_at)));
-            due.push((check, from.min(now)));
+            due.push(flow::Due {
+                check,
+                from: from.min(now),
+                fresh: None,
+            });
         }
         report.changed = flow::recompute(&mut SqliteOps(&mut tx), &due, Some(now)).await?;
         tx.commit().await?;

@@ -26,7 +26,7 @@ pub(crate) struct SqliteOps<'a, 'c>(pub &'a mut Transaction<'c, Sqlite>);
 
 /// The columns of [`CheckRow`], as selected.
 const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
-    success_threshold, quorum, reopen_window_ms, decided_through, created_at";
+    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest";
 
 /// at, status, assigned, reporting, failing, reasons
 type ChangeRow = (i64, String, i32, i32, i32, Json<Vec<String>>);
@@ -42,6 +42,7 @@ type CheckTuple = (
     i64,
     Option<i64>,
     i64,
+    Option<Vec<u8>>,
 );
 
 fn check_row(t: CheckTuple) -> CheckRow {
@@ -56,6 +57,7 @@ fn check_row(t: CheckTuple) -> CheckRow {
         reopen_window_ms: t.7,
         decided_through: t.8,
         created_at: t.9,
+        latest: t.10.as_deref().and_then(super::decode_latest),
     }
 }
 
@@ -445,11 +447,12 @@ impl Ops for SqliteOps<'_, '_> {
         Ok(out)
     }
 
-    async fn set_decided(&mut self, decided: &[At]) -> Result<(), StoreError> {
-        for (check, d) in decided {
-            sqlx::query("UPDATE checks SET decided_through = ?2 WHERE id = ?1")
+    async fn set_decided(&mut self, decided: &[(i32, Millis, Vec<u8>)]) -> Result<(), StoreError> {
+        for (check, d, latest) in decided {
+            sqlx::query("UPDATE checks SET decided_through = ?2, latest = ?3 WHERE id = ?1")
                 .bind(check)
                 .bind(d)
+                .bind(latest)
                 .execute(&mut **self.0)
                 .await?;
         }

@@ -2,7 +2,7 @@
 //! (checks, retirement, config maintenance windows), the silence and
 //! maintenance tick, and what the metrics export reads.
 
-use super::flow::{recompute, retire};
+use super::flow::{Due, recompute, retire};
 use super::pg_ops::{PgOps, select_checks};
 use super::{PgStore, StoreError, ms, retrying, ts};
 use crate::state::Millis;
@@ -196,7 +196,11 @@ impl PgStore {
                     let from = check.decided_through.unwrap_or_else(|| {
                         first.map_or(check.created_at, |f| f.min(check.created_at))
                     });
-                    due.push((check.clone(), from.min(now)));
+                    due.push(Due {
+                        check: check.clone(),
+                        from: from.min(now),
+                        fresh: None,
+                    });
                 }
                 let changed = recompute(&mut PgOps(&mut tx), &due, Some(now)).await?;
                 tx.commit().await?;
