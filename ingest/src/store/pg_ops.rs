@@ -143,6 +143,17 @@ impl Ops for PgOps<'_, '_> {
 
     async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
         let (slugs, intervals): (Vec<&str>, Vec<i64>) = wanted.iter().copied().unzip();
+        let select = format!(
+            "SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ANY($1) ORDER BY id FOR UPDATE"
+        );
+        let rows: Vec<CheckTuple> = sqlx::query_as(&select)
+            .bind(&slugs)
+            .fetch_all(&mut **self.0)
+            .await?;
+        if rows.len() == slugs.len() {
+            return Ok(rows.into_iter().map(check_row).collect());
+        }
+        // Some are new: placeholders (in slug order), then every row locked again.
         sqlx::query(
             "INSERT INTO checks (slug, name, placeholder, interval_ms, failure_threshold,
                                  success_threshold, reopen_window_ms)
@@ -158,12 +169,10 @@ impl Ops for PgOps<'_, '_> {
         .bind(BUILT_IN.reopen_window.as_millis() as i64)
         .execute(&mut **self.0)
         .await?;
-        let rows: Vec<CheckTuple> = sqlx::query_as(&format!(
-            "SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ANY($1) ORDER BY id FOR UPDATE"
-        ))
-        .bind(&slugs)
-        .fetch_all(&mut **self.0)
-        .await?;
+        let rows: Vec<CheckTuple> = sqlx::query_as(&select)
+            .bind(&slugs)
+            .fetch_all(&mut **self.0)
+            .await?;
         Ok(rows.into_iter().map(check_row).collect())
     }
 
