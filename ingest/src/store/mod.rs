@@ -6,9 +6,14 @@
 
 mod flow;
 mod ops;
+mod pg_columns;
+mod pg_incidents;
 mod pg_ops;
+mod pg_rollups;
 mod retention;
+mod rows;
 mod sqlite;
+mod sqlite_incidents;
 mod sqlite_ops;
 mod sync;
 

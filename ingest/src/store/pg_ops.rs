@@ -2,16 +2,17 @@
 //! `LATERAL`), whatever the number of checks, and `SELECT ... FOR UPDATE` on
 //! check rows in id order.
 
-use super::ops::{At, NewRow, Ops, RollupKey, stored_rollup};
-use super::{CheckRow, StoreError, ms, reason_code, reason_text, ts};
-use crate::incident::{self, Action, Latest, State};
+use super::ops::{At, NewRow, Ops, RollupKey};
+use super::pg_columns::Columns;
+use super::rows::{parse_state, parse_status};
+use super::{CheckRow, StoreError, ms, reason_text, ts};
+use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
 use crate::status::{Change, Detail, Sample, Status};
 use chrono::{DateTime, Utc};
 use config::defaults::BUILT_IN;
-use config::wire::{AgentInfo, Outcome, Reason};
-use sqlx::types::Json;
+use config::wire::AgentInfo;
 use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,52 +79,6 @@ type IncidentRow = (
     bool,
     bool,
 );
-type RollupRow = (i16, i32, DateTime<Utc>, i32, i32, Vec<u8>);
-
-fn us(v: u64) -> i32 {
-    v.min(i32::MAX as u64) as i32
-}
-
-/// The stored form of a result's outcome.
-pub(crate) fn outcome_code(o: &Outcome) -> i16 {
-    match o {
-        Outcome::Up => 0,
-        Outcome::Degraded => 1,
-        Outcome::Down => 2,
-        Outcome::Other(_) => 3,
-    }
-}
-
-/// Facts and assertions, kept only for results that are not ok.
-pub(crate) fn detail(r: &config::wire::ProbeResult) -> Option<serde_json::Value> {
-    (r.reason != Reason::Ok || r.outcome != Outcome::Up).then(|| {
-        serde_json::json!({
-            "outcome": r.outcome.as_str(),
-            "reason": r.reason.as_str(),
-            "message": r.message,
-            "facts": r.facts,
-            "assertions": r.assertions,
-        })
-    })
-}
-
-/// A stored status.
-pub(crate) fn parse_status(s: &str) -> Result<Status, StoreError> {
-    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
-}
-
-/// A stored incident state.
-pub(crate) fn parse_state(s: &str) -> Result<State, StoreError> {
-    State::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown incident state {s:?}")))
-}
-
-/// A stored rollup level.
-pub(crate) fn parse_level(code: i16) -> Result<Level, StoreError> {
-    Level::ALL
-        .into_iter()
-        .find(|l| l.code() == code)
-        .ok_or_else(|| StoreError::Corrupt(format!("rollup level {code}")))
-}
 
 impl Ops for PgOps<'_, '_> {
     async fn upsert_agent(&mut self, agent: &AgentInfo, seen: Millis) -> Result<i32, StoreError> {
@@ -298,60 +253,11 @@ impl Ops for PgOps<'_, '_> {
         &mut self,
         keys: &[(Level, i32, Millis)],
     ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        // One index scan with `= ANY` on each key column (a message's rows
-        // share a level and mostly a bucket), then the exact keys in Rust.
-        let wanted: BTreeSet<RollupKey> = keys.iter().copied().collect();
-        let levels: BTreeSet<i16> = keys.iter().map(|k| k.0.code()).collect();
-        let checks: BTreeSet<i32> = keys.iter().map(|k| k.1).collect();
-        let buckets: BTreeSet<Millis> = keys.iter().map(|k| k.2).collect();
-        let rows: Vec<RollupRow> = sqlx::query_as(
-            "SELECT level, check_id, bucket, count, up, measures FROM rollups
-             WHERE level = ANY($1) AND check_id = ANY($2) AND bucket = ANY($3)",
-        )
-        .bind(levels.into_iter().collect::<Vec<_>>())
-        .bind(checks.into_iter().collect::<Vec<_>>())
-        .bind(buckets.into_iter().map(ts).collect::<Vec<_>>())
-        .fetch_all(&mut **self.0)
-        .await?;
-        let mut out = Vec::new();
-        for (level, check, bucket, count, up, bytes) in rows {
-            let key = (parse_level(level)?, check, ms(bucket));
-            if !wanted.contains(&key) {
-                continue;
-            }
-            let r = stored_rollup(check, count, up, &bytes)?;
-            out.push((key, r));
-        }
-        Ok(out)
+        super::pg_rollups::load_rollups(self.0, keys).await
     }
 
     async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
-        if rollups.is_empty() {
-            return Ok(());
-        }
-        let levels: Vec<i16> = rollups.keys().map(|k| k.0.code()).collect();
-        let checks: Vec<i32> = rollups.keys().map(|k| k.1).collect();
-        let buckets: Vec<_> = rollups.keys().map(|k| ts(k.2)).collect();
-        let counts: Vec<i32> = rollups.values().map(|r| r.count as i32).collect();
-        let ups: Vec<i32> = rollups.values().map(|r| r.up as i32).collect();
-        let measures: Vec<Vec<u8>> = rollups.values().map(Rollup::encode).collect();
-        sqlx::query(
-            "INSERT INTO rollups (level, check_id, bucket, count, up, measures)
-             SELECT * FROM UNNEST($1::int2[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
-                                  $6::bytea[])
-             ON CONFLICT (level, check_id, bucket) DO UPDATE
-                 SET count = excluded.count, up = excluded.up, measures = excluded.measures,
-                     folded = false",
-        )
-        .bind(&levels)
-        .bind(&checks)
-        .bind(&buckets)
-        .bind(&counts)
-        .bind(&ups)
-        .bind(&measures)
-        .execute(&mut **self.0)
-        .await?;
-        Ok(())
+        super::pg_rollups::save_rollups(self.0, rollups).await
     }
 
     async fn lock_ids(&mut self, checks: &[i32]) -> Result<(), StoreError> {
@@ -363,12 +269,7 @@ impl Ops for PgOps<'_, '_> {
     }
 
     async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
-        let rows: Vec<(i32, DateTime<Utc>)> =
-            sqlx::query_as("SELECT check_id, bucket FROM rollups WHERE level = $1 AND NOT folded")
-                .bind(level.code())
-                .fetch_all(&mut **self.0)
-                .await?;
-        Ok(rows.into_iter().map(|(c, b)| (c, ms(b))).collect())
+        super::pg_rollups::unfolded(self.0, level).await
     }
 
     async fn load_level(
@@ -378,19 +279,7 @@ impl Ops for PgOps<'_, '_> {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<Rollup>, StoreError> {
-        let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT count, up, measures FROM rollups
-             WHERE level = $1 AND check_id = $2 AND bucket >= $3 AND bucket < $4",
-        )
-        .bind(level.code())
-        .bind(check)
-        .bind(ts(from))
-        .bind(ts(to))
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.into_iter()
-            .map(|(count, up, bytes)| stored_rollup(check, count, up, &bytes))
-            .collect()
+        super::pg_rollups::load_level(self.0, level, check, from, to).await
     }
 
     async fn mark_folded(
@@ -400,17 +289,7 @@ impl Ops for PgOps<'_, '_> {
         from: Millis,
         to: Millis,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE rollups SET folded = true
-             WHERE level = $1 AND check_id = $2 AND bucket >= $3 AND bucket < $4 AND NOT folded",
-        )
-        .bind(level.code())
-        .bind(check)
-        .bind(ts(from))
-        .bind(ts(to))
-        .execute(&mut **self.0)
-        .await?;
-        Ok(())
+        super::pg_rollups::mark_folded(self.0, level, check, from, to).await
     }
 
     async fn load_samples(
@@ -622,67 +501,7 @@ impl Ops for PgOps<'_, '_> {
     }
 
     async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        let (id, at, state, message) = match action {
-            Action::Open { at, message } => {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO incidents (title, impact, state, auto, check_id, started_at)
-                     VALUES ($1, 'major', 'investigating', true, $2, $3) RETURNING id",
-                )
-                .bind(incident::title(&check.name))
-                .bind(check.id)
-                .bind(ts(*at))
-                .fetch_one(&mut **self.0)
-                .await?;
-                sqlx::query("INSERT INTO incident_checks (incident_id, check_id) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(check.id)
-                    .execute(&mut **self.0)
-                    .await?;
-                (id, *at, State::Investigating, message)
-            }
-            Action::Reopen { id, at, message } => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'investigating', resolved_at = NULL,
-                         resolved_automatically = false, updated_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut **self.0)
-                .await?;
-                (*id, *at, State::Investigating, message)
-            }
-            Action::Resolve { id, at, message } => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'resolved', resolved_at = $2,
-                         resolved_automatically = true, updated_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .bind(ts(*at))
-                .execute(&mut **self.0)
-                .await?;
-                (*id, *at, State::Resolved, message)
-            }
-            Action::Monitor { id, at, message } => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'monitoring', updated_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut **self.0)
-                .await?;
-                (*id, *at, State::Monitoring, message)
-            }
-        };
-        sqlx::query(
-            "INSERT INTO incident_updates (incident_id, at, state, message, author)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(ts(at))
-        .bind(state.as_str())
-        .bind(message)
-        .bind(super::AUTHOR)
-        .execute(&mut **self.0)
-        .await?;
-        Ok(id)
+        super::pg_incidents::apply(self.0, check, action).await
     }
 
     async fn set_statuses(
@@ -707,47 +526,5 @@ impl Ops for PgOps<'_, '_> {
             .execute(&mut **self.0)
             .await?;
         Ok(())
-    }
-}
-
-/// The result rows, column by column, for `UNNEST`.
-#[derive(Default)]
-struct Columns {
-    scheduled: Vec<DateTime<Utc>>,
-    check: Vec<i32>,
-    start_delay: Vec<i32>,
-    interval: Vec<i32>,
-    duration: Vec<i32>,
-    phases: [Vec<Option<i32>>; 5],
-    assigned: Vec<i16>,
-    outcome: Vec<i16>,
-    reason: Vec<i16>,
-    state: Vec<Option<i16>>,
-    detail: Vec<Option<Json<serde_json::Value>>>,
-}
-
-impl Columns {
-    fn push(&mut self, row: &NewRow<'_>) {
-        let r = row.result;
-        self.scheduled.push(r.scheduled_at.datetime());
-        self.check.push(row.check);
-        let delay = r.started_at.unix_ms() - r.scheduled_at.unix_ms();
-        self.start_delay
-            .push(delay.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
-        self.interval.push(super::flow::interval_ms(r) as i32);
-        self.duration.push(us(r.duration_us));
-        let p = &r.phases;
-        for (col, v) in
-            self.phases
-                .iter_mut()
-                .zip([p.dns_us, p.connect_us, p.tls_us, p.ttfb_us, p.transfer_us])
-        {
-            col.push(v.map(us));
-        }
-        self.assigned.push(r.assigned.min(i16::MAX as u32) as i16);
-        self.outcome.push(outcome_code(&r.outcome));
-        self.reason.push(reason_code(&r.reason));
-        self.state.push(row.state);
-        self.detail.push(detail(r).map(Json));
     }
 }

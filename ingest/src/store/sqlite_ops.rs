@@ -9,9 +9,9 @@
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
 use super::ops::{At, NewRow, Ops, RollupKey, stored_rollup};
-use super::pg_ops::{detail, outcome_code, parse_state, parse_status};
+use super::rows::{detail, outcome_code, parse_state, parse_status};
 use super::{CheckRow, StoreError, reason_code, reason_text};
-use crate::incident::{self, Action, Latest, State};
+use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
 use crate::status::{Change, Detail, Sample, Status};
@@ -489,72 +489,7 @@ impl Ops for SqliteOps<'_, '_> {
     }
 
     async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        let now = now_ms();
-        let (id, at, state, message) = match action {
-            Action::Open { at, message } => {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO incidents (title, impact, state, auto, check_id, started_at, updated_at)
-                     VALUES (?1, 'major', 'investigating', 1, ?2, ?3, ?4) RETURNING id",
-                )
-                .bind(incident::title(&check.name))
-                .bind(check.id)
-                .bind(at)
-                .bind(now)
-                .fetch_one(&mut **self.0)
-                .await?;
-                sqlx::query("INSERT INTO incident_checks (incident_id, check_id) VALUES (?1, ?2)")
-                    .bind(id)
-                    .bind(check.id)
-                    .execute(&mut **self.0)
-                    .await?;
-                (id, *at, State::Investigating, message)
-            }
-            Action::Reopen { id, at, message } => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'investigating', resolved_at = NULL,
-                         resolved_automatically = 0, updated_at = ?2 WHERE id = ?1",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut **self.0)
-                .await?;
-                (*id, *at, State::Investigating, message)
-            }
-            Action::Resolve { id, at, message } => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'resolved', resolved_at = ?2,
-                         resolved_automatically = 1, updated_at = ?3 WHERE id = ?1",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(now)
-                .execute(&mut **self.0)
-                .await?;
-                (*id, *at, State::Resolved, message)
-            }
-            Action::Monitor { id, at, message } => {
-                sqlx::query(
-                    "UPDATE incidents SET state = 'monitoring', updated_at = ?2 WHERE id = ?1",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut **self.0)
-                .await?;
-                (*id, *at, State::Monitoring, message)
-            }
-        };
-        sqlx::query(
-            "INSERT INTO incident_updates (incident_id, at, state, message, author)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(id)
-        .bind(at)
-        .bind(state.as_str())
-        .bind(message)
-        .bind(super::AUTHOR)
-        .execute(&mut **self.0)
-        .await?;
-        Ok(id)
+        super::sqlite_incidents::apply_action(self.0, check, action).await
     }
 
     async fn set_statuses(
