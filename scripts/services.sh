@@ -3,7 +3,7 @@
 # Callers set MOTO_VERSION, PG_MAJOR, PG_OPTIONS (server -c flags) and INITDB_OPTIONS, and
 # `target` (the cargo target dir), then source this file.
 
-say() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+say() { printf 'scripts/%s: %s\n' "$(basename "$0")" "$*" >&2; }
 
 pg_dir=""
 pg_bin=""
