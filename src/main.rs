@@ -152,7 +152,7 @@ pub(crate) struct IngestArgs {
     /// The dead-letter queue, whose depth is exported as statuspage_dead_letter_queue_messages.
     #[arg(long, env = "STATUSPAGE_DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
-    /// The PostgreSQL URL (never logged).
+    /// The database: `postgres://...`, or `sqlite://PATH` for a single ingest; never logged.
     #[arg(
         long,
         env = "STATUSPAGE_DATABASE_URL",
@@ -253,7 +253,7 @@ struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
-    /// The database URL (never logged).
+    /// The database: `postgres://...` or `sqlite://PATH` (created if missing); never logged.
     #[arg(
         long,
         env = "STATUSPAGE_DATABASE_URL",
