@@ -123,17 +123,21 @@ pub fn plan(loaded: Loaded<'_>, from: Millis, through: Millis, rules: &Rules) ->
     let rewrite = changes != loaded.old;
     let current = changes.last().map(|c| c.status).or(loaded.before);
 
-    // Incidents follow the changes they have not seen yet; a change revised
-    // away by a late result is not undone, but the last status always lands.
+    // Incidents follow the timeline from the first change they have not seen:
+    // a change inserted before ones already seen gives those a new meaning
+    // (a late outage is opened, then resolved by the recovery after it). A
+    // change revised away by a late result is not undone, but the last
+    // status always lands.
     let mut latest = loaded.latest;
     let mut actions = Vec::new();
     let mut last_fed = loaded.old.last().map(|c| c.status).or(loaded.before);
-    for c in changes.iter().filter(|c| {
+    let first_new = changes.iter().position(|c| {
         !loaded
             .old
             .iter()
             .any(|o| (o.at, o.status) == (c.at, c.status))
-    }) {
+    });
+    for c in first_new.map_or(&changes[..0], |i| &changes[i..]) {
         last_fed = Some(c.status);
         if let Some(a) = incident::on_change(latest.as_ref(), c, rules.reopen_window_ms) {
             let after = incident::apply(latest.as_ref(), &a, 0);

@@ -5,6 +5,8 @@
 //! SQLite behind the same operations.
 
 mod flow;
+#[cfg(test)]
+mod mem;
 mod ops;
 mod pg_columns;
 mod pg_incidents;
