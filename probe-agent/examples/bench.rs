@@ -21,9 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+/// Errors of this harness: it stops with a message, never panics.
+type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
 const BLACKBOX: &str = "/usr/bin/prometheus-blackbox-exporter";
 
-fn main() {
+fn main() -> Res {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("targets") {
         return targets();
@@ -39,16 +42,14 @@ fn main() {
     let only = args.get(3).cloned();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut child = std::process::Command::new(std::env::current_exe()?)
         .arg("targets")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the targets");
+        .spawn()?;
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    std::io::BufReader::new(child.stdout.take().ok_or("the child's stdout")?)
+        .read_line(&mut line)?;
     let parts: Vec<&str> = line.split_whitespace().collect();
     let (http, tls, ca, tcp) = (
         parts[0].to_string(),
@@ -59,8 +60,7 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
-        .unwrap();
+        .build()?;
     println!("{seconds}s per kind at concurrency {concurrency}, fresh connection per probe\n");
     println!(
         "{:<28} {:>10} {:>16}",
@@ -75,7 +75,7 @@ fn main() {
             "statuspage tls",
             format!(
                 "tls: {{ host: localhost, port: {}, ca_file: '{}' }}",
-                tls.rsplit(':').next().unwrap(),
+                tls.rsplit(':').next().ok_or("an address with a port")?,
                 ca.display()
             ),
         ),
@@ -83,13 +83,13 @@ fn main() {
             "statuspage tcp",
             format!(
                 "tcp: {{ host: 127.0.0.1, port: {} }}",
-                tcp.rsplit(':').next().unwrap()
+                tcp.rsplit(':').next().ok_or("an address with a port")?
             ),
         ),
     ];
     if only.as_deref().is_none_or(|o| o == "http") {
-        let addr: SocketAddr = http.parse().unwrap();
-        let (rate, cpu) = runtime.block_on(measure_baseline(addr, seconds, concurrency));
+        let addr: SocketAddr = http.parse()?;
+        let (rate, cpu) = runtime.block_on(measure_baseline(addr, seconds, concurrency))?;
         println!(
             "{:<28} {rate:>10.0} {cpu:>16.3}",
             "bare hyper loop (reference)"
@@ -100,12 +100,13 @@ fn main() {
         if only.as_ref().is_some_and(|o| !name.ends_with(o.as_str())) {
             continue;
         }
-        let check = check(yaml);
+        let check = check(yaml)?;
         // BENCH_RATE paces a single-kind run (for profiling at a given rate).
         let pace = std::env::var("BENCH_RATE")
             .ok()
             .and_then(|r| r.parse().ok());
-        let (rate, cpu) = runtime.block_on(measure_ours(check.clone(), seconds, concurrency, pace));
+        let (rate, cpu) =
+            runtime.block_on(measure_ours(check.clone(), seconds, concurrency, pace))?;
         println!("{name:<28} {rate:>10.0} {cpu:>16.3}");
         ours.push(check);
     }
@@ -113,12 +114,15 @@ fn main() {
     if only.is_some() {
         // One kind alone: for profiling.
     } else if Path::new(BLACKBOX).exists() {
-        let blackbox = runtime.block_on(blackbox_start(&ca));
+        let blackbox = runtime.block_on(blackbox_start(&ca))?;
         let targets = [
             ("http_2xx", format!("http://{http}/")),
             (
                 "tls",
-                format!("localhost:{}", tls.rsplit(':').next().unwrap()),
+                format!(
+                    "localhost:{}",
+                    tls.rsplit(':').next().ok_or("an address with a port")?
+                ),
             ),
             ("tcp", tcp.clone()),
         ];
@@ -130,7 +134,7 @@ fn main() {
                 target,
                 seconds,
                 concurrency,
-            ));
+            ))?;
             println!(
                 "{:<28} {rate:>10.0} {cpu:>16.3}",
                 format!("blackbox_exporter {module}")
@@ -146,7 +150,7 @@ fn main() {
                 seconds,
                 concurrency,
                 Some(theirs[i].0),
-            ));
+            ))?;
             println!(
                 "{:<28} {rate:>10.0} {cpu:>16.3}",
                 format!("statuspage {} at that rate", ["http", "tls", "tcp"][i])
@@ -171,32 +175,30 @@ fn main() {
     drop(child.stdin.take());
     let _ = child.kill();
     let _ = child.wait();
+    Ok(())
 }
 
-fn check(yaml: &str) -> config::Check {
+fn check(yaml: &str) -> Res<config::Check> {
     let text = format!(
         "groups:\n  - name: Bench\n    checks:\n      - name: Target\n        timeout: 5s\n        {yaml}\n"
     );
     let env = |_: &str| None;
-    config::load_str(&[("bench.yaml".into(), text)], &env)
-        .unwrap()
+    Ok(config::load_str(&[("bench.yaml".into(), text)], &env)?
         .checks
-        .remove(0)
+        .remove(0))
 }
 
 /// Starts the targets child process; returns it and its first line's fields.
-fn spawn_targets() -> (std::process::Child, Vec<String>) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+fn spawn_targets() -> Res<(std::process::Child, Vec<String>)> {
+    let mut child = std::process::Command::new(std::env::current_exe()?)
         .arg("targets")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the targets");
+        .spawn()?;
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.split_whitespace().map(str::to_string).collect())
+    std::io::BufReader::new(child.stdout.take().ok_or("the child's stdout")?)
+        .read_line(&mut line)?;
+    Ok((child, line.split_whitespace().map(str::to_string).collect()))
 }
 
 /// The agent benchmark: `checks` HTTP checks at a 30 s interval against a
@@ -204,24 +206,23 @@ fn spawn_targets() -> (std::process::Child, Vec<String>) {
 /// (channel publisher). Reports schedule lag, CPU per 1,000 probes and peak RSS.
 ///
 /// cargo run --release -p statuspage-probe-agent --example bench -- agent [SECONDS] [CHECKS]
-fn agent_bench(seconds: u64, checks: usize) {
+fn agent_bench(seconds: u64, checks: usize) -> Res {
     use probe_agent::publish::{self, PublishStats, channel::ChannelPublisher};
     use probe_agent::scheduler::{Clock, Scheduler, SchedulerStats, Slot};
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let (mut child, fields) = spawn_targets();
+    let (mut child, fields) = spawn_targets()?;
     let http = fields[0].clone();
     let mut text = String::from("groups:\n  - name: Bench\n    checks:\n");
     for i in 0..checks {
         text.push_str(&format!("      - name: C{i}\n        interval: 30s\n        timeout: 5s\n        http: {{ url: 'http://{http}/' }}\n"));
     }
     let env = |_: &str| None;
-    let catalog = config::load_str(&[("bench.yaml".into(), text)], &env).unwrap();
+    let catalog = config::load_str(&[("bench.yaml".into(), text)], &env)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
-        .unwrap();
+        .build()?;
     let (runs, lag, cpu, delivered, not_up) = runtime.block_on(async move {
-        let prober = Prober::new("bench").unwrap();
+        let prober = Prober::new("bench")?;
         let stats = Arc::new(SchedulerStats::default());
         let (results_tx, results_rx) = tokio::sync::mpsc::channel(4096);
         let (batches_tx, mut batches_rx) = tokio::sync::mpsc::channel(1024);
@@ -301,7 +302,7 @@ fn agent_bench(seconds: u64, checks: usize) {
         let _ = publishing.await;
         let _ = sink.await;
         let cpu = cpu_seconds("self") - cpu0;
-        (
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
             stats.runs.get(),
             (
                 stats.lag.quantile_bound(0.5),
@@ -310,8 +311,8 @@ fn agent_bench(seconds: u64, checks: usize) {
             cpu,
             delivered.load(Ordering::Relaxed),
             not_up.load(Ordering::Relaxed),
-        )
-    });
+        ))
+    })?;
     let rss = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
@@ -355,6 +356,7 @@ fn agent_bench(seconds: u64, checks: usize) {
     drop(child.stdin.take());
     let _ = child.kill();
     let _ = child.wait();
+    Ok(())
 }
 
 /// CPU seconds (user + system) used so far by a process, from /proc.
@@ -380,8 +382,8 @@ async fn measure_ours(
     seconds: u64,
     concurrency: usize,
     rate: Option<f64>,
-) -> (f64, f64) {
-    let prober = Prober::new("bench").unwrap();
+) -> Res<(f64, f64)> {
+    let prober = Prober::new("bench")?;
     let check = Arc::new(check);
     let done = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
@@ -409,34 +411,34 @@ async fn measure_ours(
                         1,
                     )
                     .await;
-                let bytes = serde_json::to_vec(&result).unwrap();
+                let bytes = serde_json::to_vec(&result)?;
                 std::hint::black_box(bytes);
                 if result.outcome != config::wire::Outcome::Up {
                     bad.fetch_add(1, Ordering::Relaxed);
                 }
                 if std::env::var_os("BENCH_TRACE").is_some() && result.duration_us > 50_000 {
-                    eprintln!("slow probe: {}", serde_json::to_string(&result).unwrap());
+                    eprintln!("slow probe: {}", serde_json::to_string(&result)?);
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        t.await??;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds("self") - cpu0;
     let n = done.load(Ordering::Relaxed) as f64;
     let failed = bad.load(Ordering::Relaxed);
-    assert!(
-        failed == 0,
-        "{failed} probes were not up: the benchmark is invalid"
-    );
-    (n / elapsed, cpu / n * 1000.0)
+    if failed != 0 {
+        return Err(format!("{failed} probes were not up: the benchmark is invalid").into());
+    }
+    Ok((n / elapsed, cpu / n * 1000.0))
 }
 
 /// The reference: a bare hyper GET on a fresh connection, nothing measured or judged.
-async fn measure_baseline(addr: SocketAddr, seconds: u64, concurrency: usize) -> (f64, f64) {
+async fn measure_baseline(addr: SocketAddr, seconds: u64, concurrency: usize) -> Res<(f64, f64)> {
     let done = Arc::new(AtomicU64::new(0));
     let cpu0 = cpu_seconds("self");
     let start = Instant::now();
@@ -446,32 +448,30 @@ async fn measure_baseline(addr: SocketAddr, seconds: u64, concurrency: usize) ->
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             while Instant::now() < stop {
-                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let stream = tokio::net::TcpStream::connect(addr).await?;
                 let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .unwrap();
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
                 let driver = tokio::spawn(conn);
                 let req = hyper::Request::get("/")
                     .header("host", "localhost")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = sender.send_request(req).await.unwrap();
-                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    .body(Empty::<Bytes>::new())?;
+                let resp = sender.send_request(req).await?;
+                let body = resp.into_body().collect().await?.to_bytes();
                 std::hint::black_box(body);
                 driver.abort();
                 done.fetch_add(1, Ordering::Relaxed);
             }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        t.await??;
     }
     let n = done.load(Ordering::Relaxed) as f64;
-    (
+    Ok((
         n / start.elapsed().as_secs_f64(),
         (cpu_seconds("self") - cpu0) / n * 1000.0,
-    )
+    ))
 }
 
 struct Blackbox {
@@ -481,43 +481,36 @@ struct Blackbox {
     _dir: PathBuf,
 }
 
-async fn blackbox_start(ca: &Path) -> Blackbox {
+async fn blackbox_start(ca: &Path) -> Res<Blackbox> {
     let dir = std::env::temp_dir().join(format!("statuspage-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir)?;
     let config = dir.join("blackbox.yml");
-    let mut f = std::fs::File::create(&config).unwrap();
+    let mut f = std::fs::File::create(&config)?;
     write!(
         f,
         "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n  tls:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n      tls: true\n      tls_config:\n        ca_file: {}\n  tcp:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n",
         ca.display()
-    )
-    .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    )?;
+    let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let child = std::process::Command::new(BLACKBOX)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address={addr}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start blackbox_exporter");
+        .spawn()?;
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Blackbox {
+    Ok(Blackbox {
         pid: child.id(),
         child,
         addr,
         _dir: dir,
-    }
+    })
 }
 
 /// Drives `/probe` over kept-alive connections (the driver's CPU is not counted).
@@ -527,7 +520,7 @@ async fn measure_blackbox(
     target: &str,
     seconds: u64,
     concurrency: usize,
-) -> (f64, f64) {
+) -> Res<(f64, f64)> {
     let pid = b.pid.to_string();
     let uri = format!("http://{}/probe?module={module}&target={target}", b.addr);
     let done = Arc::new(AtomicU64::new(0));
@@ -539,88 +532,80 @@ async fn measure_blackbox(
     for _ in 0..concurrency {
         let (uri, done, bad, addr) = (uri.clone(), done.clone(), bad.clone(), b.addr);
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             while Instant::now() < stop {
                 let req = hyper::Request::get(uri.as_str())
                     .header("host", addr.to_string())
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = sender.send_request(req).await.unwrap();
-                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    .body(Empty::<Bytes>::new())?;
+                let resp = sender.send_request(req).await?;
+                let body = resp.into_body().collect().await?.to_bytes();
                 if !body.windows(15).any(|w| w == b"probe_success 1") {
                     bad.fetch_add(1, Ordering::Relaxed);
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        t.await??;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&pid) - cpu0;
     let n = done.load(Ordering::Relaxed) as f64;
     let failed = bad.load(Ordering::Relaxed);
-    assert!(
-        failed == 0,
-        "{failed} blackbox probes failed: the benchmark is invalid"
-    );
-    (n / elapsed, cpu / n * 1000.0)
+    if failed != 0 {
+        return Err(format!("{failed} blackbox probes failed: the benchmark is invalid").into());
+    }
+    Ok((n / elapsed, cpu / n * 1000.0))
 }
 
 /// A loopback listener with a deep accept queue, so bursts of fresh
 /// connections are not dropped (a drop costs the prober a 1 s SYN retransmit).
-fn listen() -> TcpListener {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    socket.listen(4096).unwrap()
+fn listen() -> Res<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    Ok(socket.listen(4096)?)
 }
 
 /// The child process: an HTTP target and a TLS target, until stdin closes.
-fn targets() {
+fn targets() -> Res {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
-        .unwrap();
+        .build()?;
     runtime.block_on(async {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let http = listen();
-        let tls = listen();
-        let tcp = listen();
+        let http = listen()?;
+        let tls = listen()?;
+        let tcp = listen()?;
         let dir = std::env::temp_dir().join(format!("statuspage-bench-pki-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        std::fs::create_dir_all(&dir)?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca =
-            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
         let ca_file = dir.join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca)
-            .unwrap();
+        std::fs::write(&ca_file, ca.pem())?;
+        let leaf_key = rcgen::KeyPair::generate()?;
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])?
+            .signed_by(&leaf_key, &ca)?;
         let server = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(
                 vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
-            )
-            .unwrap();
+                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())?,
+            )?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
         println!(
             "{} {} {} {}",
-            http.local_addr().unwrap(),
-            tls.local_addr().unwrap(),
+            http.local_addr()?,
+            tls.local_addr()?,
             ca_file.display(),
-            tcp.local_addr().unwrap()
+            tcp.local_addr()?
         );
-        std::io::stdout().flush().unwrap();
+        std::io::stdout().flush()?;
         // The TCP target accepts and waits for the prober to hang up. (A server
         // that closes first leaves TIME_WAIT entries that, on loopback, collide
         // with the prober's next ephemeral ports and cost 1 s SYN retransmits.)
@@ -672,8 +657,8 @@ fn targets() {
             let mut sink = String::new();
             let _ = std::io::stdin().read_line(&mut sink);
         })
-        .await
-        .unwrap();
+        .await?;
         let _ = std::fs::remove_dir_all(dir);
-    });
+        Ok(())
+    })
 }

@@ -66,12 +66,14 @@ impl Buffer {
     pub fn take(&mut self, max_bytes: usize) -> Vec<ProbeResult> {
         let mut taken = Vec::new();
         let mut size = 0;
-        while let Some((_, s)) = self.queue.front() {
+        while let Some(&(_, s)) = self.queue.front() {
             if !taken.is_empty() && size + s + 1 > max_bytes {
                 break;
             }
+            let Some((r, s)) = self.queue.pop_front() else {
+                break;
+            };
             size += s + 1;
-            let (r, s) = self.queue.pop_front().expect("front exists");
             self.bytes -= s;
             taken.push(r);
         }

@@ -160,7 +160,11 @@ pub async fn run<P: Publisher + 'static>(
         let why = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = rediscover.tick(), if settings.discovery.is_some() => {
-                if let Some(found) = discover(settings.discovery.as_ref().expect("checked")).await {
+                let found = match settings.discovery.as_ref() {
+                    Some(d) => discover(d).await,
+                    None => None,
+                };
+                if let Some(found) = found {
                     let next = fleet_of(&settings.me, found);
                     if next != fleet {
                         tracing::info!(event = "fleet_changed", peers = next.peers().len());
