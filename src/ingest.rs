@@ -23,7 +23,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     runtime()?.block_on(async move {
         let store = Store::connect_lazy(&args.database_url, args.database_max_connections)
-            .context("--database-url is not a postgres:// or sqlite:// URL")?;
+            .context("--database-url")?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -76,8 +76,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store = Store::connect_lazy(&args.database_url, 2)
-            .context("--database-url is not a postgres:// or sqlite:// URL")?;
+        let store = Store::connect_lazy(&args.database_url, 2).context("--database-url")?;
         if args.check {
             return match store.migrated().await {
                 Ok(true) => {

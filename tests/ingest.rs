@@ -87,6 +87,37 @@ fn migrate_works_on_sqlite_and_a_second_run_is_a_no_op() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn bad_ingest_and_migrate_flags_get_clear_errors() {
+    let out = statuspage(&["migrate"], "mysql://nope");
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "expected a postgres:// or sqlite:// database URL, found one starting \"mysql\""
+        ),
+        "{said}"
+    );
+    assert!(
+        !said.contains("mysql://nope"),
+        "the URL is never printed: {said}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args([
+            "ingest",
+            "--queue-url",
+            "http://127.0.0.1:9/q",
+            "--raw-retention",
+            "a week",
+        ])
+        .env("STATUSPAGE_DATABASE_URL", "sqlite://unused.db")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("expected a duration such as `7d`"), "{said}");
+}
+
 fn ingest(db: &str, queue: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args([

@@ -43,15 +43,32 @@ pub const LEADER_LOCK: i64 = 0x7374_6174_7573_7067;
 /// A store error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // The underlying errors are kept out of `source()`: their text is already
+    // in the message, and an error chain would print it twice.
     /// The database refused or failed.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// A migration failed.
     #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
+    /// The database URL is not one this version can use.
+    #[error("expected a postgres:// or sqlite:// database URL, found one starting {0:?}")]
+    Url(String),
     /// The database holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
 }
 
 impl StoreError {
@@ -355,10 +372,14 @@ macro_rules! both {
 impl Store {
     /// A lazily connecting store for a `postgres://` or `sqlite://` URL.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(SqliteStore::connect_lazy(url)?))
-        } else {
-            Ok(Store::Pg(PgStore::connect_lazy(url, max_connections)?))
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Store::Sqlite(SqliteStore::connect_lazy(url)?)),
+            "postgres" | "postgresql" => {
+                Ok(Store::Pg(PgStore::connect_lazy(url, max_connections)?))
+            }
+            // Only the scheme is shown: the rest may hold a password.
+            other => Err(StoreError::Url(other.chars().take(16).collect())),
         }
     }
 

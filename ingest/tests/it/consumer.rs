@@ -346,3 +346,41 @@ async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPoo
     task.await.unwrap().unwrap();
     assert!(shutdown.is_cancelled(), "a closed channel ends ingest");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_bad_yaml_reload_keeps_the_last_good_catalog(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let sqs = sqs_client().await;
+    let (queue, dlq) = fresh_queue(&sqs, "bad-reload", 30, 10).await;
+    let dir = std::env::temp_dir().join(format!("ingest-bad-reload-{}", now()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("checks.yaml");
+    std::fs::write(&file, "groups:\n  - name: Shop\n    checks:\n      - name: Home\n        id: home\n        http:\n          url: http://127.0.0.1:9/\n").unwrap();
+    let replica = Replica::start(
+        store.clone(),
+        &sqs,
+        &queue,
+        Some(&dlq),
+        vec![file.clone()],
+        256 * 1024,
+    );
+    eventually(20, "the catalog is synced", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM checks WHERE slug = 'home' AND NOT placeholder",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // A broken ConfigMap: a tab indent and an unknown key.
+    std::fs::write(&file, "groups:\n\t- name: Shop\n    checkz: []\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM checks WHERE slug = 'home' AND absent_since IS NULL AND retired_at IS NULL").await,
+        1,
+        "the check is still there: the bad file was not taken for an empty catalog"
+    );
+    replica.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
