@@ -105,7 +105,7 @@ pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,7 +113,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown.
-fn stop_on_signal(shutdown: CancellationToken) {
+pub(crate) fn stop_on_signal(shutdown: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (

@@ -25,7 +25,7 @@ enum Command {
     Agent(AgentArgs),
     /// Consume results from SQS into PostgreSQL; decide status, uptime and incidents.
     Ingest(IngestArgs),
-    /// Serve the public status page, JSON API, badges, feed and admin API. (not implemented yet)
+    /// Serve the public status page and its JSON API from the database, cached.
     Dashboard(DashboardArgs),
     /// Run agent, ingest and dashboard in one process on SQLite or PostgreSQL. (not implemented yet)
     Standalone(StandaloneArgs),
@@ -205,22 +205,52 @@ pub(crate) struct IngestArgs {
 }
 
 #[derive(Debug, Args)]
-struct DashboardArgs {
-    /// The read-only database URL (never logged).
-    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// The database URL for admin writes; defaults to --database-url (never logged).
-    #[arg(long, env = "STATUSPAGE_ADMIN_DATABASE_URL", hide_env_values = true)]
-    admin_database_url: Option<String>,
-    /// The public HTTP address.
-    #[arg(long, env = "STATUSPAGE_LISTEN")]
-    listen: Option<String>,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
-    metrics_listen: Option<String>,
-    /// A file of `name token` lines for the admin API.
-    #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
+pub(crate) struct DashboardArgs {
+    /// The database, read through a read-only role: `postgres://...`, or `sqlite://PATH`; never logged.
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_URL",
+        hide_env_values = true,
+        required = true
+    )]
+    pub database_url: String,
+    /// The most database connections.
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub database_max_connections: u32,
+    /// The public HTTP address (the status page and its JSON API).
+    #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Where /metrics, /healthz and /readyz are served (never on the public port).
+    #[arg(
+        long,
+        env = "STATUSPAGE_METRICS_LISTEN",
+        default_value = "0.0.0.0:9092"
+    )]
+    pub metrics_listen: String,
+    /// How long a rendered page or API answer is reused; a status or incident change empties the cache at once.
+    #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub cache_ttl: std::time::Duration,
+    /// The page title.
+    #[arg(long, env = "STATUSPAGE_TITLE", default_value = "Service status")]
+    pub title: String,
+    /// A logo shown beside the title: an https:// URL or a path on this site.
+    #[arg(long, env = "STATUSPAGE_LOGO_URL")]
+    pub logo_url: Option<String>,
+    /// A link in the page header, as `Label=URL` (http or https); repeat, or separate with commas.
+    #[arg(
+        long = "link",
+        env = "STATUSPAGE_LINKS",
+        value_name = "LABEL=URL",
+        value_delimiter = ','
+    )]
+    pub links: Vec<String>,
+    /// Log format: `json` (one event per line) or `text`.
+    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -302,7 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Ingest(args) => ingest::run(args),
-        Command::Dashboard(_) => not_yet("dashboard"),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Standalone(_) => not_yet("standalone"),
         Command::Demo(_) => not_yet("demo"),
         Command::Migrate(args) => ingest::migrate(args),
@@ -311,6 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 mod agent;
 mod check;
+mod dashboard;
 mod ingest;
 
 fn not_yet(command: &str) -> anyhow::Result<ExitCode> {

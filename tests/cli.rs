@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 fn statuspage(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(std::env::var("CARGO_MANIFEST_DIR").unwrap())
         .env_remove("STATUSPAGE_CONFIG")
         .output()
         .expect("the binary runs")
@@ -72,7 +72,7 @@ fn validate_prints_every_problem_with_its_position_and_exits_one() {
 fn the_config_can_come_from_the_environment() {
     let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .arg("validate")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(std::env::var("CARGO_MANIFEST_DIR").unwrap())
         .env("STATUSPAGE_CONFIG", "config/examples/minimal.yaml")
         .output()
         .unwrap();
@@ -119,7 +119,7 @@ fn help_lists_every_subcommand_and_unbuilt_ones_fail_honestly() {
             "{sub} missing from:\n{help}"
         );
     }
-    for sub in ["dashboard", "standalone", "demo"] {
+    for sub in ["standalone", "demo"] {
         let out = statuspage(&[sub]);
         assert_eq!(out.status.code(), Some(2), "{sub}");
         assert_eq!(

@@ -7,9 +7,11 @@ mod wire;
 
 use std::path::{Path, PathBuf};
 
-/// `config/` — fixtures and examples are found from here.
+/// `config/` — fixtures and examples are found from here. Read at run time
+/// (cargo sets it for tests): a build directory shared by clones at other
+/// paths may hold a test binary compiled elsewhere.
 pub fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
 }
 
 /// An environment with only these variables.

@@ -116,11 +116,18 @@ pub(crate) async fn write_message<O: Ops>(
 
     // This message's own samples, per check, for the recompute's fast path.
     let mut fresh: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
+    // Each check's newest certificate expiry in this message: (at, expiry).
+    let mut certs: BTreeMap<i32, (Millis, Millis)> = BTreeMap::new();
     for row in &rows {
         let r = row.result;
         let at = r.scheduled_at.unix_ms();
         if !inserted.contains(&(row.check, at)) {
             continue;
+        }
+        if let Some(expiry) = cert_expiry(&r.facts)
+            && certs.get(&row.check).is_none_or(|c| c.0 <= at)
+        {
+            certs.insert(row.check, (at, expiry));
         }
         if let Some(state) = admitted.states.get(&(row.check, at)) {
             fresh.entry(row.check).or_default().push(Sample {
@@ -146,10 +153,12 @@ pub(crate) async fn write_message<O: Ops>(
             // Late rows moved: their stored states changed, so read them back.
             let moved = admitted.late.keys().any(|k| k.0 == check.id);
             let own = if moved { None } else { fresh.remove(&check.id) };
+            let cert_not_after = certs.get(&check.id).map(|c| c.1);
             due.push(Due {
                 check,
                 from,
                 fresh: own,
+                cert_not_after,
             });
         }
     }
@@ -230,6 +239,8 @@ pub(crate) struct Due {
     /// The samples this message added (`None` when stored rows' states moved,
     /// or for a tick).
     pub fresh: Option<Vec<Sample>>,
+    /// The newest certificate expiry this message saw for the check.
+    pub cert_not_after: Option<Millis>,
 }
 
 /// Recomputes each check's status changes from its `from` (or its
@@ -296,7 +307,9 @@ pub(crate) async fn recompute<O: Ops>(
     let latest = ops.load_latest(&ids).await?;
 
     let mut plans = Vec::new();
+    let mut certs: BTreeMap<i32, Option<Millis>> = BTreeMap::new();
     for ((&(check, from, low), d), fast) in spans.iter().zip(due).zip(&fast) {
+        certs.insert(check.id, d.cert_not_after);
         let samples = if *fast {
             let mut s = check.latest.clone().unwrap_or_default();
             s.extend(d.fresh.iter().flatten().cloned());
@@ -330,9 +343,14 @@ pub(crate) async fn recompute<O: Ops>(
         plans.push((check, from, until, plan, summary));
     }
 
-    let decided: Vec<(i32, Millis, Vec<u8>)> = plans
+    let decided: Vec<Decided> = plans
         .iter()
-        .map(|(c, _, until, _, summary)| (c.id, *until, super::encode_latest(summary)))
+        .map(|(c, _, until, _, summary)| Decided {
+            check: c.id,
+            through: *until,
+            latest: super::encode_latest(summary),
+            cert_not_after: certs.get(&c.id).copied().flatten(),
+        })
         .collect();
     ops.set_decided(&decided).await?;
     let rewrites: Vec<(i32, Millis, &[crate::status::Change])> = plans
@@ -367,6 +385,28 @@ pub(crate) async fn recompute<O: Ops>(
 /// Each location's newest sample: the old summary, updated by `used` (a
 /// sample at the same instant replaces the old one, whose state may have
 /// moved).
+/// The earliest not-after of a result's certificate chain, if it saw one.
+fn cert_expiry(facts: &config::wire::Facts) -> Option<Millis> {
+    [facts.cert_not_after, facts.chain_not_after]
+        .into_iter()
+        .flatten()
+        .map(|t| t.unix_ms())
+        .min()
+}
+
+/// What a message decided about one check.
+#[derive(Clone, Debug)]
+pub(crate) struct Decided {
+    /// The check.
+    pub check: i32,
+    /// Its status is decided up to here.
+    pub through: Millis,
+    /// Each location's newest sample (`encode_latest`).
+    pub latest: Vec<u8>,
+    /// The newest certificate expiry seen, if the message had one.
+    pub cert_not_after: Option<Millis>,
+}
+
 fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {
     let mut by: BTreeMap<i64, Sample> = BTreeMap::new();
     for s in old.into_iter().flatten().chain(used) {

@@ -2,6 +2,7 @@
 //! recompute ([`super::flow`]) without a database: the same code the
 //! PostgreSQL and SQLite stores run, over plain maps.
 
+use super::flow::Decided;
 use super::ops::{At, NewRow, Ops, RollupKey};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
@@ -290,11 +291,11 @@ impl Ops for MemDb {
             .collect())
     }
 
-    async fn set_decided(&mut self, decided: &[(i32, Millis, Vec<u8>)]) -> Result<(), StoreError> {
-        for (c, d, latest) in decided {
-            if let Some(row) = self.checks.get_mut(c) {
-                row.decided_through = Some(*d);
-                row.latest = super::decode_latest(latest);
+    async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {
+        for d in decided {
+            if let Some(row) = self.checks.get_mut(&d.check) {
+                row.decided_through = Some(d.through);
+                row.latest = super::decode_latest(&d.latest);
             }
         }
         Ok(())
@@ -421,6 +422,7 @@ mod tests {
                     check: c.clone(),
                     from,
                     fresh: None,
+                    cert_not_after: None,
                 }
             })
             .collect();

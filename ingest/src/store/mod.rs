@@ -222,7 +222,7 @@ pub(crate) fn encode_latest(samples: &[crate::status::Sample]) -> Vec<u8> {
 }
 
 /// The inverse of [`encode_latest`]; `None` for bytes not of that shape.
-pub(crate) fn decode_latest(bytes: &[u8]) -> Option<Vec<crate::status::Sample>> {
+pub fn decode_latest(bytes: &[u8]) -> Option<Vec<crate::status::Sample>> {
     if !bytes.len().is_multiple_of(20) {
         return None;
     }

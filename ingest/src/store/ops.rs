@@ -164,11 +164,11 @@ pub(crate) trait Ops: Send {
         checks: &[i32],
     ) -> impl Future<Output = Result<BTreeMap<i32, Latest>, StoreError>> + Send;
 
-    /// Records up to where each check's status is decided, and each
-    /// location's newest sample (`encode_latest`).
+    /// Records up to where each check's status is decided, each location's
+    /// newest sample, and the newest certificate expiry (when there is one).
     fn set_decided(
         &mut self,
-        decided: &[(i32, Millis, Vec<u8>)],
+        decided: &[super::flow::Decided],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Replaces each check's changes at or after its `from` with these.

@@ -2,6 +2,7 @@
 //! `LATERAL`), whatever the number of checks, and `SELECT ... FOR UPDATE` on
 //! check rows in id order.
 
+use super::flow::Decided;
 use super::ops::{At, NewRow, Ops, RollupKey};
 use super::pg_columns::Columns;
 use super::rows::{parse_state, parse_status};
@@ -439,18 +440,23 @@ impl Ops for PgOps<'_, '_> {
             .collect()
     }
 
-    async fn set_decided(&mut self, decided: &[(i32, Millis, Vec<u8>)]) -> Result<(), StoreError> {
-        let ids: Vec<i32> = decided.iter().map(|d| d.0).collect();
-        let ds: Vec<DateTime<Utc>> = decided.iter().map(|d| ts(d.1)).collect();
-        let latest: Vec<&[u8]> = decided.iter().map(|d| d.2.as_slice()).collect();
+    async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {
+        let ids: Vec<i32> = decided.iter().map(|d| d.check).collect();
+        let ds: Vec<DateTime<Utc>> = decided.iter().map(|d| ts(d.through)).collect();
+        let latest: Vec<&[u8]> = decided.iter().map(|d| d.latest.as_slice()).collect();
+        let certs: Vec<Option<DateTime<Utc>>> =
+            decided.iter().map(|d| d.cert_not_after.map(ts)).collect();
         sqlx::query(
-            "UPDATE checks SET decided_through = u.d, latest = u.l
-             FROM UNNEST($1::int4[], $2::timestamptz[], $3::bytea[]) AS u(id, d, l)
+            "UPDATE checks SET decided_through = u.d, latest = u.l,
+                    cert_not_after = COALESCE(u.c, checks.cert_not_after)
+             FROM UNNEST($1::int4[], $2::timestamptz[], $3::bytea[], $4::timestamptz[])
+                  AS u(id, d, l, c)
              WHERE checks.id = u.id",
         )
         .bind(&ids)
         .bind(&ds)
         .bind(&latest)
+        .bind(&certs)
         .execute(&mut **self.0)
         .await?;
         Ok(())

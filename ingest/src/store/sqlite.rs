@@ -279,6 +279,7 @@ impl SqliteStore {
                 check,
                 from: from.min(now),
                 fresh: None,
+                cert_not_after: None,
             });
         }
         report.changed = flow::recompute(&mut SqliteOps(&mut tx), &due, Some(now)).await?;

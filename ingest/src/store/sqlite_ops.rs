@@ -8,6 +8,7 @@
 //! implied. In WAL mode readers (the dashboard) never block the writer nor
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
+use super::flow::Decided;
 use super::ops::{At, NewRow, Ops, RollupKey, stored_rollup};
 use super::rows::{detail, outcome_code, parse_state, parse_status};
 use super::{CheckRow, StoreError, reason_code, reason_text};
@@ -447,14 +448,18 @@ impl Ops for SqliteOps<'_, '_> {
         Ok(out)
     }
 
-    async fn set_decided(&mut self, decided: &[(i32, Millis, Vec<u8>)]) -> Result<(), StoreError> {
-        for (check, d, latest) in decided {
-            sqlx::query("UPDATE checks SET decided_through = ?2, latest = ?3 WHERE id = ?1")
-                .bind(check)
-                .bind(d)
-                .bind(latest)
-                .execute(&mut **self.0)
-                .await?;
+    async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {
+        for d in decided {
+            sqlx::query(
+                "UPDATE checks SET decided_through = ?2, latest = ?3,
+                        cert_not_after = COALESCE(?4, cert_not_after) WHERE id = ?1",
+            )
+            .bind(d.check)
+            .bind(d.through)
+            .bind(&d.latest)
+            .bind(d.cert_not_after)
+            .execute(&mut **self.0)
+            .await?;
         }
         Ok(())
     }

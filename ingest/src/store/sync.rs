@@ -200,6 +200,7 @@ impl PgStore {
                         check: check.clone(),
                         from: from.min(now),
                         fresh: None,
+                        cert_not_after: None,
                     });
                 }
                 let changed = recompute(&mut PgOps(&mut tx), &due, Some(now)).await?;

@@ -1,0 +1,139 @@
+//! The v1 JSON API (DESIGN §4.4): the same data as the pages, as JSON.
+//! Text is data here, never markup: serde escapes it for JSON, and the
+//! answers are served as `application/json` with `nosniff`.
+
+use crate::model::{Board, CheckDetail, CheckSummary, Latency, Point};
+use crate::read::{IncidentRow, UpdateRow};
+use chrono::{DateTime, SecondsFormat, Utc};
+use ingest::state::Millis;
+use serde_json::{Value, json};
+
+/// An instant as RFC 3339 UTC.
+pub fn instant(ms: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn latency(l: Latency) -> Value {
+    json!({"p50": l.p50, "p95": l.p95})
+}
+
+/// A check as `/api/v1/status` lists it.
+pub fn check(c: &CheckSummary) -> Value {
+    json!({
+        "id": c.row.slug,
+        "name": c.row.name,
+        "group": c.row.group,
+        "status": c.row.status.as_str(),
+        "since": c.row.status_since.map(instant),
+        "locations": {
+            "assigned": c.locations.assigned,
+            "reporting": c.locations.reporting,
+            "failing": c.locations.failing,
+        },
+        "uptime": {
+            "24h": c.uptime.h24,
+            "7d": c.uptime.d7,
+            "30d": c.uptime.d30,
+            "90d": c.uptime.d90,
+        },
+        "latency_ms": latency(c.latency),
+    })
+}
+
+/// An incident with its updates (oldest first).
+pub fn incident(i: &IncidentRow, updates: &[UpdateRow]) -> Value {
+    json!({
+        "id": i.id,
+        "checks": i.checks,
+        "title": i.title,
+        "impact": i.impact,
+        "state": i.state,
+        "auto": i.auto,
+        "started_at": instant(i.started_at),
+        "resolved_at": i.resolved_at.map(instant),
+        "updates": updates.iter().filter(|u| u.incident == i.id).map(|u| json!({
+            "at": instant(u.at),
+            "state": u.state,
+            "message": u.message,
+            "author": u.author,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `/api/v1/status`.
+pub fn status(board: &Board) -> Value {
+    json!({
+        "status": board.overall.as_str(),
+        "checks": board.checks.iter().map(check).collect::<Vec<_>>(),
+        "open_incidents": board.open.iter().map(|(i, u)| incident(i, u)).collect::<Vec<_>>(),
+    })
+}
+
+fn series(points: &[Point]) -> Vec<Value> {
+    points
+        .iter()
+        .map(|p| json!({"at": instant(p.at), "p50": p.latency.p50, "p95": p.latency.p95}))
+        .collect()
+}
+
+/// `/api/v1/checks/{id}`: the status entry, plus the 90 days, the latency
+/// series (24 hours in 15-minute points, 7 days hourly), the phases, the
+/// locations and the certificate expiry.
+pub fn check_detail(d: &CheckDetail) -> Value {
+    let mut v = check(&d.summary);
+    if let Value::Object(map) = &mut v {
+        map.insert(
+            "days".into(),
+            d.summary
+                .days
+                .iter()
+                .map(|day| {
+                    json!({
+                        "date": day.date.to_string(),
+                        "uptime": day.uptime,
+                        "status": day.worst.map(|s| s.as_str()),
+                        "incidents": day.incidents,
+                    })
+                })
+                .collect(),
+        );
+        map.insert(
+            "latency".into(),
+            json!({"24h": series(&d.day), "7d": series(&d.week)}),
+        );
+        map.insert(
+            "phases_ms".into(),
+            d.phases
+                .iter()
+                .map(|(name, l)| ((*name).to_string(), latency(*l)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
+        map.insert(
+            "location_states".into(),
+            d.locations
+                .iter()
+                .map(|l| {
+                    json!({
+                        "name": l.name,
+                        "zone": l.zone,
+                        "state": match l.state {
+                            ingest::state::PairState::Passing => "passing",
+                            ingest::state::PairState::Degraded => "degraded",
+                            ingest::state::PairState::Failing => "failing",
+                        },
+                        "reporting": l.reporting,
+                        "last_result_at": instant(l.at),
+                    })
+                })
+                .collect(),
+        );
+        map.insert(
+            "certificate_expires_at".into(),
+            d.summary.row.cert_not_after.map(instant).into(),
+        );
+    }
+    v
+}

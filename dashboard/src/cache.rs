@@ -1,0 +1,332 @@
+//! Rendered pages and API answers, kept for a short TTL so a spike on the
+//! public page during an outage costs one render per TTL, not one per
+//! request.
+//!
+//! - **Single flight.** Concurrent misses of one key wait for one render.
+//! - **Invalidation.** [`Cache::invalidate`] (called on every status or
+//!   incident change) makes every entry stale at once.
+//! - **Stale on error.** When a render fails (the database is down), the last
+//!   good render is served, marked stale; for a second after a failure the
+//!   database is not asked again, so a spike never piles up on a dead one.
+
+use bytes::Bytes;
+use http::StatusCode;
+use ingest::state::Millis;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long after a failed render the database is left alone.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Past this many keys, entries that are no longer fresh are dropped.
+const MAX_KEYS: usize = 4096;
+
+/// A finished render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+    /// Where a "this page is stale" notice goes when it is served from a
+    /// failed refresh (HTML pages only).
+    pub notice_at: Option<usize>,
+    /// When the data behind it was read (wall clock, ms).
+    pub at: Millis,
+}
+
+/// A render kept in the cache.
+#[derive(Debug)]
+pub struct Entry {
+    /// What was rendered.
+    pub rendered: Rendered,
+    /// Its strong validator: a hash of the body.
+    pub etag: String,
+    born: Instant,
+    generation: u64,
+}
+
+impl Entry {
+    fn new(rendered: Rendered, generation: u64) -> Entry {
+        let digest = Sha256::digest(&rendered.body);
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        Entry {
+            etag: format!("\"{hex}\""),
+            rendered,
+            born: Instant::now(),
+            generation,
+        }
+    }
+}
+
+/// What [`Cache::get`] found.
+#[derive(Clone, Debug)]
+pub enum Served {
+    /// A render that is current.
+    Fresh(Arc<Entry>),
+    /// The last good render, served because a new one failed.
+    Stale(Arc<Entry>),
+    /// Nothing to serve: the render failed and there was none before.
+    Failed,
+}
+
+/// How the cache answered, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A fresh entry, no render.
+    Hit,
+    /// Waited for another request's render.
+    Coalesced,
+    /// Rendered.
+    Miss,
+    /// A failed render, with an older one served.
+    Stale,
+    /// A failed render with nothing to serve.
+    Failed,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    current: RwLock<Option<Arc<Entry>>>,
+    failed_at: Mutex<Option<Instant>>,
+    render: tokio::sync::Mutex<()>,
+}
+
+/// The cache of rendered answers, by key.
+#[derive(Debug)]
+pub struct Cache {
+    ttl: Duration,
+    generation: AtomicU64,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl Cache {
+    /// An empty cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Cache {
+        Cache {
+            ttl,
+            generation: AtomicU64::new(0),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Makes every entry stale: the next request renders anew.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn slot(&self, key: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slots.get(key) {
+            return s.clone();
+        }
+        if slots.len() >= MAX_KEYS {
+            let g = self.generation.load(Ordering::SeqCst);
+            slots.retain(|_, s| self.fresh(s, g).is_some());
+        }
+        slots.entry(key.to_string()).or_default().clone()
+    }
+
+    fn fresh(&self, slot: &Slot, generation: u64) -> Option<Arc<Entry>> {
+        let current = slot.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|e| e.generation == generation && e.born.elapsed() < self.ttl)
+            .cloned()
+    }
+
+    fn recently_failed(slot: &Slot) -> bool {
+        let failed = slot.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        failed.is_some_and(|t| t.elapsed() < RETRY_AFTER)
+    }
+
+    fn last(slot: &Slot) -> Served {
+        let current = slot.current.read().unwrap_or_else(|p| p.into_inner());
+        current.clone().map_or(Served::Failed, Served::Stale)
+    }
+
+    /// The answer for `key`: a fresh entry, or `render`'s (which only one
+    /// caller at a time runs), or on its failure the last good one. Answers
+    /// that are not `cacheable` are returned without being kept.
+    pub async fn get<F, Fut, E>(&self, key: &str, render: F) -> (Served, Outcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Rendered, bool), E>>,
+        E: std::fmt::Display,
+    {
+        let slot = self.slot(key);
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(e) = self.fresh(&slot, generation) {
+            return (Served::Fresh(e), Outcome::Hit);
+        }
+        if Self::recently_failed(&slot) {
+            return Self::failed(&slot);
+        }
+        let _turn = slot.render.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(e) = self.fresh(&slot, generation) {
+            return (Served::Fresh(e), Outcome::Coalesced);
+        }
+        if Self::recently_failed(&slot) {
+            return Self::failed(&slot);
+        }
+        match render().await {
+            Ok((rendered, cacheable)) => {
+                let entry = Arc::new(Entry::new(rendered, generation));
+                *slot.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if cacheable {
+                    *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+                }
+                (Served::Fresh(entry), Outcome::Miss)
+            }
+            Err(e) => {
+                tracing::warn!(event = "render_failed", key, error = %e);
+                *slot.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                Self::failed(&slot)
+            }
+        }
+    }
+
+    fn failed(slot: &Slot) -> (Served, Outcome) {
+        match Self::last(slot) {
+            Served::Stale(e) => (Served::Stale(e), Outcome::Stale),
+            other => (other, Outcome::Failed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn page(text: &str) -> Rendered {
+        Rendered {
+            status: StatusCode::OK,
+            content_type: "text/plain",
+            body: Bytes::from(text.to_string()),
+            notice_at: None,
+            at: 0,
+        }
+    }
+
+    fn body(s: &Served) -> String {
+        match s {
+            Served::Fresh(e) | Served::Stale(e) => {
+                String::from_utf8_lossy(&e.rendered.body).into_owned()
+            }
+            Served::Failed => "failed".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_share_one_render() {
+        let cache = Arc::new(Cache::new(Duration::from_secs(10)));
+        let renders = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, renders) = (cache.clone(), renders.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get("/", || async {
+                        renders.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, String>((page("one"), true))
+                    })
+                    .await
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            let (served, outcome) = t.await.unwrap();
+            assert_eq!(body(&served), "one");
+            outcomes.push(outcome);
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+        assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Miss).count(), 1);
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == Outcome::Coalesced)
+                .count(),
+            49
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_lives_for_the_ttl_and_invalidation_ends_it_at_once() {
+        let cache = Cache::new(Duration::from_secs(10));
+        let render =
+            |text: &'static str| move || async move { Ok::<_, String>((page(text), true)) };
+        assert_eq!(cache.get("/", render("a")).await.1, Outcome::Miss);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let (served, outcome) = cache.get("/", render("b")).await;
+        assert_eq!((body(&served).as_str(), outcome), ("a", Outcome::Hit));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let (served, outcome) = cache.get("/", render("c")).await;
+        assert_eq!((body(&served).as_str(), outcome), ("c", Outcome::Miss));
+        cache.invalidate();
+        let (served, outcome) = cache.get("/", render("d")).await;
+        assert_eq!((body(&served).as_str(), outcome), ("d", Outcome::Miss));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_render_serves_the_last_good_one_and_spares_the_database() {
+        let cache = Cache::new(Duration::from_secs(10));
+        let calls = AtomicUsize::new(0);
+        let failing = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(Rendered, bool), _>("database down")
+        };
+        assert!(matches!(cache.get("/", failing).await.0, Served::Failed));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(RETRY_AFTER).await;
+        cache
+            .get("/", || async { Ok::<_, String>((page("good"), true)) })
+            .await;
+        cache.invalidate();
+        let (served, outcome) = cache.get("/", failing).await;
+        assert!(matches!(served, Served::Stale(_)));
+        assert_eq!((body(&served).as_str(), outcome), ("good", Outcome::Stale));
+        // Within a second of the failure the database is not asked again.
+        let (served, _) = cache.get("/", failing).await;
+        assert_eq!(body(&served), "good");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn uncacheable_answers_are_rendered_every_time() {
+        let cache = Cache::new(Duration::from_secs(10));
+        let calls = AtomicUsize::new(0);
+        for _ in 0..3 {
+            cache
+                .get("/checks/nope", || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>((page("404"), false))
+                })
+                .await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_etag_is_a_quoted_hash_of_the_body() {
+        let a = Entry::new(page("x"), 0);
+        let b = Entry::new(page("x"), 1);
+        let c = Entry::new(page("y"), 0);
+        assert_eq!(a.etag, b.etag);
+        assert_ne!(a.etag, c.etag);
+        assert!(a.etag.starts_with('"') && a.etag.ends_with('"') && a.etag.len() == 26);
+    }
+}

@@ -1,0 +1,110 @@
+//! Reads what each page needs, and assembles it with [`crate::model`].
+
+use crate::model::{self, Board, CheckDetail, DAY_MS, Rows};
+use crate::read::{IncidentFilter, IncidentRow, ReadError, Reader, UpdateRow};
+use ingest::rollup::{Level, Rollup};
+use ingest::state::Millis;
+
+/// How many incidents a check's page lists.
+const CHECK_INCIDENTS: i64 = 50;
+
+/// The front page's and `/api/v1/status`'s data.
+pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
+    let checks = reader.public_checks().await?;
+    let ids: Vec<i64> = checks.iter().map(|c| c.id).collect();
+    // The 90-day window and the oldest day of the bar, whichever is earlier.
+    let from = model::bar_from(now).min(now - 90 * DAY_MS);
+    let changes = reader.changes(&ids, from).await?;
+    let incidents = reader
+        .incidents(IncidentFilter::All, Some(from), None, 10_000, 0)
+        .await?;
+    let open = reader
+        .incidents(IncidentFilter::Open, None, None, 100, 0)
+        .await?;
+    let open_ids: Vec<i64> = open.iter().map(|i| i.id).collect();
+    let updates = reader.updates(&open_ids).await?;
+    let windows = reader.windows(now).await?;
+    let hours = reader.rollups(Level::Hour, &ids, now - DAY_MS).await?;
+    Ok(model::board(
+        Rows {
+            checks,
+            changes,
+            incidents,
+            open,
+            updates,
+            windows,
+            hours,
+        },
+        now,
+    ))
+}
+
+/// One public check's page data; `None` for an unknown or private id.
+pub async fn check(
+    reader: &Reader,
+    slug: &str,
+    now: Millis,
+) -> Result<Option<CheckDetail>, ReadError> {
+    let Some(row) = reader
+        .public_checks()
+        .await?
+        .into_iter()
+        .find(|c| c.slug == slug)
+    else {
+        return Ok(None);
+    };
+    let ids = [row.id];
+    let from = model::bar_from(now).min(now - 90 * DAY_MS);
+    let changes = reader.changes(&ids, from).await?;
+    let incidents = reader
+        .incidents(IncidentFilter::All, None, Some(row.id), CHECK_INCIDENTS, 0)
+        .await?;
+    let minutes = reader.rollups(Level::Minute, &ids, now - DAY_MS).await?;
+    let hours = reader.rollups(Level::Hour, &ids, now - 7 * DAY_MS).await?;
+    let agents = reader.agents().await?;
+    let minute_refs: Vec<(Millis, &Rollup)> = minutes.iter().map(|m| (m.1, &m.2)).collect();
+    let hour_refs: Vec<(Millis, &Rollup)> = hours.iter().map(|m| (m.1, &m.2)).collect();
+    let summary = model::summary(&row, &changes, &incidents, &hours, now);
+    Ok(Some(CheckDetail {
+        locations: model::location_list(&row.latest, &agents, now),
+        day: model::series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
+        week: model::series(&hour_refs, now - 7 * DAY_MS, now, 3_600_000),
+        phases: model::phases(&minute_refs),
+        incidents,
+        summary,
+    }))
+}
+
+/// A page of incidents with their updates, and how many match in all.
+pub async fn incidents(
+    reader: &Reader,
+    filter: IncidentFilter,
+    per_page: i64,
+    page: i64,
+) -> Result<(Vec<(IncidentRow, Vec<UpdateRow>)>, i64), ReadError> {
+    let total = reader.incident_count(filter).await?;
+    let rows = reader
+        .incidents(filter, None, None, per_page, (page - 1) * per_page)
+        .await?;
+    Ok((with_updates(reader, rows).await?, total))
+}
+
+/// Incidents paired with their updates.
+pub async fn with_updates(
+    reader: &Reader,
+    rows: Vec<IncidentRow>,
+) -> Result<Vec<(IncidentRow, Vec<UpdateRow>)>, ReadError> {
+    let ids: Vec<i64> = rows.iter().map(|i| i.id).collect();
+    let updates = reader.updates(&ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|i| {
+            let mine = updates
+                .iter()
+                .filter(|u| u.incident == i.id)
+                .cloned()
+                .collect();
+            (i, mine)
+        })
+        .collect())
+}

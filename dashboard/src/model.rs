@@ -1,0 +1,472 @@
+//! What the pages and the API show, assembled from the stored rows by pure
+//! functions. Uptime, days and locations come from ingest's own functions
+//! (`ingest::uptime`, `ingest::status::decide`): there is no second copy of
+//! the semantics here.
+
+use crate::read::{CheckRow, IncidentRow, UpdateRow, WindowRow};
+use config::defaults::Quorum;
+use ingest::rollup::Rollup;
+use ingest::state::Millis;
+use ingest::status::{Detail, Sample, Status};
+use ingest::uptime::{self, Day, IncidentSpan, Uptimes};
+use std::collections::BTreeMap;
+
+/// One day in ms.
+pub const DAY_MS: Millis = 86_400_000;
+/// How many days the uptime bar shows.
+pub const BAR_DAYS: u32 = 90;
+
+/// The banner at the top of the page: the whole page's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overall {
+    /// Everything up.
+    Operational,
+    /// Something degraded (or a minor operator incident).
+    Degraded,
+    /// Some checks down (or a major operator incident).
+    PartialOutage,
+    /// More than half the checks down.
+    MajorOutage,
+    /// Something under maintenance and nothing worse.
+    Maintenance,
+}
+
+impl Overall {
+    /// The API's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overall::Operational => "operational",
+            Overall::Degraded => "degraded",
+            Overall::PartialOutage => "partial_outage",
+            Overall::MajorOutage => "major_outage",
+            Overall::Maintenance => "maintenance",
+        }
+    }
+
+    /// The banner's words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Overall::Operational => "All systems operational",
+            Overall::Degraded => "Degraded performance",
+            Overall::PartialOutage => "Partial outage",
+            Overall::MajorOutage => "Major outage",
+            Overall::Maintenance => "Under maintenance",
+        }
+    }
+}
+
+/// The page's status from its checks and open incidents.
+///
+/// More than half of the checks down is a major outage, any down a partial
+/// one, any degraded is degraded performance, any in maintenance (and nothing
+/// worse) is maintenance. An open operator incident (not opened by ingest,
+/// and not yet `monitoring`) raises it to at least partial outage (impact
+/// major) or degraded (minor): the operator knows of trouble the probes miss.
+pub fn overall(statuses: &[Status], open: &[IncidentRow]) -> Overall {
+    let count = |s: Status| statuses.iter().filter(|x| **x == s).count();
+    let down = count(Status::Down);
+    let mut o = if down > 0 && down * 2 > statuses.len() {
+        Overall::MajorOutage
+    } else if down > 0 {
+        Overall::PartialOutage
+    } else if count(Status::Degraded) > 0 {
+        Overall::Degraded
+    } else if count(Status::Maintenance) > 0 {
+        Overall::Maintenance
+    } else {
+        Overall::Operational
+    };
+    for i in open
+        .iter()
+        .filter(|i| !i.auto && i.state != "monitoring" && i.state != "resolved")
+    {
+        let floor = if i.impact == "major" {
+            Overall::PartialOutage
+        } else {
+            Overall::Degraded
+        };
+        if rank(floor) > rank(o) {
+            o = floor;
+        }
+    }
+    o
+}
+
+fn rank(o: Overall) -> u8 {
+    match o {
+        Overall::Operational => 0,
+        Overall::Maintenance => 1,
+        Overall::Degraded => 2,
+        Overall::PartialOutage => 3,
+        Overall::MajorOutage => 4,
+    }
+}
+
+/// A latency summary in ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Latency {
+    /// The median.
+    pub p50: Option<f64>,
+    /// The 95th percentile.
+    pub p95: Option<f64>,
+}
+
+impl Latency {
+    /// The total duration's quantiles of a merged rollup (measure `m`).
+    pub fn of(r: &Rollup, m: usize) -> Latency {
+        let ms = |q| {
+            r.measures
+                .get(m)
+                .and_then(|x| x.quantile_us(q))
+                .map(|us| (us / 100.0).round() / 10.0)
+        };
+        Latency {
+            p50: ms(0.5),
+            p95: ms(0.95),
+        }
+    }
+}
+
+/// A check as the status page and `/api/v1/status` show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckSummary {
+    /// The stored row.
+    pub row: CheckRow,
+    /// Its locations now.
+    pub locations: Detail,
+    /// Uptime over 24h, 7d, 30d and 90d.
+    pub uptime: Uptimes,
+    /// The 90 UTC days of the bar, oldest first.
+    pub days: Vec<Day>,
+    /// Latency over the last 24 hours.
+    pub latency: Latency,
+}
+
+/// Everything the front page and `/api/v1/status` need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Board {
+    /// When it was assembled.
+    pub now: Millis,
+    /// The banner.
+    pub overall: Overall,
+    /// The public checks, in page order.
+    pub checks: Vec<CheckSummary>,
+    /// Open incidents, newest first, with their updates (oldest first).
+    pub open: Vec<(IncidentRow, Vec<UpdateRow>)>,
+    /// Active and upcoming maintenance, soonest first (public checks only).
+    pub windows: Vec<WindowRow>,
+}
+
+/// The rows behind a [`Board`].
+#[derive(Clone, Debug, Default)]
+pub struct Rows {
+    /// The public checks.
+    pub checks: Vec<CheckRow>,
+    /// Their status changes over the bar's span (and the one before).
+    pub changes: Vec<(i64, Millis, Status)>,
+    /// Incidents that overlap the bar's span.
+    pub incidents: Vec<IncidentRow>,
+    /// The open incidents.
+    pub open: Vec<IncidentRow>,
+    /// The open incidents' updates.
+    pub updates: Vec<UpdateRow>,
+    /// Maintenance that has not ended.
+    pub windows: Vec<WindowRow>,
+    /// Hour rollups of the last 24 hours.
+    pub hours: Vec<(i64, Millis, Rollup)>,
+}
+
+/// The span of the bar: from the start of the oldest UTC day shown.
+pub fn bar_from(now: Millis) -> Millis {
+    now.div_euclid(DAY_MS) * DAY_MS - i64::from(BAR_DAYS - 1) * DAY_MS
+}
+
+/// Each location's state now, as ingest decides it (the quorum plays no part
+/// in the counts).
+pub fn locations(latest: &[Sample], now: Millis) -> Detail {
+    let by: BTreeMap<i64, &Sample> = latest.iter().map(|s| (s.pair, s)).collect();
+    ingest::status::decide(&by, now, Quorum::Majority, &[]).1
+}
+
+/// Assembles the board.
+pub fn board(rows: Rows, now: Millis) -> Board {
+    let public: Vec<&str> = rows.checks.iter().map(|c| c.slug.as_str()).collect();
+    let checks: Vec<CheckSummary> = rows
+        .checks
+        .iter()
+        .map(|c| summary(c, &rows.changes, &rows.incidents, &rows.hours, now))
+        .collect();
+    let statuses: Vec<Status> = checks.iter().map(|c| c.row.status).collect();
+    let overall = overall(&statuses, &rows.open);
+    let open = rows
+        .open
+        .into_iter()
+        .map(|i| {
+            let ups = rows
+                .updates
+                .iter()
+                .filter(|u| u.incident == i.id)
+                .cloned()
+                .collect();
+            (i, ups)
+        })
+        .collect();
+    let windows = rows
+        .windows
+        .into_iter()
+        .filter_map(|mut w| {
+            w.checks.retain(|c| public.contains(&c.as_str()));
+            (!w.checks.is_empty()).then_some(w)
+        })
+        .collect();
+    Board {
+        now,
+        overall,
+        checks,
+        open,
+        windows,
+    }
+}
+
+/// One check's summary.
+pub fn summary(
+    c: &CheckRow,
+    changes: &[(i64, Millis, Status)],
+    incidents: &[IncidentRow],
+    hours: &[(i64, Millis, Rollup)],
+    now: Millis,
+) -> CheckSummary {
+    let mine: Vec<(Millis, Status)> = changes
+        .iter()
+        .filter(|x| x.0 == c.id)
+        .map(|x| (x.1, x.2))
+        .collect();
+    let spans: Vec<IncidentSpan> = incidents
+        .iter()
+        .filter(|i| i.checks.contains(&c.slug))
+        .map(|i| IncidentSpan {
+            id: i.id,
+            started_at: i.started_at,
+            resolved_at: i.resolved_at,
+        })
+        .collect();
+    let mut day = Rollup::default();
+    for (_, _, r) in hours.iter().filter(|h| h.0 == c.id && h.1 >= now - DAY_MS) {
+        day.merge(r);
+    }
+    // The newest status change is the truth; the check row's copy of it is
+    // only a convenience for SQL.
+    let mut row = c.clone();
+    if let Some(&(at, status)) = mine.last() {
+        row.status = status;
+        row.status_since = Some(at);
+    }
+    CheckSummary {
+        locations: locations(&c.latest, now),
+        uptime: uptime::windows(&mine, c.created_at, now),
+        days: uptime::days(&mine, c.created_at, &spans, now, BAR_DAYS),
+        latency: Latency::of(&day, 0),
+        row,
+    }
+}
+
+/// A point of a latency series.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    /// The start of its bucket.
+    pub at: Millis,
+    /// Its quantiles, in ms.
+    pub latency: Latency,
+}
+
+/// Merges bucketed rollups into points `step` ms apart over `[from, to)`:
+/// one point per step, empty where there was no data.
+pub fn series(rollups: &[(Millis, &Rollup)], from: Millis, to: Millis, step: Millis) -> Vec<Point> {
+    let start = from.div_euclid(step) * step;
+    let n = usize::try_from((to - start + step - 1) / step).unwrap_or(0);
+    let mut merged = vec![Rollup::default(); n];
+    for (at, r) in rollups {
+        if *at < start || *at >= to {
+            continue;
+        }
+        if let Some(slot) = usize::try_from((at - start) / step)
+            .ok()
+            .and_then(|i| merged.get_mut(i))
+        {
+            slot.merge(r);
+        }
+    }
+    merged
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Point {
+            at: start + i as i64 * step,
+            latency: Latency::of(r, 0),
+        })
+        .collect()
+}
+
+/// The p50 and p95 of each phase (dns, connect, tls, ttfb, transfer) over
+/// the rollups; phases never seen are left out.
+pub fn phases(rollups: &[(Millis, &Rollup)]) -> Vec<(&'static str, Latency)> {
+    let mut all = Rollup::default();
+    for (_, r) in rollups {
+        all.merge(r);
+    }
+    ingest::rollup::METRICS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(m, _)| all.measures.get(*m).is_some_and(|x| x.count > 0))
+        .map(|(m, name)| (*name, Latency::of(&all, m)))
+        .collect()
+}
+
+/// One location of a check, as its page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The agent's name.
+    pub name: String,
+    /// Its zone.
+    pub zone: String,
+    /// Its state after its newest result.
+    pub state: ingest::state::PairState,
+    /// Whether it still reports (its newest result is within 3 intervals).
+    pub reporting: bool,
+    /// Its newest result's `scheduled_at`.
+    pub at: Millis,
+}
+
+/// Each location that has probed the check, by name.
+pub fn location_list(
+    latest: &[Sample],
+    agents: &[crate::read::AgentRow],
+    now: Millis,
+) -> Vec<Location> {
+    let mut out: Vec<Location> = latest
+        .iter()
+        .map(|s| {
+            let agent = agents.iter().find(|a| a.id == s.pair);
+            Location {
+                name: agent.map_or_else(|| format!("agent {}", s.pair), |a| a.name.clone()),
+                zone: agent.map(|a| a.zone.clone()).unwrap_or_default(),
+                state: s.state,
+                reporting: now - s.at < ingest::status::REPORTING_INTERVALS * s.interval_ms.max(1),
+                at: s.at,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Everything a check's page and `/api/v1/checks/{id}` show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckDetail {
+    /// What the front page shows of it.
+    pub summary: CheckSummary,
+    /// Its locations.
+    pub locations: Vec<Location>,
+    /// Latency over the last 24 hours, in 15-minute points.
+    pub day: Vec<Point>,
+    /// Latency over the last 7 days, in hourly points.
+    pub week: Vec<Point>,
+    /// Each phase's latency over the last 24 hours.
+    pub phases: Vec<(&'static str, Latency)>,
+    /// Its incidents, newest first.
+    pub incidents: Vec<IncidentRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(auto: bool, impact: &str, state: &str) -> IncidentRow {
+        IncidentRow {
+            id: 1,
+            title: "t".into(),
+            impact: impact.into(),
+            state: state.into(),
+            auto,
+            started_at: 0,
+            resolved_at: None,
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn overall_is_the_worst_of_the_checks() {
+        use Status::*;
+        assert_eq!(overall(&[], &[]), Overall::Operational);
+        assert_eq!(overall(&[Up, Unknown], &[]), Overall::Operational);
+        assert_eq!(overall(&[Up, Maintenance], &[]), Overall::Maintenance);
+        assert_eq!(overall(&[Degraded, Maintenance], &[]), Overall::Degraded);
+        assert_eq!(overall(&[Up, Up, Down], &[]), Overall::PartialOutage);
+        assert_eq!(overall(&[Up, Down], &[]), Overall::PartialOutage);
+        assert_eq!(overall(&[Up, Down, Down], &[]), Overall::MajorOutage);
+    }
+
+    #[test]
+    fn an_operator_incident_raises_the_banner_but_an_automatic_one_does_not() {
+        let up = [Status::Up];
+        let major = incident(false, "major", "investigating");
+        let minor = incident(false, "minor", "identified");
+        assert_eq!(
+            overall(&up, std::slice::from_ref(&major)),
+            Overall::PartialOutage
+        );
+        assert_eq!(overall(&up, &[minor]), Overall::Degraded);
+        assert_eq!(
+            overall(&up, &[incident(false, "major", "monitoring")]),
+            Overall::Operational
+        );
+        assert_eq!(
+            overall(&up, &[incident(true, "major", "monitoring")]),
+            Overall::Operational
+        );
+        assert_eq!(
+            overall(&[Status::Down, Status::Down], &[major]),
+            Overall::MajorOutage
+        );
+    }
+
+    #[test]
+    fn series_has_one_point_per_step_and_merges_buckets_inside_it() {
+        let mut a = Rollup::default();
+        a.add(true, [Some(10_000), None, None, None, None, None]);
+        let mut b = Rollup::default();
+        b.add(true, [Some(30_000), None, None, None, None, None]);
+        let points = series(
+            &[(0, &a), (60_000, &b), (900_000, &b)],
+            0,
+            1_800_000,
+            900_000,
+        );
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].at, 0);
+        assert_eq!(points[1].at, 900_000);
+        // Both results of the first step are in its point.
+        assert!(points[0].latency.p95.unwrap() > points[0].latency.p50.unwrap() - 1e-9);
+        assert!(points[1].latency.p50.is_some());
+        let empty = series(&[], 0, 1_800_000, 900_000);
+        assert!(empty.iter().all(|p| p.latency.p50.is_none()));
+    }
+
+    #[test]
+    fn phases_leave_out_what_never_happened() {
+        let mut a = Rollup::default();
+        a.add(
+            true,
+            [
+                Some(10_000),
+                Some(1_000),
+                Some(2_000),
+                None,
+                Some(5_000),
+                Some(100),
+            ],
+        );
+        let names: Vec<&str> = phases(&[(0, &a)]).iter().map(|p| p.0).collect();
+        assert_eq!(names, ["dns", "connect", "ttfb", "transfer"]);
+    }
+}

@@ -1,0 +1,165 @@
+//! `/checks/{id}`: a check's uptime over four windows, its latency graphs
+//! (24 hours and 7 days) and phases, its locations, its certificate and its
+//! incidents.
+
+use super::{Site, layout, ms, percent, pill, state_text, time, uptime_bar};
+use crate::model::{CheckDetail, Point};
+use crate::view::{self, CHART_HEIGHT, CHART_WIDTH};
+use chrono::{DateTime, Utc};
+use ingest::state::{Millis, PairState};
+use maud::{Markup, html};
+
+const DAY_MS: Millis = 86_400_000;
+
+fn hour_label(at: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(at)
+        .unwrap_or_default()
+        .format("%H:%M")
+        .to_string()
+}
+
+fn day_label(at: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(at)
+        .unwrap_or_default()
+        .format("%-d %b")
+        .to_string()
+}
+
+/// A latency graph with its axes and legend.
+fn chart(
+    caption: &str,
+    points: &[Point],
+    label_every: usize,
+    label: fn(Millis) -> String,
+) -> Markup {
+    let c = view::latency_chart(points, label_every, label);
+    let has_data = points.iter().any(|p| p.latency.p50.is_some());
+    html! {
+        figure.chart {
+            figcaption { (caption) }
+            @if has_data {
+                svg viewBox={"-52 -8 " (CHART_WIDTH + 80.0) " " (CHART_HEIGHT + 30.0)}
+                    role="img" aria-label={(caption) ": p50 and p95 response time, up to " (view::format_ms(c.y_max))} {
+                    @for (y, text) in &c.y_ticks {
+                        line.grid x1="0" x2=(CHART_WIDTH) y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) {}
+                        text.tick x="-6" y=(format!("{:.1}", y + 4.0)) text-anchor="end" { (text) }
+                    }
+                    @for (x, text) in &c.x_ticks {
+                        text.tick x=(format!("{x:.1}")) y=(format!("{:.1}", CHART_HEIGHT + 18.0)) text-anchor="middle" { (text) }
+                    }
+                    path.p95 d=(c.p95) {}
+                    path.p50 d=(c.p50) {}
+                }
+                p.legend { span.key.p50 { "p50" } " " span.key.p95 { "p95" } }
+            } @else {
+                p.empty { "No response times recorded in this period." }
+            }
+        }
+    }
+}
+
+fn location_state(state: PairState, reporting: bool) -> (&'static str, &'static str) {
+    match (reporting, state) {
+        (false, _) => ("unknown", "Not reporting"),
+        (true, PairState::Passing) => ("up", "Passing"),
+        (true, PairState::Degraded) => ("degraded", "Degraded"),
+        (true, PairState::Failing) => ("down", "Failing"),
+    }
+}
+
+/// The page.
+pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
+    let c = &d.summary;
+    let row = &c.row;
+    let body = html! {
+        p.crumbs { a href="/" { "← All checks" } }
+        div.check-title {
+            h1 { (row.name) }
+            (pill(row.status))
+        }
+        @if let Some(desc) = &row.description { p.description { (desc) } }
+        p.meta {
+            @if !row.group.is_empty() { (row.group) " · " }
+            (row.kind.to_uppercase())
+            @if let Some(since) = row.status_since { " · " (pill_since(since)) }
+        }
+        section aria-labelledby="uptime-h" {
+            h2 #uptime-h { "Uptime" }
+            dl.windows {
+                div { dt { "24 hours" } dd { (percent(c.uptime.h24)) } }
+                div { dt { "7 days" } dd { (percent(c.uptime.d7)) } }
+                div { dt { "30 days" } dd { (percent(c.uptime.d30)) } }
+                div { dt { "90 days" } dd { (percent(c.uptime.d90)) } }
+            }
+            (uptime_bar(&row.name, &c.days))
+        }
+        section aria-labelledby="latency-h" {
+            h2 #latency-h { "Response time" }
+            (chart("Last 24 hours", &d.day, 16, hour_label))
+            (chart("Last 7 days", &d.week, 24, day_label))
+            @if !d.phases.is_empty() {
+                table.phases {
+                    caption { "Phases over the last 24 hours" }
+                    thead { tr { th scope="col" { "Phase" } th scope="col" { "p50" } th scope="col" { "p95" } } }
+                    tbody {
+                        @for (name, l) in &d.phases {
+                            tr { th scope="row" { (name) } td { (ms(l.p50)) } td { (ms(l.p95)) } }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="loc-h" {
+            h2 #loc-h { "Locations" }
+            p.meta {
+                (c.locations.reporting) " of " (c.locations.assigned.max(c.locations.reporting))
+                " reporting, " (c.locations.failing) " failing"
+            }
+            @if d.locations.is_empty() {
+                p.empty { "No location has probed this check yet." }
+            } @else {
+                ul.locations {
+                    @for l in &d.locations {
+                        @let (class, text) = location_state(l.state, l.reporting);
+                        li {
+                            span.loc-name { (l.name) @if !l.zone.is_empty() { " (" (l.zone) ")" } }
+                            span class={"pill " (class)} { (text) }
+                            span.meta { "last result " (time(l.at)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(expiry) = row.cert_not_after {
+            section aria-labelledby="cert-h" {
+                h2 #cert-h { "Certificate" }
+                @let left = expiry - now;
+                p class=(if left < 14 * DAY_MS { "cert warn" } else { "cert" }) {
+                    @if left <= 0 { "Expired " (time(expiry)) }
+                    @else { "Expires " (time(expiry)) " (in " ((left / DAY_MS)) " days)" }
+                }
+            }
+        }
+        section aria-labelledby="inc-h" {
+            h2 #inc-h { "Incidents" }
+            @if d.incidents.is_empty() {
+                p.empty { "No incidents." }
+            } @else {
+                ul.incident-list {
+                    @for i in &d.incidents {
+                        li {
+                            a href={"/incidents/" (i.id)} { (i.title) }
+                            " · " span class={"state " (i.state)} { (state_text(&i.state)) }
+                            " · " (time(i.started_at))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(site, &row.name, now, body)
+}
+
+fn pill_since(since: Millis) -> Markup {
+    html! { "since " (time(since)) }
+}

@@ -1,0 +1,71 @@
+//! `/`: the banner, open incidents, maintenance, then each group's checks
+//! with their 90-day uptime bars.
+
+use super::{Site, banner, incident_card, layout, percent, pill, time, uptime_bar};
+use crate::model::{Board, CheckSummary};
+use maud::{Markup, html};
+
+/// The checks by group, groups in order of their first check.
+pub fn groups(checks: &[CheckSummary]) -> Vec<(&str, Vec<&CheckSummary>)> {
+    let mut out: Vec<(&str, Vec<&CheckSummary>)> = Vec::new();
+    for c in checks {
+        match out.iter_mut().find(|g| g.0 == c.row.group) {
+            Some(g) => g.1.push(c),
+            None => out.push((c.row.group.as_str(), vec![c])),
+        }
+    }
+    out
+}
+
+/// The front page.
+pub fn page(site: &Site, board: &Board) -> Markup {
+    let body = html! {
+        (banner(board.overall))
+        @if !board.open.is_empty() {
+            section.incidents aria-labelledby="open-h" {
+                h2 #open-h { "Open incidents" }
+                @for (i, updates) in &board.open {
+                    (incident_card(i, updates, false))
+                }
+            }
+        }
+        @if !board.windows.is_empty() {
+            section.maintenance aria-labelledby="maint-h" {
+                h2 #maint-h { "Maintenance" }
+                @for w in &board.windows {
+                    article.window {
+                        h3 {
+                            (w.name)
+                            @if w.starts_at <= board.now { " " span.pill.maintenance { "In progress" } }
+                            @else { " " span.pill.scheduled { "Scheduled" } }
+                        }
+                        p.meta { (time(w.starts_at)) " – " (time(w.ends_at)) }
+                        @if let Some(d) = &w.description { p { (d) } }
+                        p.meta { "Affects: " (w.checks.join(", ")) }
+                    }
+                }
+            }
+        }
+        @if board.checks.is_empty() {
+            p.empty { "No checks are public yet." }
+        }
+        @for (group, checks) in groups(&board.checks) {
+            section.group aria-label=(if group.is_empty() { "Checks" } else { group }) {
+                @if !group.is_empty() { h2 { (group) } }
+                ul.checks {
+                    @for c in checks {
+                        li.check {
+                            div.check-head {
+                                a.name href={"/checks/" (c.row.slug)} { (c.row.name) }
+                                (pill(c.row.status))
+                            }
+                            (uptime_bar(&c.row.name, &c.days))
+                            p.uptime { (percent(c.uptime.d90)) " uptime over 90 days" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(site, "", board.now, body)
+}

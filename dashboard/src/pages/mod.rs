@@ -1,0 +1,223 @@
+//! The public HTML pages, server-rendered with maud (which escapes every
+//! interpolated value). No script at all: the pages work with JavaScript
+//! off, and the CSP forbids it anyway. Each page is a pure function of the
+//! data read for it.
+
+pub mod check;
+pub mod home;
+pub mod incidents;
+
+use crate::model::{Latency, Overall};
+use crate::read::{IncidentRow, UpdateRow};
+use crate::view::{self, BAR_HEIGHT};
+use chrono::{DateTime, Utc};
+use ingest::state::Millis;
+use ingest::status::Status;
+use ingest::uptime::{Day, percent_floor};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+/// The HTML comment where a "stale" notice goes when a page is served from
+/// a failed refresh.
+pub const NOTICE_MARK: &str = "<!--stale-notice-->";
+
+/// The page's branding, from the dashboard's flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Site {
+    /// The page title.
+    pub title: String,
+    /// A logo, shown beside the title (an `https:`/`http:` URL, or a path).
+    pub logo_url: Option<String>,
+    /// Links in the header: (label, URL).
+    pub links: Vec<(String, String)>,
+}
+
+/// Whether `url` may be put in an `href` or `src`: http(s), or a path on
+/// this site. Anything else (`javascript:`, `data:`) is refused at start.
+pub fn safe_url(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || (lower.starts_with('/') && !lower.starts_with("//"))
+}
+
+/// The frame of every page.
+pub fn layout(site: &Site, title: &str, now: Millis, body: Markup) -> Markup {
+    let full = if title.is_empty() {
+        site.title.clone()
+    } else {
+        format!("{title} · {}", site.title)
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (full) }
+                link rel="stylesheet" href="/assets/style.css";
+                link rel="alternate" type="application/atom+xml" href="/feed.atom" title="Incidents";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.site {
+                    a.brand href="/" {
+                        @if let Some(logo) = &site.logo_url {
+                            img.logo src=(logo) alt="" width="32" height="32";
+                        }
+                        span { (site.title) }
+                    }
+                    @if !site.links.is_empty() {
+                        nav aria-label="Links" {
+                            @for (label, url) in &site.links {
+                                a href=(url) rel="noopener" { (label) }
+                            }
+                        }
+                    }
+                }
+                (PreEscaped(NOTICE_MARK))
+                main #main { (body) }
+                footer.site {
+                    p {
+                        "Last updated " (time(now)) ". "
+                        a href="/incidents" { "Incident history" } " · "
+                        a href="/api/v1/status" { "JSON API" }
+                    }
+                    p.powered { "Powered by statuspage" }
+                }
+            }
+        }
+    }
+}
+
+/// The notice put at [`NOTICE_MARK`] when a page is served stale.
+pub fn stale_notice(rendered_at: Millis) -> String {
+    html! {
+        div.notice.stale role="status" {
+            strong { "This page could not be refreshed." }
+            " It shows the state as of " (time(rendered_at)) "."
+        }
+    }
+    .into_string()
+}
+
+/// An instant as a `<time>` element: "26 Nov 2026, 13:05 UTC".
+pub fn time(ms: Millis) -> Markup {
+    let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    html! {
+        time datetime=(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()) {
+            (t.format("%-d %b %Y, %H:%M UTC").to_string())
+        }
+    }
+}
+
+/// A check status's label.
+pub fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Up => "Operational",
+        Status::Degraded => "Degraded",
+        Status::Down => "Down",
+        Status::Maintenance => "Maintenance",
+        Status::Unknown => "No data",
+    }
+}
+
+/// A status pill.
+pub fn pill(s: Status) -> Markup {
+    html! { span class={"pill " (s.as_str())} { (status_text(s)) } }
+}
+
+/// The banner.
+pub fn banner(o: Overall) -> Markup {
+    html! {
+        section class={"banner " (o.as_str())} aria-live="polite" {
+            h1 { (o.text()) }
+        }
+    }
+}
+
+/// An uptime ratio as floored percent, or a dash.
+pub fn percent(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".to_string(), |r| percent_floor(r, 2))
+}
+
+/// A latency in ms, or a dash.
+pub fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), view::format_ms)
+}
+
+/// "p50 120 ms · p95 340 ms".
+pub fn latency_text(l: Latency) -> String {
+    format!("p50 {} · p95 {}", ms(l.p50), ms(l.p95))
+}
+
+/// How many days the bar shows on a narrow screen.
+pub const SHORT_DAYS: usize = 30;
+
+/// The uptime bar: all the days on a wide screen, and the last
+/// [`SHORT_DAYS`] on a phone (the stylesheet shows one or the other), so a
+/// day stays wide enough to see and to point at.
+pub fn uptime_bar(name: &str, days: &[Day]) -> Markup {
+    let short = &days[days.len().saturating_sub(SHORT_DAYS)..];
+    html! {
+        div.bar-wrap.long { (bar_svg(name, days)) }
+        div.bar-wrap.short { (bar_svg(name, short)) }
+    }
+}
+
+fn bar_svg(name: &str, days: &[Day]) -> Markup {
+    let width = view::bar_view_width(days.len());
+    let bars = view::uptime_bars(days);
+    html! {
+        svg.bar viewBox={"0 0 " (width) " " (BAR_HEIGHT)} preserveAspectRatio="none"
+            role="img" aria-label={(name) ": uptime of the last " (days.len()) " days"} {
+            @for b in &bars {
+                rect class=(b.class) x=(b.x) y="0" width=(view::BAR_WIDTH) height=(BAR_HEIGHT) rx="1.5" {
+                    title { (b.title) }
+                }
+            }
+        }
+        div.bar-legend aria-hidden="true" {
+            span { (days.len()) " days ago" }
+            span { "Today" }
+        }
+    }
+}
+
+/// An incident's state label.
+pub fn state_text(state: &str) -> &'static str {
+    match state {
+        "investigating" => "Investigating",
+        "identified" => "Identified",
+        "monitoring" => "Monitoring",
+        "resolved" => "Resolved",
+        _ => "Unknown",
+    }
+}
+
+/// An incident as a card: title, state, and its newest update (or all).
+pub fn incident_card(i: &IncidentRow, updates: &[UpdateRow], all: bool) -> Markup {
+    let shown: Vec<&UpdateRow> = if all {
+        updates.iter().rev().collect()
+    } else {
+        updates.iter().rev().take(1).collect()
+    };
+    html! {
+        article class={"incident " (i.impact) " " (i.state)} {
+            h3 { a href={"/incidents/" (i.id)} { (i.title) } }
+            p.meta {
+                span class={"state " (i.state)} { (state_text(&i.state)) }
+                " · started " (time(i.started_at))
+                @if let Some(r) = i.resolved_at {
+                    " · resolved " (time(r))
+                }
+            }
+            @for u in shown {
+                div.update {
+                    p.update-head { strong { (state_text(&u.state)) } " · " (time(u.at)) }
+                    p { (u.message) }
+                }
+            }
+        }
+    }
+}

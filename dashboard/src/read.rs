@@ -1,0 +1,578 @@
+//! The dashboard's read-only queries, on PostgreSQL or SQLite. One SQL text
+//! serves both: instants are selected as integer milliseconds and compared
+//! through [`Reader::at`], and every other column is cast to a type both
+//! drivers decode the same way.
+
+use ingest::rollup::Rollup;
+use ingest::state::Millis;
+use ingest::status::Status;
+use sqlx::{FromRow, PgPool, SqlitePool, postgres::PgRow, sqlite::SqliteRow};
+
+/// A read-only connection to the store.
+#[derive(Clone, Debug)]
+pub enum Reader {
+    /// PostgreSQL, through the read-only role.
+    Pg(PgPool),
+    /// The SQLite file of standalone mode.
+    Sqlite(SqlitePool),
+}
+
+/// Why a read failed: the database is down or answered with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("database: {0}")]
+pub struct ReadError(#[from] sqlx::Error);
+
+/// A public check, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckRow {
+    /// The internal id.
+    pub id: i64,
+    /// The YAML id: the one in URLs.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+    /// Its group's name ("" for none).
+    pub group: String,
+    /// Its description, if any.
+    pub description: Option<String>,
+    /// http, tcp, tls or dns.
+    pub kind: String,
+    /// Its place in the YAML.
+    pub position: i64,
+    /// When ingest first knew it.
+    pub created_at: Millis,
+    /// Its current status.
+    pub status: Status,
+    /// Since when.
+    pub status_since: Option<Millis>,
+    /// Its probe interval.
+    pub interval_ms: i64,
+    /// Each location's newest sample.
+    pub latest: Vec<ingest::status::Sample>,
+    /// The earliest certificate expiry in the newest TLS facts, if any.
+    pub cert_not_after: Option<Millis>,
+}
+
+/// An incident, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentRow {
+    /// Its id.
+    pub id: i64,
+    /// Its title.
+    pub title: String,
+    /// minor or major.
+    pub impact: String,
+    /// investigating, identified, monitoring or resolved.
+    pub state: String,
+    /// Opened by ingest.
+    pub auto: bool,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it was resolved.
+    pub resolved_at: Option<Millis>,
+    /// The slugs of the checks it concerns.
+    pub checks: Vec<String>,
+}
+
+/// One update of an incident.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdateRow {
+    /// The incident it belongs to.
+    pub incident: i64,
+    /// When it was posted.
+    pub at: Millis,
+    /// The state it set.
+    pub state: String,
+    /// Its text.
+    pub message: String,
+    /// Who posted it.
+    pub author: String,
+}
+
+/// A maintenance window that has not ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowRow {
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// The slugs of the checks it covers.
+    pub checks: Vec<String>,
+    /// When it starts.
+    pub starts_at: Millis,
+    /// When it ends.
+    pub ends_at: Millis,
+}
+
+/// A probe agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRow {
+    /// Its internal id.
+    pub id: i64,
+    /// Its name (the node name).
+    pub name: String,
+    /// Its zone.
+    pub zone: String,
+}
+
+/// Which incidents a listing wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentFilter {
+    /// Not resolved.
+    Open,
+    /// Resolved.
+    Resolved,
+    /// Both.
+    All,
+}
+
+/// Public: the incident concerns a public check, or no check at all (an
+/// operator's general incident).
+const PUBLIC_INCIDENT: &str =
+    "(NOT EXISTS (SELECT 1 FROM incident_checks x WHERE x.incident_id = i.id)
+      OR EXISTS (SELECT 1 FROM incident_checks x JOIN checks c ON c.id = x.check_id
+                 WHERE x.incident_id = i.id AND c.public AND NOT c.placeholder
+                   AND c.retired_at IS NULL))";
+
+type IncidentTuple = (i64, String, String, String, i64, i64, Option<i64>);
+
+/// Why a database URL was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL of a database we read.
+    #[error("expected a postgres:// or sqlite:// URL, found one starting {0:?}")]
+    Scheme(String),
+    /// The URL did not parse.
+    #[error("the database URL does not parse: {0}")]
+    Parse(sqlx::Error),
+}
+
+impl Reader {
+    /// A lazily connecting reader: the dashboard starts (and serves what it
+    /// has) while the database is down. SQLite is opened read-only. Only the
+    /// URL's scheme is ever echoed in an error.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Reader, UrlError> {
+        use std::str::FromStr;
+        let timeout = std::time::Duration::from_secs(3);
+        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => {
+                let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .map_err(UrlError::Parse)?
+                    .application_name("statuspage-dashboard");
+                Ok(Reader::Pg(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(options),
+                ))
+            }
+            "sqlite" => {
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .map_err(UrlError::Parse)?
+                    .read_only(true)
+                    .busy_timeout(std::time::Duration::from_secs(5));
+                Ok(Reader::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(options),
+                ))
+            }
+            _ => Err(UrlError::Scheme(scheme.chars().take(16).collect())),
+        }
+    }
+
+    /// `col` as integer milliseconds.
+    fn ms(&self, col: &str) -> String {
+        match self {
+            Reader::Pg(_) => format!("(extract(epoch FROM {col}) * 1000)::int8"),
+            Reader::Sqlite(_) => col.to_string(),
+        }
+    }
+
+    /// The instant in integer parameter `n` (milliseconds).
+    fn at(&self, n: u8) -> String {
+        match self {
+            Reader::Pg(_) => format!("to_timestamp(${n}::int8 / 1000.0)"),
+            Reader::Sqlite(_) => format!("?{n}"),
+        }
+    }
+
+    /// Integer parameter `n`.
+    fn p(&self, n: u8) -> String {
+        match self {
+            Reader::Pg(_) => format!("${n}"),
+            Reader::Sqlite(_) => format!("?{n}"),
+        }
+    }
+
+    /// A column holding a list of text, as a JSON array in text.
+    fn json_list(&self, col: &str) -> String {
+        match self {
+            Reader::Pg(_) => format!("array_to_json({col})::text"),
+            Reader::Sqlite(_) => col.to_string(),
+        }
+    }
+
+    /// `col` (an integer or boolean) as a 64-bit integer.
+    fn int(&self, col: &str) -> String {
+        match self {
+            Reader::Pg(_) => format!("({col})::int8"),
+            Reader::Sqlite(_) => format!("({col})"),
+        }
+    }
+
+    async fn rows<T>(&self, sql: &str, binds: &[i64]) -> Result<Vec<T>, ReadError>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Reader::Pg(pool) => {
+                let mut q = sqlx::query_as(sql);
+                for b in binds {
+                    q = q.bind(*b);
+                }
+                q.fetch_all(pool).await?
+            }
+            Reader::Sqlite(pool) => {
+                let mut q = sqlx::query_as(sql);
+                for b in binds {
+                    q = q.bind(*b);
+                }
+                q.fetch_all(pool).await?
+            }
+        })
+    }
+
+    /// A cheap round trip: readiness.
+    pub async fn ping(&self) -> Result<(), ReadError> {
+        let _: Vec<(i64,)> = self.rows("SELECT CAST(1 AS BIGINT)", &[]).await?;
+        Ok(())
+    }
+
+    /// The public checks, in page order (retired checks and placeholders
+    /// are never public).
+    pub async fn public_checks(&self) -> Result<Vec<CheckRow>, ReadError> {
+        let sql = format!(
+            "SELECT {}, slug, name, group_name, description, kind, {}, {}, status, {},
+                    {}, latest, {}
+             FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
+             ORDER BY position, id",
+            self.int("id"),
+            self.int("position"),
+            self.ms("created_at"),
+            self.ms("status_since"),
+            self.int("interval_ms"),
+            self.ms("cert_not_after"),
+        );
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            i64,
+            Option<Vec<u8>>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = self.rows(&sql, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CheckRow {
+                id: r.0,
+                slug: r.1,
+                name: r.2,
+                group: r.3,
+                description: r.4,
+                kind: r.5,
+                position: r.6,
+                created_at: r.7,
+                status: Status::parse(&r.8).unwrap_or(Status::Unknown),
+                status_since: r.9,
+                interval_ms: r.10,
+                latest: r
+                    .11
+                    .as_deref()
+                    .and_then(ingest::store::decode_latest)
+                    .unwrap_or_default(),
+                cert_not_after: r.12,
+            })
+            .collect())
+    }
+
+    /// The status changes of `checks` from `from` on, with the last one
+    /// before `from` (the status `from` starts in), sorted by check and time.
+    pub async fn changes(
+        &self,
+        checks: &[i64],
+        from: Millis,
+    ) -> Result<Vec<(i64, Millis, Status)>, ReadError> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {}, {}, s.status FROM status_changes s
+             WHERE s.check_id IN ({})
+               AND s.at >= COALESCE((SELECT MAX(t.at) FROM status_changes t
+                                     WHERE t.check_id = s.check_id AND t.at < {}), {})
+             ORDER BY s.check_id, s.at",
+            self.int("s.check_id"),
+            self.ms("s.at"),
+            id_list(checks),
+            self.at(1),
+            self.at(1),
+        );
+        let rows: Vec<(i64, i64, String)> = self.rows(&sql, &[from]).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, at, s)| Some((c, at, Status::parse(&s)?)))
+            .collect())
+    }
+
+    /// The WHERE clause of a listing and its parameters, numbered from
+    /// `first`.
+    fn incident_where(
+        &self,
+        filter: IncidentFilter,
+        since: Option<Millis>,
+        only_check: Option<i64>,
+        first: u8,
+    ) -> (String, Vec<i64>) {
+        let mut clauses = vec![match filter {
+            IncidentFilter::Open => "i.state <> 'resolved'".to_string(),
+            IncidentFilter::Resolved => "i.state = 'resolved'".to_string(),
+            IncidentFilter::All => "1 = 1".to_string(),
+        }];
+        clauses.push(PUBLIC_INCIDENT.to_string());
+        let mut binds = Vec::new();
+        if let Some(since) = since {
+            let n = first + binds.len() as u8;
+            clauses.push(format!(
+                "(i.resolved_at IS NULL OR i.resolved_at > {})",
+                self.at(n)
+            ));
+            binds.push(since);
+        }
+        if let Some(check) = only_check {
+            let n = first + binds.len() as u8;
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM incident_checks x WHERE x.incident_id = i.id AND x.check_id = {})",
+                self.p(n)
+            ));
+            binds.push(check);
+        }
+        (clauses.join(" AND "), binds)
+    }
+
+    /// Public incidents matching `filter`, newest first, `limit` from
+    /// `offset`; with `since`, only those not resolved before it; with
+    /// `only_check`, only those concerning that check.
+    pub async fn incidents(
+        &self,
+        filter: IncidentFilter,
+        since: Option<Millis>,
+        only_check: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<IncidentRow>, ReadError> {
+        let (clause, more) = self.incident_where(filter, since, only_check, 3);
+        let sql = format!(
+            "SELECT {}, i.title, i.impact, i.state, {}, {}, {} FROM incidents i
+             WHERE {clause} ORDER BY i.started_at DESC, i.id DESC LIMIT {} OFFSET {}",
+            self.int("i.id"),
+            self.int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
+            self.ms("i.started_at"),
+            self.ms("i.resolved_at"),
+            self.p(1),
+            self.p(2),
+        );
+        let mut binds = vec![limit, offset];
+        binds.extend(more);
+        let rows: Vec<IncidentTuple> = self.rows(&sql, &binds).await?;
+        self.with_checks(rows).await
+    }
+
+    /// How many public incidents match `filter`.
+    pub async fn incident_count(&self, filter: IncidentFilter) -> Result<i64, ReadError> {
+        let (clause, binds) = self.incident_where(filter, None, None, 1);
+        let sql = format!(
+            "SELECT {} FROM incidents i WHERE {clause}",
+            self.int("COUNT(*)")
+        );
+        let rows: Vec<(i64,)> = self.rows(&sql, &binds).await?;
+        Ok(rows.first().map_or(0, |r| r.0))
+    }
+
+    async fn with_checks(&self, rows: Vec<IncidentTuple>) -> Result<Vec<IncidentRow>, ReadError> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let links = self.incident_checks(&ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| IncidentRow {
+                checks: links
+                    .iter()
+                    .filter(|l| l.0 == r.0)
+                    .map(|l| l.1.clone())
+                    .collect(),
+                id: r.0,
+                title: r.1,
+                impact: r.2,
+                state: r.3,
+                auto: r.4 != 0,
+                started_at: r.5,
+                resolved_at: r.6,
+            })
+            .collect())
+    }
+
+    /// One public incident by id.
+    pub async fn incident(&self, id: i64) -> Result<Option<IncidentRow>, ReadError> {
+        let sql = format!(
+            "SELECT {}, i.title, i.impact, i.state, {}, {}, {} FROM incidents i
+             WHERE i.id = {} AND {PUBLIC_INCIDENT}",
+            self.int("i.id"),
+            self.int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
+            self.ms("i.started_at"),
+            self.ms("i.resolved_at"),
+            self.p(1),
+        );
+        let rows: Vec<IncidentTuple> = self.rows(&sql, &[id]).await?;
+        Ok(self.with_checks(rows).await?.into_iter().next())
+    }
+
+    /// The ids of every public incident.
+    pub async fn public_incident_ids(&self) -> Result<Vec<i64>, ReadError> {
+        let sql = format!(
+            "SELECT {} FROM incidents i WHERE {PUBLIC_INCIDENT} ORDER BY i.id",
+            self.int("i.id")
+        );
+        let rows: Vec<(i64,)> = self.rows(&sql, &[]).await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// The public checks' slugs of each incident.
+    async fn incident_checks(&self, ids: &[i64]) -> Result<Vec<(i64, String)>, ReadError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {}, c.slug FROM incident_checks x JOIN checks c ON c.id = x.check_id
+             WHERE x.incident_id IN ({}) AND c.public AND NOT c.placeholder
+             ORDER BY x.incident_id, c.position, c.id",
+            self.int("x.incident_id"),
+            id_list(ids)
+        );
+        self.rows(&sql, &[]).await
+    }
+
+    /// The updates of these incidents, oldest first.
+    pub async fn updates(&self, ids: &[i64]) -> Result<Vec<UpdateRow>, ReadError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {}, {}, state, message, author FROM incident_updates
+             WHERE incident_id IN ({}) ORDER BY incident_id, at, id",
+            self.int("incident_id"),
+            self.ms("at"),
+            id_list(ids)
+        );
+        let rows: Vec<(i64, i64, String, String, String)> = self.rows(&sql, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UpdateRow {
+                incident: r.0,
+                at: r.1,
+                state: r.2,
+                message: r.3,
+                author: r.4,
+            })
+            .collect())
+    }
+
+    /// Maintenance windows that end after `now`, soonest first.
+    pub async fn windows(&self, now: Millis) -> Result<Vec<WindowRow>, ReadError> {
+        let sql = format!(
+            "SELECT name, description, {}, {}, {} FROM maintenance_windows
+             WHERE ends_at > {} ORDER BY starts_at, id LIMIT 50",
+            self.json_list("checks"),
+            self.ms("starts_at"),
+            self.ms("ends_at"),
+            self.at(1),
+        );
+        let rows: Vec<(String, Option<String>, String, i64, i64)> = self.rows(&sql, &[now]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| WindowRow {
+                name: r.0,
+                description: r.1,
+                checks: serde_json::from_str(&r.2).unwrap_or_default(),
+                starts_at: r.3,
+                ends_at: r.4,
+            })
+            .collect())
+    }
+
+    /// Every agent.
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, ReadError> {
+        let sql = format!(
+            "SELECT {}, name, zone FROM agents ORDER BY id",
+            self.int("id")
+        );
+        let rows: Vec<(i64, String, String)> = self.rows(&sql, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AgentRow {
+                id: r.0,
+                name: r.1,
+                zone: r.2,
+            })
+            .collect())
+    }
+
+    /// The rollups of `level` for `checks` from `from` on: `(check, bucket,
+    /// rollup)`, by check and bucket.
+    pub async fn rollups(
+        &self,
+        level: ingest::rollup::Level,
+        checks: &[i64],
+        from: Millis,
+    ) -> Result<Vec<(i64, Millis, Rollup)>, ReadError> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, measures FROM rollups
+             WHERE level = {} AND check_id IN ({}) AND bucket >= {}
+             ORDER BY check_id, bucket",
+            self.int("check_id"),
+            self.ms("bucket"),
+            self.int("count"),
+            self.int("up"),
+            self.p(1),
+            id_list(checks),
+            self.at(2),
+        );
+        let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> =
+            self.rows(&sql, &[i64::from(level.code()), from]).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, b, n, up, m)| {
+                let r = Rollup::decode(u32::try_from(n).ok()?, u32::try_from(up).ok()?, &m)?;
+                Some((c, b, r))
+            })
+            .collect())
+    }
+}
+
+/// Integer ids inlined into SQL: they are ours (read from the database),
+/// never the user's text.
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}

@@ -1,0 +1,610 @@
+//! The routes: each one parses its request (strictly: a bad query string is
+//! a 400 before anything is read), then answers from the cache, which renders
+//! on a miss. Every response carries the security headers.
+
+use crate::cache::{Outcome, Rendered, Served};
+use crate::model::Board;
+use crate::pages::{self, NOTICE_MARK, check, home, incidents};
+use crate::read::{IncidentFilter, ReadError};
+use crate::{AppState, api, load};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use ingest::state::Millis;
+use maud::Markup;
+use std::future::Future;
+use std::time::Instant;
+
+/// The longest query string accepted.
+pub const MAX_QUERY: usize = 1024;
+/// The longest check id looked up.
+const MAX_ID: usize = 200;
+/// The largest page number of a listing.
+const MAX_PAGE: i64 = 100_000;
+/// How long a client or CDN may serve a page stale while the database is
+/// down.
+const STALE_IF_ERROR_S: u64 = 86_400;
+
+const STYLE: &str = include_str!("../assets/style.css");
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The public router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home_page))
+        .route("/checks/{id}", get(check_page))
+        .route("/incidents", get(incident_list))
+        .route("/incidents/{id}", get(incident_page))
+        .route("/api/v1/status", get(api_status))
+        .route("/api/v1/checks/{id}", get(api_check))
+        .route("/api/v1/incidents", get(api_incidents))
+        .route("/assets/style.css", get(style))
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// The router of the metrics port: `/metrics`, `/healthz`, `/readyz`.
+pub fn ops_app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    s.metrics.render_text(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AppState>| async move {
+                let ping = tokio::time::timeout(std::time::Duration::from_secs(2), s.reader.ping());
+                match ping.await {
+                    Ok(Ok(())) => (StatusCode::OK, "ready\n"),
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+                }
+            }),
+        )
+        .with_state(state)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Html,
+    Json,
+}
+
+/// Why a request is refused before anything is read.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    why: String,
+}
+
+/// The query string's pairs (unknown keys dropped), or why it is refused.
+fn query(uri: &Uri, known: &[&str]) -> Result<Vec<(String, String)>, Refusal> {
+    let raw = uri.query().unwrap_or("");
+    if raw.len() > MAX_QUERY {
+        return Err(Refusal {
+            status: StatusCode::URI_TOO_LONG,
+            why: format!("The query string is longer than {MAX_QUERY} bytes."),
+        });
+    }
+    Ok(url::form_urlencoded::parse(raw.as_bytes())
+        .filter(|(k, _)| known.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+/// `page`: a whole number from 1 (default 1).
+fn page_param(params: &[(String, String)]) -> Result<i64, Refusal> {
+    match params.iter().rev().find(|p| p.0 == "page") {
+        None => Ok(1),
+        Some((_, v)) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                why: format!("`page` must be a whole number from 1 to {MAX_PAGE}."),
+            }),
+        },
+    }
+}
+
+fn refuse(s: &AppState, kind: Kind, refusal: Refusal) -> Response {
+    let mut r = match kind {
+        Kind::Html => {
+            let now = (s.clock)();
+            html_response(pages::incidents::bad_request(&s.site, now, &refusal.why))
+        }
+        Kind::Json => json_response(&serde_json::json!({ "error": refusal.why })),
+    };
+    *r.status_mut() = refusal.status;
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn html_response(m: Markup) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        m.into_string(),
+    )
+        .into_response()
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn rendered_html(status: StatusCode, m: Markup, at: Millis) -> Rendered {
+    let body = m.into_string();
+    Rendered {
+        status,
+        content_type: "text/html; charset=utf-8",
+        notice_at: body.find(NOTICE_MARK),
+        body: Bytes::from(body),
+        at,
+    }
+}
+
+fn rendered_json(status: StatusCode, v: &serde_json::Value, at: Millis) -> Rendered {
+    Rendered {
+        status,
+        content_type: "application/json",
+        body: Bytes::from(v.to_string()),
+        notice_at: None,
+        at,
+    }
+}
+
+fn not_found_rendered(s: &AppState, kind: Kind, now: Millis) -> Rendered {
+    match kind {
+        Kind::Html => rendered_html(
+            StatusCode::NOT_FOUND,
+            incidents::not_found(&s.site, now),
+            now,
+        ),
+        Kind::Json => rendered_json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not found"}),
+            now,
+        ),
+    }
+}
+
+/// Answers `key` from the cache (rendering on a miss), with conditional
+/// requests, cache headers and the stale fallback.
+async fn serve<F, Fut>(
+    s: &AppState,
+    route: &'static str,
+    key: &str,
+    kind: Kind,
+    headers: &HeaderMap,
+    render: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(Rendered, bool), ReadError>>,
+{
+    let metrics = s.metrics.clone();
+    let timed = || async move {
+        let started = Instant::now();
+        let out = render().await;
+        metrics.render(started.elapsed());
+        out
+    };
+    let (served, outcome) = s.cache.get(key, timed).await;
+    s.metrics.cache(outcome);
+    let response = respond(s, served, outcome, kind, headers);
+    s.metrics.request(route, response.status().as_u16());
+    response
+}
+
+fn respond(
+    s: &AppState,
+    served: Served,
+    outcome: Outcome,
+    kind: Kind,
+    headers: &HeaderMap,
+) -> Response {
+    let ttl = s.cache.ttl().as_secs();
+    match served {
+        Served::Fresh(e) => {
+            let cache_control = if e.rendered.status == StatusCode::OK {
+                format!(
+                    "public, max-age={ttl}, stale-while-revalidate={ttl}, stale-if-error={STALE_IF_ERROR_S}"
+                )
+            } else {
+                format!("public, max-age={ttl}")
+            };
+            let mut b = Response::builder()
+                .header(header::ETAG, &e.etag)
+                .header(header::CACHE_CONTROL, cache_control);
+            if matches!(outcome, Outcome::Hit | Outcome::Coalesced) {
+                b = b.header("x-cache", "hit");
+            }
+            if e.rendered.status == StatusCode::OK && not_modified(headers, &e.etag) {
+                return b
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(axum::body::Body::empty())
+                    .unwrap_or_default();
+            }
+            b.status(e.rendered.status)
+                .header(header::CONTENT_TYPE, e.rendered.content_type)
+                .body(axum::body::Body::from(e.rendered.body.clone()))
+                .unwrap_or_default()
+        }
+        Served::Stale(e) => {
+            let body = match e.rendered.notice_at {
+                Some(at) if at <= e.rendered.body.len() => {
+                    let mut b = Vec::with_capacity(e.rendered.body.len() + 256);
+                    b.extend_from_slice(&e.rendered.body[..at]);
+                    b.extend_from_slice(pages::stale_notice(e.rendered.at).as_bytes());
+                    b.extend_from_slice(&e.rendered.body[at..]);
+                    Bytes::from(b)
+                }
+                _ => e.rendered.body.clone(),
+            };
+            let age = (((s.clock)() - e.rendered.at).max(0) / 1000).to_string();
+            Response::builder()
+                .status(e.rendered.status)
+                .header(header::CONTENT_TYPE, e.rendered.content_type)
+                .header(
+                    header::CACHE_CONTROL,
+                    format!("public, max-age=0, stale-if-error={STALE_IF_ERROR_S}"),
+                )
+                .header(header::AGE, age)
+                .header("x-statuspage-stale", "true")
+                .body(axum::body::Body::from(body))
+                .unwrap_or_default()
+        }
+        Served::Failed => {
+            let now = (s.clock)();
+            let mut r = match kind {
+                Kind::Html => html_response(incidents::unavailable(&s.site, now)),
+                Kind::Json => json_response(
+                    &serde_json::json!({"error": "the status data cannot be read right now"}),
+                ),
+            };
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            let h = r.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            r
+        }
+    }
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`); weak forms match too.
+pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+/// Which ids [`known`] looks up.
+#[derive(Clone, Copy)]
+enum Ids {
+    Checks,
+    Incidents,
+}
+
+/// Whether `id` is a public check (or incident) id, from a list cached like
+/// a page: a made-up id is answered without asking the database, so a flood
+/// of them costs one query per TTL. `None` when the list cannot be read.
+async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
+    let key = match ids {
+        Ids::Checks => "ids:checks",
+        Ids::Incidents => "ids:incidents",
+    };
+    let (served, outcome) = s
+        .cache
+        .get(key, || async {
+            let list: Vec<String> = match ids {
+                Ids::Checks => s
+                    .reader
+                    .public_checks()
+                    .await?
+                    .into_iter()
+                    .map(|c| c.slug)
+                    .collect(),
+                Ids::Incidents => s
+                    .reader
+                    .public_incident_ids()
+                    .await?
+                    .iter()
+                    .map(i64::to_string)
+                    .collect(),
+            };
+            let r = Rendered {
+                status: StatusCode::OK,
+                content_type: "text/plain",
+                body: Bytes::from(list.join("\n")),
+                notice_at: None,
+                at: (s.clock)(),
+            };
+            Ok::<_, ReadError>((r, true))
+        })
+        .await;
+    s.metrics.cache(outcome);
+    match served {
+        Served::Fresh(e) | Served::Stale(e) => Some(
+            e.rendered
+                .body
+                .split(|b| *b == b'\n')
+                .any(|line| line == id.as_bytes()),
+        ),
+        Served::Failed => None,
+    }
+}
+
+async fn board(s: &AppState, now: Millis) -> Result<Board, ReadError> {
+    load::board(&s.reader, now).await
+}
+
+async fn home_page(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(r) = query(&uri, &[]) {
+        return refuse(&s, Kind::Html, r);
+    }
+    serve(&s, "home", "/", Kind::Html, &headers, || async {
+        let now = (s.clock)();
+        let b = board(&s, now).await?;
+        Ok((
+            rendered_html(StatusCode::OK, home::page(&s.site, &b), now),
+            true,
+        ))
+    })
+    .await
+}
+
+async fn api_status(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(r) = query(&uri, &[]) {
+        return refuse(&s, Kind::Json, r);
+    }
+    serve(
+        &s,
+        "api_status",
+        "api:status",
+        Kind::Json,
+        &headers,
+        || async {
+            let now = (s.clock)();
+            let b = board(&s, now).await?;
+            Ok((rendered_json(StatusCode::OK, &api::status(&b), now), true))
+        },
+    )
+    .await
+}
+
+/// A check id from the path, if it could be one.
+fn check_id(id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Option<String> {
+    id.ok()
+        .map(|Path(id)| id)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_ID)
+}
+
+async fn check_page(
+    State(s): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    check_any(s, id, uri, headers, Kind::Html).await
+}
+
+async fn api_check(
+    State(s): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    check_any(s, id, uri, headers, Kind::Json).await
+}
+
+async fn check_any(
+    s: AppState,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    kind: Kind,
+) -> Response {
+    if let Err(r) = query(&uri, &[]) {
+        return refuse(&s, kind, r);
+    }
+    let (route, prefix) = match kind {
+        Kind::Html => ("check", "check:"),
+        Kind::Json => ("api_check", "api:check:"),
+    };
+    let Some(id) = check_id(id) else {
+        return not_found(&s, route, kind);
+    };
+    if known(&s, Ids::Checks, &id).await == Some(false) {
+        return not_found(&s, route, kind);
+    }
+    let key = format!("{prefix}{id}");
+    serve(&s, route, &key, kind, &headers, || async {
+        let now = (s.clock)();
+        let Some(detail) = load::check(&s.reader, &id, now).await? else {
+            return Ok((not_found_rendered(&s, kind, now), false));
+        };
+        let r = match kind {
+            Kind::Html => rendered_html(StatusCode::OK, check::page(&s.site, now, &detail), now),
+            Kind::Json => rendered_json(StatusCode::OK, &api::check_detail(&detail), now),
+        };
+        Ok((r, true))
+    })
+    .await
+}
+
+async fn incident_list(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let page = match query(&uri, &["page"]).and_then(|p| page_param(&p)) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, Kind::Html, r),
+    };
+    let key = format!("incidents:{page}");
+    serve(&s, "incidents", &key, Kind::Html, &headers, || async {
+        let now = (s.clock)();
+        let (rows, total) =
+            load::incidents(&s.reader, IncidentFilter::All, incidents::PER_PAGE, page).await?;
+        let pages = ((total + incidents::PER_PAGE - 1) / incidents::PER_PAGE).max(1);
+        if page > pages {
+            return Ok((not_found_rendered(&s, Kind::Html, now), false));
+        }
+        let m = incidents::list(&s.site, now, &rows, page, pages);
+        Ok((rendered_html(StatusCode::OK, m, now), true))
+    })
+    .await
+}
+
+async fn incident_page(
+    State(s): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = query(&uri, &[]) {
+        return refuse(&s, Kind::Html, r);
+    }
+    let Some(id) = id
+        .ok()
+        .and_then(|Path(id)| id.parse::<i64>().ok())
+        .filter(|i| *i > 0)
+    else {
+        return not_found(&s, "incident", Kind::Html);
+    };
+    if known(&s, Ids::Incidents, &id.to_string()).await == Some(false) {
+        return not_found(&s, "incident", Kind::Html);
+    }
+    let key = format!("incident:{id}");
+    serve(&s, "incident", &key, Kind::Html, &headers, || async {
+        let now = (s.clock)();
+        let Some(i) = s.reader.incident(id).await? else {
+            return Ok((not_found_rendered(&s, Kind::Html, now), false));
+        };
+        let updates = s.reader.updates(&[i.id]).await?;
+        let m = incidents::one(&s.site, now, &i, &updates);
+        Ok((rendered_html(StatusCode::OK, m, now), true))
+    })
+    .await
+}
+
+async fn api_incidents(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let params = match query(&uri, &["state", "page"]) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, Kind::Json, r),
+    };
+    let filter = match params
+        .iter()
+        .rev()
+        .find(|p| p.0 == "state")
+        .map(|p| p.1.as_str())
+    {
+        None | Some("all") => IncidentFilter::All,
+        Some("open") => IncidentFilter::Open,
+        Some("resolved") => IncidentFilter::Resolved,
+        Some(_) => {
+            return refuse(
+                &s,
+                Kind::Json,
+                Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    why: "`state` must be one of open, resolved or all.".into(),
+                },
+            );
+        }
+    };
+    let page = match page_param(&params) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, Kind::Json, r),
+    };
+    let key = format!("api:incidents:{filter:?}:{page}");
+    serve(&s, "api_incidents", &key, Kind::Json, &headers, || async {
+        let now = (s.clock)();
+        let rows = s
+            .reader
+            .incidents(filter, None, None, API_PER_PAGE, (page - 1) * API_PER_PAGE)
+            .await?;
+        let with = load::with_updates(&s.reader, rows).await?;
+        let v: Vec<serde_json::Value> = with.iter().map(|(i, u)| api::incident(i, u)).collect();
+        Ok((
+            rendered_json(StatusCode::OK, &serde_json::Value::Array(v), now),
+            true,
+        ))
+    })
+    .await
+}
+
+/// Incidents per page of `/api/v1/incidents`.
+pub const API_PER_PAGE: i64 = 100;
+
+async fn style(headers: HeaderMap) -> Response {
+    let etag = format!("\"{:x}\"", STYLE.len() as u64 ^ 0x5354_594c);
+    let etag = format!(
+        "{}-{}\"",
+        etag.trim_end_matches('"'),
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut b = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, "public, max-age=3600");
+    if not_modified(&headers, &etag) {
+        b = b.status(StatusCode::NOT_MODIFIED);
+        return b.body(axum::body::Body::empty()).unwrap_or_default();
+    }
+    b.header(header::CONTENT_TYPE, "text/css; charset=utf-8")
+        .body(axum::body::Body::from(STYLE))
+        .unwrap_or_default()
+}
+
+fn not_found(s: &AppState, route: &'static str, kind: Kind) -> Response {
+    let now = (s.clock)();
+    let r = not_found_rendered(s, kind, now);
+    s.metrics.request(route, 404);
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header(header::CONTENT_TYPE, r.content_type)
+        .header(
+            header::CACHE_CONTROL,
+            format!("public, max-age={}", s.cache.ttl().as_secs()),
+        )
+        .body(axum::body::Body::from(r.body))
+        .unwrap_or_default()
+}
+
+async fn fallback(State(s): State<AppState>, uri: Uri) -> Response {
+    let kind = if uri.path().starts_with("/api/") {
+        Kind::Json
+    } else {
+        Kind::Html
+    };
+    not_found(&s, "not_found", kind)
+}

@@ -1,0 +1,58 @@
+//! The dashboard against real data in PostgreSQL and SQLite: every route,
+//! hostile input, the cache and a database outage.
+
+mod cache;
+mod fixture;
+mod hostile;
+mod routes;
+
+use axum::body::Body;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// GETs `path` from the app, with `headers`.
+pub async fn get_with(state: &dashboard::AppState, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut req = Request::get(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = dashboard::app(state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Got {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+/// GETs `path`.
+pub async fn get(state: &dashboard::AppState, path: &str) -> Got {
+    get_with(state, path, &[]).await
+}

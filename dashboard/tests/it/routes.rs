@@ -1,0 +1,382 @@
+//! Every public route on the fixture, in both databases.
+
+use crate::fixture::Db;
+use crate::{get, get_with};
+use http::StatusCode;
+use std::time::Duration;
+
+const TTL: Duration = Duration::from_secs(10);
+
+crate::both!(
+    front_page_shows_banner_incidents_maintenance_and_groups,
+    check_page_shows_uptime_graphs_locations_certificate_and_incidents,
+    private_and_unknown_ids_are_404_everywhere,
+    api_status_has_the_documented_shape,
+    api_check_has_ninety_days_and_latency_series,
+    api_incidents_filter_by_state,
+    incident_pages_show_the_history_and_the_timeline,
+    conditional_requests_get_304_and_cache_headers_allow_a_cdn,
+    security_headers_are_on_every_response,
+);
+
+async fn front_page_shows_banner_incidents_maintenance_and_groups(db: Db) {
+    let state = db.state(TTL);
+    let page = get(&state, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    let b = &page.body;
+    // One check down of four public ones, and an operator incident.
+    assert!(b.contains("Partial outage"), "{b}");
+    assert!(b.contains("Open incidents"));
+    assert!(b.contains("Website is down"));
+    assert!(b.contains("Maintenance"));
+    assert!(b.contains("Database upgrade"));
+    assert!(b.contains("Scheduled"));
+    for name in ["Public API", "Website", "Database port", "Core"] {
+        assert!(b.contains(name), "{name} missing");
+    }
+    // The 90-day bar of each public check, each day titled.
+    assert_eq!(b.matches("<rect ").count(), 4 * (90 + 30), "{b}");
+    assert!(b.contains("uptime over 90 days"));
+    // api's 40-minute outage twelve days ago: that day's bar, and 90 days
+    // of which 45 were observed, floored.
+    assert!(b.contains(": 97.22% uptime, 1 incident</title>"), "{b}");
+    assert!(b.contains("<rect class=\"partial\""));
+    assert!(b.contains("99.93% uptime over 90 days"));
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert!(
+        b.contains(&format!("<title>{today}: ")),
+        "today's bar is titled"
+    );
+    assert!(
+        b.contains("no data, no incidents"),
+        "older days have no data"
+    );
+    // The order of the page: banner, incidents, maintenance, checks.
+    let pos = |s: &str| b.find(s).unwrap_or_else(|| panic!("{s} missing"));
+    assert!(pos("class=\"banner") < pos("Open incidents"));
+    assert!(pos("Open incidents") < pos("id=\"maint-h\""));
+    assert!(pos("id=\"maint-h\"") < pos("Public API"));
+    // Down, degraded and operational pills.
+    assert!(b.contains("class=\"pill down\""));
+    assert!(b.contains("class=\"pill degraded\""));
+    assert!(b.contains("class=\"pill up\""));
+}
+
+async fn check_page_shows_uptime_graphs_locations_certificate_and_incidents(db: Db) {
+    let state = db.state(TTL);
+    let page = get(&state, "/checks/api").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let b = &page.body;
+    for text in ["24 hours", "7 days", "30 days", "90 days", "100.00%"] {
+        assert!(b.contains(text), "{text} missing");
+    }
+    assert!(b.contains("Last 24 hours") && b.contains("Last 7 days"));
+    assert!(b.contains("<path class=\"p50\" d=\"M"), "a p50 line");
+    assert!(b.contains("<path class=\"p95\" d=\"M"), "a p95 line");
+    for phase in ["dns", "connect", "tls", "ttfb", "transfer"] {
+        assert!(
+            b.contains(&format!("<th scope=\"row\">{phase}</th>")),
+            "{phase}"
+        );
+    }
+    for agent in ["a1 (zone-a1)", "a2 (zone-a2)", "a3 (zone-a3)"] {
+        assert!(b.contains(agent), "{agent}");
+    }
+    assert!(b.contains("3 of 3 reporting, 0 failing"));
+    assert!(
+        b.contains("Certificate") && b.contains("(in 29 days)") || b.contains("(in 30 days)"),
+        "{b}"
+    );
+    assert!(b.contains("Public API is down"), "its old incident");
+    assert!(b.contains(&format!("/incidents/{}", db.seeded.old_incident)));
+
+    let web = get(&state, "/checks/web").await.body;
+    assert!(web.contains("Website is down"));
+    assert!(web.contains(&format!("/incidents/{}", db.seeded.web_incident)));
+    assert!(
+        !web.contains("Certificate"),
+        "a check without TLS facts has none"
+    );
+    let db_page = get(&state, "/checks/db").await.body;
+    assert!(db_page.contains("3 of 3 reporting, 1 failing"));
+    assert!(db_page.contains("class=\"pill down\">Failing"));
+}
+
+async fn private_and_unknown_ids_are_404_everywhere(db: Db) {
+    let state = db.state(TTL);
+    for path in [
+        "/checks/secret",
+        "/checks/nope",
+        "/checks/%FF%FE",
+        "/incidents/abc",
+        "/incidents/-1",
+        "/incidents/99999999",
+        "/no/such/page",
+    ] {
+        let got = get(&state, path).await;
+        assert_eq!(got.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(got.body.contains("Not found"), "{path}: a 404 page");
+        assert_eq!(got.header("content-type"), "text/html; charset=utf-8");
+    }
+    let long = format!("/checks/{}", "a".repeat(5000));
+    assert_eq!(get(&state, &long).await.status, StatusCode::NOT_FOUND);
+    let secret = format!("/incidents/{}", db.seeded.secret_incident);
+    assert_eq!(get(&state, &secret).await.status, StatusCode::NOT_FOUND);
+    for path in [
+        "/api/v1/checks/secret",
+        "/api/v1/checks/nope",
+        "/api/v1/nothing",
+    ] {
+        let got = get(&state, path).await;
+        assert_eq!(got.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(got.json()["error"], "not found");
+    }
+    // Nowhere public.
+    for path in [
+        "/",
+        "/incidents",
+        "/api/v1/status",
+        "/api/v1/incidents?state=all",
+    ] {
+        let body = get(&state, path).await.body;
+        assert!(!body.contains("Hidden backend"), "{path}");
+        assert!(!body.contains("\"secret\""), "{path}");
+        assert!(!body.contains("Hidden backend is down"), "{path}");
+    }
+    let all = get(&state, "/api/v1/incidents?state=all").await.json();
+    let ids: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert!(!ids.contains(&db.seeded.secret_incident));
+    assert!(ids.contains(&db.seeded.web_incident));
+    // The maintenance window covers db and secret: only db is named.
+    let home = get(&state, "/").await.body;
+    assert!(home.contains("Affects: db<"), "{home}");
+}
+
+async fn api_status_has_the_documented_shape(db: Db) {
+    let state = db.state(TTL);
+    let got = get(&state, "/api/v1/status").await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-type"), "application/json");
+    let v = got.json();
+    assert_eq!(v["status"], "partial_outage");
+    let checks = v["checks"].as_array().unwrap();
+    let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["api", "web", "db", "xss"]);
+    for c in checks {
+        let mut keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "group",
+                "id",
+                "latency_ms",
+                "locations",
+                "name",
+                "since",
+                "status",
+                "uptime"
+            ]
+        );
+        for w in ["24h", "7d", "30d", "90d"] {
+            let u = c["uptime"][w].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&u), "{w}: {u}");
+        }
+        assert!(c["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+        assert!(
+            c["latency_ms"]["p95"].as_f64().unwrap() >= c["latency_ms"]["p50"].as_f64().unwrap()
+        );
+        assert!(c["since"].as_str().is_some_and(|s| s.ends_with('Z')), "{c}");
+    }
+    let by = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap();
+    assert_eq!(by("api")["status"], "up");
+    assert_eq!(by("api")["uptime"]["24h"], 1.0);
+    assert_eq!(by("api")["group"], "Core");
+    assert_eq!(by("web")["status"], "down");
+    assert!(by("web")["uptime"]["24h"].as_f64().unwrap() < 1.0);
+    assert_eq!(by("db")["status"], "degraded");
+    assert_eq!(
+        by("db")["locations"],
+        serde_json::json!({"assigned": 3, "reporting": 3, "failing": 1})
+    );
+    let open = v["open_incidents"].as_array().unwrap();
+    assert_eq!(open.len(), 2, "{open:?}");
+    let web = open
+        .iter()
+        .find(|i| i["id"] == db.seeded.web_incident)
+        .unwrap();
+    assert_eq!(web["checks"], serde_json::json!(["web"]));
+    assert_eq!(web["impact"], "major");
+    assert_eq!(web["state"], "investigating");
+    assert_eq!(web["auto"], true);
+    assert!(web["resolved_at"].is_null());
+    let update = &web["updates"][0];
+    assert_eq!(update["author"], "statuspage");
+    assert_eq!(update["state"], "investigating");
+    assert!(
+        update["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Detected: 2 of 3 locations failing")
+    );
+}
+
+async fn api_check_has_ninety_days_and_latency_series(db: Db) {
+    let state = db.state(TTL);
+    let v = get(&state, "/api/v1/checks/web").await.json();
+    assert_eq!(v["id"], "web");
+    let days = v["days"].as_array().unwrap();
+    assert_eq!(days.len(), 90);
+    let today = chrono::Utc::now().date_naive().to_string();
+    let last = &days[89];
+    assert_eq!(last["date"], today.as_str());
+    assert_eq!(last["status"], "down", "the worst of today");
+    assert!(last["uptime"].as_f64().unwrap() < 1.0);
+    assert_eq!(
+        last["incidents"],
+        serde_json::json!([db.seeded.web_incident])
+    );
+    assert!(
+        days[0]["uptime"].is_null() && days[0]["status"].is_null(),
+        "no data then"
+    );
+    let day = v["latency"]["24h"].as_array().unwrap();
+    assert!((96..=97).contains(&day.len()), "{}", day.len());
+    assert!(day.iter().any(|p| p["p50"].is_number()));
+    assert!(v["latency"]["7d"].as_array().unwrap().len() >= 168);
+    assert_eq!(v["location_states"].as_array().unwrap().len(), 3);
+    assert!(v["phases_ms"]["dns"]["p50"].is_number());
+    assert!(v["certificate_expires_at"].is_null());
+    let api = get(&state, "/api/v1/checks/api").await.json();
+    assert!(
+        api["certificate_expires_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}
+
+async fn api_incidents_filter_by_state(db: Db) {
+    let state = db.state(TTL);
+    let ids = |v: serde_json::Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap())
+            .collect()
+    };
+    let open = ids(get(&state, "/api/v1/incidents?state=open").await.json());
+    assert_eq!(open.len(), 2);
+    assert!(open.contains(&db.seeded.operator_incident) && open.contains(&db.seeded.web_incident));
+    assert_eq!(
+        ids(get(&state, "/api/v1/incidents?state=resolved").await.json()),
+        [db.seeded.old_incident]
+    );
+    assert_eq!(ids(get(&state, "/api/v1/incidents").await.json()).len(), 3);
+    db.exec(&format!(
+        "UPDATE incidents SET state = 'resolved', resolved_at = {} WHERE id = {}",
+        db.at(crate::fixture::now()),
+        db.seeded.operator_incident
+    ))
+    .await;
+    state.cache.invalidate();
+    let resolved = get(&state, "/api/v1/incidents?state=resolved").await.json();
+    assert_eq!(
+        ids(resolved.clone()),
+        [db.seeded.operator_incident, db.seeded.old_incident],
+        "newest first"
+    );
+    assert!(resolved[0]["resolved_at"].as_str().unwrap().ends_with('Z'));
+    let bad = get(&state, "/api/v1/incidents?state=closed").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.json()["error"],
+        "`state` must be one of open, resolved or all."
+    );
+}
+
+async fn incident_pages_show_the_history_and_the_timeline(db: Db) {
+    let state = db.state(TTL);
+    let list = get(&state, "/incidents").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("Incident history"));
+    assert!(list.body.contains("Website is down"));
+    assert!(list.body.contains("Payments"));
+    let one = get(&state, &format!("/incidents/{}", db.seeded.web_incident)).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert!(
+        // Two of three fail first: the quorum (majority) is reached then.
+        one.body
+            .contains("Detected: 2 of 3 locations failing (connect_refused)"),
+        "{}",
+        one.body
+    );
+    assert!(one.body.contains("Major impact"));
+    assert!(one.body.contains("href=\"/checks/web\""));
+    // Pages past the last are 404; the first page has no pager with one page.
+    assert_eq!(
+        get(&state, "/incidents?page=2").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(!list.body.contains("Page 1 of"));
+}
+
+async fn conditional_requests_get_304_and_cache_headers_allow_a_cdn(db: Db) {
+    let state = db.state(TTL);
+    for path in ["/", "/api/v1/status", "/checks/api", "/incidents"] {
+        let first = get(&state, path).await;
+        let etag = first.header("etag").to_string();
+        assert!(etag.starts_with('"') && etag.len() > 10, "{path}: {etag}");
+        assert_eq!(
+            first.header("cache-control"),
+            "public, max-age=10, stale-while-revalidate=10, stale-if-error=86400"
+        );
+        let again = get_with(&state, path, &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(again.body.is_empty());
+        assert_eq!(again.header("etag"), etag);
+        let weak = format!("\"other\", W/{etag}");
+        let weak = get_with(&state, path, &[("if-none-match", &weak)]).await;
+        assert_eq!(weak.status, StatusCode::NOT_MODIFIED, "{path}");
+        let other = get_with(&state, path, &[("if-none-match", "\"other\"")]).await;
+        assert_eq!(other.status, StatusCode::OK);
+        assert_eq!(other.header("x-cache"), "hit");
+    }
+    let css = get(&state, "/assets/style.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.header("content-type"), "text/css; charset=utf-8");
+    let etag = css.header("etag").to_string();
+    let again = get_with(&state, "/assets/style.css", &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+}
+
+async fn security_headers_are_on_every_response(db: Db) {
+    let state = db.state(TTL);
+    for path in [
+        "/",
+        "/api/v1/status",
+        "/checks/nope",
+        "/assets/style.css",
+        "/incidents?page=x",
+        "/nowhere",
+    ] {
+        let got = get(&state, path).await;
+        let csp = got.header("content-security-policy");
+        assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(csp.contains("style-src 'self'"));
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+            "no script at all"
+        );
+        assert_eq!(got.header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(got.header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(got.header("x-frame-options"), "DENY", "{path}");
+    }
+}

@@ -1,0 +1,241 @@
+//! `statuspage dashboard` as it runs in production: over PostgreSQL through
+//! the README's read-only role, the page on one port and the metrics on
+//! another, and clear errors for bad flags.
+
+mod support;
+
+use sqlx::{Connection, PgConnection};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{free_port, signal};
+
+fn statuspage(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(args)
+        .env_remove("STATUSPAGE_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// A fresh, migrated database; returns (admin URL, database name).
+async fn fresh_database(tag: &str) -> (String, String) {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL: scripts/test starts PostgreSQL");
+    let mut admin = PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL is reachable");
+    let name = format!("{tag}_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (head, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{head}/{name}");
+    let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (url, name)
+}
+
+/// The README's read-only role block, for `role` on `database`.
+fn readme_grants(role: &str, database: &str) -> Vec<String> {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("<!-- read-only-role")
+        .expect("the README has the read-only role block");
+    let block = after
+        .split_once("```sql\n")
+        .and_then(|(_, b)| b.split_once("```"))
+        .expect("an sql block")
+        .0;
+    block
+        .replace("statuspage_dashboard", role)
+        .replace("DATABASE statuspage ", &format!("DATABASE {database} "))
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_public_port() {
+    let (admin_url, name) = fresh_database("dash_serve").await;
+    let role = format!("dash_ro_{}", std::process::id());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for statement in readme_grants(&role, &name) {
+        sqlx::query(&statement)
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    // The role reads, and cannot write or read raw results.
+    let (scheme_host, _) = admin_url.split_once('@').unwrap();
+    let ro_url = admin_url.replacen(
+        &format!("{scheme_host}@"),
+        &format!("postgres://{role}:change-me@"),
+        1,
+    );
+    let mut ro = PgConnection::connect(&ro_url).await.unwrap();
+    let denied = sqlx::query("INSERT INTO incidents (title, impact, state, auto, started_at) VALUES ('x', 'minor', 'investigating', false, now())")
+        .execute(&mut ro)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        denied.contains("read-only transaction") || denied.contains("permission denied"),
+        "{denied}"
+    );
+    let denied = sqlx::query("SELECT count(*) FROM results")
+        .execute(&mut ro)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args([
+            "dashboard",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--title",
+            "<b>Acme</b> status",
+            "--link",
+            "Acme=https://acme.example/",
+        ])
+        .env("STATUSPAGE_DATABASE_URL", &ro_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the dashboard never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let page = http_get(port, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("All systems operational"));
+    assert!(page.contains("No checks are public yet."));
+    assert!(
+        page.contains("&lt;b&gt;Acme&lt;/b&gt; status"),
+        "the title is escaped"
+    );
+    assert!(page.contains("href=\"https://acme.example/\""));
+    assert!(http_get(port, "/api/v1/status").contains("\"status\":\"operational\""));
+    assert!(
+        http_get(port, "/metrics").starts_with("HTTP/1.1 404"),
+        "metrics stay off the public port"
+    );
+    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 404"));
+
+    assert!(http_get(metrics_port, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(
+        metrics.contains("statuspage_dashboard_requests_total{route=\"home\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("statuspage_dashboard_cache_total{outcome=\"miss\"} 2"),
+        "{metrics}"
+    );
+
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM is a clean stop: {status:?}\n{logs}"
+    );
+    assert!(
+        !logs.contains("change-me"),
+        "the password is never logged:\n{logs}"
+    );
+}
+
+#[test]
+fn bad_dashboard_flags_get_clear_errors() {
+    let db = ["--database-url", "sqlite:///nonexistent/x.db"];
+    let cases: [(&[&str], &str); 6] = [
+        (&["dashboard"], "--database-url"),
+        (
+            &["--link", "Evil=javascript:alert(1)"],
+            "--link \"Evil\": the URL must start with https://, http:// or /",
+        ),
+        (
+            &["--link", "no-equals-sign"],
+            "--link \"no-equals-sign\": expected LABEL=URL",
+        ),
+        (
+            &["--logo-url", "http://insecure.example/logo.png"],
+            "--logo-url: expected an https:// URL or a path on this site",
+        ),
+        (
+            &["--listen", "everywhere"],
+            "--listen \"everywhere\": expected an address such as 0.0.0.0:8080",
+        ),
+        (
+            &["--cache-ttl", "soon"],
+            "expected a duration such as `7d`, `36h` or `90m`, found \"soon\"",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["dashboard"];
+        if extra != ["dashboard"] {
+            args.extend_from_slice(&db);
+            args.extend_from_slice(extra);
+        }
+        let out = statuspage(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let out = statuspage(&["dashboard", "--database-url", "mysql://app:hunter2@db/x"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("expected a postgres:// or sqlite:// URL"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the URL is never echoed: {stderr}"
+    );
+}
