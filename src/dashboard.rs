@@ -3,11 +3,15 @@
 
 use crate::DashboardArgs;
 use anyhow::Context;
+use dashboard::admin::Admin;
+use dashboard::admin::auth::Tokens;
+use dashboard::admin::write::Writer;
 use dashboard::pages::{Site, safe_url};
 use dashboard::read::Reader;
 use dashboard::{AppState, Changes, Settings};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The header links, from `Label=URL` items.
@@ -28,6 +32,24 @@ fn links(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
             Ok((label.to_string(), url.to_string()))
         })
         .collect()
+}
+
+/// The admin tokens: from `--admin-token-file`, or `STATUSPAGE_ADMIN_TOKEN`
+/// (one token named `admin`); `None` turns the admin API off.
+fn admin_tokens(args: &DashboardArgs) -> anyhow::Result<Option<Tokens>> {
+    if let Some(path) = &args.admin_token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--admin-token-file {}", path.display()))?;
+        let tokens = Tokens::parse(&text)
+            .with_context(|| format!("--admin-token-file {}", path.display()))?;
+        return Ok(Some(tokens));
+    }
+    match std::env::var("STATUSPAGE_ADMIN_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Ok(Some(
+            Tokens::single("admin", token.trim()).context("STATUSPAGE_ADMIN_TOKEN")?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 fn address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
@@ -51,14 +73,28 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         logo_url: args.logo_url.clone(),
         links: links(&args.links)?,
     };
+    let tokens = admin_tokens(&args)?;
     crate::ingest::runtime()?.block_on(async move {
         let reader = Reader::connect_lazy(&args.database_url, args.database_max_connections)
             .context("--database-url")?;
+        let admin = match tokens {
+            Some(tokens) => {
+                let url = args
+                    .admin_database_url
+                    .as_deref()
+                    .unwrap_or(&args.database_url);
+                let writer = Writer::connect_lazy(url, 4).context("--admin-database-url")?;
+                tracing::info!(event = "admin_api_enabled", tokens = ?tokens);
+                Some(Arc::new(Admin { tokens, writer }))
+            }
+            None => None,
+        };
         let changes = match &reader {
             Reader::Pg(pool) => Changes::Listen(pool.clone()),
             Reader::Sqlite(_) => Changes::None,
         };
-        let state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock());
+        let mut state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock());
+        state.admin = admin;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());
         dashboard::run(

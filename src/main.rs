@@ -25,7 +25,7 @@ enum Command {
     Agent(AgentArgs),
     /// Consume results from SQS into PostgreSQL; decide status, uptime and incidents.
     Ingest(IngestArgs),
-    /// Serve the public status page and its JSON API from the database, cached.
+    /// Serve the public status page, its JSON APIs, badges and feed, cached, and the admin API.
     Dashboard(DashboardArgs),
     /// Run agent, ingest and dashboard in one process on SQLite or PostgreSQL. (not implemented yet)
     Standalone(StandaloneArgs),
@@ -221,6 +221,12 @@ pub(crate) struct DashboardArgs {
         default_value_t = 10
     )]
     pub database_max_connections: u32,
+    /// The database for the admin API's writes, through a role limited to incidents and maintenance windows; defaults to --database-url. Never logged.
+    #[arg(long, env = "STATUSPAGE_ADMIN_DATABASE_URL", hide_env_values = true)]
+    pub admin_database_url: Option<String>,
+    /// A file of `name token` lines (tokens of 16 or more characters) that turns the admin API on; the name is the author of what a token writes. STATUSPAGE_ADMIN_TOKEN (one token, named `admin`) also does.
+    #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
     /// The public HTTP address (the status page and its JSON API).
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,

@@ -47,20 +47,20 @@ async fn fresh_database(tag: &str) -> (String, String) {
     (url, name)
 }
 
-/// The README's read-only role block, for `role` on `database`.
-fn readme_grants(role: &str, database: &str) -> Vec<String> {
+/// The README's role block after `marker`, for `role` on `database`.
+fn readme_grants(marker: &str, placeholder: &str, role: &str, database: &str) -> Vec<String> {
     let root = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let (_, after) = readme
-        .split_once("<!-- read-only-role")
-        .expect("the README has the read-only role block");
+        .split_once(marker)
+        .expect("the README has the role block");
     let block = after
         .split_once("```sql\n")
         .and_then(|(_, b)| b.split_once("```"))
         .expect("an sql block")
         .0;
     block
-        .replace("statuspage_dashboard", role)
+        .replace(placeholder, role)
         .replace("DATABASE statuspage ", &format!("DATABASE {database} "))
         .split(';')
         .map(str::trim)
@@ -81,6 +81,19 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+fn http_send(port: u16, method: &str, path: &str, token: &str, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 #[tokio::test]
 async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_public_port() {
     let (admin_url, name) = fresh_database("dash_serve").await;
@@ -90,7 +103,19 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         .execute(&mut admin)
         .await
         .unwrap();
-    for statement in readme_grants(&role, &name) {
+    let admin_role = format!("dash_admin_{}", std::process::id());
+    sqlx::query(&format!("DROP ROLE IF EXISTS {admin_role}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut statements = readme_grants("<!-- read-only-role", "statuspage_dashboard", &role, &name);
+    statements.extend(readme_grants(
+        "<!-- admin-role",
+        "statuspage_admin",
+        &admin_role,
+        &name,
+    ));
+    for statement in statements {
         sqlx::query(&statement)
             .execute(&mut admin)
             .await
@@ -101,6 +126,11 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
     let ro_url = admin_url.replacen(
         &format!("{scheme_host}@"),
         &format!("postgres://{role}:change-me@"),
+        1,
+    );
+    let admin_url = admin_url.replacen(
+        &format!("{scheme_host}@"),
+        &format!("postgres://{admin_role}:change-me-too@"),
         1,
     );
     let mut ro = PgConnection::connect(&ro_url).await.unwrap();
@@ -120,6 +150,10 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         .to_string();
     assert!(denied.contains("permission denied"), "{denied}");
 
+    let dir = std::env::temp_dir().join(format!("statuspage-dash-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("tokens");
+    std::fs::write(&token_file, "# operators\nalice alice-token-0123456789\n").unwrap();
     let (port, metrics_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args([
@@ -134,6 +168,8 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
             "Acme=https://acme.example/",
         ])
         .env("STATUSPAGE_DATABASE_URL", &ro_url)
+        .env("STATUSPAGE_ADMIN_DATABASE_URL", &admin_url)
+        .env("STATUSPAGE_ADMIN_TOKEN_FILE", &token_file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -153,6 +189,40 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
     );
     assert!(page.contains("href=\"https://acme.example/\""));
     assert!(http_get(port, "/api/v1/status").contains("\"status\":\"operational\""));
+    // The admin API writes through its own role, and the page shows it at once.
+    let created = http_send(
+        port,
+        "POST",
+        "/admin/v1/incidents",
+        "alice-token-0123456789",
+        r#"{"title": "Payments delayed", "impact": "major", "message": "Investigating."}"#,
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let page = http_get(port, "/");
+    assert!(
+        page.contains("Partial outage") && page.contains("Payments delayed"),
+        "{page}"
+    );
+    let refused = http_send(
+        port,
+        "POST",
+        "/admin/v1/incidents",
+        "wrong-token-0123456789",
+        "{}",
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let window = r#"{"name": "n", "checks": ["x"], "starts_at": "2099-01-01T00:00:00Z", "ends_at": "2099-01-01T01:00:00Z"}"#;
+    let unknown = http_send(
+        port,
+        "POST",
+        "/admin/v1/maintenance",
+        "alice-token-0123456789",
+        window,
+    );
+    assert!(
+        unknown.starts_with("HTTP/1.1 422") && unknown.contains("unknown check id"),
+        "{unknown}"
+    );
     assert!(
         http_get(port, "/metrics").starts_with("HTTP/1.1 404"),
         "metrics stay off the public port"
@@ -163,11 +233,11 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
     assert!(http_get(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
     let metrics = http_get(metrics_port, "/metrics");
     assert!(
-        metrics.contains("statuspage_dashboard_requests_total{route=\"home\",code=\"200\"} 1"),
+        metrics.contains("statuspage_dashboard_requests_total{route=\"home\",code=\"200\"} 2"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("statuspage_dashboard_cache_total{outcome=\"miss\"} 2"),
+        metrics.contains("statuspage_dashboard_cache_total{outcome=\"miss\"} 3"),
         "{metrics}"
     );
 

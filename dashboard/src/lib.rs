@@ -5,6 +5,7 @@
 //! and the metrics port, and follows status and incident changes to empty
 //! the cache at once.
 
+pub mod admin;
 pub mod api;
 pub mod cache;
 pub mod load;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<DashboardMetrics>,
     /// The wall clock.
     pub clock: Clock,
+    /// The admin API, when tokens are configured.
+    pub admin: Option<Arc<admin::Admin>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -69,6 +72,7 @@ impl AppState {
             cache: Arc::new(Cache::new(ttl)),
             metrics: Arc::new(DashboardMetrics::default()),
             clock,
+            admin: None,
         }
     }
 }

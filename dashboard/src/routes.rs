@@ -44,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/checks/{id}", get(api_check))
         .route("/api/v1/incidents", get(api_incidents))
         .route("/assets/style.css", get(style))
+        .merge(crate::admin::routes())
         .fallback(fallback)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

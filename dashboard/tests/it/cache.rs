@@ -2,9 +2,8 @@
 //! (LISTEN/NOTIFY on PostgreSQL, the in-process signal on SQLite), and the
 //! last good page while the database is down.
 
-use crate::fixture::{Db, MINUTE, now};
+use crate::fixture::Db;
 use crate::{get, get_with};
-use config::wire::{AgentInfo, ProbeResult, ResultBatch, Timestamp};
 use dashboard::Changes;
 use dashboard::read::Reader;
 use http::StatusCode;
@@ -51,43 +50,6 @@ async fn a_crowd_of_misses_costs_one_render(db: Db) {
     );
 }
 
-/// Two up results of `web` from every agent, newer than the fixture's.
-async fn recover_web(store: &Store) {
-    let base = (now() - 60 * MINUTE) / MINUTE * MINUTE;
-    for agent in ["a1", "a2", "a3"] {
-        let results: Vec<ProbeResult> = [59, 60]
-            .iter()
-            .map(|m| {
-                let mut r = ProbeResult::new(
-                    "web",
-                    "hash",
-                    agent,
-                    Timestamp::from_unix_ms(base + m * MINUTE).unwrap(),
-                    60_000_000,
-                    3,
-                );
-                r.duration_us = 30_000;
-                r
-            })
-            .collect();
-        let b = ResultBatch {
-            v: 1,
-            agent: AgentInfo {
-                id: agent.into(),
-                zone: format!("zone-{agent}"),
-                region: "test-1".into(),
-            },
-            sent_at: Timestamp::from_unix_ms(now()).unwrap(),
-            results,
-        };
-        let s = ingest::screen::screen(b.clone(), now(), ingest::screen::MAX_AGE_MS).unwrap();
-        store
-            .store_batch(&b.agent, b.sent_at, &s.accepted, now())
-            .await
-            .unwrap();
-    }
-}
-
 fn web_status(v: &serde_json::Value) -> String {
     v["checks"]
         .as_array()
@@ -130,7 +92,7 @@ async fn a_status_change_reaches_the_page_at_once_not_after_the_ttl(db: Db) {
     let cached = get(&state, "/api/v1/status").await;
     assert_eq!(cached.header("x-cache"), "hit");
 
-    recover_web(&db.store).await;
+    crate::fixture::recover_web(&db.store).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let got = get(&state, "/api/v1/status").await.json();

@@ -18,6 +18,10 @@ pub const SCRIPT: &str = "<script>alert('x')</script>";
 pub const IMG: &str = "\"><img src=x onerror=alert(1)>";
 pub const JS_URL: &str = "javascript:alert(document.cookie)";
 
+/// The admin tokens of the fixture's operators.
+pub const ALICE: &str = "alice-token-0123456789";
+pub const BOB: &str = "bob-token-9876543210";
+
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -169,6 +173,22 @@ impl Db {
             seeded,
             _dir: Some(TempDir(dir)),
         }
+    }
+
+    /// The app with the admin API on, for the tokens of alice and bob.
+    pub fn admin_state(&self, ttl: Duration) -> AppState {
+        let writer = match &self.store {
+            Store::Pg(s) => dashboard::admin::write::Writer::Pg(s.pool().clone()),
+            Store::Sqlite(s) => dashboard::admin::write::Writer::Sqlite(s.pool().clone()),
+        };
+        let tokens =
+            dashboard::admin::auth::Tokens::parse(&format!("alice {ALICE}\nbob {BOB}\n")).unwrap();
+        let mut state = self.state(ttl);
+        state.admin = Some(std::sync::Arc::new(dashboard::admin::Admin {
+            tokens,
+            writer,
+        }));
+        state
     }
 
     /// The app over this database, with `ttl`.
@@ -384,6 +404,43 @@ async fn seed(store: &Store) -> Seeded {
         operator_incident: operator,
         secret_incident: int(store, &auto_of("secret")).await,
         web_incident: int(store, &auto_of("web")).await,
+    }
+}
+
+/// Two up results of `web` from every agent, newer than the fixture's.
+pub async fn recover_web(store: &Store) {
+    let base = (now() - 60 * MINUTE) / MINUTE * MINUTE;
+    for agent in ["a1", "a2", "a3"] {
+        let results: Vec<ProbeResult> = [59, 60]
+            .iter()
+            .map(|m| {
+                let mut r = ProbeResult::new(
+                    "web",
+                    "hash",
+                    agent,
+                    Timestamp::from_unix_ms(base + m * MINUTE).unwrap(),
+                    60_000_000,
+                    3,
+                );
+                r.duration_us = 30_000;
+                r
+            })
+            .collect();
+        let b = ResultBatch {
+            v: 1,
+            agent: AgentInfo {
+                id: agent.into(),
+                zone: format!("zone-{agent}"),
+                region: "test-1".into(),
+            },
+            sent_at: Timestamp::from_unix_ms(now()).unwrap(),
+            results,
+        };
+        let s = ingest::screen::screen(b.clone(), now(), ingest::screen::MAX_AGE_MS).unwrap();
+        store
+            .store_batch(&b.agent, b.sent_at, &s.accepted, now())
+            .await
+            .unwrap();
     }
 }
 

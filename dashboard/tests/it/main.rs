@@ -1,6 +1,7 @@
 //! The dashboard against real data in PostgreSQL and SQLite: every route,
 //! hostile input, the cache and a database outage.
 
+mod admin;
 mod cache;
 mod fixture;
 mod hostile;
@@ -55,4 +56,30 @@ pub async fn get_with(state: &dashboard::AppState, path: &str, headers: &[(&str,
 /// GETs `path`.
 pub async fn get(state: &dashboard::AppState, path: &str) -> Got {
     get_with(state, path, &[]).await
+}
+
+/// Sends `method path` with `headers` and `body`.
+pub async fn send(
+    state: &dashboard::AppState,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Got {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = dashboard::app(state.clone())
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Got {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
 }
