@@ -94,3 +94,35 @@ start_moto() {
   say "moto $MOTO_VERSION on 127.0.0.1:$port"
 }
 
+
+# The XML validator of the feed tests: lxml (libxml2's RELAX NG) and rnc2rng, pinned, in a venv.
+LXML_VERSION=6.1.3
+RNC2RNG_VERSION=2.7.0
+install_xml_validator() {
+  local venv="$target/xml-venv-$LXML_VERSION-$RNC2RNG_VERSION"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import lxml, rnc2rng" 2>/dev/null; then
+    say "installing lxml $LXML_VERSION and rnc2rng $RNC2RNG_VERSION in $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "lxml==$LXML_VERSION" "rnc2rng==$RNC2RNG_VERSION"
+  fi
+  export STATUSPAGE_TEST_XML_PYTHON="$venv/bin/python"
+}
+
+# Headless Chromium for the browser test (Debian's package; installed with apt as root).
+install_chromium() {
+  local bin
+  bin="$(command -v chromium || true)"
+  if [[ -z "$bin" ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+      say "installing chromium with apt"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+      bin="$(command -v chromium)"
+    else
+      say "chromium is missing: install Debian's chromium package, or set STATUSPAGE_TEST_CHROMIUM"
+      return 1
+    fi
+  fi
+  export STATUSPAGE_TEST_CHROMIUM="$bin"
+}

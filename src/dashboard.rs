@@ -68,10 +68,22 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             "--logo-url: expected an https:// URL or a path on this site"
         );
     }
+    let public_url = args.public_url.trim_end_matches('/').to_string();
+    let parsed = url::Url::parse(&public_url).ok();
+    anyhow::ensure!(
+        parsed.as_ref().is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.path() == "/"
+        }),
+        "--public-url {public_url:?}: expected http(s)://HOST[:PORT] with no path"
+    );
     let site = Site {
         title: args.title.clone(),
         logo_url: args.logo_url.clone(),
         links: links(&args.links)?,
+        public_url,
     };
     let tokens = admin_tokens(&args)?;
     crate::ingest::runtime()?.block_on(async move {

@@ -240,6 +240,13 @@ pub(crate) struct DashboardArgs {
     /// How long a rendered page or API answer is reused; a status or incident change empties the cache at once.
     #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub cache_ttl: std::time::Duration,
+    /// Where the page is published (http or https, no path): the base of the feed's links and ids and of summary.json's page URL.
+    #[arg(
+        long,
+        env = "STATUSPAGE_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: String,
     /// The page title.
     #[arg(long, env = "STATUSPAGE_TITLE", default_value = "Service status")]
     pub title: String,

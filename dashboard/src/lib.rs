@@ -7,13 +7,17 @@
 
 pub mod admin;
 pub mod api;
+pub mod badge;
 pub mod cache;
+mod embed;
+pub mod feed;
 pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod pages;
 pub mod read;
 mod routes;
+pub mod summary;
 pub mod view;
 
 use cache::Cache;

@@ -75,6 +75,26 @@ pub async fn check(
     }))
 }
 
+/// One public check's status and uptime (for its badges); `None` for an
+/// unknown or private id.
+pub async fn check_summary(
+    reader: &Reader,
+    slug: &str,
+    now: Millis,
+) -> Result<Option<model::CheckSummary>, ReadError> {
+    let Some(row) = reader
+        .public_checks()
+        .await?
+        .into_iter()
+        .find(|c| c.slug == slug)
+    else {
+        return Ok(None);
+    };
+    let from = model::bar_from(now).min(now - 90 * DAY_MS);
+    let changes = reader.changes(&[row.id], from).await?;
+    Ok(Some(model::summary(&row, &changes, &[], &[], now)))
+}
+
 /// A page of incidents with their updates, and how many match in all.
 pub async fn incidents(
     reader: &Reader,

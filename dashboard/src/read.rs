@@ -92,6 +92,8 @@ pub struct UpdateRow {
 /// A maintenance window that has not ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowRow {
+    /// Its id.
+    pub id: i64,
     /// Its name.
     pub name: String,
     /// Its description.
@@ -499,22 +501,25 @@ impl Reader {
     /// Maintenance windows that end after `now`, soonest first.
     pub async fn windows(&self, now: Millis) -> Result<Vec<WindowRow>, ReadError> {
         let sql = format!(
-            "SELECT name, description, {}, {}, {} FROM maintenance_windows
+            "SELECT {}, name, description, {}, {}, {} FROM maintenance_windows
              WHERE ends_at > {} ORDER BY starts_at, id LIMIT 50",
+            self.int("id"),
             self.json_list("checks"),
             self.ms("starts_at"),
             self.ms("ends_at"),
             self.at(1),
         );
-        let rows: Vec<(String, Option<String>, String, i64, i64)> = self.rows(&sql, &[now]).await?;
+        let rows: Vec<(i64, String, Option<String>, String, i64, i64)> =
+            self.rows(&sql, &[now]).await?;
         Ok(rows
             .into_iter()
             .map(|r| WindowRow {
-                name: r.0,
-                description: r.1,
-                checks: serde_json::from_str(&r.2).unwrap_or_default(),
-                starts_at: r.3,
-                ends_at: r.4,
+                id: r.0,
+                name: r.1,
+                description: r.2,
+                checks: serde_json::from_str(&r.3).unwrap_or_default(),
+                starts_at: r.4,
+                ends_at: r.5,
             })
             .collect())
     }

@@ -44,6 +44,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/checks/{id}", get(api_check))
         .route("/api/v1/incidents", get(api_incidents))
         .route("/assets/style.css", get(style))
+        .route("/api/v2/summary.json", get(crate::embed::summary))
+        .route("/badge/{id}/status.svg", get(crate::embed::status_badge))
+        .route("/badge/{id}/uptime/{file}", get(crate::embed::uptime_badge))
+        .route("/feed.atom", get(crate::embed::feed))
         .merge(crate::admin::routes())
         .fallback(fallback)
         .layer(axum::middleware::map_response(security_headers))
@@ -76,12 +80,15 @@ pub fn ops_app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The CSP of a badge: nothing to load or run, but it may be framed.
+const BADGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+
 async fn security_headers(mut r: Response) -> Response {
+    let badge = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"image/svg+xml"));
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -90,25 +97,46 @@ async fn security_headers(mut r: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if badge {
+        // Badges are meant to be hot-linked and framed.
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(BADGE_CSP),
+        );
+        h.insert(
+            "cross-origin-resource-policy",
+            HeaderValue::from_static("cross-origin"),
+        );
+    } else {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     r
 }
 
+/// What a route answers with: it decides the shape of its errors.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Html,
     Json,
+    /// A badge: errors are badges too, so an embed never breaks.
+    Svg,
+    /// The Atom feed.
+    Feed,
 }
 
 /// Why a request is refused before anything is read.
 #[derive(Debug)]
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     why: String,
 }
 
 /// The query string's pairs (unknown keys dropped), or why it is refused.
-fn query(uri: &Uri, known: &[&str]) -> Result<Vec<(String, String)>, Refusal> {
+pub(crate) fn query(uri: &Uri, known: &[&str]) -> Result<Vec<(String, String)>, Refusal> {
     let raw = uri.query().unwrap_or("");
     if raw.len() > MAX_QUERY {
         return Err(Refusal {
@@ -136,13 +164,15 @@ fn page_param(params: &[(String, String)]) -> Result<i64, Refusal> {
     }
 }
 
-fn refuse(s: &AppState, kind: Kind, refusal: Refusal) -> Response {
+pub(crate) fn refuse(s: &AppState, kind: Kind, refusal: Refusal) -> Response {
     let mut r = match kind {
         Kind::Html => {
             let now = (s.clock)();
             html_response(pages::incidents::bad_request(&s.site, now, &refusal.why))
         }
-        Kind::Json => json_response(&serde_json::json!({ "error": refusal.why })),
+        Kind::Json | Kind::Svg | Kind::Feed => {
+            json_response(&serde_json::json!({ "error": refusal.why }))
+        }
     };
     *r.status_mut() = refusal.status;
     r.headers_mut()
@@ -173,7 +203,7 @@ fn rendered_html(status: StatusCode, m: Markup, at: Millis) -> Rendered {
     }
 }
 
-fn rendered_json(status: StatusCode, v: &serde_json::Value, at: Millis) -> Rendered {
+pub(crate) fn rendered_json(status: StatusCode, v: &serde_json::Value, at: Millis) -> Rendered {
     Rendered {
         status,
         content_type: "application/json",
@@ -183,14 +213,25 @@ fn rendered_json(status: StatusCode, v: &serde_json::Value, at: Millis) -> Rende
     }
 }
 
-fn not_found_rendered(s: &AppState, kind: Kind, now: Millis) -> Rendered {
+pub(crate) fn rendered_svg(status: StatusCode, b: &crate::badge::Badge, at: Millis) -> Rendered {
+    Rendered {
+        status,
+        content_type: "image/svg+xml",
+        body: Bytes::from(crate::badge::svg(b).into_string()),
+        notice_at: None,
+        at,
+    }
+}
+
+pub(crate) fn not_found_rendered(s: &AppState, kind: Kind, now: Millis) -> Rendered {
     match kind {
+        Kind::Svg => rendered_svg(StatusCode::NOT_FOUND, &crate::badge::not_found(), now),
         Kind::Html => rendered_html(
             StatusCode::NOT_FOUND,
             incidents::not_found(&s.site, now),
             now,
         ),
-        Kind::Json => rendered_json(
+        Kind::Json | Kind::Feed => rendered_json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "not found"}),
             now,
@@ -200,7 +241,7 @@ fn not_found_rendered(s: &AppState, kind: Kind, now: Millis) -> Rendered {
 
 /// Answers `key` from the cache (rendering on a miss), with conditional
 /// requests, cache headers and the stale fallback.
-async fn serve<F, Fut>(
+pub(crate) async fn serve<F, Fut>(
     s: &AppState,
     route: &'static str,
     key: &str,
@@ -221,7 +262,14 @@ where
     };
     let (served, outcome) = s.cache.get(key, timed).await;
     s.metrics.cache(outcome);
-    let response = respond(s, served, outcome, kind, headers);
+    let mut response = respond(s, served, outcome, kind, headers);
+    if kind == Kind::Json {
+        // The public API is meant to be read by other sites' pages.
+        response.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
     s.metrics.request(route, response.status().as_u16());
     response
 }
@@ -288,7 +336,20 @@ fn respond(
             let now = (s.clock)();
             let mut r = match kind {
                 Kind::Html => html_response(incidents::unavailable(&s.site, now)),
-                Kind::Json => json_response(
+                Kind::Svg => {
+                    let b = crate::badge::Badge {
+                        label: "status".into(),
+                        value: "unavailable".into(),
+                        color: "#5f6670",
+                        title: "The status cannot be read right now".into(),
+                    };
+                    (
+                        [(header::CONTENT_TYPE, "image/svg+xml")],
+                        crate::badge::svg(&b).into_string(),
+                    )
+                        .into_response()
+                }
+                Kind::Json | Kind::Feed => json_response(
                     &serde_json::json!({"error": "the status data cannot be read right now"}),
                 ),
             };
@@ -314,7 +375,7 @@ pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 
 /// Which ids [`known`] looks up.
 #[derive(Clone, Copy)]
-enum Ids {
+pub(crate) enum Ids {
     Checks,
     Incidents,
 }
@@ -322,7 +383,7 @@ enum Ids {
 /// Whether `id` is a public check (or incident) id, from a list cached like
 /// a page: a made-up id is answered without asking the database, so a flood
 /// of them costs one query per TTL. `None` when the list cannot be read.
-async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
+pub(crate) async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
     let key = match ids {
         Ids::Checks => "ids:checks",
         Ids::Incidents => "ids:incidents",
@@ -368,7 +429,7 @@ async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
     }
 }
 
-async fn board(s: &AppState, now: Millis) -> Result<Board, ReadError> {
+pub(crate) async fn board(s: &AppState, now: Millis) -> Result<Board, ReadError> {
     load::board(&s.reader, now).await
 }
 
@@ -407,7 +468,9 @@ async fn api_status(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> 
 }
 
 /// A check id from the path, if it could be one.
-fn check_id(id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Option<String> {
+pub(crate) fn check_id(
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Option<String> {
     id.ok()
         .map(|Path(id)| id)
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID)
@@ -443,7 +506,7 @@ async fn check_any(
     }
     let (route, prefix) = match kind {
         Kind::Html => ("check", "check:"),
-        Kind::Json => ("api_check", "api:check:"),
+        _ => ("api_check", "api:check:"),
     };
     let Some(id) = check_id(id) else {
         return not_found(&s, route, kind);
@@ -459,7 +522,7 @@ async fn check_any(
         };
         let r = match kind {
             Kind::Html => rendered_html(StatusCode::OK, check::page(&s.site, now, &detail), now),
-            Kind::Json => rendered_json(StatusCode::OK, &api::check_detail(&detail), now),
+            _ => rendered_json(StatusCode::OK, &api::check_detail(&detail), now),
         };
         Ok((r, true))
     })
@@ -586,7 +649,7 @@ async fn style(headers: HeaderMap) -> Response {
         .unwrap_or_default()
 }
 
-fn not_found(s: &AppState, route: &'static str, kind: Kind) -> Response {
+pub(crate) fn not_found(s: &AppState, route: &'static str, kind: Kind) -> Response {
     let now = (s.clock)();
     let r = not_found_rendered(s, kind, now);
     s.metrics.request(route, 404);
@@ -602,8 +665,11 @@ fn not_found(s: &AppState, route: &'static str, kind: Kind) -> Response {
 }
 
 async fn fallback(State(s): State<AppState>, uri: Uri) -> Response {
-    let kind = if uri.path().starts_with("/api/") {
+    let path = uri.path();
+    let kind = if path.starts_with("/api/") {
         Kind::Json
+    } else if path.starts_with("/badge/") {
+        Kind::Svg
     } else {
         Kind::Html
     };

@@ -29,6 +29,9 @@ pub struct Site {
     pub logo_url: Option<String>,
     /// Links in the header: (label, URL).
     pub links: Vec<(String, String)>,
+    /// Where the page is published, without a trailing slash: the base of
+    /// the feed's links and ids and of the summary's page URL.
+    pub public_url: String,
 }
 
 /// Whether `url` may be put in an `href` or `src`: http(s), or a path on

@@ -199,6 +199,7 @@ impl Db {
                 title: "Example status".into(),
                 logo_url: None,
                 links: vec![("Home".into(), "https://example.test/".into())],
+                public_url: "https://status.example.test".into(),
             },
             ttl,
             dashboard::system_clock(),

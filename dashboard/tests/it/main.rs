@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache;
+mod embed;
 mod fixture;
 mod hostile;
 mod routes;
