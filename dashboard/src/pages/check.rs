@@ -38,14 +38,14 @@ fn chart(
         figure.chart {
             figcaption { (caption) }
             @if has_data {
-                svg viewBox={"-52 -8 " (CHART_WIDTH + 80.0) " " (CHART_HEIGHT + 30.0)}
+                svg viewBox={"-72 -16 " (CHART_WIDTH + 100.0) " " (CHART_HEIGHT + 44.0)}
                     role="img" aria-label={(caption) ": p50 and p95 response time, up to " (view::format_ms(c.y_max))} {
                     @for (y, text) in &c.y_ticks {
                         line.grid x1="0" x2=(CHART_WIDTH) y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) {}
                         text.tick x="-6" y=(format!("{:.1}", y + 4.0)) text-anchor="end" { (text) }
                     }
                     @for (x, text) in &c.x_ticks {
-                        text.tick x=(format!("{x:.1}")) y=(format!("{:.1}", CHART_HEIGHT + 18.0)) text-anchor="middle" { (text) }
+                        text.tick x=(format!("{x:.1}")) y=(format!("{:.1}", CHART_HEIGHT + 22.0)) text-anchor="middle" { (text) }
                     }
                     path.p95 d=(c.p95) {}
                     path.p50 d=(c.p50) {}

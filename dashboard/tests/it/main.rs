@@ -2,6 +2,7 @@
 //! hostile input, the cache and a database outage.
 
 mod admin;
+mod browser;
 mod cache;
 mod embed;
 mod fixture;

@@ -1,0 +1,205 @@
+//! The pages in a real browser: headless Chromium (Debian's) loads the front
+//! page, a check page and an incident page from a running dashboard over the
+//! fixture, and the rendered DOM must hold the banner, the bars, the graph
+//! and the timeline, with not one console message (a CSP violation is one).
+//! Screenshots at 1280 and 375 px wide go under the target directory.
+
+use crate::fixture::Db;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn chromium() -> String {
+    std::env::var("STATUSPAGE_TEST_CHROMIUM")
+        .expect("STATUSPAGE_TEST_CHROMIUM: scripts/test installs Debian's chromium")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where screenshots go: `<target dir>/screenshots`.
+fn shots_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../target")
+        });
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One Chromium run with a fresh profile; returns (stdout, the console
+/// messages it logged).
+fn run_chromium(args: &[String]) -> (String, Vec<String>) {
+    let profile = std::env::temp_dir().join(format!(
+        "statuspage-chromium-{}-{}",
+        std::process::id(),
+        crate::fixture::now()
+    ));
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-extensions",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let console = stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+/// The DOM after rendering, and the console messages.
+async fn dom(url: String) -> (String, Vec<String>) {
+    tokio::task::spawn_blocking(move || run_chromium(&["--dump-dom".into(), url]))
+        .await
+        .unwrap()
+}
+
+async fn screenshot(url: String, width: u32, file: PathBuf) -> Vec<String> {
+    tokio::task::spawn_blocking(move || {
+        let (_, console) = run_chromium(&[
+            format!("--window-size={width},2400"),
+            format!("--screenshot={}", file.display()),
+            url,
+        ]);
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{}: {size} bytes", file.display());
+        console
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_quiet(page: &str, console: &[String]) {
+    assert!(
+        console.is_empty(),
+        "{page}: console messages:\n{}",
+        console.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_pages_render_in_chromium_with_no_console_message() {
+    let db = Db::sqlite().await;
+    let state = db.state(Duration::from_secs(10));
+    let port = free_port();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(dashboard::run(
+        dashboard::Settings {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            metrics_listen: None,
+        },
+        state,
+        dashboard::Changes::None,
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let incident = format!("/incidents/{}", db.seeded.web_incident);
+    let pages = [
+        (
+            "home",
+            "/".to_string(),
+            vec![
+                "<section class=\"banner partial_outage\"",
+                "<svg class=\"bar\"",
+                "<rect class=\"up\"",
+            ],
+        ),
+        (
+            "check",
+            "/checks/api".to_string(),
+            vec![
+                "<figure class=\"chart\">",
+                "<path class=\"p50\" d=\"M",
+                "<path class=\"p95\" d=\"M",
+                "<table class=\"phases\">",
+            ],
+        ),
+        (
+            "incident",
+            incident,
+            vec![
+                "<ol class=\"timeline\">",
+                "Detected: 2 of 3 locations failing",
+            ],
+        ),
+    ];
+    let dir = shots_dir();
+    for (name, path, markers) in &pages {
+        let (dom, console) = dom(format!("{base}{path}")).await;
+        assert_quiet(name, &console);
+        for m in markers {
+            assert!(dom.contains(m), "{name}: {m} missing from the rendered DOM");
+        }
+        for width in [1280, 375] {
+            let file = dir.join(format!("{name}-{width}.png"));
+            let console = screenshot(format!("{base}{path}"), width, file).await;
+            assert_quiet(name, &console);
+        }
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// The detector is real: a page that breaks our CSP is caught.
+#[tokio::test]
+async fn a_csp_violation_is_caught_as_a_console_message() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            (
+                [
+                    ("content-type", "text/html"),
+                    (
+                        "content-security-policy",
+                        "default-src 'none'; style-src 'self'",
+                    ),
+                ],
+                "<!doctype html><title>x</title><p style=\"color:red\">x</p><script>1</script>",
+            )
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_, console) = dom(format!("http://127.0.0.1:{port}/")).await;
+    server.abort();
+    assert!(
+        console
+            .iter()
+            .any(|l| l.contains("Content Security Policy")),
+        "{console:?}"
+    );
+}
