@@ -36,8 +36,8 @@ fn links(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 
 /// The admin tokens: from `--admin-token-file`, or `STATUSPAGE_ADMIN_TOKEN`
 /// (one token named `admin`); `None` turns the admin API off.
-fn admin_tokens(args: &DashboardArgs) -> anyhow::Result<Option<Tokens>> {
-    if let Some(path) = &args.admin_token_file {
+pub(crate) fn admin_tokens(file: Option<&std::path::Path>) -> anyhow::Result<Option<Tokens>> {
+    if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--admin-token-file {}", path.display()))?;
         let tokens = Tokens::parse(&text)
@@ -52,7 +52,23 @@ fn admin_tokens(args: &DashboardArgs) -> anyhow::Result<Option<Tokens>> {
     }
 }
 
-fn address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
+/// `--public-url` checked: http(s), a host, no path or query.
+pub(crate) fn public_url(text: &str) -> anyhow::Result<String> {
+    let public_url = text.trim_end_matches('/').to_string();
+    let parsed = url::Url::parse(&public_url).ok();
+    anyhow::ensure!(
+        parsed.as_ref().is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.path() == "/"
+        }),
+        "--public-url {public_url:?}: expected http(s)://HOST[:PORT] with no path"
+    );
+    Ok(public_url)
+}
+
+pub(crate) fn address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
     text.parse()
         .with_context(|| format!("{flag} {text:?}: expected an address such as 0.0.0.0:8080"))
 }
@@ -68,24 +84,14 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             "--logo-url: expected an https:// URL or a path on this site"
         );
     }
-    let public_url = args.public_url.trim_end_matches('/').to_string();
-    let parsed = url::Url::parse(&public_url).ok();
-    anyhow::ensure!(
-        parsed.as_ref().is_some_and(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.query().is_none()
-                && u.path() == "/"
-        }),
-        "--public-url {public_url:?}: expected http(s)://HOST[:PORT] with no path"
-    );
+    let public_url = public_url(&args.public_url)?;
     let site = Site {
         title: args.title.clone(),
         logo_url: args.logo_url.clone(),
         links: links(&args.links)?,
         public_url,
     };
-    let tokens = admin_tokens(&args)?;
+    let tokens = admin_tokens(args.admin_token_file.as_deref())?;
     crate::ingest::runtime()?.block_on(async move {
         let reader = Reader::connect_lazy(&args.database_url, args.database_max_connections)
             .context("--database-url")?;
@@ -113,6 +119,7 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             Settings {
                 listen,
                 metrics_listen: Some(metrics_listen),
+                extra: None,
             },
             state,
             changes,

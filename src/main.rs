@@ -27,9 +27,9 @@ enum Command {
     Ingest(IngestArgs),
     /// Serve the public status page, its JSON APIs, badges and feed, cached, and the admin API.
     Dashboard(DashboardArgs),
-    /// Run agent, ingest and dashboard in one process on SQLite or PostgreSQL. (not implemented yet)
+    /// Run agent, ingest and dashboard in one process, on one port, on SQLite (default) or PostgreSQL.
     Standalone(StandaloneArgs),
-    /// Run standalone with built-in local demo targets that fail now and then. (not implemented yet)
+    /// Run standalone with built-in local demo targets that fail now and then, on SQLite in a temp dir.
     Demo(DemoArgs),
     /// Apply the database migrations, or check that they are applied.
     Migrate(MigrateArgs),
@@ -267,31 +267,52 @@ pub(crate) struct DashboardArgs {
 }
 
 #[derive(Debug, Args)]
-struct StandaloneArgs {
-    /// A YAML file or a directory of them.
-    #[arg(long, env = "STATUSPAGE_CONFIG", value_name = "PATH")]
-    config: Vec<PathBuf>,
-    /// The database URL (never logged).
+pub(crate) struct StandaloneArgs {
+    /// The check YAML (a file or a directory of them), reloaded when it changes or on SIGHUP.
+    #[arg(
+        long,
+        env = "STATUSPAGE_CONFIG",
+        value_name = "PATH",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub config: Vec<PathBuf>,
+    /// The database: `sqlite://PATH` (created and migrated on first start) or `postgres://...`; never logged.
     #[arg(
         long,
         env = "STATUSPAGE_DATABASE_URL",
         hide_env_values = true,
         default_value = "sqlite://statuspage.db"
     )]
-    database_url: String,
-    /// The HTTP address of the page, API and /metrics.
+    pub database_url: String,
+    /// The one HTTP address: the page, the APIs, badges, feed, admin API, /metrics, /healthz and /readyz.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// A file of `name token` lines for the admin API.
-    #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
+    pub listen: String,
+    /// Where the page is published (http or https, no path): the base of the feed's links and ids.
+    #[arg(long, env = "STATUSPAGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The page title.
+    #[arg(long, env = "STATUSPAGE_TITLE", default_value = "Service status")]
+    pub title: String,
+    /// A file of `name token` lines that turns the admin API on (or STATUSPAGE_ADMIN_TOKEN, one token named `admin`).
+    #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+    /// How long a rendered page is reused; every status or incident change empties the cache at once.
+    #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub cache_ttl: std::time::Duration,
+    /// Log format: `json` (one event per line) or `text`.
+    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
-struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// The HTTP address of the demo page.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+    pub listen: String,
+    /// Log format: `json` (one event per line) or `text`.
+    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -346,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Dashboard(args) => dashboard::run(args),
-        Command::Standalone(_) => not_yet("standalone"),
+        Command::Standalone(args) => standalone::main(args),
         Command::Demo(_) => not_yet("demo"),
         Command::Migrate(args) => ingest::migrate(args),
     }
@@ -356,6 +377,7 @@ mod agent;
 mod check;
 mod dashboard;
 mod ingest;
+mod standalone;
 
 fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
     eprintln!("statuspage {command}: not implemented yet");

@@ -101,7 +101,7 @@ fn schema_prints_a_json_schema() {
 }
 
 #[test]
-fn help_lists_every_subcommand_and_unbuilt_ones_fail_honestly() {
+fn help_lists_every_subcommand() {
     let help = text(&statuspage(&["--help"]).stdout);
     for sub in [
         "validate",
@@ -119,14 +119,8 @@ fn help_lists_every_subcommand_and_unbuilt_ones_fail_honestly() {
             "{sub} missing from:\n{help}"
         );
     }
-    for sub in ["standalone", "demo"] {
-        let out = statuspage(&[sub]);
-        assert_eq!(out.status.code(), Some(2), "{sub}");
-        assert_eq!(
-            text(&out.stderr),
-            format!("statuspage {sub}: not implemented yet\n")
-        );
-    }
+    let out = statuspage(&["demo", "--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -33,6 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dashboard::Settings {
             listen: addr,
             metrics_listen: None,
+            extra: None,
         },
         state,
         dashboard::Changes::None,

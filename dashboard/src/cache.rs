@@ -41,6 +41,9 @@ pub struct Rendered {
     pub at: Millis,
 }
 
+/// Bodies smaller than this are sent as they are.
+const GZIP_OVER: usize = 1024;
+
 /// A render kept in the cache.
 #[derive(Debug)]
 pub struct Entry {
@@ -48,20 +51,44 @@ pub struct Entry {
     pub rendered: Rendered,
     /// Its strong validator: a hash of the body.
     pub etag: String,
+    /// The body gzipped once, when it is big enough to be worth it (a page
+    /// of 200 checks' bars shrinks about twentyfold).
+    pub gzip: Option<Bytes>,
     born: Instant,
     generation: u64,
+}
+
+/// `body` gzipped (fast level: it is done once per render, and the bars
+/// repeat so much that the ratio hardly depends on the level).
+pub fn gzip(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::new(3),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok().map(Bytes::from)
 }
 
 impl Entry {
     fn new(rendered: Rendered, generation: u64) -> Entry {
         let digest = Sha256::digest(&rendered.body);
         let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let gzip = (rendered.body.len() >= GZIP_OVER)
+            .then(|| gzip(&rendered.body))
+            .flatten();
         Entry {
             etag: format!("\"{hex}\""),
+            gzip,
             rendered,
             born: Instant::now(),
             generation,
         }
+    }
+
+    /// The validator of the gzipped representation.
+    pub fn etag_gzip(&self) -> String {
+        format!("{}-gz\"", self.etag.trim_end_matches('"'))
     }
 }
 
@@ -318,6 +345,26 @@ mod tests {
                 .await;
         }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn big_bodies_are_gzipped_once_and_small_ones_are_not() {
+        use std::io::Read;
+        let big = "<rect class=\"up\" x=\"9\"><title>2026-11-25: 100.00% uptime</title></rect>"
+            .repeat(200);
+        let e = Entry::new(page(&big), 0);
+        let gz = e.gzip.clone().expect("gzipped");
+        assert!(gz.len() * 10 < big.len(), "{} of {}", gz.len(), big.len());
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, big);
+        assert_eq!(
+            e.etag_gzip(),
+            format!("{}-gz\"", e.etag.trim_end_matches('"'))
+        );
+        assert!(Entry::new(page("small"), 0).gzip.is_none());
     }
 
     #[test]

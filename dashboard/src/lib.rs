@@ -99,6 +99,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The port of `/metrics`, `/healthz` and `/readyz`; `None` for none.
     pub metrics_listen: Option<SocketAddr>,
+    /// More routes on the public port (standalone puts `/metrics`,
+    /// `/healthz` and `/readyz` there).
+    pub extra: Option<axum::Router>,
 }
 
 /// Errors that stop the dashboard.
@@ -146,7 +149,11 @@ pub async fn run(
         state.metrics.clone(),
         shutdown.clone(),
     ));
-    let served = axum::serve(public, app(state))
+    let router = match settings.extra {
+        Some(extra) => app(state).merge(extra),
+        None => app(state),
+    };
+    let served = axum::serve(public, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .map_err(DashboardError::Serve);

@@ -291,22 +291,36 @@ fn respond(
             } else {
                 format!("public, max-age={ttl}")
             };
+            let gzipped = e.gzip.as_ref().filter(|_| accepts_gzip(headers));
+            let etag = match gzipped {
+                Some(_) => e.etag_gzip(),
+                None => e.etag.clone(),
+            };
             let mut b = Response::builder()
-                .header(header::ETAG, &e.etag)
-                .header(header::CACHE_CONTROL, cache_control);
+                .header(header::ETAG, &etag)
+                .header(header::CACHE_CONTROL, cache_control)
+                .header(header::VARY, "accept-encoding");
             if matches!(outcome, Outcome::Hit | Outcome::Coalesced) {
                 b = b.header("x-cache", "hit");
             }
-            if e.rendered.status == StatusCode::OK && not_modified(headers, &e.etag) {
+            if e.rendered.status == StatusCode::OK
+                && (not_modified(headers, &e.etag) || not_modified(headers, &e.etag_gzip()))
+            {
                 return b
                     .status(StatusCode::NOT_MODIFIED)
                     .body(axum::body::Body::empty())
                     .unwrap_or_default();
             }
-            b.status(e.rendered.status)
-                .header(header::CONTENT_TYPE, e.rendered.content_type)
-                .body(axum::body::Body::from(e.rendered.body.clone()))
-                .unwrap_or_default()
+            let b = b
+                .status(e.rendered.status)
+                .header(header::CONTENT_TYPE, e.rendered.content_type);
+            match gzipped {
+                Some(gz) => b
+                    .header(header::CONTENT_ENCODING, "gzip")
+                    .body(axum::body::Body::from(gz.clone())),
+                None => b.body(axum::body::Body::from(e.rendered.body.clone())),
+            }
+            .unwrap_or_default()
         }
         Served::Stale(e) => {
             let body = match e.rendered.notice_at {
@@ -360,6 +374,25 @@ fn respond(
             r
         }
     }
+}
+
+/// Whether the client takes gzip (`Accept-Encoding: gzip`, not `gzip;q=0`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak forms match too.

@@ -8,7 +8,7 @@ use ingest::status::Status;
 use ingest::uptime::{Day, percent_floor};
 
 /// The width of one day's bar in the uptime bar's view box.
-pub const BAR_WIDTH: u32 = 8;
+pub const BAR_WIDTH: u32 = 7;
 /// The gap between two bars.
 pub const BAR_GAP: u32 = 2;
 /// The uptime bar's height.
@@ -47,19 +47,19 @@ pub fn day_class(day: &Day) -> &'static str {
     }
 }
 
-/// "2026-11-25: 99.93% uptime, 1 incident".
+/// "2026-11-25: 99.93% uptime, 1 incident" ("2026-11-25: 100.00% uptime"
+/// without incidents: the page carries 90 of these per check).
 pub fn day_title(day: &Day) -> String {
     let uptime = match day.uptime {
         Some(u) => format!("{} uptime", percent_floor(u, 2)),
         None if day.worst == Some(Status::Maintenance) => "under maintenance".to_string(),
         None => "no data".to_string(),
     };
-    let incidents = match day.incidents.len() {
-        0 => "no incidents".to_string(),
-        1 => "1 incident".to_string(),
-        n => format!("{n} incidents"),
-    };
-    format!("{}: {uptime}, {incidents}", day.date)
+    match day.incidents.len() {
+        0 => format!("{}: {uptime}", day.date),
+        1 => format!("{}: {uptime}, 1 incident", day.date),
+        n => format!("{}: {uptime}, {n} incidents", day.date),
+    }
 }
 
 /// The bars of the uptime bar, oldest on the left.
@@ -255,10 +255,7 @@ mod tests {
             day_title(&day(Some(0.99999), Some(Status::Down), vec![4])),
             "2026-11-25: 99.99% uptime, 1 incident"
         );
-        assert_eq!(
-            day_title(&day(None, None, vec![])),
-            "2026-11-25: no data, no incidents"
-        );
+        assert_eq!(day_title(&day(None, None, vec![])), "2026-11-25: no data");
         assert_eq!(
             day_title(&day(Some(0.5), Some(Status::Down), vec![1, 2])),
             "2026-11-25: 50.00% uptime, 2 incidents"

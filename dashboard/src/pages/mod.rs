@@ -154,34 +154,24 @@ pub fn latency_text(l: Latency) -> String {
     format!("p50 {} · p95 {}", ms(l.p50), ms(l.p95))
 }
 
-/// How many days the bar shows on a narrow screen.
-pub const SHORT_DAYS: usize = 30;
-
-/// The uptime bar: all the days on a wide screen, and the last
-/// [`SHORT_DAYS`] on a phone (the stylesheet shows one or the other), so a
-/// day stays wide enough to see and to point at.
+/// The uptime bar: one SVG whose view box is cropped from the left on a
+/// narrow screen (`xMaxYMid slice` at a fixed height), so a phone shows the
+/// most recent weeks with bars wide enough to see and point at. Bar size and
+/// shape are in the stylesheet, so each of the 90 bars costs only its
+/// position, colour and title.
 pub fn uptime_bar(name: &str, days: &[Day]) -> Markup {
-    let short = &days[days.len().saturating_sub(SHORT_DAYS)..];
-    html! {
-        div.bar-wrap.long { (bar_svg(name, days)) }
-        div.bar-wrap.short { (bar_svg(name, short)) }
-    }
-}
-
-fn bar_svg(name: &str, days: &[Day]) -> Markup {
     let width = view::bar_view_width(days.len());
     let bars = view::uptime_bars(days);
     html! {
-        svg.bar viewBox={"0 0 " (width) " " (BAR_HEIGHT)} preserveAspectRatio="none"
+        svg.bar viewBox={"0 0 " (width) " " (BAR_HEIGHT)} preserveAspectRatio="xMaxYMid slice"
             role="img" aria-label={(name) ": uptime of the last " (days.len()) " days"} {
             @for b in &bars {
-                rect class=(b.class) x=(b.x) y="0" width=(view::BAR_WIDTH) height=(BAR_HEIGHT) rx="1.5" {
-                    title { (b.title) }
-                }
+                rect class=(b.class) x=(b.x) { title { (b.title) } }
             }
         }
         div.bar-legend aria-hidden="true" {
-            span { (days.len()) " days ago" }
+            span.wide { (days.len()) " days ago" }
+            span.narrow { "Earlier" }
             span { "Today" }
         }
     }

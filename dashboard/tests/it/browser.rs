@@ -109,6 +109,7 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
         dashboard::Settings {
             listen: format!("127.0.0.1:{port}").parse().unwrap(),
             metrics_listen: None,
+            extra: None,
         },
         state,
         dashboard::Changes::None,

@@ -51,7 +51,7 @@ pub async fn get_with(state: &dashboard::AppState, path: &str, headers: &[(&str,
     Got {
         status,
         headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 
@@ -82,6 +82,23 @@ pub async fn send(
     Got {
         status,
         headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
+}
+
+/// The raw body bytes of a GET.
+pub async fn send_raw(
+    state: &dashboard::AppState,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut req = Request::get(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = dashboard::app(state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    res.into_body().collect().await.unwrap().to_bytes().to_vec()
 }

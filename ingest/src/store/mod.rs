@@ -204,7 +204,7 @@ pub(crate) fn all_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -
 /// Each location's newest sample, as stored in `checks.latest`: 20 bytes a
 /// location (agent i32, at i64, state u8, interval ms i32, assigned u16,
 /// reason code u8), little-endian.
-pub(crate) fn encode_latest(samples: &[crate::status::Sample]) -> Vec<u8> {
+pub fn encode_latest(samples: &[crate::status::Sample]) -> Vec<u8> {
     let mut out = Vec::with_capacity(20 * samples.len());
     for s in samples {
         out.extend_from_slice(&(s.pair as i32).to_le_bytes());

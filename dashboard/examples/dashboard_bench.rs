@@ -1,0 +1,292 @@
+//! The dashboard benchmark's server (run by `scripts/bench-dashboard`).
+//!
+//! Seeds the database at `DATABASE_URL` with 200 public checks in 10 groups
+//! and 90 days of history (outages with their incidents, three open now,
+//! hourly latency rollups for the last week, three locations each), then:
+//!
+//! 1. times 30 uncached renders of `/` (read + assemble + render), and
+//!    prints their median and p95;
+//! 2. writes the rendered `/` to `OUT_DIR/index.html` (for nginx);
+//! 3. serves the dashboard twice until stdin closes: with the default 10 s
+//!    cache on `CACHED_PORT`, and with a zero TTL (every request renders,
+//!    concurrent ones one at a time) on `UNCACHED_PORT`.
+
+use dashboard::read::Reader;
+use dashboard::{AppState, Changes, Settings, load, pages};
+use ingest::rollup::Rollup;
+use ingest::state::PairState;
+use ingest::status::Sample;
+use ingest::store::{PgStore, Store};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const CHECKS: usize = 200;
+const GROUPS: usize = 10;
+const DAY: i64 = 86_400_000;
+const MIN: i64 = 60_000;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn yaml() -> String {
+    let mut y =
+        String::from("defaults:\n  interval: 60s\n  timeout: 5s\n  locations: 3\ngroups:\n");
+    for g in 0..GROUPS {
+        y.push_str(&format!("  - name: Group {g}\n    checks:\n"));
+        for c in 0..CHECKS / GROUPS {
+            let n = g * (CHECKS / GROUPS) + c;
+            y.push_str(&format!(
+                "      - name: Service {n}\n        id: svc-{n}\n        tcp:\n          host: svc-{n}.example.test\n          port: 443\n"
+            ));
+        }
+    }
+    y
+}
+
+async fn seed(pool: &sqlx::PgPool, now: i64) -> Result<(), Error> {
+    let store = Store::Pg(PgStore::from_pool(pool.clone()));
+    store.migrate().await?;
+    let catalog = config::load_str(&[(PathBuf::from("bench.yaml"), yaml())], &|_| None)
+        .map_err(|e| format!("{e:?}"))?;
+    store
+        .sync_catalog(&catalog, now, Duration::from_secs(600))
+        .await?;
+    let ts =
+        |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let created = now - 95 * DAY;
+    sqlx::query("UPDATE checks SET created_at = $1, status = 'up', status_since = $1")
+        .bind(ts(created))
+        .execute(pool)
+        .await?;
+    let ids: Vec<(i32, String)> = sqlx::query_as("SELECT id, slug FROM checks ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let agents: Vec<i32> = {
+        let mut a = Vec::new();
+        for name in ["node-a", "node-b", "node-c"] {
+            let id: i32 = sqlx::query_scalar(
+                "INSERT INTO agents (name, zone, first_seen, last_seen) VALUES ($1, $1, $2, $2) RETURNING id",
+            )
+            .bind(name)
+            .bind(ts(now))
+            .fetch_one(pool)
+            .await?;
+            a.push(id);
+        }
+        a
+    };
+    let (mut c_ids, mut c_at, mut c_status) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, (id, _)) in ids.iter().enumerate() {
+        c_ids.push(*id);
+        c_at.push(ts(created));
+        c_status.push("up".to_string());
+        // Zero to three past outages, 20 to 110 minutes each.
+        for k in 0..(n % 4) {
+            let start =
+                now - ((n * 7 + k * 23) % 85 + 2) as i64 * DAY + (n as i64 * 37 % 1000) * MIN;
+            let end = start + (20 + (n as i64 * 13 + k as i64 * 29) % 90) * MIN;
+            c_ids.extend([*id, *id]);
+            c_at.extend([ts(start), ts(end)]);
+            c_status.extend(["down".to_string(), "up".to_string()]);
+            let incident: i64 = sqlx::query_scalar(
+                "INSERT INTO incidents (title, impact, state, auto, check_id, started_at, resolved_at, resolved_automatically)
+                 VALUES ($1, 'major', 'resolved', true, $2, $3, $4, true) RETURNING id",
+            )
+            .bind(format!("Service {n} is down"))
+            .bind(id)
+            .bind(ts(start))
+            .bind(ts(end))
+            .fetch_one(pool)
+            .await?;
+            sqlx::query("INSERT INTO incident_checks (incident_id, check_id) VALUES ($1, $2)")
+                .bind(incident)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO incident_updates (incident_id, at, state, message, author)
+                 VALUES ($1, $2, 'investigating', 'Detected: 3 of 3 locations failing (connect_timeout)', 'statuspage'),
+                        ($1, $3, 'resolved', 'Recovered.', 'statuspage')",
+            )
+            .bind(incident)
+            .bind(ts(start))
+            .bind(ts(end))
+            .execute(pool)
+            .await?;
+        }
+        // Three down now, with open incidents.
+        if n % 67 == 5 {
+            c_ids.push(*id);
+            c_at.push(ts(now - 30 * MIN));
+            c_status.push("down".to_string());
+            let incident: i64 = sqlx::query_scalar(
+                "INSERT INTO incidents (title, impact, state, auto, check_id, started_at)
+                 VALUES ($1, 'major', 'investigating', true, $2, $3) RETURNING id",
+            )
+            .bind(format!("Service {n} is down"))
+            .bind(id)
+            .bind(ts(now - 30 * MIN))
+            .fetch_one(pool)
+            .await?;
+            sqlx::query("INSERT INTO incident_checks (incident_id, check_id) VALUES ($1, $2)")
+                .bind(incident)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO incident_updates (incident_id, at, state, message, author)
+                 VALUES ($1, $2, 'investigating', 'Detected: 3 of 3 locations failing (connect_refused)', 'statuspage')",
+            )
+            .bind(incident)
+            .bind(ts(now - 30 * MIN))
+            .execute(pool)
+            .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO status_changes (check_id, at, status, assigned, reporting, failing, reasons)
+         SELECT c, a, s, 3, 3, CASE WHEN s = 'down' THEN 3 ELSE 0 END, ARRAY[]::text[]
+         FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[]) AS u(c, a, s)",
+    )
+    .bind(&c_ids)
+    .bind(&c_at)
+    .bind(&c_status)
+    .execute(pool)
+    .await?;
+    // Hourly latency for the last week, and three locations reporting now.
+    for (n, (id, _)) in ids.iter().enumerate() {
+        let (mut buckets, mut measures) = (Vec::new(), Vec::new());
+        for h in 0..168 {
+            let mut r = Rollup::default();
+            for k in 0..60u64 {
+                let us = 20_000 + (n as u64 * 997 + h * 131 + k * 7_919) % 180_000;
+                r.add(
+                    true,
+                    [
+                        Some(us),
+                        Some(1_000),
+                        Some(2_000 + k * 10),
+                        None,
+                        Some(us / 2),
+                        Some(500),
+                    ],
+                );
+            }
+            buckets.push(ts((now / 3_600_000 - h as i64) * 3_600_000));
+            measures.push(r.encode());
+        }
+        sqlx::query(
+            "INSERT INTO rollups (level, check_id, bucket, count, up, measures, folded)
+             SELECT 1, $1, b, 60, 60, m, true FROM UNNEST($2::timestamptz[], $3::bytea[]) AS u(b, m)",
+        )
+        .bind(id)
+        .bind(&buckets)
+        .bind(&measures)
+        .execute(pool)
+        .await?;
+        let latest: Vec<Sample> = agents
+            .iter()
+            .map(|a| Sample {
+                pair: i64::from(*a),
+                at: now - MIN,
+                state: PairState::Passing,
+                interval_ms: 60_000,
+                assigned: 3,
+                reason: "ok",
+            })
+            .collect();
+        sqlx::query("UPDATE checks SET latest = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ingest::store::encode_latest(&latest))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+fn env(name: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| "a rustls provider is already installed")?;
+    let url = env("DATABASE_URL")?;
+    let out = PathBuf::from(env("OUT_DIR")?);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    seed(&pool, now).await?;
+    let reader = Reader::Pg(pool.clone());
+    let site = pages::Site {
+        title: "Bench status".into(),
+        logo_url: None,
+        links: vec![],
+        public_url: "http://127.0.0.1".into(),
+    };
+
+    // Uncached renders of `/`, timed whole: the reads, the assembly, the HTML.
+    let mut times = Vec::new();
+    let mut html = String::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
+        html = pages::home::page(&site, &b).into_string();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "uncached render of / : median {:.1} ms, p95 {:.1} ms ({} bytes, 200 checks, 90 days)",
+        times[times.len() / 2],
+        times[times.len() * 95 / 100],
+        html.len()
+    );
+    let started = Instant::now();
+    let gz = dashboard::cache::gzip(html.as_bytes()).ok_or("gzip failed")?;
+    println!(
+        "gzip of / (once per render): {:.1} ms, {} bytes",
+        started.elapsed().as_secs_f64() * 1000.0,
+        gz.len()
+    );
+    std::fs::write(out.join("index.html"), &html)?;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut servers = Vec::new();
+    for (port, ttl) in [(env("CACHED_PORT")?, 10), (env("UNCACHED_PORT")?, 0)] {
+        let state = AppState::new(
+            reader.clone(),
+            site.clone(),
+            Duration::from_secs(ttl),
+            dashboard::system_clock(),
+        );
+        servers.push(tokio::spawn(dashboard::run(
+            Settings {
+                listen: format!("127.0.0.1:{port}").parse()?,
+                metrics_listen: None,
+                extra: None,
+            },
+            state,
+            Changes::None,
+            stop.clone(),
+        )));
+    }
+    println!("ready");
+    // Serve until the script closes stdin.
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+    })
+    .await?;
+    stop.cancel();
+    for s in servers {
+        s.await??;
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! `statuspage standalone`: the agent (one location, `local`), ingest over
+//! an in-process channel, and the dashboard, in one process on one port,
+//! on SQLite by default. `statuspage demo` runs the same thing (see
+//! `demo.rs`).
+//!
+//! Shutdown goes in order: the agent stops probing and flushes into the
+//! channel, ingest stores what it was handed (closing the channel ends it),
+//! then the dashboard stops. Incident state never changes on the way down.
+
+use anyhow::Context;
+use dashboard::admin::Admin;
+use dashboard::admin::auth::Tokens;
+use dashboard::admin::write::Writer;
+use dashboard::pages::Site;
+use dashboard::read::Reader;
+use dashboard::{AppState, Changes};
+use ingest::metrics::IngestMetrics;
+use ingest::store::Store;
+use probe_agent::agent::{self, metrics::AgentMetrics};
+use probe_agent::buffer::Limits;
+use probe_agent::fleet::Peer;
+use probe_agent::publish::PublishStats;
+use probe_agent::publish::channel::ChannelPublisher;
+use probe_agent::scheduler::SchedulerStats;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long ingest may take, after the agent stopped, to store what it was
+/// handed.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Everything one process needs.
+#[derive(Debug)]
+pub(crate) struct Options {
+    /// The YAML (files or directories).
+    pub config: Vec<PathBuf>,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// The one HTTP port.
+    pub listen: SocketAddr,
+    /// The page's branding.
+    pub site: Site,
+    /// Admin tokens, if any.
+    pub tokens: Option<Tokens>,
+    /// The page cache's TTL.
+    pub cache_ttl: Duration,
+    /// How often ingest decides silence and maintenance.
+    pub tick: Duration,
+}
+
+/// `/metrics`, `/healthz` and `/readyz` on the public port: the three
+/// roles' metrics in one exposition.
+fn ops_routes(
+    agent: Arc<AgentMetrics>,
+    ingest: Arc<IngestMetrics>,
+    dashboard: Arc<dashboard::metrics::DashboardMetrics>,
+    store: Store,
+) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = format!(
+                    "{}{}{}",
+                    agent.render(),
+                    ingest.render(),
+                    dashboard.render_text()
+                );
+                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let store = store.clone();
+                async move {
+                    match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+                        Ok(Ok(())) => (http::StatusCode::OK, "ready\n"),
+                        _ => (
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            "database unreachable\n",
+                        ),
+                    }
+                }
+            }),
+        )
+}
+
+/// Runs everything until `shutdown`; `reload` makes the agent reread the
+/// YAML at once (ingest rereads it when it changes).
+pub(crate) async fn run(
+    o: Options,
+    reload: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = Store::connect_lazy(&o.database_url, 8).context("--database-url")?;
+    store
+        .migrate()
+        .await
+        .context("creating or migrating the database")?;
+    let env: agent::Env = Arc::new(|name: &str| std::env::var(name).ok());
+    let catalog = config::load(&o.config, &*env).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
+    })?;
+
+    // The agent feeds ingest through a channel.
+    let (tx, rx) = mpsc::channel(64);
+    let agent_metrics = Arc::new(AgentMetrics::new(
+        Arc::new(SchedulerStats::default()),
+        Arc::new(PublishStats::default()),
+    ));
+    let agent_stop = CancellationToken::new();
+    let agent_task = tokio::spawn(agent::run(
+        agent::Settings {
+            config: o.config.clone(),
+            me: Peer::new("local", "local"),
+            region: String::new(),
+            peers: Vec::new(),
+            discovery: None,
+            rediscover_every: Duration::from_secs(30),
+            concurrency: 64,
+            max_message_bytes: config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            limits: Limits::default(),
+            watch_every: Duration::from_secs(2),
+            drain_deadline: Duration::from_secs(5),
+            spool: None,
+        },
+        env.clone(),
+        Arc::new(ChannelPublisher::new(tx)),
+        agent_metrics.clone(),
+        reload,
+        agent_stop.clone(),
+    ));
+
+    let ingest_metrics = Arc::new(IngestMetrics::new());
+    let ingest_stop = CancellationToken::new();
+    let clock: ingest::consume::Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
+    let mut ingest_task = tokio::spawn(ingest::run(
+        ingest::Settings {
+            source: ingest::Source::Channel(rx),
+            max_message_bytes: config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+            raw_retention: Duration::from_secs(7 * 86_400),
+            leader: ingest::leader::Settings {
+                config: o.config.clone(),
+                env: env.clone(),
+                tick_every: o.tick,
+                retire_after: Duration::from_secs(600),
+                dead_letter_queue: None,
+                raw_retention: Duration::ZERO,
+            },
+            catalog: Some(catalog),
+        },
+        store.clone(),
+        ingest_metrics.clone(),
+        clock,
+        ingest_stop.clone(),
+    ));
+
+    let (reader, writer) = match &store {
+        Store::Pg(s) => (Reader::Pg(s.pool().clone()), Writer::Pg(s.pool().clone())),
+        Store::Sqlite(s) => (
+            Reader::Sqlite(s.pool().clone()),
+            Writer::Sqlite(s.pool().clone()),
+        ),
+    };
+    let mut state = AppState::new(reader, o.site, o.cache_ttl, dashboard::system_clock());
+    state.admin = o.tokens.map(|tokens| Arc::new(Admin { tokens, writer }));
+    let extra = ops_routes(
+        agent_metrics,
+        ingest_metrics,
+        state.metrics.clone(),
+        store.clone(),
+    );
+    let dash_stop = CancellationToken::new();
+    let mut dash_task = tokio::spawn(dashboard::run(
+        dashboard::Settings {
+            listen: o.listen,
+            metrics_listen: None,
+            extra: Some(extra),
+        },
+        state,
+        Changes::Signal(store.subscribe()),
+        dash_stop.clone(),
+    ));
+
+    let early = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        d = &mut dash_task => Some(d.context("the dashboard task")?.context("the dashboard")),
+        i = &mut ingest_task => Some(i.context("the ingest task")?.context("ingest").and_then(|()| Err(anyhow::anyhow!("ingest stopped")))),
+    };
+    tracing::info!(event = "stopping");
+    agent_stop.cancel();
+    let agent_outcome = agent_task.await.context("the agent task")?;
+    // The agent's channel is closed now: ingest ends when it has stored
+    // everything, or is stopped after the drain time.
+    if early.is_none() {
+        match tokio::time::timeout(DRAIN, &mut ingest_task).await {
+            Ok(done) => {
+                done.context("the ingest task")?.context("ingest")?;
+            }
+            Err(_) => {
+                tracing::warn!(event = "ingest_drain_timeout", seconds = DRAIN.as_secs());
+                ingest_stop.cancel();
+                let _ = ingest_task.await;
+            }
+        }
+        dash_stop.cancel();
+        dash_task
+            .await
+            .context("the dashboard task")?
+            .context("the dashboard")?;
+    } else {
+        ingest_stop.cancel();
+        dash_stop.cancel();
+    }
+    match agent_outcome {
+        Err(agent::AgentError::Config(problems)) => {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            anyhow::bail!("the config has problems:\n{}", lines.join("\n"))
+        }
+        Err(e) => return Err(e).context("the agent"),
+        Ok(()) => {}
+    }
+    if let Some(outcome) = early {
+        outcome?;
+    }
+    tracing::info!(event = "stopped");
+    Ok(())
+}
+
+/// `statuspage standalone`.
+pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::ExitCode> {
+    crate::logging(&args.log_format)?;
+    let listen = crate::dashboard::address("--listen", &args.listen)?;
+    let public_url = crate::dashboard::public_url(
+        args.public_url
+            .as_deref()
+            .unwrap_or(&format!("http://{listen}")),
+    )?;
+    let tokens = crate::dashboard::admin_tokens(args.admin_token_file.as_deref())?;
+    let options = Options {
+        config: args.config.clone(),
+        database_url: args.database_url.clone(),
+        listen,
+        site: Site {
+            title: args.title.clone(),
+            logo_url: None,
+            links: Vec::new(),
+            public_url,
+        },
+        tokens,
+        cache_ttl: args.cache_ttl,
+        tick: Duration::from_secs(2),
+    };
+    crate::ingest::runtime()?.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let reload = signals(shutdown.clone());
+        tracing::info!(event = "standalone_started", url = %format!("http://{listen}/"));
+        run(options, reload, shutdown).await?;
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+}
+
+/// SIGTERM and SIGINT stop; SIGHUP makes the agent reread the YAML.
+pub(crate) fn signals(shutdown: CancellationToken) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!(event = "signal", signal = "SIGTERM"); shutdown.cancel(); return; }
+                _ = int.recv() => { tracing::info!(event = "signal", signal = "SIGINT"); shutdown.cancel(); return; }
+                _ = hup.recv() => { let _ = tx.try_send(()); }
+            }
+        }
+    });
+    rx
+}
