@@ -368,7 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => ingest::run(args),
         Command::Dashboard(args) => dashboard::run(args),
         Command::Standalone(args) => standalone::main(args),
-        Command::Demo(_) => not_yet("demo"),
+        Command::Demo(args) => demo::main(args),
         Command::Migrate(args) => ingest::migrate(args),
     }
 }
@@ -376,13 +376,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 mod agent;
 mod check;
 mod dashboard;
+mod demo;
 mod ingest;
 mod standalone;
-
-fn not_yet(command: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("statuspage {command}: not implemented yet");
-    Ok(ExitCode::from(2))
-}
 
 /// Structured logs on stderr: JSON lines by default (CloudWatch-ready), or text.
 fn logging(format: &str) -> anyhow::Result<()> {

@@ -1,0 +1,191 @@
+//! `statuspage standalone` end to end, as a user runs it: a local HTTP target
+//! this test switches off and on, the process killed and restarted.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::{free_port, signal};
+
+const INTERVAL_S: u64 = 1;
+const FAILURE_THRESHOLD: u64 = 2;
+const SUCCESS_THRESHOLD: u64 = 2;
+
+/// An HTTP target on loopback that answers 200, or 503 while `down`.
+fn target(down: Arc<AtomicBool>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let down = down.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let (status, body) = if down.load(Ordering::SeqCst) {
+                    ("503 Service Unavailable", "down")
+                } else {
+                    ("200 OK", "ok")
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn json(port: u16, path: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&http_get(port, path)?).ok()
+}
+
+fn start(config: &std::path::Path, db: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(["standalone", "--config"])
+        .arg(config)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("STATUSPAGE_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `f` every 100 ms until it gives `Some`, or fails after `within`.
+fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Instant) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return (v, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn web_status(port: u16) -> Option<serde_json::Value> {
+    let v = json(port, "/api/v1/status")?;
+    v["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == "web")
+        .cloned()
+}
+
+#[test]
+fn an_outage_opens_and_resolves_an_incident_and_survives_a_kill() {
+    let down = Arc::new(AtomicBool::new(false));
+    let target_port = target(down.clone());
+    let dir = std::env::temp_dir().join(format!("statuspage-standalone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults:\n  interval: {INTERVAL_S}s\n  timeout: 500ms\n  failure_threshold: {FAILURE_THRESHOLD}\n  success_threshold: {SUCCESS_THRESHOLD}\ngroups:\n  - name: Local\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.join("statuspage.db");
+    let port = free_port();
+    let mut child = start(&config, &db, port);
+
+    let (_, first_up) = until(Duration::from_secs(15), "web up", || {
+        web_status(port).filter(|c| c["status"] == "up")
+    });
+
+    // Off: an incident within failure_threshold × interval + 5 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let off = Instant::now();
+    down.store(true, Ordering::SeqCst);
+    let open_within = Duration::from_secs(FAILURE_THRESHOLD * INTERVAL_S + 5);
+    let (incident, _) = until(open_within, "an open incident", || {
+        let v = json(port, "/api/v1/incidents?state=open")?;
+        v.as_array()?
+            .iter()
+            .find(|i| i["checks"][0] == "web")
+            .cloned()
+    });
+    let id = incident["id"].as_i64().unwrap();
+    assert_eq!(incident["auto"], true);
+
+    // On: resolved within success_threshold × interval + 5 s.
+    std::thread::sleep(Duration::from_secs(4));
+    let on = Instant::now();
+    down.store(false, Ordering::SeqCst);
+    let resolve_within = Duration::from_secs(SUCCESS_THRESHOLD * INTERVAL_S + 5);
+    let (resolved, _) = until(resolve_within, "the incident resolved", || {
+        let v = json(port, "/api/v1/incidents?state=resolved")?;
+        v.as_array()?.iter().find(|i| i["id"] == id).cloned()
+    });
+    let outage = on - off;
+
+    // Uptime reflects the downtime, within one interval of the truth.
+    let (status, now) = until(Duration::from_secs(10), "web up again", || {
+        web_status(port).filter(|c| c["status"] == "up")
+    });
+    let uptime = status["uptime"]["24h"].as_f64().unwrap();
+    let slack = INTERVAL_S as f64 + 0.5;
+    let observed = (now - first_up).as_secs_f64();
+    let down_s = outage.as_secs_f64();
+    let low = 1.0 - (down_s + slack) / (observed - slack);
+    let high = 1.0 - (down_s - slack) / (observed + slack + INTERVAL_S as f64);
+    assert!(
+        (low..=high).contains(&uptime),
+        "uptime {uptime} not in [{low}, {high}] (down {down_s:.1} s of {observed:.1} s)"
+    );
+
+    // SIGKILL, then start again: nothing already shown is lost.
+    let before = json(port, "/api/v1/checks/web").unwrap();
+    signal(&child, "KILL");
+    let _ = child.wait();
+    let mut child = start(&config, &db, port);
+    let (after, _) = until(Duration::from_secs(15), "the page back", || {
+        let v = json(port, "/api/v1/incidents?state=all")?;
+        v.as_array()?.iter().find(|i| i["id"] == id).cloned()
+    });
+    assert_eq!(after["resolved_at"], resolved["resolved_at"]);
+    assert_eq!(
+        after["updates"], resolved["updates"],
+        "the incident's history is whole"
+    );
+    let again = json(port, "/api/v1/checks/web").unwrap();
+    let (was, is) = (
+        before["uptime"]["24h"].as_f64().unwrap(),
+        again["uptime"]["24h"].as_f64().unwrap(),
+    );
+    // The outage is still counted (the ratio moves only by the seconds of
+    // up time since, and the seconds the process was away are unknown).
+    assert!(
+        (is - was).abs() < 0.1,
+        "uptime {was} before the kill, {is} after"
+    );
+    assert!(is < 1.0);
+    assert_eq!(again["days"][89]["incidents"], serde_json::json!([id]));
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
