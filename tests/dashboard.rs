@@ -20,21 +20,7 @@ fn statuspage(args: &[&str]) -> std::process::Output {
 
 /// A fresh, migrated database; returns (admin URL, database name).
 async fn fresh_database(tag: &str) -> (String, String) {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL: scripts/test starts PostgreSQL");
-    let mut admin = PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL is reachable");
-    let name = format!("{tag}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (head, _) = base.rsplit_once('/').unwrap();
-    let url = format!("{head}/{name}");
+    let (url, name) = support::fresh_database(tag).await;
     let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args(["migrate", "--database-url", &url])
         .output()

@@ -18,21 +18,7 @@ fn statuspage(args: &[&str], database: &str) -> std::process::Output {
 
 /// A fresh, empty database on the test server; returns its URL.
 async fn fresh_database(tag: &str) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL: scripts/test starts PostgreSQL");
-    let mut admin = PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL is reachable");
-    let name = format!("{tag}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (head, _) = base.rsplit_once('/').unwrap();
-    format!("{head}/{name}")
+    support::fresh_database(tag).await.0
 }
 
 #[tokio::test]

@@ -111,3 +111,24 @@ pub fn screenshots_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A fresh, empty database on the test server (`DATABASE_URL`, which
+/// scripts/test starts); returns its URL and name.
+pub async fn fresh_database(tag: &str) -> (String, String) {
+    use sqlx::Connection;
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL: scripts/test starts PostgreSQL");
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL is reachable");
+    let name = format!("{tag}_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (head, _) = base.rsplit_once('/').unwrap();
+    (format!("{head}/{name}"), name)
+}

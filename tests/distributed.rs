@@ -1,0 +1,313 @@
+//! The distributed shape end to end: two agents (zone-a, zone-b), two
+//! ingest processes and a dashboard, as separate `statuspage` processes over
+//! the moto SQS server and PostgreSQL. The target fails for one agent's
+//! User-Agent, then for both, then recovers; one ingest is SIGKILLed mid-run;
+//! then both agents stop.
+
+mod support;
+
+use sqlx::Connection;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+use support::{free_port, fresh_database, fresh_queue, signal};
+
+const OK: u8 = 0;
+const FAIL_A: u8 = 1;
+const FAIL_BOTH: u8 = 2;
+
+/// An HTTP target whose answer depends on the prober's User-Agent, which
+/// names the agent: `statuspage-agent/<version> (<agent id>)`.
+fn target(mode: Arc<AtomicU8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mode = mode.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                let from_a = request.contains("(agent-a)");
+                let fail = match mode.load(Ordering::SeqCst) {
+                    FAIL_A => from_a,
+                    FAIL_BOTH => true,
+                    _ => false,
+                };
+                let status = if fail {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    port
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn web(port: u16) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&http_get(port, "/api/v1/status")?).ok()?;
+    v["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == "web")
+        .cloned()
+}
+
+fn incidents(port: u16) -> Vec<serde_json::Value> {
+    http_get(port, "/api/v1/incidents?state=all")
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Fleet {
+    dir: std::path::PathBuf,
+    queue: String,
+    db: String,
+}
+
+impl Fleet {
+    fn spawn(&self, name: &str, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(args)
+            .env("STATUSPAGE_LOG_FORMAT", "json")
+            .env_remove("STATUSPAGE_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn agent(&self, id: &str, zone: &str, config: &str) -> Child {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        self.spawn(
+            id,
+            &[
+                "agent",
+                "--config",
+                config,
+                "--queue-url",
+                &self.queue,
+                "--agent-id",
+                id,
+                "--zone",
+                zone,
+                "--peers",
+                "agent-a@zone-a,agent-b@zone-b",
+                "--metrics-listen",
+                &metrics,
+            ],
+        )
+    }
+
+    fn ingest(&self, name: &str, config: &str) -> Child {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        self.spawn(
+            name,
+            &[
+                "ingest",
+                "--config",
+                config,
+                "--queue-url",
+                &self.queue,
+                "--database-url",
+                &self.db,
+                "--metrics-listen",
+                &metrics,
+                "--tick-seconds",
+                "1",
+                "--wait-seconds",
+                "1",
+                "--workers",
+                "2",
+            ],
+        )
+    }
+
+    /// The `runs` and `dropped` an agent logged when it stopped.
+    fn agent_totals(&self, id: &str) -> (i64, i64) {
+        let log = std::fs::read_to_string(self.dir.join(format!("{id}.log"))).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("\"agent_stopped\""))
+            .unwrap_or_else(|| panic!("{id} never logged agent_stopped:\n{log}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        (v["runs"].as_i64().unwrap(), v["dropped"].as_i64().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_recovery_crash_and_silence_across_separate_processes() {
+    let mode = Arc::new(AtomicU8::new(OK));
+    let target_port = target(mode.clone());
+    let (_, queue) = fresh_queue("distributed").await;
+    let (db, _) = fresh_database("distributed").await;
+    let dir = std::env::temp_dir().join(format!("statuspage-distributed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: all\n  failure_threshold: 2\n  success_threshold: 2\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let fleet = Fleet {
+        dir: dir.clone(),
+        queue,
+        db: db.clone(),
+    };
+    let migrated = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(["migrate", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
+
+    let mut ingest_1 = fleet.ingest("ingest-1", &config);
+    let mut ingest_2 = fleet.ingest("ingest-2", &config);
+    let mut agent_a = fleet.agent("agent-a", "zone-a", &config);
+    let mut agent_b = fleet.agent("agent-b", "zone-b", &config);
+    let port = free_port();
+    let mut dash = fleet.spawn(
+        "dashboard",
+        &[
+            "dashboard",
+            "--database-url",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--cache-ttl",
+            "1s",
+        ],
+    );
+    until(
+        Duration::from_secs(30),
+        "web up from both locations",
+        || web(port).filter(|c| c["status"] == "up" && c["locations"]["reporting"] == 2),
+    );
+
+    // Quorum: failing for agent A only is degraded, and opens nothing.
+    mode.store(FAIL_A, Ordering::SeqCst);
+    let degraded = until(Duration::from_secs(10), "web degraded", || {
+        web(port).filter(|c| c["status"] == "degraded")
+    });
+    assert_eq!(degraded["locations"]["failing"], 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(web(port).unwrap()["status"], "degraded");
+    assert!(
+        incidents(port).is_empty(),
+        "one location short of the quorum opens nothing"
+    );
+
+    // Both fail: one incident, not two (two ingests, and one of them killed).
+    mode.store(FAIL_BOTH, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&ingest_1, "KILL");
+    let _ = ingest_1.wait();
+    let opened = until(Duration::from_secs(15), "an incident", || {
+        let all = incidents(port);
+        (!all.is_empty()).then_some(all)
+    });
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    ingest_1 = fleet.ingest("ingest-1b", &config);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Recovery: the incident is resolved.
+    mode.store(OK, Ordering::SeqCst);
+    let resolved = until(Duration::from_secs(15), "the incident resolved", || {
+        let all = incidents(port);
+        all.iter().all(|i| i["state"] == "resolved").then_some(all)
+    });
+    assert_eq!(resolved.len(), 1, "one incident in all: {resolved:?}");
+    until(Duration::from_secs(10), "web up again", || {
+        web(port).filter(|c| c["status"] == "up")
+    });
+
+    // Silence: both agents stop; the check becomes unknown after three
+    // intervals, and nothing opens.
+    signal(&agent_a, "TERM");
+    signal(&agent_b, "TERM");
+    assert!(agent_a.wait().unwrap().success());
+    assert!(agent_b.wait().unwrap().success());
+    until(Duration::from_secs(15), "web unknown", || {
+        web(port).filter(|c| c["status"] == "unknown")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(incidents(port).len(), 1, "silence is not an outage");
+
+    // Counts are exact: every result the agents ran is stored once.
+    let (runs_a, dropped_a) = fleet.agent_totals("agent-a");
+    let (runs_b, dropped_b) = fleet.agent_totals("agent-b");
+    assert_eq!((dropped_a, dropped_b), (0, 0));
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM results r JOIN checks c ON c.id = r.check_id WHERE c.slug = 'web'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if stored == runs_a + runs_b {
+            break;
+        }
+        assert!(
+            stored < runs_a + runs_b,
+            "more stored ({stored}) than run ({})",
+            runs_a + runs_b
+        );
+        assert!(
+            Instant::now() < deadline,
+            "stored {stored} of {} results",
+            runs_a + runs_b
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let incidents_in_db: i64 = sqlx::query_scalar("SELECT count(*) FROM incidents")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(incidents_in_db, 1);
+
+    for child in [&mut ingest_1, &mut ingest_2, &mut dash] {
+        signal(child, "TERM");
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
