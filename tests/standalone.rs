@@ -58,12 +58,12 @@ fn json(port: u16, path: &str) -> Option<serde_json::Value> {
     serde_json::from_str(&http_get(port, path)?).ok()
 }
 
-fn start(config: &std::path::Path, db: &std::path::Path, port: u16) -> Child {
+fn start(config: &std::path::Path, db: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args(["standalone", "--config"])
         .arg(config)
         .arg("--database-url")
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(db)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("STATUSPAGE_DATABASE_URL")
         .stdout(Stdio::null())
@@ -94,10 +94,32 @@ fn web_status(port: u16) -> Option<serde_json::Value> {
 }
 
 #[test]
-fn an_outage_opens_and_resolves_an_incident_and_survives_a_kill() {
+fn on_sqlite_an_outage_opens_and_resolves_an_incident_and_survives_a_kill() {
+    let dir = std::env::temp_dir().join(format!("statuspage-standalone-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The default kind of database, created on first start.
+    outage_and_kill(
+        "sqlite",
+        &format!("sqlite://{}", dir.join("statuspage.db").display()),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_an_outage_opens_and_resolves_an_incident_and_survives_a_kill() {
+    let (url, _) = support::fresh_database("standalone").await;
+    tokio::task::spawn_blocking(move || outage_and_kill("postgres", &url))
+        .await
+        .unwrap();
+}
+
+fn outage_and_kill(tag: &str, db: &str) {
     let down = Arc::new(AtomicBool::new(false));
     let target_port = target(down.clone());
-    let dir = std::env::temp_dir().join(format!("statuspage-standalone-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "statuspage-standalone-{tag}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("checks.yaml");
@@ -108,9 +130,8 @@ fn an_outage_opens_and_resolves_an_incident_and_survives_a_kill() {
         ),
     )
     .unwrap();
-    let db = dir.join("statuspage.db");
     let port = free_port();
-    let mut child = start(&config, &db, port);
+    let mut child = start(&config, db, port);
 
     let (_, first_up) = until(Duration::from_secs(15), "web up", || {
         web_status(port).filter(|c| c["status"] == "up")
@@ -161,7 +182,7 @@ fn an_outage_opens_and_resolves_an_incident_and_survives_a_kill() {
     let before = json(port, "/api/v1/checks/web").unwrap();
     signal(&child, "KILL");
     let _ = child.wait();
-    let mut child = start(&config, &db, port);
+    let mut child = start(&config, db, port);
     let (after, _) = until(Duration::from_secs(15), "the page back", || {
         let v = json(port, "/api/v1/incidents?state=all")?;
         v.as_array()?.iter().find(|i| i["id"] == id).cloned()

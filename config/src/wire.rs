@@ -23,8 +23,19 @@ pub const GZIP_BASE64: &str = "gzip+base64";
 pub const MAX_MESSAGE_CHARS: usize = 512;
 /// An assertion's `actual` is cut to this many characters.
 pub const MAX_ACTUAL_CHARS: usize = 256;
-/// The default cap on one SQS message, and on a decompressed body (256 KiB).
+/// The default cap on one SQS message (256 KiB, SQS's own limit).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// How much larger than a message its body may decompress: the bound on a
+/// gzip bomb, and the most an agent packs into one compressed message.
+pub const MAX_EXPANSION: usize = 16;
+
+/// The decompressed size a message of at most `max_message_bytes` may
+/// reach (4 MiB at the default). Agents and ingest both use it, so what an
+/// agent sends is always what ingest reads.
+pub fn decompressed_cap(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_mul(MAX_EXPANSION)
+}
 
 /// An instant, UTC, with millisecond precision: `2026-12-01T02:00:00.000Z`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -188,6 +188,15 @@ fn bad_bodies_get_clear_errors() {
 }
 
 #[test]
+fn a_message_may_decompress_to_sixteen_times_its_cap() {
+    assert_eq!(
+        config::wire::decompressed_cap(DEFAULT_MAX_MESSAGE_BYTES),
+        4 << 20
+    );
+    assert_eq!(config::wire::decompressed_cap(usize::MAX), usize::MAX);
+}
+
+#[test]
 fn a_gzip_bomb_is_cut_at_the_cap() {
     // 10 MiB of zeros compresses to a few KiB; decoding must stop at the cap.
     let mut big = sample();

@@ -46,7 +46,9 @@ pub trait Publisher: Send + Sync {
 }
 
 /// Encodes `results` into messages of at most `max_bytes` each: plain JSON
-/// when it fits, else gzip+base64, else split in two and tried again.
+/// when it fits, else gzip+base64 (when the JSON is within what ingest
+/// decompresses, [`wire::decompressed_cap`]), else split in two and tried
+/// again.
 pub fn messages(agent: &AgentInfo, results: Vec<ProbeResult>, max_bytes: usize) -> Vec<Outgoing> {
     let batch = ResultBatch {
         v: wire::VERSION,
@@ -60,16 +62,32 @@ pub fn messages(agent: &AgentInfo, results: Vec<ProbeResult>, max_bytes: usize) 
 }
 
 fn split_into(batch: ResultBatch, max_bytes: usize, out: &mut Vec<Outgoing>) {
-    for compress in [false, true] {
-        if let Ok(encoded) = wire::encode(&batch, compress) {
+    let json_len = match wire::encode(&batch, false) {
+        Ok(plain) => {
             let o = Outgoing {
-                encoded,
+                encoded: plain,
                 batch: batch.clone(),
             };
             if o.size() <= max_bytes {
                 out.push(o);
                 return;
             }
+            o.encoded.body.len()
+        }
+        Err(_) => usize::MAX,
+    };
+    // Compressed only while ingest will decompress it whole: a batch past
+    // the cap would be refused (and dead-lettered) however small it packs.
+    if json_len <= wire::decompressed_cap(max_bytes)
+        && let Ok(encoded) = wire::encode(&batch, true)
+    {
+        let o = Outgoing {
+            encoded,
+            batch: batch.clone(),
+        };
+        if o.size() <= max_bytes {
+            out.push(o);
+            return;
         }
     }
     if batch.results.len() <= 1 {

@@ -199,6 +199,35 @@ fn messages_stay_under_the_limit_by_splitting_or_compressing() {
     );
 }
 
+#[test]
+fn a_compressed_message_never_decompresses_past_what_ingest_reads() {
+    let agent = AgentInfo {
+        id: "a".into(),
+        zone: String::new(),
+        region: String::new(),
+    };
+    // Highly repetitive results: 2,000 of them would pack into one small
+    // gzip body, but their JSON is far past what ingest decompresses.
+    let results: Vec<_> = (0..2_000).map(|n| result(n, &"same".repeat(100))).collect();
+    let max = 16 * 1024;
+    let out = messages(&agent, results, max);
+    assert!(out.len() > 1, "split by the decompressed size");
+    for m in &out {
+        assert!(m.size() <= max);
+        // What ingest does with it: decode within the shared cap.
+        let back = wire::decode(
+            &m.encoded.body,
+            m.encoded.encoding,
+            wire::decompressed_cap(max),
+        );
+        assert!(back.is_ok(), "{:?}", back.err());
+    }
+    assert_eq!(
+        out.iter().map(|m| m.batch.results.len()).sum::<usize>(),
+        2_000
+    );
+}
+
 #[tokio::test]
 async fn results_and_heartbeats_arrive_in_the_queue_with_their_ids() {
     let sqs = client(&endpoint()).await;
