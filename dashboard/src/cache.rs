@@ -22,6 +22,10 @@ use tokio::time::Instant;
 
 /// How long after a failed render the database is left alone.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest a render may take: a database that stopped answering (a
+/// blackholed address during a failover, with no reset) fails the render
+/// like a refused connection would, so the last good page is served.
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(8);
 /// Past this many keys, entries that are no longer fresh are dropped.
 const MAX_KEYS: usize = 4096;
 
@@ -208,7 +212,11 @@ impl Cache {
         if Self::recently_failed(&slot) {
             return Self::failed(&slot);
         }
-        match render().await {
+        let outcome = match tokio::time::timeout(RENDER_TIMEOUT, render()).await {
+            Ok(done) => done.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {RENDER_TIMEOUT:?}")),
+        };
+        match outcome {
             Ok((rendered, cacheable)) => {
                 let entry = Arc::new(Entry::new(rendered, generation));
                 *slot.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -330,6 +338,24 @@ mod tests {
         let (served, _) = cache.get("/", failing).await;
         assert_eq!(body(&served), "good");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_render_that_never_finishes_gives_way_to_the_last_good_one() {
+        let cache = Cache::new(Duration::from_secs(10));
+        cache
+            .get("/", || async { Ok::<_, String>((page("good"), true)) })
+            .await;
+        cache.invalidate();
+        let started = tokio::time::Instant::now();
+        let (served, outcome) = cache
+            .get("/", || async {
+                std::future::pending::<()>().await;
+                Ok::<_, String>((page("never"), true))
+            })
+            .await;
+        assert_eq!((body(&served).as_str(), outcome), ("good", Outcome::Stale));
+        assert_eq!(started.elapsed(), RENDER_TIMEOUT);
     }
 
     #[tokio::test(start_paused = true)]
