@@ -55,18 +55,6 @@ fn readme_grants(marker: &str, placeholder: &str, role: &str, database: &str) ->
         .collect()
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 fn http_send(port: u16, method: &str, path: &str, token: &str, body: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -165,7 +153,7 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         assert!(Instant::now() < deadline, "the dashboard never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let page = http_get(port, "/");
+    let page = support::http_raw(port, "/");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("All systems operational"));
     assert!(page.contains("No checks are public yet."));
@@ -174,7 +162,7 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         "the title is escaped"
     );
     assert!(page.contains("href=\"https://acme.example/\""));
-    assert!(http_get(port, "/api/v1/status").contains("\"status\":\"operational\""));
+    assert!(support::http_raw(port, "/api/v1/status").contains("\"status\":\"operational\""));
     // The admin API writes through its own role, and the page shows it at once.
     let created = http_send(
         port,
@@ -184,7 +172,7 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         r#"{"title": "Payments delayed", "impact": "major", "message": "Investigating."}"#,
     );
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
-    let page = http_get(port, "/");
+    let page = support::http_raw(port, "/");
     assert!(
         page.contains("Partial outage") && page.contains("Payments delayed"),
         "{page}"
@@ -210,14 +198,14 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         "{unknown}"
     );
     assert!(
-        http_get(port, "/metrics").starts_with("HTTP/1.1 404"),
+        support::http_raw(port, "/metrics").starts_with("HTTP/1.1 404"),
         "metrics stay off the public port"
     );
-    assert!(http_get(port, "/readyz").starts_with("HTTP/1.1 404"));
+    assert!(support::http_raw(port, "/readyz").starts_with("HTTP/1.1 404"));
 
-    assert!(http_get(metrics_port, "/healthz").starts_with("HTTP/1.1 200"));
-    assert!(http_get(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
-    let metrics = http_get(metrics_port, "/metrics");
+    assert!(support::http_raw(metrics_port, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(support::http_raw(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
+    let metrics = support::http_raw(metrics_port, "/metrics");
     assert!(
         metrics.contains("statuspage_dashboard_requests_total{route=\"home\",code=\"200\"} 2"),
         "{metrics}"

@@ -4,23 +4,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{chromium, free_port, screenshots_dir, signal};
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
+use support::{chromium, free_port, http_body, screenshots_dir, signal};
 
 #[test]
 fn the_demo_is_live_in_seconds_and_an_incident_comes_and_goes_by_itself() {
@@ -42,7 +28,7 @@ fn the_demo_is_live_in_seconds_and_an_incident_comes_and_goes_by_itself() {
 
     // Within 10 s: every check has a live status.
     loop {
-        let statuses: Option<Vec<String>> = http_get(port, "/api/v1/status")
+        let statuses: Option<Vec<String>> = http_body(port, "/api/v1/status")
             .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
             .and_then(|v| {
                 v["checks"].as_array().map(|c| {
@@ -64,7 +50,7 @@ fn the_demo_is_live_in_seconds_and_an_incident_comes_and_goes_by_itself() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let api: serde_json::Value =
-        serde_json::from_str(&http_get(port, "/api/v1/checks/api").unwrap()).unwrap();
+        serde_json::from_str(&http_body(port, "/api/v1/checks/api").unwrap()).unwrap();
     let expires =
         chrono::DateTime::parse_from_rfc3339(api["certificate_expires_at"].as_str().unwrap())
             .unwrap();
@@ -113,7 +99,8 @@ fn the_demo_is_live_in_seconds_and_an_incident_comes_and_goes_by_itself() {
             .any(|l| l.contains("demo_incident_resolved") && l.contains("Checkout is down"));
     }
     let incidents: serde_json::Value =
-        serde_json::from_str(&http_get(port, "/api/v1/incidents?state=resolved").unwrap()).unwrap();
+        serde_json::from_str(&http_body(port, "/api/v1/incidents?state=resolved").unwrap())
+            .unwrap();
     let checkout = &incidents[0];
     assert_eq!(checkout["checks"], serde_json::json!(["checkout"]));
     assert_eq!(checkout["auto"], true);

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
-use support::{free_port, fresh_database, fresh_queue, signal};
+use support::{free_port, fresh_database, fresh_queue, http_json, signal, status_of, until};
 
 const OK: u8 = 0;
 const FAIL_A: u8 = 1;
@@ -52,44 +52,10 @@ fn target(mode: Arc<AtomicU8>) -> u16 {
     port
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-fn web(port: u16) -> Option<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(&http_get(port, "/api/v1/status")?).ok()?;
-    v["checks"]
-        .as_array()?
-        .iter()
-        .find(|c| c["id"] == "web")
-        .cloned()
-}
-
 fn incidents(port: u16) -> Vec<serde_json::Value> {
-    http_get(port, "/api/v1/incidents?state=all")
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+    http_json(port, "/api/v1/incidents?state=all")
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
-}
-
-fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 struct Fleet {
@@ -219,17 +185,20 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     until(
         Duration::from_secs(30),
         "web up from both locations",
-        || web(port).filter(|c| c["status"] == "up" && c["locations"]["reporting"] == 2),
+        || {
+            status_of(port, "web")
+                .filter(|c| c["status"] == "up" && c["locations"]["reporting"] == 2)
+        },
     );
 
     // Quorum: failing for agent A only is degraded, and opens nothing.
     mode.store(FAIL_A, Ordering::SeqCst);
-    let degraded = until(Duration::from_secs(10), "web degraded", || {
-        web(port).filter(|c| c["status"] == "degraded")
+    let (degraded, _) = until(Duration::from_secs(10), "web degraded", || {
+        status_of(port, "web").filter(|c| c["status"] == "degraded")
     });
     assert_eq!(degraded["locations"]["failing"], 1);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(web(port).unwrap()["status"], "degraded");
+    assert_eq!(status_of(port, "web").unwrap()["status"], "degraded");
     assert!(
         incidents(port).is_empty(),
         "one location short of the quorum opens nothing"
@@ -240,7 +209,7 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     std::thread::sleep(Duration::from_millis(1500));
     signal(&ingest_1, "KILL");
     let _ = ingest_1.wait();
-    let opened = until(Duration::from_secs(15), "an incident", || {
+    let (opened, _) = until(Duration::from_secs(15), "an incident", || {
         let all = incidents(port);
         (!all.is_empty()).then_some(all)
     });
@@ -250,13 +219,13 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
 
     // Recovery: the incident is resolved.
     mode.store(OK, Ordering::SeqCst);
-    let resolved = until(Duration::from_secs(15), "the incident resolved", || {
+    let (resolved, _) = until(Duration::from_secs(15), "the incident resolved", || {
         let all = incidents(port);
         all.iter().all(|i| i["state"] == "resolved").then_some(all)
     });
     assert_eq!(resolved.len(), 1, "one incident in all: {resolved:?}");
     until(Duration::from_secs(10), "web up again", || {
-        web(port).filter(|c| c["status"] == "up")
+        status_of(port, "web").filter(|c| c["status"] == "up")
     });
 
     // Silence: both agents stop; the check becomes unknown after three
@@ -266,7 +235,7 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     assert!(agent_a.wait().unwrap().success());
     assert!(agent_b.wait().unwrap().success());
     until(Duration::from_secs(15), "web unknown", || {
-        web(port).filter(|c| c["status"] == "unknown")
+        status_of(port, "web").filter(|c| c["status"] == "unknown")
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(incidents(port).len(), 1, "silence is not an outage");

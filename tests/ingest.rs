@@ -222,9 +222,9 @@ async fn ingest_killed_before_commit_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let text = metrics(port);
-    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(support::http_raw(port, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(
-        http_get(port, "/readyz").starts_with("HTTP/1.1 200"),
+        support::http_raw(port, "/readyz").starts_with("HTTP/1.1 200"),
         "ready: the database answers"
     );
     assert_eq!(
@@ -245,17 +245,4 @@ async fn ingest_killed_before_commit_loses_and_doubles_nothing() {
     signal(&second, "TERM");
     let status = second.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }

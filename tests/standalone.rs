@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{free_port, signal};
+use support::{free_port, http_json, signal, status_of, until};
 
 const INTERVAL_S: u64 = 1;
 const FAILURE_THRESHOLD: u64 = 2;
@@ -41,23 +41,6 @@ fn target(down: Arc<AtomicBool>) -> u16 {
     port
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-fn json(port: u16, path: &str) -> Option<serde_json::Value> {
-    serde_json::from_str(&http_get(port, path)?).ok()
-}
-
 fn start(config: &std::path::Path, db: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args(["standalone", "--config"])
@@ -70,27 +53,6 @@ fn start(config: &std::path::Path, db: &str, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Polls `f` every 100 ms until it gives `Some`, or fails after `within`.
-fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Instant) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return (v, Instant::now());
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn web_status(port: u16) -> Option<serde_json::Value> {
-    let v = json(port, "/api/v1/status")?;
-    v["checks"]
-        .as_array()?
-        .iter()
-        .find(|c| c["id"] == "web")
-        .cloned()
 }
 
 #[test]
@@ -134,7 +96,7 @@ fn outage_and_kill(tag: &str, db: &str) {
     let mut child = start(&config, db, port);
 
     let (_, first_up) = until(Duration::from_secs(15), "web up", || {
-        web_status(port).filter(|c| c["status"] == "up")
+        status_of(port, "web").filter(|c| c["status"] == "up")
     });
 
     // Off: an incident within failure_threshold × interval + 5 s.
@@ -143,7 +105,7 @@ fn outage_and_kill(tag: &str, db: &str) {
     down.store(true, Ordering::SeqCst);
     let open_within = Duration::from_secs(FAILURE_THRESHOLD * INTERVAL_S + 5);
     let (incident, _) = until(open_within, "an open incident", || {
-        let v = json(port, "/api/v1/incidents?state=open")?;
+        let v = http_json(port, "/api/v1/incidents?state=open")?;
         v.as_array()?
             .iter()
             .find(|i| i["checks"][0] == "web")
@@ -158,14 +120,14 @@ fn outage_and_kill(tag: &str, db: &str) {
     down.store(false, Ordering::SeqCst);
     let resolve_within = Duration::from_secs(SUCCESS_THRESHOLD * INTERVAL_S + 5);
     let (resolved, _) = until(resolve_within, "the incident resolved", || {
-        let v = json(port, "/api/v1/incidents?state=resolved")?;
+        let v = http_json(port, "/api/v1/incidents?state=resolved")?;
         v.as_array()?.iter().find(|i| i["id"] == id).cloned()
     });
     let outage = on - off;
 
     // Uptime reflects the downtime, within one interval of the truth.
     let (status, now) = until(Duration::from_secs(10), "web up again", || {
-        web_status(port).filter(|c| c["status"] == "up")
+        status_of(port, "web").filter(|c| c["status"] == "up")
     });
     let uptime = status["uptime"]["24h"].as_f64().unwrap();
     let slack = INTERVAL_S as f64 + 0.5;
@@ -179,12 +141,12 @@ fn outage_and_kill(tag: &str, db: &str) {
     );
 
     // SIGKILL, then start again: nothing already shown is lost.
-    let before = json(port, "/api/v1/checks/web").unwrap();
+    let before = http_json(port, "/api/v1/checks/web").unwrap();
     signal(&child, "KILL");
     let _ = child.wait();
     let mut child = start(&config, db, port);
     let (after, _) = until(Duration::from_secs(15), "the page back", || {
-        let v = json(port, "/api/v1/incidents?state=all")?;
+        let v = http_json(port, "/api/v1/incidents?state=all")?;
         v.as_array()?.iter().find(|i| i["id"] == id).cloned()
     });
     assert_eq!(after["resolved_at"], resolved["resolved_at"]);
@@ -192,7 +154,7 @@ fn outage_and_kill(tag: &str, db: &str) {
         after["updates"], resolved["updates"],
         "the incident's history is whole"
     );
-    let again = json(port, "/api/v1/checks/web").unwrap();
+    let again = http_json(port, "/api/v1/checks/web").unwrap();
     let (was, is) = (
         before["uptime"]["24h"].as_f64().unwrap(),
         again["uptime"]["24h"].as_f64().unwrap(),

@@ -149,40 +149,64 @@ pub enum UrlError {
     Parse(sqlx::Error),
 }
 
+/// A pool of either database.
+#[derive(Debug)]
+pub(crate) enum Pool {
+    Pg(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A lazily connecting pool over `url` (`postgres://` or `sqlite://`), with
+/// a 3 s acquire timeout; PostgreSQL connections are named `app`, and SQLite
+/// is opened read-only when `read_only`.
+pub(crate) fn lazy_pool(
+    url: &str,
+    max_connections: u32,
+    app: &str,
+    read_only: bool,
+) -> Result<Pool, UrlError> {
+    use std::str::FromStr;
+    let timeout = std::time::Duration::from_secs(3);
+    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+    match scheme.as_str() {
+        "postgres" | "postgresql" => {
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(UrlError::Parse)?
+                .application_name(app);
+            Ok(Pool::Pg(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_lazy_with(options),
+            ))
+        }
+        "sqlite" => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(UrlError::Parse)?
+                .read_only(read_only)
+                .busy_timeout(std::time::Duration::from_secs(5));
+            Ok(Pool::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_lazy_with(options),
+            ))
+        }
+        _ => Err(UrlError::Scheme(scheme.chars().take(16).collect())),
+    }
+}
+
 impl Reader {
     /// A lazily connecting reader: the dashboard starts (and serves what it
     /// has) while the database is down. SQLite is opened read-only. Only the
     /// URL's scheme is ever echoed in an error.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Reader, UrlError> {
-        use std::str::FromStr;
-        let timeout = std::time::Duration::from_secs(3);
-        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
-        match scheme.as_str() {
-            "postgres" | "postgresql" => {
-                let options = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .map_err(UrlError::Parse)?
-                    .application_name("statuspage-dashboard");
-                Ok(Reader::Pg(
-                    sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(options),
-                ))
-            }
-            "sqlite" => {
-                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                    .map_err(UrlError::Parse)?
-                    .read_only(true)
-                    .busy_timeout(std::time::Duration::from_secs(5));
-                Ok(Reader::Sqlite(
-                    sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(options),
-                ))
-            }
-            _ => Err(UrlError::Scheme(scheme.chars().take(16).collect())),
-        }
+        Ok(
+            match lazy_pool(url, max_connections, "statuspage-dashboard", true)? {
+                Pool::Pg(p) => Reader::Pg(p),
+                Pool::Sqlite(p) => Reader::Sqlite(p),
+            },
+        )
     }
 
     /// `col` as integer milliseconds.

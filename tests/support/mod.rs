@@ -5,6 +5,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command};
 
+pub mod browser;
+#[allow(unused_imports)]
+pub use browser::{chromium, screenshots_dir};
+
 /// A client for moto and a fresh, shallow queue named after `tag`.
 pub async fn fresh_queue(tag: &str) -> (aws_sdk_sqs::Client, String) {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -61,57 +65,6 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
-/// One headless Chromium run (Debian's, from STATUSPAGE_TEST_CHROMIUM) with
-/// a fresh profile; returns (stdout, the console messages it logged).
-pub fn chromium(args: &[String]) -> (String, Vec<String>) {
-    let bin = std::env::var("STATUSPAGE_TEST_CHROMIUM")
-        .expect("STATUSPAGE_TEST_CHROMIUM: scripts/test installs Debian's chromium");
-    let profile = std::env::temp_dir().join(format!(
-        "statuspage-chromium-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-extensions",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let console = stderr
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
-}
-
-/// Where screenshots go: `<target dir>/screenshots`.
-pub fn screenshots_dir() -> std::path::PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("target")
-        });
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A fresh, empty database on the test server (`DATABASE_URL`, which
 /// scripts/test starts); returns its URL and name.
 pub async fn fresh_database(tag: &str) -> (String, String) {
@@ -131,4 +84,70 @@ pub async fn fresh_database(tag: &str) -> (String, String) {
         .unwrap();
     let (head, _) = base.rsplit_once('/').unwrap();
     (format!("{head}/{name}"), name)
+}
+
+/// A GET to the loopback `port`, the whole response (status line and
+/// headers too).
+pub fn http_raw(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A GET's body, or `None` while the server is not answering.
+pub fn http_body(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// A GET's body as JSON.
+pub fn http_json(port: u16, path: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&http_body(port, path)?).ok()
+}
+
+/// The check `id` in `/api/v1/status`.
+pub fn status_of(port: u16, id: &str) -> Option<serde_json::Value> {
+    let v = http_json(port, "/api/v1/status")?;
+    v["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+}
+
+/// Polls `f` every 100 ms until it gives `Some` (returned with the instant),
+/// or fails the test after `within`.
+pub fn until<T>(
+    within: std::time::Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> (T, std::time::Instant) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return (v, std::time::Instant::now());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -50,36 +50,13 @@ macro_rules! bind_all {
 impl Writer {
     /// A lazily connecting writer over `url` (`postgres://` or `sqlite://`).
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Writer, crate::read::UrlError> {
-        use std::str::FromStr;
-        let timeout = std::time::Duration::from_secs(3);
-        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
-        match scheme.as_str() {
-            "postgres" | "postgresql" => {
-                let options = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .map_err(crate::read::UrlError::Parse)?
-                    .application_name("statuspage-dashboard-admin");
-                Ok(Writer::Pg(
-                    sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(options),
-                ))
-            }
-            "sqlite" => {
-                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                    .map_err(crate::read::UrlError::Parse)?
-                    .busy_timeout(std::time::Duration::from_secs(5));
-                Ok(Writer::Sqlite(
-                    sqlx::sqlite::SqlitePoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(options),
-                ))
-            }
-            _ => Err(crate::read::UrlError::Scheme(
-                scheme.chars().take(16).collect(),
-            )),
-        }
+        use crate::read::{Pool, lazy_pool};
+        Ok(
+            match lazy_pool(url, max_connections, "statuspage-dashboard-admin", false)? {
+                Pool::Pg(p) => Writer::Pg(p),
+                Pool::Sqlite(p) => Writer::Sqlite(p),
+            },
+        )
     }
 
     /// Begins a transaction.

@@ -6,14 +6,8 @@
 
 use crate::fixture::Db;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn chromium() -> String {
-    std::env::var("STATUSPAGE_TEST_CHROMIUM")
-        .expect("STATUSPAGE_TEST_CHROMIUM: scripts/test installs Debian's chromium")
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -23,62 +17,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Where screenshots go: `<target dir>/screenshots`.
-fn shots_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../target")
-        });
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// One Chromium run with a fresh profile; returns (stdout, the console
-/// messages it logged).
-fn run_chromium(args: &[String]) -> (String, Vec<String>) {
-    let profile = std::env::temp_dir().join(format!(
-        "statuspage-chromium-{}-{}",
-        std::process::id(),
-        crate::fixture::now()
-    ));
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-extensions",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let console = stderr
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
-}
-
 /// The DOM after rendering, and the console messages.
 async fn dom(url: String) -> (String, Vec<String>) {
-    tokio::task::spawn_blocking(move || run_chromium(&["--dump-dom".into(), url]))
+    tokio::task::spawn_blocking(move || crate::headless::chromium(&["--dump-dom".into(), url]))
         .await
         .unwrap()
 }
 
 async fn screenshot(url: String, width: u32, file: PathBuf) -> Vec<String> {
     tokio::task::spawn_blocking(move || {
-        let (_, console) = run_chromium(&[
+        let (_, console) = crate::headless::chromium(&[
             format!("--window-size={width},2400"),
             format!("--screenshot={}", file.display()),
             url,
@@ -157,7 +105,7 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
             ],
         ),
     ];
-    let dir = shots_dir();
+    let dir = crate::headless::screenshots_dir();
     for (name, path, markers) in &pages {
         let (dom, console) = dom(format!("{base}{path}")).await;
         assert_quiet(name, &console);

@@ -6,6 +6,8 @@ mod browser;
 mod cache;
 mod embed;
 mod fixture;
+#[path = "../../../tests/support/browser.rs"]
+mod headless;
 mod hostile;
 mod routes;
 
@@ -35,29 +37,26 @@ impl Got {
     }
 }
 
-/// GETs `path` from the app, with `headers`.
-pub async fn get_with(state: &dashboard::AppState, path: &str, headers: &[(&str, &str)]) -> Got {
-    let mut req = Request::get(path);
+/// One request to the app: status, headers and the raw body.
+async fn request(
+    state: &dashboard::AppState,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let res = dashboard::app(state.clone())
-        .oneshot(req.body(Body::empty()).unwrap())
+        .oneshot(req.body(body).unwrap())
         .await
         .unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    Got {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// GETs `path`.
-pub async fn get(state: &dashboard::AppState, path: &str) -> Got {
-    get_with(state, path, &[]).await
+    (status, headers, body.to_vec())
 }
 
 /// Sends `method path` with `headers` and `body`.
@@ -68,22 +67,22 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Body>,
 ) -> Got {
-    let mut req = Request::builder().method(method).uri(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = dashboard::app(state.clone())
-        .oneshot(req.body(body.into()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, body) = request(state, method, path, headers, body.into()).await;
     Got {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
+}
+
+/// GETs `path` from the app, with `headers`.
+pub async fn get_with(state: &dashboard::AppState, path: &str, headers: &[(&str, &str)]) -> Got {
+    send(state, "GET", path, headers, Body::empty()).await
+}
+
+/// GETs `path`.
+pub async fn get(state: &dashboard::AppState, path: &str) -> Got {
+    get_with(state, path, &[]).await
 }
 
 /// The raw body bytes of a GET.
@@ -92,13 +91,5 @@ pub async fn send_raw(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Vec<u8> {
-    let mut req = Request::get(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = dashboard::app(state.clone())
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    res.into_body().collect().await.unwrap().to_bytes().to_vec()
+    request(state, "GET", path, headers, Body::empty()).await.2
 }
