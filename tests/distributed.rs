@@ -7,50 +7,17 @@
 mod support;
 
 use sqlx::Connection;
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
-use support::{free_port, fresh_database, fresh_queue, http_json, signal, status_of, until};
+use support::{
+    free_port, fresh_database, fresh_queue, http_json, http_target, signal, status_of, until,
+};
 
 const OK: u8 = 0;
 const FAIL_A: u8 = 1;
 const FAIL_BOTH: u8 = 2;
-
-/// An HTTP target whose answer depends on the prober's User-Agent, which
-/// names the agent: `statuspage-agent/<version> (<agent id>)`.
-fn target(mode: Arc<AtomicU8>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mode = mode.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-                let from_a = request.contains("(agent-a)");
-                let fail = match mode.load(Ordering::SeqCst) {
-                    FAIL_A => from_a,
-                    FAIL_BOTH => true,
-                    _ => false,
-                };
-                let status = if fail {
-                    "503 Service Unavailable"
-                } else {
-                    "200 OK"
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-            });
-        }
-    });
-    port
-}
 
 fn incidents(port: u16) -> Vec<serde_json::Value> {
     http_json(port, "/api/v1/incidents?state=all")
@@ -137,7 +104,16 @@ impl Fleet {
 #[tokio::test(flavor = "multi_thread")]
 async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     let mode = Arc::new(AtomicU8::new(OK));
-    let target_port = target(mode.clone());
+    // The target fails by the prober's User-Agent, which names the agent:
+    // `statuspage-agent/<version> (<agent id>)`.
+    let target_port = {
+        let mode = mode.clone();
+        http_target(move |request| match mode.load(Ordering::SeqCst) {
+            FAIL_A => request.contains("(agent-a)"),
+            FAIL_BOTH => true,
+            _ => false,
+        })
+    };
     let (_, queue) = fresh_queue("distributed").await;
     let (db, _) = fresh_database("distributed").await;
     let dir = std::env::temp_dir().join(format!("statuspage-distributed-{}", std::process::id()));

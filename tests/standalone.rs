@@ -3,43 +3,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{free_port, http_json, signal, status_of, until};
+use support::{free_port, http_json, http_target, signal, status_of, until};
 
 const INTERVAL_S: u64 = 1;
 const FAILURE_THRESHOLD: u64 = 2;
 const SUCCESS_THRESHOLD: u64 = 2;
-
-/// An HTTP target on loopback that answers 200, or 503 while `down`.
-fn target(down: Arc<AtomicBool>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let down = down.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 2048];
-                let _ = s.read(&mut buf);
-                let (status, body) = if down.load(Ordering::SeqCst) {
-                    ("503 Service Unavailable", "down")
-                } else {
-                    ("200 OK", "ok")
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
-}
 
 fn start(config: &std::path::Path, db: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_statuspage"))
@@ -77,7 +49,10 @@ async fn on_postgres_an_outage_opens_and_resolves_an_incident_and_survives_a_kil
 
 fn outage_and_kill(tag: &str, db: &str) {
     let down = Arc::new(AtomicBool::new(false));
-    let target_port = target(down.clone());
+    let target_port = {
+        let down = down.clone();
+        http_target(move |_| down.load(Ordering::SeqCst))
+    };
     let dir = std::env::temp_dir().join(format!(
         "statuspage-standalone-{tag}-{}",
         std::process::id()

@@ -491,6 +491,20 @@ pub fn encode(batch: &ResultBatch, compress: bool) -> Result<Encoded, WireError>
     })
 }
 
+/// Decodes an SQS message body of at most `max_message_bytes`: a plain
+/// body may be that long, and a compressed one may decompress to
+/// [`decompressed_cap`] of it.
+pub fn decode_message(
+    body: &str,
+    encoding: Option<&str>,
+    max_message_bytes: usize,
+) -> Result<ResultBatch, WireError> {
+    match encoding {
+        None | Some("") => decode(body, encoding, max_message_bytes),
+        _ => decode(body, encoding, decompressed_cap(max_message_bytes)),
+    }
+}
+
 /// Decodes a body in either form; the decompressed JSON may be at most `max_bytes`.
 pub fn decode(
     body: &str,

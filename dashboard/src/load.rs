@@ -8,12 +8,29 @@ use ingest::state::Millis;
 /// How many incidents a check's page lists.
 const CHECK_INCIDENTS: i64 = 50;
 
+/// Where the history the pages need starts: the 90-day window or the
+/// oldest day of the bar, whichever is earlier.
+fn history_from(now: Millis) -> Millis {
+    model::bar_from(now).min(now - 90 * DAY_MS)
+}
+
+/// The public check with this id, if there is one.
+async fn public_check(
+    reader: &Reader,
+    slug: &str,
+) -> Result<Option<crate::read::CheckRow>, ReadError> {
+    Ok(reader
+        .public_checks()
+        .await?
+        .into_iter()
+        .find(|c| c.slug == slug))
+}
+
 /// The front page's and `/api/v1/status`'s data.
 pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
     let checks = reader.public_checks().await?;
     let ids: Vec<i64> = checks.iter().map(|c| c.id).collect();
-    // The 90-day window and the oldest day of the bar, whichever is earlier.
-    let from = model::bar_from(now).min(now - 90 * DAY_MS);
+    let from = history_from(now);
     let changes = reader.changes(&ids, from).await?;
     let incidents = reader
         .incidents(IncidentFilter::All, Some(from), None, 10_000, 0)
@@ -45,16 +62,11 @@ pub async fn check(
     slug: &str,
     now: Millis,
 ) -> Result<Option<CheckDetail>, ReadError> {
-    let Some(row) = reader
-        .public_checks()
-        .await?
-        .into_iter()
-        .find(|c| c.slug == slug)
-    else {
+    let Some(row) = public_check(reader, slug).await? else {
         return Ok(None);
     };
     let ids = [row.id];
-    let from = model::bar_from(now).min(now - 90 * DAY_MS);
+    let from = history_from(now);
     let changes = reader.changes(&ids, from).await?;
     let incidents = reader
         .incidents(IncidentFilter::All, None, Some(row.id), CHECK_INCIDENTS, 0)
@@ -82,15 +94,10 @@ pub async fn check_summary(
     slug: &str,
     now: Millis,
 ) -> Result<Option<model::CheckSummary>, ReadError> {
-    let Some(row) = reader
-        .public_checks()
-        .await?
-        .into_iter()
-        .find(|c| c.slug == slug)
-    else {
+    let Some(row) = public_check(reader, slug).await? else {
         return Ok(None);
     };
-    let from = model::bar_from(now).min(now - 90 * DAY_MS);
+    let from = history_from(now);
     let changes = reader.changes(&[row.id], from).await?;
     Ok(Some(model::summary(&row, &changes, &[], &[], now)))
 }

@@ -151,3 +151,32 @@ pub fn until<T>(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// An HTTP target on loopback, each request on a thread of its own: it
+/// answers 503 when `fails(request text)` says so, else 200.
+pub fn http_target(fails: impl Fn(&str) -> bool + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fails = std::sync::Arc::new(fails);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let fails = fails.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                let status = if fails(&request) {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    port
+}

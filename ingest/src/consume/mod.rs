@@ -64,11 +64,8 @@ impl Handler {
 
     /// Handles one SQS message body. Its payload is never logged.
     pub async fn body(&self, message_id: &str, body: &str, encoding: Option<&str>) -> Handled {
-        match wire::decode(
-            body,
-            encoding,
-            wire::decompressed_cap(self.max_message_bytes),
-        ) {
+        // A plain body is capped as sent; a compressed one as it expands.
+        match wire::decode_message(body, encoding, self.max_message_bytes) {
             Ok(batch) => self.batch(message_id, batch).await,
             Err(e) => {
                 self.metrics.message(MessageOutcome::Undecodable);
