@@ -114,7 +114,18 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
             _ => false,
         })
     };
-    let (_, queue) = fresh_queue("distributed").await;
+    let (sqs, queue) = fresh_queue("distributed").await;
+    // A short visibility timeout: the message a killed ingest held comes back
+    // within the test.
+    sqs.set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "5",
+        )
+        .send()
+        .await
+        .unwrap();
     let (db, _) = fresh_database("distributed").await;
     let dir = std::env::temp_dir().join(format!("statuspage-distributed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -221,7 +232,8 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     let (runs_b, dropped_b) = fleet.agent_totals("agent-b");
     assert_eq!((dropped_a, dropped_b), (0, 0));
     let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Within the visibility timeout of a message the killed ingest held.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let stored: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM results r JOIN checks c ON c.id = r.check_id WHERE c.slug = 'web'",
