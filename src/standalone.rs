@@ -99,16 +99,17 @@ pub(crate) async fn run(
     reload: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = Store::connect_lazy(&o.database_url, 8).context("--database-url")?;
-    store
-        .migrate()
-        .await
-        .context("creating or migrating the database")?;
+    // The config first: a bad one stops us before the database is touched.
     let env: agent::Env = Arc::new(|name: &str| std::env::var(name).ok());
     let catalog = config::load(&o.config, &*env).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
     })?;
+    let store = Store::connect_lazy(&o.database_url, 8).context("--database-url")?;
+    store
+        .migrate()
+        .await
+        .context("creating or migrating the database")?;
 
     // The agent feeds ingest through a channel.
     let (tx, rx) = mpsc::channel(64);

@@ -147,3 +147,69 @@ fn outage_and_kill(tag: &str, db: &str) {
     assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bad_config_or_database_url_stops_it_with_the_problem_and_creates_nothing() {
+    let dir =
+        std::env::temp_dir().join(format!("statuspage-standalone-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        "groups:\n  - name: G\n    checks:\n      - name: Web\n        intervall: 5s\n        http:\n          url: http://127.0.0.1:1/\n",
+    )
+    .unwrap();
+    let db = dir.join("statuspage.db");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .arg("standalone")
+            .args(args)
+            .env_remove("STATUSPAGE_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--database-url",
+        &format!("sqlite://{}", db.display()),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("checks.yaml:5:9:")
+            && stderr.contains("unknown key `intervall`, did you mean `interval`?"),
+        "{stderr}"
+    );
+    assert!(
+        !db.exists(),
+        "no database made for a config that does not load"
+    );
+
+    let good = dir.join("good.yaml");
+    std::fs::write(
+        &good,
+        "groups:\n  - name: G\n    checks:\n      - name: Web\n        http:\n          url: http://127.0.0.1:1/\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "--config",
+        good.to_str().unwrap(),
+        "--database-url",
+        "mysql://app:hunter2@db/x",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--database-url"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the URL is never echoed: {stderr}"
+    );
+    let out = run(&["--config", good.to_str().unwrap(), "--listen", "everywhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen \"everywhere\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
