@@ -441,9 +441,17 @@ mod dns {
 
     /// Serves on one port for both UDP and TCP.
     pub async fn dns_target() -> SocketAddr {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
+        // The UDP port's TCP twin may be taken by another test: try another.
+        let (udp, addr, tcp) = 'bind: {
+            for _ in 0..50 {
+                let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let addr = udp.local_addr().unwrap();
+                if let Ok(tcp) = TcpListener::bind(addr).await {
+                    break 'bind (udp, addr, tcp);
+                }
+            }
+            panic!("no loopback port free for both UDP and TCP");
+        };
         tokio::spawn(async move {
             let mut buf = [0u8; 1500];
             while let Ok((n, from)) = udp.recv_from(&mut buf).await {
