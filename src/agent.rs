@@ -40,7 +40,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let settings = Settings {
+    let mut settings = Settings {
         config: args.config.clone(),
         me: Peer::new(args.agent_id.clone(), args.zone.clone()),
         region: args.region.clone(),
@@ -69,6 +69,9 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .timeout_config(aws_config::timeout::TimeoutConfig::builder().connect_timeout(Duration::from_secs(3)).operation_timeout(Duration::from_secs(15)).build())
             .load()
             .await;
+        if settings.me.zone.is_empty() && let Some(discovery) = &settings.discovery {
+            settings.me.zone = zone_from_slices(discovery, &settings.me.id).await;
+        }
         let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue_url.clone(), args.max_message_bytes, Backoff::default()));
         let metrics = Arc::new(AgentMetrics::new(Arc::new(SchedulerStats::default()), Arc::new(PublishStats::default())));
         let shutdown = CancellationToken::new();
@@ -106,4 +109,29 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             Err(e) => Err(e.into()),
         }
     })
+}
+
+/// The zone Kubernetes gives this agent's own endpoint (a pod cannot read its
+/// node's zone label through the downward API). The Service publishes
+/// not-ready addresses, so the endpoint appears as soon as the pod has an IP;
+/// it is retried for up to 20 s, then the agent goes on without a zone (its
+/// location is then its id) rather than not probing at all.
+async fn zone_from_slices(discovery: &K8sDiscovery, id: &str) -> String {
+    for attempt in 1..=10 {
+        match discovery.peers().await {
+            Ok(peers) => {
+                if let Some(zone) = probe_agent::discovery::own_zone(&peers, id) {
+                    tracing::info!(event = "zone_discovered", zone = %zone, "--zone taken from this agent's EndpointSlice entry");
+                    return zone;
+                }
+            }
+            Err(e) => tracing::warn!(event = "zone_discovery_failed", attempt, error = %e),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tracing::warn!(
+        event = "zone_unknown",
+        "no zone for this agent in the EndpointSlices; set --zone"
+    );
+    String::new()
 }

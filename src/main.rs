@@ -91,7 +91,7 @@ pub(crate) struct AgentArgs {
     /// This agent's stable id (the node name in Kubernetes); may not contain `/`.
     #[arg(long, env = "STATUSPAGE_AGENT_ID", required = true)]
     pub agent_id: String,
-    /// This agent's availability zone.
+    /// This agent's availability zone; with --peers-k8s-service and no zone, the one its EndpointSlice entry gives.
     #[arg(long, env = "STATUSPAGE_ZONE", default_value = "")]
     pub zone: String,
     /// This agent's region.

@@ -204,6 +204,16 @@ pub fn parse_endpoint_slices(json: &[u8]) -> Result<Vec<Peer>, DiscoveryError> {
     Ok(peers)
 }
 
+/// The zone the EndpointSlices give for agent `id`, when they give one.
+/// A pod cannot read its node's zone label through the downward API, so an
+/// agent started without `--zone` learns it here, as its peers see it.
+pub fn own_zone(peers: &[Peer], id: &str) -> Option<String> {
+    peers
+        .iter()
+        .find(|p| p.id == id && !p.zone.is_empty())
+        .map(|p| p.zone.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +236,14 @@ mod tests {
             ],
             "not-ready counts, terminating does not"
         );
+    }
+
+    #[test]
+    fn an_agent_learns_its_own_zone_from_the_slices() {
+        let peers = vec![Peer::new("ip-a", "eu-west-1a"), Peer::new("ip-b", "")];
+        assert_eq!(own_zone(&peers, "ip-a").as_deref(), Some("eu-west-1a"));
+        assert_eq!(own_zone(&peers, "ip-b"), None, "an empty zone is no zone");
+        assert_eq!(own_zone(&peers, "ip-c"), None, "not listed yet");
     }
 
     #[test]
