@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# One image for every subcommand (agent, ingest, dashboard, standalone, demo, migrate, check,
+# validate): a static-enough Rust binary on distroless, as a non-root user, with nothing to write
+# on its root filesystem. Build: docker build -t statuspage .  Run: docker run statuspage --help
+
+# ---- build ----
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, so a source change does not rebuild them: the manifests, then a build of
+# the whole workspace with the sources.
+COPY Cargo.toml Cargo.lock ./
+COPY config ./config
+COPY ingest ./ingest
+COPY probe-agent ./probe-agent
+COPY dashboard ./dashboard
+COPY src ./src
+COPY tests ./tests
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin statuspage \
+ && install -D -m 0755 target/release/statuspage /out/statuspage
+
+# ---- run ----
+# glibc and libgcc only (rustls with aws-lc-rs: no OpenSSL); :nonroot runs as UID 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/statuspage /usr/local/bin/statuspage
+USER 65532:65532
+# dashboard/standalone public port; agent, ingest and dashboard metrics ports.
+EXPOSE 8080 9090 9091 9092
+ENTRYPOINT ["/usr/local/bin/statuspage"]
+CMD ["--help"]
