@@ -2,6 +2,8 @@
 # One image for every subcommand (agent, ingest, dashboard, standalone, demo, migrate, check,
 # validate): a static-enough Rust binary on distroless, as a non-root user, with nothing to write
 # on its root filesystem. Build: docker build -t statuspage .  Run: docker run statuspage --help
+# standalone and demo keep SQLite on disk: give them a writable volume, e.g.
+#   docker run --read-only --tmpfs /tmp -p 8080:8080 statuspage demo --listen 0.0.0.0:8080
 
 # ---- build ----
 FROM rust:1.95-slim-bookworm AS build
