@@ -152,6 +152,18 @@ impl Cache {
         self.ttl
     }
 
+    /// Whether a render of `key` is kept, fresh or not: what this replica
+    /// can still serve while the database cannot be read.
+    pub fn has(&self, key: &str) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(key).is_some_and(|slot| {
+            slot.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        })
+    }
+
     /// Makes every entry stale: the next request renders anew.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);

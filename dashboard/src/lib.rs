@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use routes::app;
+pub use routes::{app, ops_app};
 
 /// The wall clock, in ms since the epoch (injected so tests can pin it).
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;

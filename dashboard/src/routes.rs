@@ -55,6 +55,14 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The router of the metrics port: `/metrics`, `/healthz`, `/readyz`.
+///
+/// `/readyz` is what a load balancer (a Kubernetes readiness probe) asks
+/// before sending the public page here: ready while the database answers,
+/// and still ready while it does not if this replica has a page to serve
+/// (its last good render, with the "could not be refreshed" notice), since
+/// taking every replica out of service during a database failover would
+/// turn a stale page into no page. Only a replica with nothing rendered and
+/// no database is not ready.
 pub fn ops_app(state: AppState) -> Router {
     Router::new()
         .route(
@@ -73,12 +81,22 @@ pub fn ops_app(state: AppState) -> Router {
                 let ping = tokio::time::timeout(std::time::Duration::from_secs(2), s.reader.ping());
                 match ping.await {
                     Ok(Ok(())) => (StatusCode::OK, "ready\n"),
-                    _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+                    _ if s.cache.has(HOME) => (
+                        StatusCode::OK,
+                        "ready: the database is unreachable; serving the last good page\n",
+                    ),
+                    _ => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: the database is unreachable and nothing is rendered yet\n",
+                    ),
                 }
             }),
         )
         .with_state(state)
 }
+
+/// The cache key of the home page.
+const HOME: &str = "/";
 
 /// The CSP of a badge: nothing to load or run, but it may be framed.
 const BADGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
@@ -470,7 +488,7 @@ async fn home_page(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> R
     if let Err(r) = query(&uri, &[]) {
         return refuse(&s, Kind::Html, r);
     }
-    serve(&s, "home", "/", Kind::Html, &headers, || async {
+    serve(&s, "home", HOME, Kind::Html, &headers, || async {
         let now = (s.clock)();
         let b = board(&s, now).await?;
         Ok((

@@ -17,6 +17,23 @@ crate::both!(
     with_the_database_down_the_last_good_page_is_served_and_says_so,
 );
 
+/// `/readyz` from the metrics port's router: status and body.
+async fn readyz(state: &dashboard::AppState) -> (StatusCode, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let res = dashboard::ops_app(state.clone())
+        .oneshot(
+            http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 fn metric(state: &dashboard::AppState, name: &str) -> u64 {
     state
         .metrics
@@ -174,6 +191,10 @@ async fn with_the_database_down_the_last_good_page_is_served_and_says_so(db: Db)
     state.reader = reader.clone();
     let good = get(&state, "/").await;
     assert_eq!(good.status, StatusCode::OK);
+    assert_eq!(
+        readyz(&state).await,
+        (StatusCode::OK, "ready\n".to_string())
+    );
     assert!(!good.body.contains("could not be refreshed"));
     assert_eq!(get(&state, "/checks/api").await.status, StatusCode::OK);
 
@@ -202,6 +223,25 @@ async fn with_the_database_down_the_last_good_page_is_served_and_says_so(db: Db)
     let etag = good.header("etag").to_string();
     let cond = get_with(&state, "/", &[("if-none-match", &etag)]).await;
     assert_eq!(cond.status, StatusCode::OK);
+
+    // Still ready for traffic: it has a page to serve. A replica that has
+    // rendered nothing is not.
+    let ready = readyz(&state).await;
+    assert_eq!(ready.0, StatusCode::OK, "{}", ready.1);
+    assert!(
+        ready.1.contains("serving the last good page"),
+        "{}",
+        ready.1
+    );
+    let mut empty = state.clone();
+    empty.cache = std::sync::Arc::new(dashboard::cache::Cache::new(Duration::from_secs(10)));
+    let not_ready = readyz(&empty).await;
+    assert_eq!(not_ready.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        not_ready.1.contains("nothing is rendered yet"),
+        "{}",
+        not_ready.1
+    );
 
     // Never rendered before: an honest 503, not a 500.
     let never = get(&state, "/checks/web").await;
