@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use config::wire::{AgentInfo, Outcome, ProbeResult, Reason, Timestamp};
-use ingest::store::PgStore;
+use ingest::store::{Message, PgStore};
 use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,7 +53,15 @@ async fn main() -> Result<(), Error> {
     store
         .ensure_partitions(Utc::now().timestamp_millis())
         .await?;
-    let queue = Arc::new(std::sync::Mutex::new(messages.clone().into_iter()));
+    // Messages per transaction: ingest stores the (up to) ten messages of one
+    // SQS receive together. GROUP=1 measures one transaction per message.
+    let group: usize = std::env::var("GROUP")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(10);
+    let grouped: Vec<Vec<(String, Vec<ProbeResult>)>> =
+        messages.chunks(group.max(1)).map(|c| c.to_vec()).collect();
+    let queue = Arc::new(std::sync::Mutex::new(grouped.into_iter()));
     let began = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -61,18 +69,28 @@ async fn main() -> Result<(), Error> {
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
-                let Some((agent, results)) = next else {
+                let Some(receive) = next else {
                     return Ok::<_, Error>(());
                 };
-                let info = AgentInfo {
-                    id: agent,
-                    zone: String::new(),
-                    region: String::new(),
-                };
+                let infos: Vec<AgentInfo> = receive
+                    .iter()
+                    .map(|(agent, _)| AgentInfo {
+                        id: agent.clone(),
+                        zone: String::new(),
+                        region: String::new(),
+                    })
+                    .collect();
+                let batch: Vec<Message> = receive
+                    .iter()
+                    .zip(&infos)
+                    .map(|((_, results), agent)| Message {
+                        agent,
+                        sent_at: results[0].scheduled_at,
+                        results,
+                    })
+                    .collect();
                 let now = Utc::now().timestamp_millis();
-                store
-                    .store_batch(&info, results[0].scheduled_at, &results, now)
-                    .await?;
+                store.store_messages(&batch, now).await?;
             }
         }));
     }

@@ -7,8 +7,8 @@ pub mod sqs;
 
 use crate::metrics::{IngestMetrics, MessageOutcome};
 use crate::screen::{self, Unusable};
-use crate::store::{Store, StoreError};
-use config::wire::{self, ResultBatch, WireError};
+use crate::store::{Message, Store, StoreError};
+use config::wire::{self, AgentInfo, ResultBatch, Timestamp, WireError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -25,7 +25,7 @@ pub enum Handled {
     /// A batch this version cannot read: leave it for the DLQ.
     Unusable(Unusable),
     /// The database failed: leave it to come back.
-    Failed(StoreError),
+    Failed(Arc<StoreError>),
 }
 
 /// Decodes, screens and stores messages.
@@ -75,6 +75,108 @@ impl Handler {
         }
     }
 
+    /// Handles the messages of one receive: `(id, body, encoding)`. The ones
+    /// that decode are stored in one transaction (one commit, and the work per
+    /// check done once for all). Should that transaction be refused for a
+    /// reason other than the database being unavailable, each message is
+    /// stored alone, so one bad message never holds back the others.
+    pub async fn bodies(&self, messages: &[(&str, &str, Option<&str>)]) -> Vec<Handled> {
+        let now = (self.clock)();
+        let mut handled: Vec<Option<Handled>> = Vec::with_capacity(messages.len());
+        let mut usable: Vec<(usize, AgentInfo, Timestamp, screen::Screened)> = Vec::new();
+        for (i, (id, body, encoding)) in messages.iter().enumerate() {
+            match wire::decode_message(body, *encoding, self.max_message_bytes) {
+                Ok(batch) => match (
+                    batch.agent.clone(),
+                    batch.sent_at,
+                    screen::screen(batch, now, self.raw_retention_ms),
+                ) {
+                    (agent, sent_at, Ok(screened)) => {
+                        usable.push((i, agent, sent_at, screened));
+                        handled.push(None);
+                    }
+                    (_, _, Err(e)) => {
+                        self.metrics.message(MessageOutcome::UnsupportedVersion);
+                        tracing::warn!(event = "message_unusable", message_id = id, error = %e);
+                        handled.push(Some(Handled::Unusable(e)));
+                    }
+                },
+                Err(e) => {
+                    self.metrics.message(MessageOutcome::Undecodable);
+                    tracing::warn!(event = "message_undecodable", message_id = id, bytes = body.len(), error = %e);
+                    handled.push(Some(Handled::Undecodable(e)));
+                }
+            }
+        }
+        if usable.len() > 1 {
+            let together: Vec<Message> = usable
+                .iter()
+                .map(|(_, agent, sent_at, screened)| Message {
+                    agent,
+                    sent_at: *sent_at,
+                    results: &screened.accepted,
+                })
+                .collect();
+            let started = tokio::time::Instant::now();
+            let outcome = self.store.store_messages(&together, now).await;
+            self.metrics.db_latency(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(stored) => {
+                    self.metrics.db_ready.store(true, Ordering::Relaxed);
+                    self.metrics
+                        .stored(stored.inserted, stored.duplicate, stored.too_old);
+                    for (i, _, _, screened) in &usable {
+                        self.stored_one(messages[*i].0, screened);
+                        handled[*i] = Some(Handled::Stored);
+                    }
+                    tracing::debug!(event = "receive_stored", messages = usable.len(), inserted = stored.inserted, duplicate = stored.duplicate, changed = ?stored.changed);
+                    usable.clear();
+                }
+                Err(e) if e.is_unavailable() => {
+                    self.metrics.db_ready.store(false, Ordering::Relaxed);
+                    let e = Arc::new(e);
+                    for (i, _, _, _) in &usable {
+                        self.metrics.message(MessageOutcome::DatabaseError);
+                        handled[*i] = Some(Handled::Failed(e.clone()));
+                    }
+                    tracing::warn!(event = "message_failed", messages = usable.len(), error = %e);
+                    usable.clear();
+                }
+                Err(e) => {
+                    tracing::warn!(event = "receive_retried_one_by_one", messages = usable.len(), error = %e);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(handled.len());
+        let mut rest = usable.into_iter();
+        for h in handled {
+            match h {
+                Some(h) => out.push(h),
+                // In order: the messages left are the usable ones not yet stored.
+                None => match rest.next() {
+                    Some((i, agent, sent_at, screened)) => out.push(
+                        self.store_screened(messages[i].0, &agent, sent_at, screened, now)
+                            .await,
+                    ),
+                    // Cannot happen; if it did, the message must come back, not be deleted.
+                    None => out.push(Handled::Failed(Arc::new(StoreError::Corrupt(
+                        "a message of the receive was not handled".into(),
+                    )))),
+                },
+            }
+        }
+        out
+    }
+
+    /// Counts and logs a stored message's rejected results.
+    fn stored_one(&self, message_id: &str, screened: &screen::Screened) {
+        for (why, id) in &screened.rejected {
+            self.metrics.rejected(*why);
+            tracing::info!(event = "result_rejected", message_id, reason = %why, result = %id);
+        }
+        self.metrics.message(MessageOutcome::Stored);
+    }
+
     /// Handles one decoded batch.
     pub async fn batch(&self, message_id: &str, batch: ResultBatch) -> Handled {
         let now = (self.clock)();
@@ -87,10 +189,23 @@ impl Handler {
                 return Handled::Unusable(e);
             }
         };
+        self.store_screened(message_id, &agent, sent_at, screened, now)
+            .await
+    }
+
+    /// Stores one screened message in a transaction of its own.
+    async fn store_screened(
+        &self,
+        message_id: &str,
+        agent: &AgentInfo,
+        sent_at: Timestamp,
+        screened: screen::Screened,
+        now: i64,
+    ) -> Handled {
         let started = tokio::time::Instant::now();
         let outcome = self
             .store
-            .store_batch(&agent, sent_at, &screened.accepted, now)
+            .store_batch(agent, sent_at, &screened.accepted, now)
             .await;
         self.metrics.db_latency(started.elapsed().as_secs_f64());
         match outcome {
@@ -98,11 +213,7 @@ impl Handler {
                 self.metrics.db_ready.store(true, Ordering::Relaxed);
                 self.metrics
                     .stored(stored.inserted, stored.duplicate, stored.too_old);
-                for (why, id) in &screened.rejected {
-                    self.metrics.rejected(*why);
-                    tracing::info!(event = "result_rejected", message_id, reason = %why, result = %id);
-                }
-                self.metrics.message(MessageOutcome::Stored);
+                self.stored_one(message_id, &screened);
                 tracing::debug!(
                     event = "message_stored",
                     message_id,
@@ -119,7 +230,7 @@ impl Handler {
                 }
                 self.metrics.message(MessageOutcome::DatabaseError);
                 tracing::warn!(event = "message_failed", message_id, error = %e);
-                Handled::Failed(e)
+                Handled::Failed(Arc::new(e))
             }
         }
     }

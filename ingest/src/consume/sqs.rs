@@ -145,8 +145,9 @@ impl Worker {
         Ok(out.messages.unwrap_or_default())
     }
 
-    /// Handles one receive's messages in order, each in its own transaction,
-    /// then deletes the committed ones in one batch call.
+    /// Handles one receive's messages, stored together in one transaction
+    /// (see [`Handler::bodies`]), then deletes the committed ones in one
+    /// batch call.
     async fn handle(&self, messages: Vec<Message>) {
         let pending: Arc<std::sync::Mutex<Vec<String>>> = Arc::new(std::sync::Mutex::new(
             messages
@@ -162,41 +163,49 @@ impl Worker {
             pending.clone(),
             keeper.clone(),
         ));
-        let mut done = Vec::new();
-        for m in &messages {
-            let id = m.message_id.as_deref().unwrap_or("");
-            if let Some(sent) = m
-                .attributes
-                .as_ref()
-                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                .and_then(|v| v.parse::<i64>().ok())
-            {
-                self.metrics
-                    .lag_ms
-                    .store(((self.clock)() - sent).max(0), Ordering::Relaxed);
-            }
-            let encoding = m
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get(ENCODING_ATTRIBUTE))
-                .and_then(|v| v.string_value());
-            let outcome = self
-                .handler
-                .body(id, m.body.as_deref().unwrap_or(""), encoding)
-                .await;
-            if let Some(receipt) = &m.receipt_handle
-                && let Ok(mut p) = pending.lock()
-            {
-                p.retain(|r| r != receipt);
-            }
-            match outcome {
-                Handled::Stored => done.extend(m.receipt_handle.clone()),
-                Handled::Failed(e) if e.is_unavailable() => break,
-                // Undecodable, unusable or a database refusal: left for the
-                // redrive policy to move to the DLQ after maxReceiveCount.
-                _ => {}
-            }
+        let bodies: Vec<(&str, &str, Option<&str>)> = messages
+            .iter()
+            .map(|m| {
+                let encoding = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(ENCODING_ATTRIBUTE))
+                    .and_then(|v| v.string_value());
+                (
+                    m.message_id.as_deref().unwrap_or(""),
+                    m.body.as_deref().unwrap_or(""),
+                    encoding,
+                )
+            })
+            .collect();
+        let outcomes = self.handler.bodies(&bodies).await;
+        if let Ok(mut p) = pending.lock() {
+            p.clear();
         }
+        // Lag: now minus the newest SentTimestamp handled.
+        if let Some(sent) = messages
+            .iter()
+            .filter_map(|m| {
+                m.attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse::<i64>().ok())
+            })
+            .max()
+        {
+            self.metrics
+                .lag_ms
+                .store(((self.clock)() - sent).max(0), Ordering::Relaxed);
+        }
+        // Only committed messages are deleted. Undecodable, unusable or refused
+        // ones are left for the redrive policy to move to the DLQ after
+        // maxReceiveCount; the database being unavailable leaves them all.
+        let done: Vec<String> = messages
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Handled::Stored))
+            .filter_map(|(m, _)| m.receipt_handle.clone())
+            .collect();
         keeper.cancel();
         let _ = extend.await;
         self.delete(done).await;

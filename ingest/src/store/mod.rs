@@ -19,6 +19,7 @@ mod sqlite_incidents;
 mod sqlite_ops;
 mod sync;
 
+pub use flow::Message;
 pub use retention::Dropped;
 pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
 pub use sync::{CheckUp, TickReport};
@@ -304,11 +305,25 @@ impl PgStore {
         results: &[ProbeResult],
         now: i64,
     ) -> Result<Stored, StoreError> {
+        let one = [Message {
+            agent,
+            sent_at,
+            results,
+        }];
+        self.store_messages(&one, now).await
+    }
+
+    /// Stores the screened messages of one receive in one transaction (one
+    /// commit, and the per-check work once for all), retried on deadlock:
+    /// all of them or none.
+    pub async fn store_messages(
+        &self,
+        messages: &[Message<'_>],
+        now: i64,
+    ) -> Result<Stored, StoreError> {
         retrying(|| async move {
             let mut tx = self.pool.begin().await?;
-            let stored =
-                flow::write_message(&mut pg_ops::PgOps(&mut tx), agent, sent_at, results, now)
-                    .await?;
+            let stored = flow::write_messages(&mut pg_ops::PgOps(&mut tx), messages, now).await?;
             tx.commit().await?;
             if !stored.changed.is_empty() {
                 let _ = self.changes.send(stored.changed.clone());
@@ -415,6 +430,15 @@ impl Store {
         now: Millis,
     ) -> Result<Stored, StoreError> {
         both!(self, s => s.store_batch(agent, sent_at, results, now).await)
+    }
+
+    /// Stores several screened messages in one transaction: all or none.
+    pub async fn store_messages(
+        &self,
+        messages: &[Message<'_>],
+        now: Millis,
+    ) -> Result<Stored, StoreError> {
+        both!(self, s => s.store_messages(messages, now).await)
     }
 
     /// Makes raw-result partitions from `now - back` ahead (PostgreSQL only).

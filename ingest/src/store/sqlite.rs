@@ -100,9 +100,22 @@ impl SqliteStore {
         results: &[ProbeResult],
         now: Millis,
     ) -> Result<Stored, StoreError> {
+        let one = [flow::Message {
+            agent,
+            sent_at,
+            results,
+        }];
+        self.store_messages(&one, now).await
+    }
+
+    /// Stores several screened messages in one transaction: all or none.
+    pub async fn store_messages(
+        &self,
+        messages: &[flow::Message<'_>],
+        now: Millis,
+    ) -> Result<Stored, StoreError> {
         let mut tx = self.begin().await?;
-        let stored =
-            flow::write_message(&mut SqliteOps(&mut tx), agent, sent_at, results, now).await?;
+        let stored = flow::write_messages(&mut SqliteOps(&mut tx), messages, now).await?;
         tx.commit().await?;
         if !stored.changed.is_empty() {
             let _ = self.changes.send(stored.changed.clone());

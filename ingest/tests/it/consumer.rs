@@ -384,3 +384,91 @@ async fn a_bad_yaml_reload_keeps_the_last_good_catalog(pool: PgPool) {
     replica.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[sqlx::test(migrations = false)]
+async fn one_receive_is_stored_together_and_each_message_answered_in_order(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+    let clock: ingest::consume::Clock = std::sync::Arc::new(now);
+    let handler = ingest::consume::Handler::new(
+        store,
+        metrics.clone(),
+        clock,
+        256 * 1024,
+        std::time::Duration::from_secs(7 * 86_400),
+    );
+    let t0 = start();
+    let json = |b: &config::wire::ResultBatch| serde_json::to_string(b).unwrap();
+    // Two agents, two slots each, one message repeated (a redelivery), and
+    // two bad messages in between: as one SQS receive.
+    let a1 = json(&batch(
+        "a",
+        vec![result("web", "a", t0, true), result("api", "a", t0, false)],
+    ));
+    let b1 = json(&batch(
+        "b",
+        vec![result("web", "b", t0, true), result("api", "b", t0, false)],
+    ));
+    let a2 = json(&batch("a", vec![result("web", "a", t0 + 60_000, true)]));
+    let b2 = json(&batch("b", vec![result("web", "b", t0 + 60_000, false)]));
+    let v2 = a2.replace("\"v\":1", "\"v\":2");
+    let receive: Vec<(&str, &str, Option<&str>)> = vec![
+        ("m1", &a1, None),
+        ("m2", "not a batch", None),
+        ("m3", &b1, None),
+        ("m4", &v2, None),
+        ("m5", &a2, None),
+        ("m6", &a1, None),
+        ("m7", &b2, None),
+    ];
+    let outcomes = handler.bodies(&receive).await;
+    let kinds: Vec<&str> = outcomes
+        .iter()
+        .map(|o| match o {
+            ingest::consume::Handled::Stored => "stored",
+            ingest::consume::Handled::Undecodable(_) => "undecodable",
+            ingest::consume::Handled::Unusable(_) => "unusable",
+            ingest::consume::Handled::Failed(_) => "failed",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "stored",
+            "undecodable",
+            "stored",
+            "unusable",
+            "stored",
+            "stored",
+            "stored"
+        ]
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM results").await,
+        6,
+        "each result once, the repeated message included"
+    );
+    use ingest::metrics::MessageOutcome::*;
+    assert_eq!(metrics.messages(Stored), 5);
+    assert_eq!(metrics.messages(Undecodable), 1);
+    assert_eq!(metrics.messages(UnsupportedVersion), 1);
+    let text = metrics.render();
+    assert!(
+        text.contains("statuspage_ingest_results_total{result=\"inserted\"} 6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("statuspage_ingest_results_total{result=\"duplicate\"} 2"),
+        "the repeated message's two results are duplicates: {text}"
+    );
+    // Stored again as one receive, all of it is a duplicate.
+    let again = handler
+        .bodies(&[("m8", &a1, None), ("m9", &b2, None)])
+        .await;
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, ingest::consume::Handled::Stored))
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM results").await, 6);
+}
