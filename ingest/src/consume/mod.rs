@@ -7,7 +7,7 @@ pub mod sqs;
 
 use crate::metrics::{IngestMetrics, MessageOutcome};
 use crate::screen::{self, Unusable};
-use crate::store::{Message, Store, StoreError};
+use crate::store::{Message, Store, StoreError, Stored};
 use config::wire::{self, AgentInfo, ResultBatch, Timestamp, WireError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -122,9 +122,7 @@ impl Handler {
             self.metrics.db_latency(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(stored) => {
-                    self.metrics.db_ready.store(true, Ordering::Relaxed);
-                    self.metrics
-                        .stored(stored.inserted, stored.duplicate, stored.too_old);
+                    self.counted(&stored);
                     for (i, _, _, screened) in &usable {
                         self.stored_one(messages[*i].0, screened);
                         handled[*i] = Some(Handled::Stored);
@@ -166,6 +164,13 @@ impl Handler {
             }
         }
         out
+    }
+
+    /// Counts a committed write: the database answers, and its results.
+    fn counted(&self, stored: &Stored) {
+        self.metrics.db_ready.store(true, Ordering::Relaxed);
+        self.metrics
+            .stored(stored.inserted, stored.duplicate, stored.too_old);
     }
 
     /// Counts and logs a stored message's rejected results.
@@ -210,9 +215,7 @@ impl Handler {
         self.metrics.db_latency(started.elapsed().as_secs_f64());
         match outcome {
             Ok(stored) => {
-                self.metrics.db_ready.store(true, Ordering::Relaxed);
-                self.metrics
-                    .stored(stored.inserted, stored.duplicate, stored.too_old);
+                self.counted(&stored);
                 self.stored_one(message_id, &screened);
                 tracing::debug!(
                     event = "message_stored",

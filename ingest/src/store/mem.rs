@@ -388,17 +388,21 @@ mod tests {
     /// A message `(agent, results)`, or `None` for a tick; and its `now`.
     type Step = (Option<(String, Vec<ProbeResult>)>, i64);
 
+    fn agent_info(name: &str) -> AgentInfo {
+        AgentInfo {
+            id: name.to_string(),
+            zone: String::new(),
+            region: String::new(),
+        }
+    }
+
     fn replay(steps: &[Step], end: i64) -> MemDb {
         run(async {
             let mut db = MemDb::default();
             for (step, now) in steps {
                 match step {
                     Some((agent, rs)) => {
-                        let info = AgentInfo {
-                            id: agent.clone(),
-                            zone: String::new(),
-                            region: String::new(),
-                        };
+                        let info = agent_info(agent);
                         flow::write_message(&mut db, &info, rs[0].scheduled_at, rs, *now)
                             .await
                             .expect("stored");
@@ -438,11 +442,7 @@ mod tests {
             for (step, now) in steps {
                 match step {
                     Some((agent, rs)) => {
-                        let info = AgentInfo {
-                            id: agent.clone(),
-                            zone: String::new(),
-                            region: String::new(),
-                        };
+                        let info = agent_info(agent);
                         receive.push((info, rs.clone()));
                         if receive.len() >= sizes[n % sizes.len()] {
                             flush(&mut db, &mut receive).await;
