@@ -244,7 +244,7 @@ impl IngestMetrics {
             &mut out,
             "statuspage_ingest_db_transaction_seconds",
             "histogram",
-            "Latency of one message's transaction.",
+            "Latency of one receive's (or one message's) transaction.",
         );
         let (buckets, count, sum) = self.db.lock().map(|h| *h).unwrap_or_default();
         for (bound, n) in DB_BUCKETS.iter().zip(buckets) {
