@@ -62,6 +62,7 @@ async fn main() -> Result<(), Error> {
     let grouped: Vec<Vec<(String, Vec<ProbeResult>)>> =
         messages.chunks(group.max(1)).map(|c| c.to_vec()).collect();
     let queue = Arc::new(std::sync::Mutex::new(grouped.into_iter()));
+    let cpu_before = cpu_seconds();
     let began = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -97,7 +98,9 @@ async fn main() -> Result<(), Error> {
     for t in tasks {
         t.await??;
     }
-    let ours = rows as f64 / began.elapsed().as_secs_f64();
+    let elapsed = began.elapsed().as_secs_f64();
+    let ours = rows as f64 / elapsed;
+    let client_cpu = cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     let mut conn = PgConnection::connect(&url).await?;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM results")
         .fetch_one(&mut conn)
@@ -135,6 +138,12 @@ async fn main() -> Result<(), Error> {
         ours / unnest_rate,
         ours / copy_rate
     );
+    if let Some(cpu) = client_cpu {
+        println!(
+            "  our process CPU: {:.0}% of the store phase ({cpu:.2} s of {elapsed:.2} s)",
+            100.0 * cpu / elapsed
+        );
+    }
     println!("reference COPY   : {copy_rate:>9.0} rows/s");
     println!("reference UNNEST : {unnest_rate:>9.0} rows/s (batches of 1,000)");
     println!(
@@ -144,6 +153,19 @@ async fn main() -> Result<(), Error> {
         our_bytes as f64 / copy_bytes as f64
     );
     Ok(())
+}
+
+/// This process's CPU time (user + system) in seconds, where Linux's
+/// `/proc/self/stat` tells it (clock ticks of 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
 }
 
 /// A plausible result: mostly up, some checks slow, a few down.

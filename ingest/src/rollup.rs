@@ -88,7 +88,7 @@ pub fn bucket_middle_us(k: u8) -> f64 {
 }
 
 /// One measure's aggregate.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Measure {
     /// How many results had it.
     pub count: u32,
@@ -96,8 +96,19 @@ pub struct Measure {
     pub sum_us: u64,
     /// The largest, in µs.
     pub max_us: u64,
-    /// Bucket → count, only the buckets used.
-    pub hist: BTreeMap<u8, u32>,
+    /// The count in each bucket.
+    pub hist: [u32; BUCKETS as usize],
+}
+
+impl Default for Measure {
+    fn default() -> Measure {
+        Measure {
+            count: 0,
+            sum_us: 0,
+            max_us: 0,
+            hist: [0; BUCKETS as usize],
+        }
+    }
 }
 
 impl Measure {
@@ -105,31 +116,31 @@ impl Measure {
         self.count += 1;
         self.sum_us += us;
         self.max_us = self.max_us.max(us);
-        *self.hist.entry(bucket_of(us)).or_default() += 1;
+        self.hist[usize::from(bucket_of(us))] += 1;
     }
 
     fn merge(&mut self, other: &Measure) {
         self.count += other.count;
         self.sum_us += other.sum_us;
         self.max_us = self.max_us.max(other.max_us);
-        for (k, n) in &other.hist {
-            *self.hist.entry(*k).or_default() += n;
+        for (mine, theirs) in self.hist.iter_mut().zip(&other.hist) {
+            *mine += theirs;
         }
     }
 
     /// The estimated `q` quantile (0..=1) in µs; `None` without data.
     pub fn quantile_us(&self, q: f64) -> Option<f64> {
-        let total: u32 = self.hist.values().sum();
+        let total: u32 = self.hist.iter().sum();
         if total == 0 {
             return None;
         }
         let rank = (q.clamp(0.0, 1.0) * f64::from(total)).ceil().max(1.0) as u32;
         let mut seen = 0;
-        for (k, n) in &self.hist {
+        for (k, n) in (0..BUCKETS).zip(&self.hist) {
             seen += n;
             if seen >= rank {
                 // Never above what was really seen.
-                return Some(bucket_middle_us(*k).min(self.max_us as f64));
+                return Some(bucket_middle_us(k).min(self.max_us as f64));
             }
         }
         None
@@ -179,9 +190,11 @@ impl Rollup {
             out.extend_from_slice(&m.max_us.to_le_bytes());
         }
         for (i, m) in self.measures.iter().enumerate() {
-            for (k, n) in &m.hist {
-                out.extend_from_slice(&(i as u16 * 64 + u16::from(*k)).to_le_bytes());
-                out.extend_from_slice(&n.to_le_bytes());
+            for (k, n) in (0..u16::from(BUCKETS)).zip(&m.hist) {
+                if *n > 0 {
+                    out.extend_from_slice(&(i as u16 * 64 + k).to_le_bytes());
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
             }
         }
         out
@@ -208,7 +221,7 @@ impl Rollup {
             let key = u16::from_le_bytes([c[0], c[1]]);
             let n = u32::from_le_bytes([c[2], c[3], c[4], c[5]]);
             let m = r.measures.get_mut((key / 64) as usize)?;
-            *m.hist.entry((key % 64) as u8).or_default() += n;
+            *m.hist.get_mut((key % 64) as usize)? += n;
         }
         Some(r)
     }

@@ -7,7 +7,7 @@
 //! writers). The insert's answer is checked against that; should they ever
 //! disagree, the slow path admits only what was really inserted.
 
-use super::ops::{At, NewRow, Ops};
+use super::ops::{At, NewRow, Ops, PairKey, RowKey};
 use super::{CheckRow, StoreError, Stored};
 use crate::incident::{self, Action};
 use crate::rollup::{self, Level, Rollups};
@@ -15,7 +15,7 @@ use crate::state::{Admission, Entry, Millis, Pair, PairState, Verdict};
 use crate::status::{Sample, Status};
 use crate::timeline::{self, Loaded};
 use config::wire::{AgentInfo, Outcome, ProbeResult, Timestamp};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The interval a result claims, in ms, as stored.
 pub(crate) fn interval_ms(r: &ProbeResult) -> i64 {
@@ -50,11 +50,25 @@ pub(crate) async fn write_message<O: Ops>(
     write_messages(ops, &one, now).await
 }
 
+/// A result and its (locked) check row.
+#[derive(Clone, Copy)]
+struct Res<'a> {
+    check: &'a CheckRow,
+    result: &'a ProbeResult,
+}
+
+impl Res<'_> {
+    /// Its `(check, scheduled_at)`.
+    fn key(&self) -> At {
+        (self.check.id, self.result.scheduled_at.unix_ms())
+    }
+}
+
 /// One agent's part of a write: its results (repeats across messages
 /// dropped), what admitting them decided, and what was inserted.
 struct AgentPart<'a> {
     id: i32,
-    results: Vec<&'a ProbeResult>,
+    results: Vec<Res<'a>>,
     admitted: Admitted,
     inserted: BTreeSet<At>,
 }
@@ -69,10 +83,8 @@ pub(crate) async fn write_messages<O: Ops>(
     now: Millis,
 ) -> Result<Stored, StoreError> {
     // Per agent, in the order first seen: the newest send time and the
-    // results, without the repeats a redelivered message brings.
+    // results.
     let mut agents: Vec<(&AgentInfo, Timestamp, Vec<&ProbeResult>)> = Vec::new();
-    let mut seen: BTreeSet<(&str, &str, i64)> = BTreeSet::new();
-    let mut repeats = 0_u64;
     for m in messages {
         let at = match agents.iter().position(|(a, _, _)| a.id == m.agent.id) {
             Some(i) => i,
@@ -85,31 +97,19 @@ pub(crate) async fn write_messages<O: Ops>(
         if m.sent_at.unix_ms() > entry.1.unix_ms() {
             entry.1 = m.sent_at;
         }
-        for r in m.results {
-            if seen.insert((
-                m.agent.id.as_str(),
-                r.check.as_str(),
-                r.scheduled_at.unix_ms(),
-            )) {
-                entry.2.push(r);
-            } else {
-                repeats += 1;
-            }
-        }
+        entry.2.extend(m.results);
     }
     // Agents in id order: two writers lock their rows in the same order.
     agents.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-    let mut ids = Vec::with_capacity(agents.len());
-    for (agent, sent_at, _) in &agents {
-        ids.push(ops.upsert_agent(agent, sent_at.unix_ms().min(now)).await?);
-    }
+    let seen: Vec<(&AgentInfo, Millis)> = agents
+        .iter()
+        .map(|(agent, sent_at, _)| (*agent, sent_at.unix_ms().min(now)))
+        .collect();
+    let ids = ops.upsert_agents(&seen).await?;
     let total: usize = agents.iter().map(|a| a.2.len()).sum();
     if total == 0 {
         // Heartbeats.
-        return Ok(Stored {
-            duplicate: repeats,
-            ..Stored::default()
-        });
+        return Ok(Stored::default());
     }
     let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
     for r in agents.iter().flat_map(|a| a.2.iter()) {
@@ -118,13 +118,33 @@ pub(crate) async fn write_messages<O: Ops>(
     }
     let wanted: Vec<(&str, i64)> = wanted.into_iter().collect();
     let checks = ops.lock_checks(&wanted).await?;
-    let by_slug: BTreeMap<&str, &CheckRow> = checks.iter().map(|c| (c.slug.as_str(), c)).collect();
+    let by_slug: HashMap<&str, &CheckRow> = checks.iter().map(|c| (c.slug.as_str(), c)).collect();
     let check_ids: Vec<i32> = checks.iter().map(|c| c.id).collect();
 
-    let mut parts = Vec::with_capacity(agents.len());
-    for ((agent, _, results), agent_id) in agents.into_iter().zip(ids) {
-        parts.push(write_agent(ops, agent, agent_id, results, &by_slug, &check_ids).await?);
-    }
+    // Each result with its check, without the repeats a redelivered message
+    // brings.
+    let mut repeats = 0_u64;
+    let agents: Vec<(i32, &AgentInfo, Vec<Res>)> = agents
+        .into_iter()
+        .zip(ids)
+        .map(|((agent, _, results), id)| {
+            let mut seen = HashSet::with_capacity(results.len());
+            let mut kept = Vec::with_capacity(results.len());
+            for result in results {
+                let Some(check) = by_slug.get(result.check.as_str()) else {
+                    continue;
+                };
+                let r = Res { check, result };
+                if seen.insert(r.key()) {
+                    kept.push(r);
+                } else {
+                    repeats += 1;
+                }
+            }
+            (id, agent, kept)
+        })
+        .collect();
+    let parts = write_results(ops, agents, &check_ids).await?;
 
     let mut add = Rollups::new();
     let mut widest: BTreeMap<i32, i64> = BTreeMap::new();
@@ -147,11 +167,9 @@ pub(crate) async fn write_messages<O: Ops>(
             let e = from.entry(check).or_insert(f);
             *e = (*e).min(f);
         }
-        for r in &part.results {
-            let Some(check) = by_slug.get(r.check.as_str()).map(|c| c.id) else {
-                continue;
-            };
-            let at = r.scheduled_at.unix_ms();
+        for res in &part.results {
+            let (check, at) = res.key();
+            let r = res.result;
             if !part.inserted.contains(&(check, at)) {
                 continue;
             }
@@ -185,12 +203,14 @@ pub(crate) async fn write_messages<O: Ops>(
         }
     }
     let keys: Vec<_> = add.keys().copied().collect();
+    let mut had = BTreeSet::new();
     for (key, old) in ops.load_rollups(&keys).await? {
         if let Some(r) = add.get_mut(&key) {
             r.merge(&old);
+            had.insert(key);
         }
     }
-    ops.save_rollups(&add).await?;
+    ops.save_rollups(&add, Some(&had)).await?;
 
     let mut due = Vec::new();
     for check in &checks {
@@ -221,56 +241,81 @@ pub(crate) async fn write_messages<O: Ops>(
     Ok(stored)
 }
 
-/// One agent's results: admitted into its pairs, inserted, states written.
-async fn write_agent<'a, O: Ops>(
+/// Every agent's results admitted into its pairs, then inserted, late states
+/// and pairs written: one statement each for all the agents.
+async fn write_results<'a, O: Ops>(
     ops: &mut O,
-    agent: &AgentInfo,
-    agent_id: i32,
-    results: Vec<&'a ProbeResult>,
-    by_slug: &BTreeMap<&str, &CheckRow>,
+    agents: Vec<(i32, &AgentInfo, Vec<Res<'a>>)>,
     check_ids: &[i32],
-) -> Result<AgentPart<'a>, StoreError> {
-    let stored_pairs = ops.load_pairs(agent_id, check_ids).await?;
-    let mut pairs = stored_pairs.clone();
-    let mut admitted = admit(&mut pairs, by_slug, &results, |_| true);
-    let rows: Vec<NewRow> = results
-        .iter()
-        .filter_map(|r| {
-            let check = by_slug.get(r.check.as_str())?.id;
-            let state = admitted
-                .states
-                .get(&(check, r.scheduled_at.unix_ms()))
-                .map(|s| s.code());
-            Some(NewRow {
-                check,
-                result: r,
-                state,
-            })
-        })
-        .collect();
-    let inserted = ops.insert_results(agent_id, &rows).await?;
-    if admitted.placed.iter().any(|k| !inserted.contains(k)) {
-        // The buffers and the table disagree: admit only what was inserted,
-        // and write those rows' states afterwards.
-        tracing::warn!(event = "pair_buffer_mismatch", agent = %agent.id);
-        pairs = stored_pairs;
-        admitted = admit(&mut pairs, by_slug, &results, |k| inserted.contains(&k));
-        let fresh: Vec<(At, PairState)> = admitted
-            .states
-            .iter()
-            .filter(|(k, _)| inserted.contains(k))
-            .map(|(k, s)| (*k, *s))
-            .collect();
-        admitted.late.extend(fresh);
+) -> Result<Vec<AgentPart<'a>>, StoreError> {
+    let ids: Vec<i32> = agents.iter().map(|a| a.0).collect();
+    let stored = ops.load_pairs(&ids, check_ids).await?;
+    let of_agent = |id: i32| -> BTreeMap<i32, Pair> {
+        stored
+            .range((id, i32::MIN)..=(id, i32::MAX))
+            .map(|((_, check), pair)| (*check, pair.clone()))
+            .collect()
+    };
+    let mut work = Vec::with_capacity(agents.len());
+    let mut rows: Vec<NewRow> = Vec::new();
+    for (id, agent, results) in agents {
+        let mut pairs = of_agent(id);
+        let admitted = admit(&mut pairs, &results, |_| true);
+        for r in &results {
+            let key = r.key();
+            rows.push(NewRow {
+                agent: id,
+                check: key.0,
+                result: r.result,
+                state: admitted.states.get(&key).map(|s| s.code()),
+                fresh: admitted.placed.contains(&key),
+            });
+        }
+        work.push((
+            agent,
+            pairs,
+            AgentPart {
+                id,
+                results,
+                admitted,
+                inserted: BTreeSet::new(),
+            },
+        ));
     }
-    ops.write_states(agent_id, &admitted.late).await?;
-    ops.save_pairs(agent_id, &pairs).await?;
-    Ok(AgentPart {
-        id: agent_id,
-        results,
-        admitted,
-        inserted,
-    })
+    let inserted = ops.insert_results(&rows).await?;
+    let mut late: BTreeMap<RowKey, PairState> = BTreeMap::new();
+    let mut all_pairs: BTreeMap<PairKey, Pair> = BTreeMap::new();
+    let mut parts = Vec::with_capacity(work.len());
+    for (agent, mut pairs, mut part) in work {
+        let id = part.id;
+        part.inserted = inserted
+            .range((id, i32::MIN, Millis::MIN)..=(id, i32::MAX, Millis::MAX))
+            .map(|k| (k.1, k.2))
+            .collect();
+        let mine = &part.inserted;
+        if part.admitted.placed.iter().any(|k| !mine.contains(k)) {
+            // The buffers and the table disagree: admit only what was
+            // inserted, and write those rows' states afterwards.
+            tracing::warn!(event = "pair_buffer_mismatch", agent = %agent.id);
+            pairs = of_agent(id);
+            let mut admitted = admit(&mut pairs, &part.results, |k| mine.contains(&k));
+            let fresh: Vec<(At, PairState)> = admitted
+                .states
+                .iter()
+                .filter(|(k, _)| mine.contains(k))
+                .map(|(k, s)| (*k, *s))
+                .collect();
+            admitted.late.extend(fresh);
+            part.admitted = admitted;
+        }
+        late.extend(part.admitted.late.iter().map(|(k, s)| ((id, k.0, k.1), *s)));
+        all_pairs.extend(pairs.into_iter().map(|(check, p)| ((id, check), p)));
+        parts.push(part);
+    }
+    ops.write_states(&late).await?;
+    let had: BTreeSet<PairKey> = stored.keys().copied().collect();
+    ops.save_pairs(&all_pairs, &had).await?;
+    Ok(parts)
 }
 
 /// What admitting a batch into its pairs decided.
@@ -280,34 +325,32 @@ struct Admitted {
     placed: BTreeSet<At>,
     /// The state after each result whose state was (re)computed.
     states: BTreeMap<At, PairState>,
-    /// Of those, the ones of rows already in the table (late results moved them).
+    /// Of those, the ones of rows already in the table whose state a late
+    /// result changed (only those are rewritten).
     late: BTreeMap<At, PairState>,
     /// Per check, the earliest instant whose status may have moved.
     from: BTreeMap<i32, Millis>,
     too_old: u64,
 }
 
-fn admit(
-    pairs: &mut BTreeMap<i32, Pair>,
-    by_slug: &BTreeMap<&str, &CheckRow>,
-    results: &[&ProbeResult],
-    keep: impl Fn(At) -> bool,
-) -> Admitted {
+fn admit(pairs: &mut BTreeMap<i32, Pair>, results: &[Res], keep: impl Fn(At) -> bool) -> Admitted {
     let mut out = Admitted::default();
-    let batch: BTreeSet<At> = results
-        .iter()
-        .filter_map(|r| Some((by_slug.get(r.check.as_str())?.id, r.scheduled_at.unix_ms())))
-        .collect();
-    for r in results {
-        let Some(check) = by_slug.get(r.check.as_str()) else {
-            continue;
-        };
-        let key = (check.id, r.scheduled_at.unix_ms());
+    let batch: HashSet<At> = results.iter().map(Res::key).collect();
+    for res in results {
+        let (check, r) = (res.check, res.result);
+        let key = res.key();
         if !keep(key) {
             continue;
         }
         let t = check.thresholds();
         let pair = pairs.entry(check.id).or_default();
+        // The states stored rows have now, when a result lands before some
+        // of them: only those that change are rewritten.
+        let had: BTreeMap<Millis, PairState> = if pair.newest().is_some_and(|n| n > key.1) {
+            pair.states(t).into_iter().collect()
+        } else {
+            BTreeMap::new()
+        };
         match pair.admit(
             Entry {
                 at: key.1,
@@ -319,7 +362,7 @@ fn admit(
                 out.placed.insert(key);
                 for (at, s) in pair.states(t).into_iter().filter(|(at, _)| *at >= from) {
                     out.states.insert((check.id, at), s);
-                    if !batch.contains(&(check.id, at)) {
+                    if !batch.contains(&(check.id, at)) && had.get(&at) != Some(&s) {
                         out.late.insert((check.id, at), s);
                     }
                 }
@@ -553,7 +596,7 @@ pub(crate) async fn fold<O: Ops>(ops: &mut O) -> Result<usize, StoreError> {
             out.insert((parent, check, start), whole);
             ops.mark_folded(level, check, start, end).await?;
         }
-        ops.save_rollups(&out).await?;
+        ops.save_rollups(&out, None).await?;
         written += out.len();
     }
     Ok(written)

@@ -3,7 +3,7 @@
 //! PostgreSQL and SQLite stores run, over plain maps.
 
 use super::flow::Decided;
-use super::ops::{At, NewRow, Ops, RollupKey};
+use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
@@ -52,9 +52,16 @@ impl MemDb {
 }
 
 impl Ops for MemDb {
-    async fn upsert_agent(&mut self, agent: &AgentInfo, _seen: Millis) -> Result<i32, StoreError> {
-        let next = self.agents.len() as i32 + 1;
-        Ok(*self.agents.entry(agent.id.clone()).or_insert(next))
+    async fn upsert_agents(
+        &mut self,
+        agents: &[(&AgentInfo, Millis)],
+    ) -> Result<Vec<i32>, StoreError> {
+        let mut ids = Vec::with_capacity(agents.len());
+        for (agent, _) in agents {
+            let next = self.agents.len() as i32 + 1;
+            ids.push(*self.agents.entry(agent.id.clone()).or_insert(next));
+        }
+        Ok(ids)
     }
 
     async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
@@ -91,24 +98,28 @@ impl Ops for MemDb {
 
     async fn load_pairs(
         &mut self,
-        agent: i32,
+        agents: &[i32],
         checks: &[i32],
-    ) -> Result<BTreeMap<i32, Pair>, StoreError> {
-        Ok(checks
-            .iter()
-            .filter_map(|c| Some((*c, self.pairs.get(&(*c, agent))?.clone())))
-            .collect())
+    ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
+        let mut out = BTreeMap::new();
+        for a in agents {
+            for c in checks {
+                if let Some(p) = self.pairs.get(&(*c, *a)) {
+                    out.insert((*a, *c), p.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn insert_results(
         &mut self,
-        agent: i32,
         rows: &[NewRow<'_>],
-    ) -> Result<BTreeSet<At>, StoreError> {
+    ) -> Result<BTreeSet<RowKey>, StoreError> {
         let mut out = BTreeSet::new();
         for row in rows {
             let at = row.result.scheduled_at.unix_ms();
-            let key = (row.check, at, agent);
+            let key = (row.check, at, row.agent);
             if self.results.contains_key(&key) {
                 continue;
             }
@@ -121,18 +132,17 @@ impl Ops for MemDb {
                     reason: reason_code(&row.result.reason),
                 },
             );
-            out.insert((row.check, at));
+            out.insert((row.agent, row.check, at));
         }
         Ok(out)
     }
 
     async fn write_states(
         &mut self,
-        agent: i32,
-        states: &BTreeMap<At, PairState>,
+        states: &BTreeMap<RowKey, PairState>,
     ) -> Result<(), StoreError> {
-        for ((check, at), s) in states {
-            if let Some(r) = self.results.get_mut(&(*check, *at, agent)) {
+        for ((agent, check, at), s) in states {
+            if let Some(r) = self.results.get_mut(&(*check, *at, *agent)) {
                 r.state = Some(*s);
             }
         }
@@ -141,11 +151,11 @@ impl Ops for MemDb {
 
     async fn save_pairs(
         &mut self,
-        agent: i32,
-        pairs: &BTreeMap<i32, Pair>,
+        pairs: &BTreeMap<PairKey, Pair>,
+        _stored: &BTreeSet<PairKey>,
     ) -> Result<(), StoreError> {
-        for (c, p) in pairs {
-            self.pairs.insert((*c, agent), p.clone());
+        for ((a, c), p) in pairs {
+            self.pairs.insert((*c, *a), p.clone());
         }
         Ok(())
     }
@@ -167,7 +177,11 @@ impl Ops for MemDb {
             .collect())
     }
 
-    async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
+    async fn save_rollups(
+        &mut self,
+        rollups: &Rollups,
+        _stored: Option<&BTreeSet<RollupKey>>,
+    ) -> Result<(), StoreError> {
         for (k, r) in rollups {
             self.rollups.insert(*k, (r.clone(), false));
         }

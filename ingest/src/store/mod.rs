@@ -58,6 +58,10 @@ pub enum StoreError {
     /// The database holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Rows read under the check locks changed before the write's end (the
+    /// write runs again, upserting).
+    #[error("{0} changed during the write")]
+    Raced(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -76,6 +80,12 @@ impl StoreError {
     /// A deadlock or serialization failure: run the transaction again.
     pub fn is_retryable(&self) -> bool {
         matches!(self.sql_state().as_deref(), Some("40001" | "40P01"))
+    }
+
+    /// A row with this key was there already, or one read was gone: the
+    /// write must run again trusting nothing it read.
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Raced(_)) || self.sql_state().as_deref() == Some("23505")
     }
 
     /// The database is unreachable or not accepting work: stop receiving.
@@ -322,15 +332,34 @@ impl PgStore {
         now: i64,
     ) -> Result<Stored, StoreError> {
         retrying(|| async move {
-            let mut tx = self.pool.begin().await?;
-            let stored = flow::write_messages(&mut pg_ops::PgOps(&mut tx), messages, now).await?;
-            tx.commit().await?;
+            let stored = match self.write(messages, now, pg_ops::Writes::Known).await {
+                Err(e) if e.is_conflict() => {
+                    // What was read under the locks was not all (see `Writes`).
+                    tracing::warn!(event = "copy_conflict", error = %e);
+                    self.write(messages, now, pg_ops::Writes::Upsert).await?
+                }
+                other => other?,
+            };
             if !stored.changed.is_empty() {
                 let _ = self.changes.send(stored.changed.clone());
             }
             Ok(stored)
         })
         .await
+    }
+
+    /// One attempt at [`PgStore::store_messages`]'s transaction.
+    async fn write(
+        &self,
+        messages: &[Message<'_>],
+        now: i64,
+        writes: pg_ops::Writes,
+    ) -> Result<Stored, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored =
+            flow::write_messages(&mut pg_ops::PgOps(&mut tx, writes), messages, now).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 }
 
@@ -492,7 +521,7 @@ impl Store {
             Store::Pg(s) => {
                 retrying(|| async move {
                     let mut tx = s.pool.begin().await?;
-                    let n = flow::fold(&mut pg_ops::PgOps(&mut tx)).await?;
+                    let n = flow::fold(&mut pg_ops::PgOps(&mut tx, pg_ops::Writes::Upsert)).await?;
                     tx.commit().await?;
                     Ok(n)
                 })

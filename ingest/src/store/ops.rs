@@ -12,13 +12,16 @@ use config::wire::{AgentInfo, ProbeResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-/// A result row to insert: its check, the result, and its pair state
-/// (`None` when it moves no state).
+/// A result row to insert: its agent and check, the result, its pair state
+/// (`None` when it moves no state), and whether its pair's buffer placed it
+/// (so it cannot be in the table yet; see `flow`).
 #[derive(Debug)]
 pub(crate) struct NewRow<'a> {
+    pub agent: i32,
     pub check: i32,
     pub result: &'a ProbeResult,
     pub state: Option<i16>,
+    pub fresh: bool,
 }
 
 /// `(level, check, bucket start)` of a rollup row.
@@ -38,14 +41,20 @@ pub(crate) fn stored_rollup(
 /// `(check, instant)`: where a check's span starts or its lookback ends.
 pub(crate) type At = (i32, Millis);
 
+/// `(agent, check)`: one pair.
+pub(crate) type PairKey = (i32, i32);
+
+/// `(agent, check, scheduled_at)`: one result row.
+pub(crate) type RowKey = (i32, i32, Millis);
+
 /// One database's side of a transaction.
 pub(crate) trait Ops: Send {
-    /// The agent's row (last seen raised to `seen`); its id.
-    fn upsert_agent(
+    /// The agents' rows (last seen raised to each one's `seen`); their ids,
+    /// in the order given. Callers give distinct agents in id order.
+    fn upsert_agents(
         &mut self,
-        agent: &AgentInfo,
-        seen: Millis,
-    ) -> impl Future<Output = Result<i32, StoreError>> + Send;
+        agents: &[(&AgentInfo, Millis)],
+    ) -> impl Future<Output = Result<Vec<i32>, StoreError>> + Send;
 
     /// Placeholder rows for checks not known yet (`(slug, interval ms)`), then
     /// every named check locked, in id order.
@@ -54,33 +63,32 @@ pub(crate) trait Ops: Send {
         wanted: &[(&str, i64)],
     ) -> impl Future<Output = Result<Vec<CheckRow>, StoreError>> + Send;
 
-    /// The pairs of `agent` with these checks.
+    /// The stored pairs of these agents with these checks.
     fn load_pairs(
         &mut self,
-        agent: i32,
+        agents: &[i32],
         checks: &[i32],
-    ) -> impl Future<Output = Result<BTreeMap<i32, Pair>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<BTreeMap<PairKey, Pair>, StoreError>> + Send;
 
-    /// Inserts the rows that are not there yet; returns `(check, scheduled_at)`
-    /// of those inserted.
+    /// Inserts the rows that are not there yet; returns the keys of those
+    /// inserted.
     fn insert_results(
         &mut self,
-        agent: i32,
         rows: &[NewRow<'_>],
-    ) -> impl Future<Output = Result<BTreeSet<At>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<BTreeSet<RowKey>, StoreError>> + Send;
 
-    /// New states of stored rows of `agent`.
+    /// New states of stored rows (nothing to do when empty).
     fn write_states(
         &mut self,
-        agent: i32,
-        states: &BTreeMap<At, PairState>,
+        states: &BTreeMap<RowKey, PairState>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Writes the pairs of `agent` back.
+    /// Writes these pairs back. `stored` are the keys [`Ops::load_pairs`]
+    /// found under the check locks: the others are new.
     fn save_pairs(
         &mut self,
-        agent: i32,
-        pairs: &BTreeMap<i32, Pair>,
+        pairs: &BTreeMap<PairKey, Pair>,
+        stored: &BTreeSet<PairKey>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Raises a check's interval (a result said it is longer).
@@ -96,10 +104,13 @@ pub(crate) trait Ops: Send {
         keys: &[(Level, i32, Millis)],
     ) -> impl Future<Output = Result<Vec<(RollupKey, Rollup)>, StoreError>> + Send;
 
-    /// Writes these rollups (already merged with the stored ones).
+    /// Writes these rollups (already merged with the stored ones). `stored`,
+    /// when known, are the keys [`Ops::load_rollups`] found under the check
+    /// locks: the others are new.
     fn save_rollups(
         &mut self,
         rollups: &Rollups,
+        stored: Option<&BTreeSet<RollupKey>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Locks these checks' rows, in id order (writers take them first).

@@ -3,8 +3,8 @@
 //! check rows in id order.
 
 use super::flow::Decided;
-use super::ops::{At, NewRow, Ops, RollupKey};
-use super::pg_columns::Columns;
+use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::pg_columns::{COPY_COLUMNS, Columns};
 use super::rows::{parse_state, parse_status};
 use super::{CheckRow, StoreError, ms, reason_text, ts};
 use crate::incident::{Action, Latest};
@@ -17,8 +17,24 @@ use config::wire::AgentInfo;
 use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A PostgreSQL transaction seen as [`Ops`].
-pub(crate) struct PgOps<'a, 'c>(pub &'a mut Transaction<'c, Postgres>);
+/// A PostgreSQL transaction seen as [`Ops`], and how it writes.
+pub(crate) struct PgOps<'a, 'c>(pub &'a mut Transaction<'c, Postgres>, pub Writes);
+
+/// How a write's rows go in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Trusts what was read under the check locks: result rows their pairs'
+    /// buffers placed (so they cannot be in the table yet, see `flow`) go in
+    /// by binary `COPY`; pairs and rollups read are `UPDATE`d, the others
+    /// plainly `INSERT`ed. Should that ever be wrong (a pair deleted while
+    /// its results stayed, a rollup deleted by retention meanwhile), a
+    /// statement fails (a unique violation, or [`StoreError::Raced`]), the
+    /// transaction rolls back, and the store runs it again as
+    /// [`Writes::Upsert`].
+    Known,
+    /// Trusts nothing: every row by `INSERT ... ON CONFLICT`.
+    Upsert,
+}
 
 /// The columns of [`CheckRow`], as selected.
 pub(crate) const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
@@ -69,6 +85,9 @@ pub(crate) async fn select_checks<'e, E: sqlx::PgExecutor<'e>>(
     Ok(rows.into_iter().map(check_row).collect())
 }
 
+/// A pair to write, with its key.
+type PairRow<'a> = (&'a PairKey, &'a Pair);
+
 type SampleRow = (i32, i32, DateTime<Utc>, i16, i32, i16, i16);
 type ChangeRow = (i32, DateTime<Utc>, String, i32, i32, i32, Vec<String>);
 type IncidentRow = (
@@ -82,19 +101,38 @@ type IncidentRow = (
 );
 
 impl Ops for PgOps<'_, '_> {
-    async fn upsert_agent(&mut self, agent: &AgentInfo, seen: Millis) -> Result<i32, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO agents (name, zone, region, first_seen, last_seen) VALUES ($1, $2, $3, $4, $4)
+    async fn upsert_agents(
+        &mut self,
+        agents: &[(&AgentInfo, Millis)],
+    ) -> Result<Vec<i32>, StoreError> {
+        let names: Vec<&str> = agents.iter().map(|a| a.0.id.as_str()).collect();
+        let zones: Vec<&str> = agents.iter().map(|a| a.0.zone.as_str()).collect();
+        let regions: Vec<&str> = agents.iter().map(|a| a.0.region.as_str()).collect();
+        let seen: Vec<DateTime<Utc>> = agents.iter().map(|a| ts(a.1)).collect();
+        let rows: Vec<(String, i32)> = sqlx::query_as(
+            "INSERT INTO agents (name, zone, region, first_seen, last_seen)
+             SELECT n, z, r, s, s FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                  AS u(n, z, r, s)
+             ORDER BY n
              ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
                  last_seen = GREATEST(agents.last_seen, excluded.last_seen)
-             RETURNING id",
+             RETURNING name, id",
         )
-        .bind(&agent.id)
-        .bind(&agent.zone)
-        .bind(&agent.region)
-        .bind(ts(seen))
-        .fetch_one(&mut **self.0)
-        .await?)
+        .bind(&names)
+        .bind(&zones)
+        .bind(&regions)
+        .bind(&seen)
+        .fetch_all(&mut **self.0)
+        .await?;
+        let ids: BTreeMap<String, i32> = rows.into_iter().collect();
+        names
+            .iter()
+            .map(|n| {
+                ids.get(*n)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("no row for agent {n}")))
+            })
+            .collect()
     }
 
     async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
@@ -134,49 +172,73 @@ impl Ops for PgOps<'_, '_> {
 
     async fn load_pairs(
         &mut self,
-        agent: i32,
+        agents: &[i32],
         checks: &[i32],
-    ) -> Result<BTreeMap<i32, Pair>, StoreError> {
-        let rows: Vec<(i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT check_id, pair FROM pairs WHERE agent_id = $1 AND check_id = ANY($2)",
+    ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
+        let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT agent_id, check_id, pair FROM pairs
+             WHERE agent_id = ANY($1) AND check_id = ANY($2)",
         )
-        .bind(agent)
+        .bind(agents)
         .bind(checks)
         .fetch_all(&mut **self.0)
         .await?;
         rows.into_iter()
-            .map(|(c, bytes)| {
+            .map(|(a, c, bytes)| {
                 let pair = Pair::decode(&bytes)
                     .ok_or_else(|| StoreError::Corrupt(format!("pair of check {c}")))?;
-                Ok((c, pair))
+                Ok(((a, c), pair))
             })
             .collect()
     }
 
     async fn insert_results(
         &mut self,
-        agent: i32,
         rows: &[NewRow<'_>],
-    ) -> Result<BTreeSet<At>, StoreError> {
+    ) -> Result<BTreeSet<RowKey>, StoreError> {
+        let copy = self.1 == Writes::Known;
+        let (fresh, others): (Vec<&NewRow>, Vec<&NewRow>) =
+            rows.iter().partition(|r| copy && r.fresh);
+        let mut inserted = BTreeSet::new();
+        if !fresh.is_empty() {
+            let mut c = Columns::default();
+            for row in &fresh {
+                c.push(row);
+            }
+            let mut sink = (**self.0)
+                .copy_in_raw(&format!(
+                    "COPY results ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))
+                .await?;
+            sink.send(c.copy_binary()).await?;
+            sink.finish().await?;
+            inserted.extend(
+                fresh
+                    .iter()
+                    .map(|r| (r.agent, r.check, r.result.scheduled_at.unix_ms())),
+            );
+        }
+        if others.is_empty() {
+            return Ok(inserted);
+        }
         let mut c = Columns::default();
-        for row in rows {
+        for row in &others {
             c.push(row);
         }
-        let inserted: Vec<(i32, DateTime<Utc>)> = sqlx::query_as(
+        let returned: Vec<(i32, i32, DateTime<Utc>)> = sqlx::query_as(
             "INSERT INTO results (scheduled_at, check_id, agent_id, start_delay_ms, interval_ms,
                                   duration_us, dns_us, connect_us, tls_us, ttfb_us, transfer_us,
                                   assigned, outcome, reason, state, detail)
-             SELECT s, c, $1, sd, i, d, p1, p2, p3, p4, p5, a, o, r, st, dt
-             FROM UNNEST($2::timestamptz[], $3::int4[], $4::int4[], $5::int4[], $6::int4[],
-                         $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int4[], $12::int2[],
-                         $13::int2[], $14::int2[], $15::int2[], $16::jsonb[])
-                  AS u(s, c, sd, i, d, p1, p2, p3, p4, p5, a, o, r, st, dt)
+             SELECT * FROM UNNEST($1::timestamptz[], $2::int4[], $3::int4[], $4::int4[],
+                                  $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::int4[],
+                                  $10::int4[], $11::int4[], $12::int2[], $13::int2[], $14::int2[],
+                                  $15::int2[], $16::jsonb[])
              ON CONFLICT DO NOTHING
-             RETURNING check_id, scheduled_at",
+             RETURNING agent_id, check_id, scheduled_at",
         )
-        .bind(agent)
         .bind(&c.scheduled)
         .bind(&c.check)
+        .bind(&c.agent)
         .bind(&c.start_delay)
         .bind(&c.interval)
         .bind(&c.duration)
@@ -192,27 +254,29 @@ impl Ops for PgOps<'_, '_> {
         .bind(&c.detail)
         .fetch_all(&mut **self.0)
         .await?;
-        Ok(inserted.into_iter().map(|(c, at)| (c, ms(at))).collect())
+        inserted.extend(returned.into_iter().map(|(a, c, at)| (a, c, ms(at))));
+        Ok(inserted)
     }
 
     async fn write_states(
         &mut self,
-        agent: i32,
-        states: &BTreeMap<At, PairState>,
+        states: &BTreeMap<RowKey, PairState>,
     ) -> Result<(), StoreError> {
         if states.is_empty() {
             return Ok(());
         }
-        let checks: Vec<i32> = states.keys().map(|k| k.0).collect();
-        let ats: Vec<_> = states.keys().map(|k| ts(k.1)).collect();
+        let agents: Vec<i32> = states.keys().map(|k| k.0).collect();
+        let checks: Vec<i32> = states.keys().map(|k| k.1).collect();
+        let ats: Vec<_> = states.keys().map(|k| ts(k.2)).collect();
         let codes: Vec<i16> = states.values().map(|s| s.code()).collect();
         sqlx::query(
             "UPDATE results SET state = u.state
-             FROM UNNEST($2::int4[], $3::timestamptz[], $4::int2[]) AS u(check_id, at, state)
+             FROM UNNEST($1::int4[], $2::int4[], $3::timestamptz[], $4::int2[])
+                  AS u(agent_id, check_id, at, state)
              WHERE results.check_id = u.check_id AND results.scheduled_at = u.at
-               AND results.agent_id = $1",
+               AND results.agent_id = u.agent_id",
         )
-        .bind(agent)
+        .bind(&agents)
         .bind(&checks)
         .bind(&ats)
         .bind(&codes)
@@ -223,21 +287,52 @@ impl Ops for PgOps<'_, '_> {
 
     async fn save_pairs(
         &mut self,
-        agent: i32,
-        pairs: &BTreeMap<i32, Pair>,
+        pairs: &BTreeMap<PairKey, Pair>,
+        stored: &BTreeSet<PairKey>,
     ) -> Result<(), StoreError> {
-        let ids: Vec<i32> = pairs.keys().copied().collect();
-        let bytes: Vec<Vec<u8>> = pairs.values().map(Pair::encode).collect();
-        sqlx::query(
-            "INSERT INTO pairs (check_id, agent_id, pair)
-             SELECT c, $1, p FROM UNNEST($2::int4[], $3::bytea[]) AS u(c, p)
-             ON CONFLICT (check_id, agent_id) DO UPDATE SET pair = excluded.pair",
-        )
-        .bind(agent)
-        .bind(&ids)
-        .bind(&bytes)
-        .execute(&mut **self.0)
-        .await?;
+        let (old, new): (Vec<PairRow>, Vec<PairRow>) = pairs
+            .iter()
+            .partition(|(k, _)| self.1 == Writes::Known && stored.contains(k));
+        let columns = |rows: &[PairRow]| {
+            let agents: Vec<i32> = rows.iter().map(|r| r.0.0).collect();
+            let checks: Vec<i32> = rows.iter().map(|r| r.0.1).collect();
+            let bytes: Vec<Vec<u8>> = rows.iter().map(|r| r.1.encode()).collect();
+            (agents, checks, bytes)
+        };
+        if !old.is_empty() {
+            let (agents, checks, bytes) = columns(&old);
+            let done = sqlx::query(
+                "UPDATE pairs SET pair = u.p
+                 FROM UNNEST($1::int4[], $2::int4[], $3::bytea[]) AS u(a, c, p)
+                 WHERE pairs.agent_id = u.a AND pairs.check_id = u.c",
+            )
+            .bind(&agents)
+            .bind(&checks)
+            .bind(&bytes)
+            .execute(&mut **self.0)
+            .await?;
+            if done.rows_affected() != old.len() as u64 {
+                return Err(StoreError::Raced("pairs".into()));
+            }
+        }
+        if !new.is_empty() {
+            let (agents, checks, bytes) = columns(&new);
+            let conflict = match self.1 {
+                Writes::Known => "",
+                Writes::Upsert => {
+                    "ON CONFLICT (check_id, agent_id) DO UPDATE SET pair = excluded.pair"
+                }
+            };
+            sqlx::query(&format!(
+                "INSERT INTO pairs (agent_id, check_id, pair)
+                 SELECT * FROM UNNEST($1::int4[], $2::int4[], $3::bytea[]) {conflict}"
+            ))
+            .bind(&agents)
+            .bind(&checks)
+            .bind(&bytes)
+            .execute(&mut **self.0)
+            .await?;
+        }
         Ok(())
     }
 
@@ -257,8 +352,13 @@ impl Ops for PgOps<'_, '_> {
         super::pg_rollups::load_rollups(self.0, keys).await
     }
 
-    async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
-        super::pg_rollups::save_rollups(self.0, rollups).await
+    async fn save_rollups(
+        &mut self,
+        rollups: &Rollups,
+        stored: Option<&BTreeSet<RollupKey>>,
+    ) -> Result<(), StoreError> {
+        let known = stored.filter(|_| self.1 == Writes::Known);
+        super::pg_rollups::save_rollups(self.0, rollups, known).await
     }
 
     async fn lock_ids(&mut self, checks: &[i32]) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
 use super::flow::Decided;
-use super::ops::{At, NewRow, Ops, RollupKey, stored_rollup};
+use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey, stored_rollup};
 use super::rows::{detail, outcome_code, parse_state, parse_status};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
@@ -80,19 +80,29 @@ fn now_ms() -> Millis {
 }
 
 impl Ops for SqliteOps<'_, '_> {
-    async fn upsert_agent(&mut self, agent: &AgentInfo, seen: Millis) -> Result<i32, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO agents (name, zone, region, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
-                 last_seen = max(agents.last_seen, excluded.last_seen)
-             RETURNING id",
-        )
-        .bind(&agent.id)
-        .bind(&agent.zone)
-        .bind(&agent.region)
-        .bind(seen)
-        .fetch_one(&mut **self.0)
-        .await?)
+    async fn upsert_agents(
+        &mut self,
+        agents: &[(&AgentInfo, Millis)],
+    ) -> Result<Vec<i32>, StoreError> {
+        let mut ids = Vec::with_capacity(agents.len());
+        for (agent, seen) in agents {
+            ids.push(
+                sqlx::query_scalar(
+                    "INSERT INTO agents (name, zone, region, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?4)
+                     ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
+                         last_seen = max(agents.last_seen, excluded.last_seen)
+                     RETURNING id",
+                )
+                .bind(&agent.id)
+                .bind(&agent.zone)
+                .bind(&agent.region)
+                .bind(seen)
+                .fetch_one(&mut **self.0)
+                .await?,
+            );
+        }
+        Ok(ids)
     }
 
     async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
@@ -125,21 +135,24 @@ impl Ops for SqliteOps<'_, '_> {
 
     async fn load_pairs(
         &mut self,
-        agent: i32,
+        agents: &[i32],
         checks: &[i32],
-    ) -> Result<BTreeMap<i32, Pair>, StoreError> {
+    ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
         let mut out = BTreeMap::new();
-        for check in checks {
-            let pair: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT pair FROM pairs WHERE check_id = ?1 AND agent_id = ?2")
-                    .bind(check)
-                    .bind(agent)
-                    .fetch_optional(&mut **self.0)
-                    .await?;
-            if let Some(bytes) = pair {
-                let pair = Pair::decode(&bytes)
-                    .ok_or_else(|| StoreError::Corrupt(format!("pair of check {check}")))?;
-                out.insert(*check, pair);
+        for agent in agents {
+            for check in checks {
+                let pair: Option<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT pair FROM pairs WHERE check_id = ?1 AND agent_id = ?2",
+                )
+                .bind(check)
+                .bind(agent)
+                .fetch_optional(&mut **self.0)
+                .await?;
+                if let Some(bytes) = pair {
+                    let pair = Pair::decode(&bytes)
+                        .ok_or_else(|| StoreError::Corrupt(format!("pair of check {check}")))?;
+                    out.insert((*agent, *check), pair);
+                }
             }
         }
         Ok(out)
@@ -147,9 +160,8 @@ impl Ops for SqliteOps<'_, '_> {
 
     async fn insert_results(
         &mut self,
-        agent: i32,
         rows: &[NewRow<'_>],
-    ) -> Result<BTreeSet<At>, StoreError> {
+    ) -> Result<BTreeSet<RowKey>, StoreError> {
         let mut inserted = BTreeSet::new();
         let us = |v: u64| v.min(i32::MAX as u64) as i64;
         for row in rows {
@@ -164,7 +176,7 @@ impl Ops for SqliteOps<'_, '_> {
             )
             .bind(row.check)
             .bind(r.scheduled_at.unix_ms())
-            .bind(agent)
+            .bind(row.agent)
             .bind(r.started_at.unix_ms() - r.scheduled_at.unix_ms())
             .bind(super::flow::interval_ms(r))
             .bind(us(r.duration_us))
@@ -181,7 +193,7 @@ impl Ops for SqliteOps<'_, '_> {
             .execute(&mut **self.0)
             .await?;
             if done.rows_affected() == 1 {
-                inserted.insert((row.check, r.scheduled_at.unix_ms()));
+                inserted.insert((row.agent, row.check, r.scheduled_at.unix_ms()));
             }
         }
         Ok(inserted)
@@ -189,10 +201,9 @@ impl Ops for SqliteOps<'_, '_> {
 
     async fn write_states(
         &mut self,
-        agent: i32,
-        states: &BTreeMap<At, PairState>,
+        states: &BTreeMap<RowKey, PairState>,
     ) -> Result<(), StoreError> {
-        for ((check, at), s) in states {
+        for ((agent, check, at), s) in states {
             sqlx::query("UPDATE results SET state = ?4 WHERE check_id = ?1 AND scheduled_at = ?2 AND agent_id = ?3")
                 .bind(check)
                 .bind(at)
@@ -206,10 +217,10 @@ impl Ops for SqliteOps<'_, '_> {
 
     async fn save_pairs(
         &mut self,
-        agent: i32,
-        pairs: &BTreeMap<i32, Pair>,
+        pairs: &BTreeMap<PairKey, Pair>,
+        _stored: &BTreeSet<PairKey>,
     ) -> Result<(), StoreError> {
-        for (check, pair) in pairs {
+        for ((agent, check), pair) in pairs {
             sqlx::query(
                 "INSERT INTO pairs (check_id, agent_id, pair) VALUES (?1, ?2, ?3)
                  ON CONFLICT (check_id, agent_id) DO UPDATE SET pair = excluded.pair",
@@ -254,7 +265,11 @@ impl Ops for SqliteOps<'_, '_> {
         Ok(out)
     }
 
-    async fn save_rollups(&mut self, rollups: &Rollups) -> Result<(), StoreError> {
+    async fn save_rollups(
+        &mut self,
+        rollups: &Rollups,
+        _stored: Option<&BTreeSet<RollupKey>>,
+    ) -> Result<(), StoreError> {
         for ((level, check, bucket), r) in rollups {
             sqlx::query(
                 "INSERT INTO rollups (level, check_id, bucket, count, up, measures)

@@ -3,7 +3,7 @@
 //! maintenance tick, and what the metrics export reads.
 
 use super::flow::{Due, recompute, retire};
-use super::pg_ops::{PgOps, select_checks};
+use super::pg_ops::{PgOps, Writes, select_checks};
 use super::{PgStore, StoreError, ms, retrying, ts};
 use crate::state::Millis;
 use crate::status::Status;
@@ -117,7 +117,7 @@ impl PgStore {
                 select_checks(&mut *tx, "WHERE id = ANY($1) ORDER BY id", &ids).await?
             };
             for check in &gone {
-                retire(&mut PgOps(&mut tx), check, now).await?;
+                retire(&mut PgOps(&mut tx, Writes::Upsert), check, now).await?;
                 sqlx::query("UPDATE checks SET retired_at = $2 WHERE id = $1")
                     .bind(check.id)
                     .bind(ts(now))
@@ -203,7 +203,8 @@ impl PgStore {
                         cert_not_after: None,
                     });
                 }
-                let changed = recompute(&mut PgOps(&mut tx), &due, Some(now)).await?;
+                let changed =
+                    recompute(&mut PgOps(&mut tx, Writes::Upsert), &due, Some(now)).await?;
                 tx.commit().await?;
                 Ok((checks.len(), lagging, changed))
             })

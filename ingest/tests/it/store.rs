@@ -50,6 +50,60 @@ async fn duplicate_results_are_ignored_completely_and_counted(db: Db) {
     assert_eq!(db.changes("web", t0).await, [(0, "up".to_string())]);
 }
 
+/// Rows a pair's buffer calls new go in without a conflict check (a COPY on
+/// PostgreSQL). Should the buffer be wrong (here: the pairs were lost while
+/// their results stayed), the write runs again checking every row: nothing
+/// is stored twice, nothing is lost, and rollups count each row once.
+async fn results_whose_pairs_were_lost_are_still_stored_exactly_once(db: Db) {
+    let store = &db.store;
+    let t0 = start();
+    let first = put(
+        store,
+        &batch(
+            "a",
+            vec![
+                result("web", "a", t0, true),
+                result("web", "a", t0 + MINUTE, false),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!((first.inserted, first.duplicate), (2, 0));
+    db.exec("DELETE FROM pairs").await;
+    // A redelivery of both, with one new result.
+    let again = put(
+        store,
+        &batch(
+            "a",
+            vec![
+                result("web", "a", t0, true),
+                result("web", "a", t0 + MINUTE, false),
+                result("web", "a", t0 + 2 * MINUTE, true),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!((again.inserted, again.duplicate), (1, 2));
+    assert_eq!(db.count("SELECT count(*) FROM results").await, 3);
+    assert_eq!(db.count("SELECT count(*) FROM pairs").await, 1);
+    // And the next one goes the usual way.
+    let next = put(
+        store,
+        &batch("a", vec![result("web", "a", t0 + 3 * MINUTE, true)]),
+    )
+    .await;
+    assert_eq!((next.inserted, next.duplicate), (1, 0));
+    assert_eq!(db.count("SELECT count(*) FROM results").await, 4);
+    let minutes: i64 = db
+        .rollups()
+        .await
+        .iter()
+        .filter(|r| r.0 == 0)
+        .map(|r| r.1)
+        .sum();
+    assert_eq!(minutes, 4, "each stored result counted once in the rollups");
+}
+
 async fn a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration(db: Db) {
     let store = &db.store;
     let t0 = start();
@@ -545,6 +599,7 @@ async fn postgres_notifies_dashboards_of_each_change(pool: sqlx::PgPool) {
 crate::conformance!(
     every_status_change_is_announced_in_process,
     duplicate_results_are_ignored_completely_and_counted,
+    results_whose_pairs_were_lost_are_still_stored_exactly_once,
     a_quorum_of_failing_locations_opens_one_incident_that_resolves_with_its_duration,
     fewer_failing_locations_than_the_quorum_is_degraded_without_an_incident,
     a_late_result_within_the_buffer_is_put_in_place,
