@@ -32,6 +32,7 @@ use config::wire::{AgentInfo, ProbeResult, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The embedded PostgreSQL migrations.
@@ -124,6 +125,10 @@ pub struct PgStore {
     /// signal standalone's dashboard listens to (distributed dashboards use
     /// PostgreSQL `NOTIFY statuspage_changes`).
     changes: tokio::sync::broadcast::Sender<Vec<String>>,
+    /// Held for each write of results: this process's writes wait for each
+    /// other here rather than on row locks inside PostgreSQL (see
+    /// [`PgStore::store_messages`]).
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PgStore {
@@ -141,7 +146,11 @@ impl PgStore {
     /// A store over an existing pool.
     pub fn from_pool(pool: PgPool) -> PgStore {
         let (changes, _) = tokio::sync::broadcast::channel(256);
-        PgStore { pool, changes }
+        PgStore {
+            pool,
+            changes,
+            writing: Arc::default(),
+        }
     }
 
     /// Receives the ids of the checks whose status or incident changed, after
@@ -326,11 +335,18 @@ impl PgStore {
     /// Stores the screened messages of one receive in one transaction (one
     /// commit, and the per-check work once for all), retried on deadlock:
     /// all of them or none.
+    ///
+    /// One such write at a time per process: a receive holds nearly every
+    /// check's row lock (each agent probes every check), so concurrent writes
+    /// would only queue on those locks, and a statement waiting there holds
+    /// a snapshot that keeps PostgreSQL from pruning the rows the running
+    /// write replaces. Writers of other replicas still meet at the row locks.
     pub async fn store_messages(
         &self,
         messages: &[Message<'_>],
         now: i64,
     ) -> Result<Stored, StoreError> {
+        let _turn = self.writing.lock().await;
         retrying(|| async move {
             let stored = match self.write(messages, now, pg_ops::Writes::Known).await {
                 Err(e) if e.is_conflict() => {
