@@ -177,7 +177,7 @@ pub(crate) struct IngestArgs {
         default_value = "0.0.0.0:9091"
     )]
     pub metrics_listen: String,
-    /// Workers receiving from SQS at once (each takes 10 messages a receive).
+    /// Workers receiving from SQS at once (each takes 10 messages a receive; a process writes one receive at a time).
     #[arg(long, env = "STATUSPAGE_WORKERS", default_value_t = 4)]
     pub workers: usize,
     /// Long-polling wait of each receive, in seconds (0-20).

@@ -1,11 +1,13 @@
-//! One message's transaction and the status recompute, written once for both
-//! databases over [`Ops`].
+//! One write (the messages of a receive) and the status recompute, written
+//! once for both databases over [`Ops`].
 //!
 //! States are computed before the insert, from the pairs' buffers: a result
 //! the buffer calls new cannot be in the table (the buffer holds the newest R
 //! of its pair, and the check row lock, or SQLite's single writer, serializes
-//! writers). The insert's answer is checked against that; should they ever
-//! disagree, the slow path admits only what was really inserted.
+//! writers), so PostgreSQL copies those rows in without a conflict check
+//! ([`NewRow::fresh`]). The insert's answer is checked against that; should
+//! they ever disagree, the slow path admits only what was really inserted
+//! (and on PostgreSQL the whole write runs again upserting).
 
 use super::ops::{At, NewRow, Ops, PairKey, RowKey};
 use super::{CheckRow, StoreError, Stored};

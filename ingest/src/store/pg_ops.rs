@@ -1,6 +1,6 @@
 //! [`Ops`] on PostgreSQL: one set-based statement per step (`UNNEST`,
-//! `LATERAL`), whatever the number of checks, and `SELECT ... FOR UPDATE` on
-//! check rows in id order.
+//! `LATERAL`, a binary `COPY` for new result rows), whatever the number of
+//! agents and checks, and `SELECT ... FOR UPDATE` on check rows in id order.
 
 use super::flow::Decided;
 use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey};
