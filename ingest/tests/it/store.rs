@@ -57,41 +57,18 @@ async fn duplicate_results_are_ignored_completely_and_counted(db: Db) {
 async fn results_whose_pairs_were_lost_are_still_stored_exactly_once(db: Db) {
     let store = &db.store;
     let t0 = start();
-    let first = put(
-        store,
-        &batch(
-            "a",
-            vec![
-                result("web", "a", t0, true),
-                result("web", "a", t0 + MINUTE, false),
-            ],
-        ),
-    )
-    .await;
+    let slot = |k: i64, up: bool| result("web", "a", t0 + k * MINUTE, up);
+    let first = put(store, &batch("a", vec![slot(0, true), slot(1, false)])).await;
     assert_eq!((first.inserted, first.duplicate), (2, 0));
     db.exec("DELETE FROM pairs").await;
     // A redelivery of both, with one new result.
-    let again = put(
-        store,
-        &batch(
-            "a",
-            vec![
-                result("web", "a", t0, true),
-                result("web", "a", t0 + MINUTE, false),
-                result("web", "a", t0 + 2 * MINUTE, true),
-            ],
-        ),
-    )
-    .await;
+    let again = batch("a", vec![slot(0, true), slot(1, false), slot(2, true)]);
+    let again = put(store, &again).await;
     assert_eq!((again.inserted, again.duplicate), (1, 2));
     assert_eq!(db.count("SELECT count(*) FROM results").await, 3);
     assert_eq!(db.count("SELECT count(*) FROM pairs").await, 1);
     // And the next one goes the usual way.
-    let next = put(
-        store,
-        &batch("a", vec![result("web", "a", t0 + 3 * MINUTE, true)]),
-    )
-    .await;
+    let next = put(store, &batch("a", vec![slot(3, true)])).await;
     assert_eq!((next.inserted, next.duplicate), (1, 0));
     assert_eq!(db.count("SELECT count(*) FROM results").await, 4);
     let minutes: i64 = db
