@@ -244,7 +244,7 @@ impl IngestMetrics {
             &mut out,
             "statuspage_ingest_db_transaction_seconds",
             "histogram",
-            "Latency of one receive's (or one message's) transaction.",
+            "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction.",
         );
         let (buckets, count, sum) = self.db.lock().map(|h| *h).unwrap_or_default();
         for (bound, n) in DB_BUCKETS.iter().zip(buckets) {
