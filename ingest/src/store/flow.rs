@@ -205,14 +205,14 @@ pub(crate) async fn write_messages<O: Ops>(
         }
     }
     let keys: Vec<_> = add.keys().copied().collect();
-    let mut had = BTreeSet::new();
+    let mut stored_rollups = BTreeSet::new();
     for (key, old) in ops.load_rollups(&keys).await? {
         if let Some(r) = add.get_mut(&key) {
             r.merge(&old);
-            had.insert(key);
+            stored_rollups.insert(key);
         }
     }
-    ops.save_rollups(&add, Some(&had)).await?;
+    ops.save_rollups(&add, Some(&stored_rollups)).await?;
 
     let mut due = Vec::new();
     for check in &checks {
@@ -315,8 +315,8 @@ async fn write_results<'a, O: Ops>(
         parts.push(part);
     }
     ops.write_states(&late).await?;
-    let had: BTreeSet<PairKey> = stored.keys().copied().collect();
-    ops.save_pairs(&all_pairs, &had).await?;
+    let stored_pairs: BTreeSet<PairKey> = stored.keys().copied().collect();
+    ops.save_pairs(&all_pairs, &stored_pairs).await?;
     Ok(parts)
 }
 

@@ -315,23 +315,6 @@ impl CheckRow {
 }
 
 impl PgStore {
-    /// Stores a screened batch in one transaction, retried on deadlock.
-    /// `now` is ingest's clock (ms).
-    pub async fn store_batch(
-        &self,
-        agent: &AgentInfo,
-        sent_at: Timestamp,
-        results: &[ProbeResult],
-        now: i64,
-    ) -> Result<Stored, StoreError> {
-        let one = [Message {
-            agent,
-            sent_at,
-            results,
-        }];
-        self.store_messages(&one, now).await
-    }
-
     /// Stores the screened messages of one receive in one transaction (one
     /// commit, and the per-check work once for all), retried on deadlock:
     /// all of them or none.
@@ -474,7 +457,12 @@ impl Store {
         results: &[ProbeResult],
         now: Millis,
     ) -> Result<Stored, StoreError> {
-        both!(self, s => s.store_batch(agent, sent_at, results, now).await)
+        let one = [Message {
+            agent,
+            sent_at,
+            results,
+        }];
+        self.store_messages(&one, now).await
     }
 
     /// Stores several screened messages in one transaction: all or none.

@@ -11,7 +11,6 @@ use crate::state::Millis;
 use crate::status::Status;
 use config::Catalog;
 use config::defaults::Quorum;
-use config::wire::{AgentInfo, ProbeResult, Timestamp};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
@@ -90,22 +89,6 @@ impl SqliteStore {
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Stores a screened batch in one transaction.
-    pub async fn store_batch(
-        &self,
-        agent: &AgentInfo,
-        sent_at: Timestamp,
-        results: &[ProbeResult],
-        now: Millis,
-    ) -> Result<Stored, StoreError> {
-        let one = [flow::Message {
-            agent,
-            sent_at,
-            results,
-        }];
-        self.store_messages(&one, now).await
     }
 
     /// Stores several screened messages in one transaction: all or none.
