@@ -213,3 +213,120 @@ fn a_bad_config_or_database_url_stops_it_with_the_problem_and_creates_nothing() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen \"everywhere\""));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A TCP target that answers every connection with `reply` and closes.
+fn tcp_target(reply: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            use std::io::Write;
+            let _ = s.write_all(reply);
+        }
+    });
+    port
+}
+
+/// An HTTP target answering 503 with a body of NUL bytes and invalid UTF-8.
+fn poisoned_http_target() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let body = b"down\0\0\xff\xfe\x01 for \0 now";
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(body);
+            });
+        }
+    });
+    port
+}
+
+/// Hostile bytes are data: a TCP target replying NUL bytes and invalid
+/// UTF-8, and an HTTP target answering 503 with such a body, are `down`
+/// with incidents, their healthy neighbour is `up`, and SIGTERM still stops
+/// the process promptly. Before, PostgreSQL's jsonb refused the NUL, every
+/// result of the batch was lost with it (all three checks stayed `unknown`)
+/// and standalone retried forever, ignoring SIGTERM.
+fn hostile_bytes_are_data(db: &str) {
+    let tcp = tcp_target(b"gre\0et\xff\n");
+    let bad_http = poisoned_http_target();
+    let good = http_target(|_| false);
+    let dir = std::env::temp_dir().join(format!(
+        "statuspage-hostile-{}-{}",
+        std::process::id(),
+        db.len()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults:\n  interval: 1s\n  timeout: 500ms\n  failure_threshold: 2\ngroups:\n  - name: Hostile\n    checks:\n      - name: Greeter\n        id: greeter\n        tcp:\n          host: 127.0.0.1\n          port: {tcp}\n          expect:\n            reply_matches: \"^nomatch\"\n      - name: Api\n        id: api\n        http:\n          url: http://127.0.0.1:{bad_http}/\n          expect:\n            body_contains: ok\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{good}/\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = start(&config, db, port);
+    let (_, _) = until(
+        Duration::from_secs(20),
+        "greeter and api down, web up",
+        || {
+            let states: Vec<_> = ["greeter", "api", "web"]
+                .iter()
+                .map(|id| {
+                    status_of(port, id).map(|c| c["status"].as_str().unwrap_or("").to_string())
+                })
+                .collect::<Option<_>>()?;
+            (states == ["down", "down", "up"]).then_some(())
+        },
+    );
+    let (open, _) = until(Duration::from_secs(10), "two open incidents", || {
+        let v = http_json(port, "/api/v1/incidents?state=open")?;
+        let checks: Vec<String> = v
+            .as_array()?
+            .iter()
+            .map(|i| i["checks"][0].as_str().unwrap_or("").to_string())
+            .collect();
+        (checks.len() == 2).then_some(checks)
+    });
+    assert!(
+        open.contains(&"greeter".to_string()) && open.contains(&"api".to_string()),
+        "{open:?}"
+    );
+    let page = support::http_body(port, "/checks/greeter").unwrap_or_default();
+    assert!(!page.contains('\0'), "no NUL reaches the page");
+    signal(&child, "TERM");
+    let (status, _) = until(Duration::from_secs(20), "a stop after SIGTERM", || {
+        child.try_wait().unwrap()
+    });
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_hostile_target_bytes_are_data_and_cost_no_neighbour_its_results() {
+    let (url, _) = support::fresh_database("hostile").await;
+    tokio::task::spawn_blocking(move || hostile_bytes_are_data(&url))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn on_sqlite_hostile_target_bytes_are_data_and_cost_no_neighbour_its_results() {
+    let dir = std::env::temp_dir().join(format!("statuspage-hostile-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    hostile_bytes_are_data(&format!("sqlite://{}", dir.join("statuspage.db").display()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,6 +10,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{Read, Write};
 
@@ -163,6 +164,9 @@ pub enum Reason {
     TooManyRedirects,
     /// The response was not valid HTTP (a malformed header, bad chunked encoding, a cut body).
     HttpProtocol,
+    /// A redirect that would carry the check's secrets off its origin or
+    /// over plain HTTP: not followed.
+    HttpRedirectInsecure,
     /// A value from a newer version.
     Other(String),
 }
@@ -228,6 +232,7 @@ wire_enum!(Reason {
     BodyTooLarge => "body_too_large",
     TooManyRedirects => "too_many_redirects",
     HttpProtocol => "http_protocol",
+    HttpRedirectInsecure => "http_redirect_insecure",
 });
 
 /// One probe's result: facts with per-phase timings.
@@ -305,6 +310,68 @@ impl ProbeResult {
     pub fn set_message(&mut self, message: &str) {
         self.message = cap(message, MAX_MESSAGE_CHARS);
     }
+
+    /// Makes every free-text field visible (see [`visible`]): the message,
+    /// the assertions, the facts, the hash and an unknown reason or outcome.
+    /// Agents call it where a result is built and ingest again where it
+    /// screens one, since an older agent may not have.
+    pub fn make_visible(&mut self) {
+        let fix = |s: &mut String| {
+            if let Cow::Owned(v) = visible(s) {
+                *s = v;
+            }
+        };
+        fix(&mut self.config_hash);
+        fix(&mut self.message);
+        if let Reason::Other(r) = &mut self.reason {
+            fix(r);
+        }
+        if let Outcome::Other(o) = &mut self.outcome {
+            fix(o);
+        }
+        for a in &mut self.assertions {
+            fix(&mut a.name);
+            fix(&mut a.actual);
+        }
+        let f = &mut self.facts;
+        for s in [
+            &mut f.http_version,
+            &mut f.tls_version,
+            &mut f.tls_cipher,
+            &mut f.cert_subject,
+            &mut f.cert_issuer,
+            &mut f.dns_rcode,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(s);
+        }
+        for s in f.dns_answers.iter_mut().flatten() {
+            fix(s);
+        }
+    }
+}
+
+/// `text` with every control character made visible: a C0 control or DEL
+/// becomes its Unicode control picture (U+0000 is shown as `␀`, a newline
+/// as `␊`), and a C1 control becomes U+FFFD. A target's bytes are data to
+/// show, never bytes that a database, a terminal or a log may act on (and
+/// PostgreSQL's text and jsonb refuse U+0000). Borrowed when nothing changes.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| match c as u32 {
+                n @ 0x00..=0x1f => char::from_u32(0x2400 + n).unwrap_or('\u{fffd}'),
+                0x7f => '\u{2421}',
+                _ if c.is_control() => '\u{fffd}',
+                _ => c,
+            })
+            .collect(),
+    )
 }
 
 /// The parts of a result id.

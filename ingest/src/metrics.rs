@@ -108,6 +108,14 @@ impl IngestMetrics {
         }
     }
 
+    /// How many results were refused for `why`.
+    pub fn rejected_count(&self, why: Rejection) -> u64 {
+        self.rejected
+            .lock()
+            .map(|r| r.get(&why).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// How many messages had this outcome.
     pub fn messages(&self, outcome: MessageOutcome) -> u64 {
         self.messages

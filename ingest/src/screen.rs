@@ -48,11 +48,14 @@ pub enum Rejection {
     Oversized,
     /// The same id twice in one message.
     Repeated,
+    /// The database refused the result itself (stored alone, it still
+    /// failed for a reason other than being unavailable).
+    Refused,
 }
 
 impl Rejection {
     /// Every label value, for zeroed series.
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::Future,
         Rejection::TooOld,
         Rejection::BadCheck,
@@ -62,6 +65,7 @@ impl Rejection {
         Rejection::BadAssigned,
         Rejection::Oversized,
         Rejection::Repeated,
+        Rejection::Refused,
     ];
 
     /// The label value.
@@ -76,6 +80,7 @@ impl Rejection {
             Rejection::BadAssigned => "bad_assigned",
             Rejection::Oversized => "oversized",
             Rejection::Repeated => "repeated",
+            Rejection::Refused => "refused",
         }
     }
 }
@@ -98,6 +103,10 @@ pub enum Unusable {
 /// A batch after screening.
 #[derive(Debug)]
 pub struct Screened {
+    /// Who sent them, its zone and region made visible.
+    pub agent: config::wire::AgentInfo,
+    /// When they were sent.
+    pub sent_at: config::wire::Timestamp,
     /// The results to store.
     pub accepted: Vec<ProbeResult>,
     /// The refused ones, with why.
@@ -106,21 +115,35 @@ pub struct Screened {
 
 /// Screens every result of a batch against `now`; results older than
 /// `max_age_ms` (the raw retention) are refused.
-pub fn screen(batch: ResultBatch, now: Millis, max_age_ms: Millis) -> Result<Screened, Unusable> {
+pub fn screen(
+    mut batch: ResultBatch,
+    now: Millis,
+    max_age_ms: Millis,
+) -> Result<Screened, Unusable> {
     if batch.v != VERSION {
         return Err(Unusable::Version(batch.v));
     }
+    for place in [&mut batch.agent.zone, &mut batch.agent.region] {
+        if let std::borrow::Cow::Owned(v) = config::wire::visible(place) {
+            *place = v;
+        }
+    }
     let agent_ok = !batch.agent.id.is_empty()
         && !batch.agent.id.contains('/')
+        && !batch.agent.id.chars().any(char::is_control)
         && batch.agent.id.len() <= 253
         && batch.agent.zone.len() <= 128
         && batch.agent.region.len() <= 128;
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Screened {
+        agent: batch.agent.clone(),
+        sent_at: batch.sent_at,
         accepted: Vec::new(),
         rejected: Vec::new(),
     };
-    for r in batch.results {
+    for mut r in batch.results {
+        // Target bytes are data: an older agent may not have made them visible.
+        r.make_visible();
         let verdict = if agent_ok {
             judge(&r, &batch.agent.id, now, max_age_ms)
         } else {

@@ -122,7 +122,7 @@ fn every_documented_reason_round_trips() {
         assert!(!matches!(reason, Reason::Other(_)), "{text}");
         assert_eq!(reason.as_str(), *text);
     }
-    assert_eq!(Reason::KNOWN.len(), 16);
+    assert_eq!(Reason::KNOWN.len(), 17);
 }
 
 #[test]
@@ -208,4 +208,37 @@ fn a_gzip_bomb_is_cut_at_the_cap() {
         matches!(err, WireError::TooLarge(DEFAULT_MAX_MESSAGE_BYTES)),
         "{err}"
     );
+}
+
+#[test]
+fn control_characters_from_a_target_are_made_visible() {
+    assert_eq!(visible("gre\0et\u{fffd}\n"), "gre␀et\u{fffd}␊");
+    assert_eq!(visible("tab\there\x7f\u{85}"), "tab␉here␡\u{fffd}");
+    assert!(matches!(
+        visible("plain ünïcode"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn every_free_text_field_of_a_result_is_made_visible() {
+    let mut batch = sample();
+    let r = &mut batch.results[0];
+    r.message = "a\0b".into();
+    r.config_hash = "h\0".into();
+    r.reason = Reason::Other("new\0reason".into());
+    r.assertions = vec![Assertion::new("reply\x01", false, "a\0b\u{fffd}")];
+    r.facts.cert_subject = Some("CN=\0evil".into());
+    r.facts.dns_answers = Some(vec!["txt\0record".into()]);
+    r.make_visible();
+    let json = serde_json::to_string(&batch).unwrap();
+    assert!(!json.contains("\\u0000"), "{json}");
+    let r = &batch.results[0];
+    assert_eq!(r.message, "a␀b");
+    assert_eq!(r.config_hash, "h␀");
+    assert_eq!(r.reason.as_str(), "new␀reason");
+    assert_eq!(r.assertions[0].name, "reply␁");
+    assert_eq!(r.assertions[0].actual, "a␀b\u{fffd}");
+    assert_eq!(r.facts.cert_subject.as_deref(), Some("CN=␀evil"));
+    assert_eq!(r.facts.dns_answers.as_ref().unwrap()[0], "txt␀record");
 }

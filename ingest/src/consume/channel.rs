@@ -8,8 +8,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Handles batches until the channel closes or `shutdown`. A batch the
-/// database could not take is retried (with backoff) before the next one, so
-/// nothing is lost while the database is away.
+/// database could not take because it is unavailable is retried (with
+/// backoff) before the next one, so nothing is lost while the database is
+/// away; anything else the handler settles itself (it stores each result it
+/// can and drops one the database refuses), so no batch blocks the channel.
 pub async fn run(
     handler: Handler,
     mut rx: mpsc::Receiver<ResultBatch>,

@@ -8,7 +8,7 @@ pub mod sqs;
 use crate::metrics::{IngestMetrics, MessageOutcome};
 use crate::screen::{self, Unusable};
 use crate::store::{Message, Store, StoreError, Stored};
-use config::wire::{self, AgentInfo, ResultBatch, Timestamp, WireError};
+use config::wire::{self, ResultBatch, WireError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -83,19 +83,15 @@ impl Handler {
     pub async fn bodies(&self, messages: &[(&str, &str, Option<&str>)]) -> Vec<Handled> {
         let now = (self.clock)();
         let mut handled: Vec<Option<Handled>> = Vec::with_capacity(messages.len());
-        let mut usable: Vec<(usize, AgentInfo, Timestamp, screen::Screened)> = Vec::new();
+        let mut usable: Vec<(usize, screen::Screened)> = Vec::new();
         for (i, (id, body, encoding)) in messages.iter().enumerate() {
             match wire::decode_message(body, *encoding, self.max_message_bytes) {
-                Ok(batch) => match (
-                    batch.agent.clone(),
-                    batch.sent_at,
-                    screen::screen(batch, now, self.raw_retention_ms),
-                ) {
-                    (agent, sent_at, Ok(screened)) => {
-                        usable.push((i, agent, sent_at, screened));
+                Ok(batch) => match screen::screen(batch, now, self.raw_retention_ms) {
+                    Ok(screened) => {
+                        usable.push((i, screened));
                         handled.push(None);
                     }
-                    (_, _, Err(e)) => {
+                    Err(e) => {
                         self.metrics.message(MessageOutcome::UnsupportedVersion);
                         tracing::warn!(event = "message_unusable", message_id = id, error = %e);
                         handled.push(Some(Handled::Unusable(e)));
@@ -111,9 +107,9 @@ impl Handler {
         if usable.len() > 1 {
             let together: Vec<Message> = usable
                 .iter()
-                .map(|(_, agent, sent_at, screened)| Message {
-                    agent,
-                    sent_at: *sent_at,
+                .map(|(_, screened)| Message {
+                    agent: &screened.agent,
+                    sent_at: screened.sent_at,
                     results: &screened.accepted,
                 })
                 .collect();
@@ -123,7 +119,7 @@ impl Handler {
             match outcome {
                 Ok(stored) => {
                     self.counted(&stored);
-                    for (i, _, _, screened) in &usable {
+                    for (i, screened) in &usable {
                         self.stored_one(messages[*i].0, screened);
                         handled[*i] = Some(Handled::Stored);
                     }
@@ -133,7 +129,7 @@ impl Handler {
                 Err(e) if e.is_unavailable() => {
                     self.metrics.db_ready.store(false, Ordering::Relaxed);
                     let e = Arc::new(e);
-                    for (i, _, _, _) in &usable {
+                    for (i, _) in &usable {
                         self.metrics.message(MessageOutcome::DatabaseError);
                         handled[*i] = Some(Handled::Failed(e.clone()));
                     }
@@ -152,10 +148,9 @@ impl Handler {
                 Some(h) => out.push(h),
                 // In order: the messages left are the usable ones not yet stored.
                 None => match rest.next() {
-                    Some((i, agent, sent_at, screened)) => out.push(
-                        self.store_screened(messages[i].0, &agent, sent_at, screened, now)
-                            .await,
-                    ),
+                    Some((i, screened)) => {
+                        out.push(self.store_screened(messages[i].0, screened, now).await)
+                    }
                     // Cannot happen; if it did, the message must come back, not be deleted.
                     None => out.push(Handled::Failed(Arc::new(StoreError::Corrupt(
                         "a message of the receive was not handled".into(),
@@ -185,7 +180,6 @@ impl Handler {
     /// Handles one decoded batch.
     pub async fn batch(&self, message_id: &str, batch: ResultBatch) -> Handled {
         let now = (self.clock)();
-        let (agent, sent_at) = (batch.agent.clone(), batch.sent_at);
         let screened = match screen::screen(batch, now, self.raw_retention_ms) {
             Ok(s) => s,
             Err(e) => {
@@ -194,47 +188,79 @@ impl Handler {
                 return Handled::Unusable(e);
             }
         };
-        self.store_screened(message_id, &agent, sent_at, screened, now)
-            .await
+        self.store_screened(message_id, screened, now).await
     }
 
-    /// Stores one screened message in a transaction of its own.
+    /// Stores one screened message in a transaction of its own. Refused for
+    /// a reason other than the database being unavailable, its results are
+    /// stored one by one: a result the database still refuses is counted and
+    /// dropped alone, and the message is done, so it never blocks the consumer.
     async fn store_screened(
         &self,
         message_id: &str,
-        agent: &AgentInfo,
-        sent_at: Timestamp,
-        screened: screen::Screened,
+        mut screened: screen::Screened,
         now: i64,
     ) -> Handled {
+        let e = match self.store_results(&screened, &screened.accepted, now).await {
+            Ok(()) => {
+                self.stored_one(message_id, &screened);
+                return Handled::Stored;
+            }
+            Err(e) if e.is_unavailable() => return self.failed(message_id, e),
+            Err(e) => e,
+        };
+        tracing::warn!(event = "message_refused", message_id, results = screened.accepted.len(), error = %e, "storing its results one by one");
+        let mut refused = Vec::new();
+        for (i, r) in screened.accepted.iter().enumerate() {
+            match self
+                .store_results(&screened, std::slice::from_ref(r), now)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_unavailable() => return self.failed(message_id, e),
+                Err(e) => {
+                    tracing::error!(event = "result_refused", message_id, check = %r.check, result = %r.id, error = %e);
+                    refused.push(i);
+                }
+            }
+        }
+        for i in refused.into_iter().rev() {
+            let r = screened.accepted.remove(i);
+            screened.rejected.push((screen::Rejection::Refused, r.id));
+        }
+        self.stored_one(message_id, &screened);
+        Handled::Stored
+    }
+
+    /// Stores `results` of a screened message in one transaction, counting them.
+    async fn store_results(
+        &self,
+        screened: &screen::Screened,
+        results: &[config::wire::ProbeResult],
+        now: i64,
+    ) -> Result<(), StoreError> {
         let started = tokio::time::Instant::now();
         let outcome = self
             .store
-            .store_batch(agent, sent_at, &screened.accepted, now)
+            .store_batch(&screened.agent, screened.sent_at, results, now)
             .await;
         self.metrics.db_latency(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(stored) => {
-                self.counted(&stored);
-                self.stored_one(message_id, &screened);
-                tracing::debug!(
-                    event = "message_stored",
-                    message_id,
-                    inserted = stored.inserted,
-                    duplicate = stored.duplicate,
-                    rejected = screened.rejected.len(),
-                    changed = ?stored.changed
-                );
-                Handled::Stored
-            }
-            Err(e) => {
-                if e.is_unavailable() {
-                    self.metrics.db_ready.store(false, Ordering::Relaxed);
-                }
-                self.metrics.message(MessageOutcome::DatabaseError);
-                tracing::warn!(event = "message_failed", message_id, error = %e);
-                Handled::Failed(Arc::new(e))
-            }
-        }
+        let stored = outcome?;
+        self.counted(&stored);
+        tracing::debug!(
+            event = "message_stored",
+            inserted = stored.inserted,
+            duplicate = stored.duplicate,
+            changed = ?stored.changed
+        );
+        Ok(())
+    }
+
+    /// A message the database could not take now: it comes back later.
+    fn failed(&self, message_id: &str, e: StoreError) -> Handled {
+        self.metrics.db_ready.store(false, Ordering::Relaxed);
+        self.metrics.message(MessageOutcome::DatabaseError);
+        tracing::warn!(event = "message_failed", message_id, error = %e);
+        Handled::Failed(Arc::new(e))
     }
 }

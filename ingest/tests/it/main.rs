@@ -4,6 +4,7 @@
 
 mod consumer;
 mod harness;
+mod hostile;
 mod outage;
 mod store;
 mod support;

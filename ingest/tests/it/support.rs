@@ -526,3 +526,22 @@ where
     }
     panic!("{what} did not happen within {secs}s");
 }
+
+/// The consumer's handler over `store`, with its metrics.
+pub fn handler(
+    store: &Store,
+) -> (
+    ingest::consume::Handler,
+    std::sync::Arc<ingest::metrics::IngestMetrics>,
+) {
+    let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+    let clock: ingest::consume::Clock = std::sync::Arc::new(now);
+    let handler = ingest::consume::Handler::new(
+        store.clone(),
+        metrics.clone(),
+        clock,
+        256 * 1024,
+        std::time::Duration::from_secs(7 * 86_400),
+    );
+    (handler, metrics)
+}

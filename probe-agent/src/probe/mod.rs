@@ -256,7 +256,7 @@ impl Prober {
         seen: &mut Observation,
     ) -> Result<(), Failure> {
         match &check.probe {
-            Probe::Http(p) => http::probe(self, p, seen).await,
+            Probe::Http(p) => http::probe(self, p, &check.secrets, seen).await,
             Probe::Tcp(p) => tcp::probe(self, p, give_up, seen).await,
             Probe::Tls(p) => tls::probe(self, p, seen).await,
             Probe::Dns(p) => dns::probe(self, p, seen).await,
@@ -310,6 +310,7 @@ impl Prober {
         result.facts = facts(seen);
         result.assertions = assertions;
         result.set_message(&check.redact(&verdict.message));
+        result.make_visible();
         result
     }
 }

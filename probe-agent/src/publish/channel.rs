@@ -2,6 +2,7 @@
 
 use super::{Outgoing, Publisher};
 use config::wire::ResultBatch;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Hands each batch to an in-process receiver.
@@ -17,11 +18,21 @@ impl ChannelPublisher {
     }
 }
 
+/// How long one hand-over may wait for ingest to take a batch. Past it the
+/// batch stays buffered, so a stuck consumer never wedges the agent (or its
+/// shutdown).
+const SEND_DEADLINE: Duration = Duration::from_secs(5);
+
 impl Publisher for ChannelPublisher {
     async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Outgoing> {
         let mut failed = Vec::new();
         for m in messages {
-            if self.tx.send(m.batch.clone()).await.is_err() {
+            let sent = failed.is_empty()
+                && matches!(
+                    tokio::time::timeout(SEND_DEADLINE, self.tx.send(m.batch.clone())).await,
+                    Ok(Ok(()))
+                );
+            if !sent {
                 failed.push(m);
             }
         }
