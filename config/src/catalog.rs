@@ -194,6 +194,26 @@ impl Secrets {
         self.values.is_empty()
     }
 
+    /// True when `text` holds a secret value.
+    pub fn appear_in(&self, text: &str) -> bool {
+        self.values.iter().any(|v| text.contains(v.as_str()))
+    }
+
+    /// True when the key `suffix` of the check (such as `http.body`) holds
+    /// a `${VAR}` value, however short.
+    pub fn at_key(&self, suffix: &str) -> bool {
+        self.paths.iter().any(|p| {
+            p == suffix
+                || p.strip_suffix(suffix)
+                    .is_some_and(|head| head.ends_with('.'))
+        })
+    }
+
+    /// True when any value of the check came from `${VAR}`.
+    pub fn any(&self) -> bool {
+        !self.paths.is_empty()
+    }
+
     /// `text` with each secret value (longest first) replaced by `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();

@@ -4,7 +4,7 @@
 use super::trust::{self, TlsSettings};
 use super::{Failure, HttpFacts, Observation, Prober, Stage, dial, micros_since};
 use bytes::{Bytes, BytesMut};
-use config::catalog::HttpProbe;
+use config::catalog::{HttpProbe, Secrets};
 use config::wire::Reason;
 use http::header::{HOST, LOCATION, USER_AGENT};
 use http::{HeaderName, HeaderValue, Request, Uri};
@@ -19,19 +19,21 @@ use tokio::time::Instant;
 use url::Url;
 
 /// Requests `p.url`, following redirects, and records the final response.
+/// What the check carries (its headers, body, client certificate and
+/// `server_name`) stays with its own origin: see [`follow`].
 pub(super) async fn probe(
     prober: &Prober,
     p: &HttpProbe,
+    secrets: &Secrets,
     seen: &mut Observation,
 ) -> Result<(), Failure> {
-    let mut url = p.url.clone();
+    let mut hop = Hop::first(p);
     let mut visited = HashSet::new();
     let mut redirects = 0u32;
     loop {
-        visited.insert(url.to_string());
-        let response = exchange(prober, p, &url, redirects, seen).await?;
-        let next = redirect_target(&url, &response);
-        let Some(next) = next else {
+        visited.insert(hop.url.to_string());
+        let response = exchange(prober, p, &hop, seen).await?;
+        let Some(next) = redirect_target(&hop.url, &response) else {
             return read_body(p, response, redirects, seen).await;
         };
         if redirects >= p.max_redirects {
@@ -47,12 +49,102 @@ pub(super) async fn probe(
         if visited.contains(next.as_str()) {
             return Err(Failure::new(
                 Reason::TooManyRedirects,
-                format!("redirect loop: {url} redirects back to {next}"),
+                format!("redirect loop: {} redirects back to {next}", hop.url),
             ));
         }
+        hop = follow(p, secrets, &hop, next, response.head.status.as_u16())?;
         redirects += 1;
-        url = next;
     }
+}
+
+/// One request of a probe: where it goes and what it may carry.
+#[derive(Debug)]
+struct Hop {
+    url: Url,
+    method: http::Method,
+    body: Bytes,
+    /// At the check's own origin (scheme, host, port): only there do its
+    /// configured headers go.
+    home: bool,
+    /// At the check's own host: only there do its client certificate and
+    /// `tls.server_name` apply.
+    own_host: bool,
+}
+
+impl Hop {
+    fn first(p: &HttpProbe) -> Hop {
+        Hop {
+            url: p.url.clone(),
+            method: method(p),
+            body: Bytes::from(p.body.clone().unwrap_or_default()),
+            home: true,
+            own_host: true,
+        }
+    }
+}
+
+fn method(p: &HttpProbe) -> http::Method {
+    http::Method::from_bytes(format!("{:?}", p.method).to_ascii_uppercase().as_bytes())
+        .unwrap_or(http::Method::GET)
+}
+
+/// The next hop of a redirect with `status` from `from` to `to`, as browsers
+/// follow one: 307 and 308 keep the method and body, 301, 302 and 303 become
+/// a GET without a body (a HEAD stays a HEAD). Refused (`http_redirect_insecure`)
+/// when it would carry a secret where it does not belong: from https to
+/// http while the check holds any `${VAR}` value, or a secret body or URL
+/// to another origin.
+fn follow(
+    p: &HttpProbe,
+    secrets: &Secrets,
+    from: &Hop,
+    to: Url,
+    status: u16,
+) -> Result<Hop, Failure> {
+    let refuse = |why: &str| {
+        Failure::new(
+            Reason::HttpRedirectInsecure,
+            format!(
+                "not following the redirect to {}: {why}",
+                secrets.redact(to.as_str())
+            ),
+        )
+    };
+    if secrets.any() && from.url.scheme() == "https" && to.scheme() == "http" {
+        return Err(refuse(
+            "it leaves https for plain http and the check carries secrets",
+        ));
+    }
+    let (method, body) = match status {
+        307 | 308 => (from.method.clone(), from.body.clone()),
+        _ if from.method == http::Method::HEAD => (http::Method::HEAD, Bytes::new()),
+        _ => (http::Method::GET, Bytes::new()),
+    };
+    let home = origin(&to) == origin(&p.url);
+    if !home {
+        if !body.is_empty() && secrets.at_key("http.body") {
+            return Err(refuse(
+                "it would send the check's secret body to another origin",
+            ));
+        }
+        let echoed =
+            secrets.at_key("http.url") && to.query().is_some() && to.query() == p.url.query();
+        if echoed || secrets.appear_in(to.as_str()) {
+            return Err(refuse("it would send a secret to another origin"));
+        }
+    }
+    Ok(Hop {
+        own_host: to.host() == p.url.host(),
+        url: to,
+        method,
+        body,
+        home,
+    })
+}
+
+/// A URL's origin: scheme, host and port.
+fn origin(url: &Url) -> (&str, Option<url::Host<&str>>, Option<u16>) {
+    (url.scheme(), url.host(), url.port_or_known_default())
 }
 
 /// The `Location` of a redirect, resolved against `base`; `None` when not a redirect.
@@ -85,10 +177,10 @@ impl Drop for Driver {
 async fn exchange(
     prober: &Prober,
     p: &HttpProbe,
-    url: &Url,
-    hop: u32,
+    hop: &Hop,
     seen: &mut Observation,
 ) -> Result<Response, Failure> {
+    let url = &hop.url;
     let host = url.host_str().unwrap_or_default().to_string();
     let https = url.scheme() == "https";
     let port = url
@@ -96,7 +188,7 @@ async fn exchange(
         .unwrap_or(if https { 443 } else { 80 });
     let addrs = dial::resolve(prober, &host, p.prefer_ip, p.ip_fallback, seen).await?;
     let tcp = dial::connect(&addrs, port, seen).await?;
-    let request = build_request(prober, p, url, hop)?;
+    let request = build_request(prober, p, hop)?;
     if https {
         let chain = Arc::new(Mutex::new(Vec::new()));
         let alpn: &[&[u8]] = if p.http2 {
@@ -110,12 +202,14 @@ async fn exchange(
                 .tls
                 .client_cert
                 .as_ref()
+                .filter(|_| hop.own_host)
                 .map(|(c, k)| (c.as_path(), k.as_path())),
             insecure_skip_verify: p.tls.insecure_skip_verify,
             alpn,
         };
         let config = trust::client_config(&prober.web_roots, &settings, chain.clone())?;
-        let name = p.tls.server_name.clone().unwrap_or_else(|| {
+        let server_name = p.tls.server_name.clone().filter(|_| hop.own_host);
+        let name = server_name.unwrap_or_else(|| {
             host.trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string()
@@ -131,8 +225,7 @@ async fn exchange(
 fn build_request(
     prober: &Prober,
     p: &HttpProbe,
-    url: &Url,
-    hop: u32,
+    hop: &Hop,
 ) -> Result<Request<Full<Bytes>>, Failure> {
     let bad = |what: &str| {
         Failure::new(
@@ -140,19 +233,12 @@ fn build_request(
             format!("cannot build the request: {what}"),
         )
     };
+    let url = &hop.url;
     let uri: Uri = url
         .as_str()
         .parse()
         .map_err(|_| bad("the URL is not a valid URI"))?;
-    let method =
-        http::Method::from_bytes(format!("{:?}", p.method).to_ascii_uppercase().as_bytes())
-            .map_err(|_| bad("method"))?;
-    // A redirect is followed with GET and no body, as browsers do for 301-303.
-    let (method, body) = if hop > 0 && method != http::Method::HEAD {
-        (http::Method::GET, Bytes::new())
-    } else {
-        (method, Bytes::from(p.body.clone().unwrap_or_default()))
-    };
+    let (method, body) = (hop.method.clone(), hop.body.clone());
     let mut request = Request::builder().method(method).uri(uri);
     let authority = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
@@ -167,7 +253,9 @@ fn build_request(
         USER_AGENT,
         HeaderValue::from_str(prober.user_agent()).map_err(|_| bad("user agent"))?,
     );
-    for (name, value) in &p.headers {
+    // The check's own headers go to its own origin only, never across a
+    // redirect to another (where `Authorization` or a `${VAR}` would leak).
+    for (name, value) in p.headers.iter().filter(|_| hop.home) {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("a header name"))?;
         let value = HeaderValue::from_str(value).map_err(|_| bad("a header value"))?;
         headers.insert(name, value);

@@ -21,6 +21,23 @@ pub fn check(timeout: &str, probe_yaml: &str) -> Check {
     }
 }
 
+/// A check as [`check`] builds it, with these environment variables for `${VAR}`.
+#[track_caller]
+pub fn check_with_env(timeout: &str, probe_yaml: &str, vars: &[(&str, &str)]) -> Check {
+    let text = format!(
+        "groups:\n  - name: T\n    checks:\n      - name: C\n        interval: 30s\n        timeout: {timeout}\n        {probe_yaml}\n"
+    );
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    match config::load_str(&[(PathBuf::from("test.yaml"), text.clone())], &env) {
+        Ok(mut c) => c.checks.remove(0),
+        Err(e) => panic!("bad test check:\n{text}\n{e}"),
+    }
+}
+
 pub fn prober() -> Prober {
     Prober::new("test-agent").expect("system resolver config")
 }
@@ -76,6 +93,7 @@ mod dns_probe;
 mod http_probe;
 mod publishing;
 mod reasons;
+mod redirects;
 mod scheduling;
 mod tcp_probe;
 mod tls_probe;

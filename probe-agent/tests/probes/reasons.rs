@@ -159,6 +159,18 @@ async fn every_documented_reason_is_produced_by_a_real_target() {
             check("2s", &format!("http: {{ url: 'http://{chunked}/' }}")),
             Reason::HttpProtocol,
         ),
+        (
+            &p,
+            check_with_env(
+                "2s",
+                &format!(
+                    "http: {{ url: 'http://{web}/goto/302?http://localhost:{}/?k=${{KEY}}' }}",
+                    web.port()
+                ),
+                &[("KEY", "a-secret-key")],
+            ),
+            Reason::HttpRedirectInsecure,
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (prober, check, reason) in &cases {

@@ -110,6 +110,12 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                 redirect(&format!("/redirect/{}", n - 1))
             }
         }
+        // `/goto/307?URL` answers a 307 (any 3xx code) to URL.
+        p if p.starts_with("/goto/") => Response::builder()
+            .status(p["/goto/".len()..].parse::<u16>().unwrap_or(302))
+            .header("location", req.uri().query().unwrap_or("/"))
+            .body(full(""))
+            .unwrap(),
         p if p.starts_with("/forever/") => {
             let n: u32 = p["/forever/".len()..].parse().unwrap_or(0);
             redirect(&format!("/forever/{}", n + 1))
@@ -479,4 +485,69 @@ mod dns {
         });
         addr
     }
+}
+
+/// A plain HTTP/1.1 server on 127.0.0.1 that records every request (head and
+/// body, as text) and answers each with `answer(path)`: a whole response.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub async fn start(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, answer) = (seen.clone(), Arc::new(answer));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (log, answer) = (log.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // The head, then as many body bytes as it announces.
+                    let head_end = loop {
+                        let Ok(n @ 1..) = s.read(&mut buf).await else {
+                            return;
+                        };
+                        got.extend_from_slice(&buf[..n]);
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while got.len() < head_end + length {
+                        let Ok(n @ 1..) = s.read(&mut buf).await else {
+                            break;
+                        };
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    let text = String::from_utf8_lossy(&got).into_owned();
+                    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                    log.lock().unwrap().push(text);
+                    let _ = s.write_all(answer(&path).as_bytes()).await;
+                });
+            }
+        });
+        Recorder { addr, seen }
+    }
+
+    /// Every request so far, as text.
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A whole HTTP/1.1 response with `status`, extra `headers` lines and `body`.
+pub fn answer(status: u16, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} X\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
