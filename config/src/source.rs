@@ -27,6 +27,9 @@ pub(crate) struct Node {
     pub secrets: Vec<String>,
     /// Interpolation failed here; that error is the only one about this node.
     pub broken: bool,
+    /// The text as written, before interpolation, when it held `${VAR}`:
+    /// what hashes see, so a hash never depends on (or leaks) a secret.
+    pub template: Option<String>,
 }
 
 impl Node {
@@ -152,6 +155,7 @@ impl Document {
         let mark = mark_of(&raw);
         let mut secrets = Vec::new();
         let mut broken = false;
+        let mut template = None;
         let value = match raw.value {
             RawNode::Null => Value::Null,
             RawNode::Bool(b) => Value::Bool(b),
@@ -159,6 +163,9 @@ impl Document {
             RawNode::Float(x) => Value::Float(x),
             RawNode::Str(s) => match interpolate(&s, env) {
                 Ok((expanded, used)) => {
+                    if !used.is_empty() {
+                        template = Some(s);
+                    }
                     secrets = used;
                     Value::Str(expanded)
                 }
@@ -204,6 +211,7 @@ impl Document {
             value,
             secrets,
             broken,
+            template,
         });
         self.nodes.len() - 1
     }
@@ -258,9 +266,14 @@ impl Document {
         acc
     }
 
-    /// A canonical JSON rendering of the subtree at `id` (keys sorted), for hashing.
+    /// A canonical JSON rendering of the subtree at `id` (keys sorted), for
+    /// hashing: interpolated scalars as written, never their secret values.
     pub fn canonical(&self, id: NodeId) -> serde_json::Value {
-        match &self.node(id).value {
+        let node = self.node(id);
+        if let Some(template) = &node.template {
+            return template.clone().into();
+        }
+        match &node.value {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => (*b).into(),
             Value::Int(i) => serde_json::Value::String(i.to_string()),

@@ -216,9 +216,29 @@ fn quorum(cx: &Cx, f: Option<Field<RawQuorum>>) -> Option<Setting<Quorum>> {
     Some(Setting { value, at: s.at })
 }
 
+/// Text shown to the public (a name, a description, a maintenance text):
+/// never interpolated, since a `${VAR}` value is a secret and would be
+/// published on the page, the API, the badges and the feed.
+fn display(cx: &Cx, f: Field<String>) -> Option<String> {
+    let text = cx.get(f)?;
+    if cx.doc.node(f.id).is_secret() {
+        cx.error(
+            f.id,
+            "`${...}` is not allowed in display text: interpolated values are secrets and this text is published (write `$${` for a literal `${`)",
+        );
+        return None;
+    }
+    Some(text)
+}
+
+/// An optional [`display`] text.
+fn display_opt(cx: &Cx, f: Option<Field<String>>) -> Option<String> {
+    display(cx, f?)
+}
+
 /// A non-empty string with no line breaks, for names.
 fn name(cx: &Cx, f: Field<String>) -> Option<String> {
-    let text = cx.get(f)?;
+    let text = display(cx, f)?;
     if text.trim().is_empty() {
         cx.error(f.id, "expected a non-empty name, found an empty string");
         return None;
@@ -237,7 +257,7 @@ fn group(
     declared: &mut Vec<String>,
 ) -> Option<FileGroup> {
     let group_name = name(cx, raw.name);
-    let description = cx.opt(raw.description);
+    let description = display_opt(cx, raw.description);
     let mut checks = Vec::new();
     for item in cx.get(raw.checks).unwrap_or_default() {
         if let (Some(c), Some(g)) = (cx.get(item), group_name.as_deref()) {
@@ -264,7 +284,7 @@ fn declared_id(cx: &Cx, raw: &RawCheck, group: &str) -> Option<String> {
 fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited) -> Option<Check> {
     let check_name = name(cx, raw.name);
     let id = match raw.id {
-        Some(f) => cx.get(f).and_then(|text| match CheckId::parse(&text) {
+        Some(f) => display(cx, f).and_then(|text| match CheckId::parse(&text) {
             Ok(id) => Some(id),
             Err(message) => {
                 cx.error(f.id, format!("{message}, found `{}`", clip(&text, 70)));
@@ -352,7 +372,7 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
         threshold(cx, raw.success_threshold).unwrap_or(inherited.success_threshold);
     let reopen_window = duration(cx, raw.reopen_window).unwrap_or(inherited.reopen_window);
     let public = setting(cx, raw.public).unwrap_or(inherited.public);
-    let description = cx.opt(raw.description);
+    let description = display_opt(cx, raw.description);
     let probe = probe::kind(cx, &raw, at, timeout.value);
 
     let node = cx.doc.node(at);
@@ -451,7 +471,7 @@ fn cron(cx: &Cx, at: NodeId, text: &str) -> Option<(cron::Schedule, Duration)> {
 
 fn maintenance(cx: &Cx, raw: RawMaintenance, at: NodeId) -> Option<FileMaintenance> {
     let window_name = name(cx, raw.name);
-    let description = cx.opt(raw.description);
+    let description = display_opt(cx, raw.description);
     let mut references = Vec::new();
     if let Some(ids) = cx.get(raw.checks) {
         if ids.is_empty() {

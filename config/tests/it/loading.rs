@@ -139,16 +139,35 @@ fn interpolated_values_are_marked_secret_and_redactable() {
 
 #[test]
 fn an_interpolated_value_cannot_inject_yaml() {
-    let env = env_of(&[("NAME", "x\n        tcp: { host: evil, port: 1 }")]);
+    let injected = "x\n        tcp: { host: evil, port: 1 }";
+    let env = env_of(&[("BODY", injected)]);
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: { url: https://example.com/, method: POST, body: \"${BODY}\" }\n",
+        &env,
+    )
+    .unwrap();
+    let Probe::Http(http) = &catalog.checks[0].probe else {
+        panic!("still one HTTP check")
+    };
+    assert_eq!(
+        http.body.as_deref(),
+        Some(injected),
+        "the value is text, not YAML"
+    );
+}
+
+#[test]
+fn a_secret_in_display_text_is_refused_at_its_position() {
+    let env = env_of(&[("NAME", "hunter2-value")]);
     let err = load_text(
-        "groups:\n  - name: Web\n    checks:\n      - name: \"${NAME}\"\n        http: { url: https://example.com/ }\n",
+        "groups:\n  - name: Web\n    checks:\n      - name: \"Billing ${NAME}\"\n        http: { url: https://example.com/ }\n",
         &env,
     )
     .unwrap_err()
     .to_string();
     assert_eq!(
         err,
-        "checks.yaml:4:15: groups[0].checks[0].name: expected a name on one line, found a line break"
+        "checks.yaml:4:15: groups[0].checks[0].name: `${...}` is not allowed in display text: interpolated values are secrets and this text is published (write `$${` for a literal `${`)"
     );
 }
 
@@ -285,4 +304,28 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn the_config_hash_is_over_the_text_before_interpolation() {
+    let yaml = |path: &str| {
+        format!(
+            "groups:\n  - name: Billing\n    checks:\n      - name: Api\n        http:\n          url: https://example.com{path}\n          headers: {{ Authorization: \"Bearer ${{TOKEN}}\" }}\n"
+        )
+    };
+    let hash = |text: &str, token: &str| {
+        load_text(text, &env_of(&[("TOKEN", token)]))
+            .unwrap()
+            .checks[0]
+            .config_hash
+            .clone()
+    };
+    let one = hash(&yaml("/"), "1234");
+    // A four-digit PIN would be found by hashing 10,000 guesses, were it hashed.
+    assert_eq!(
+        one,
+        hash(&yaml("/"), "9999"),
+        "the secret's value is not hashed"
+    );
+    assert_ne!(one, hash(&yaml("/v2"), "1234"), "the text around it is");
 }
