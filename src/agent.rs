@@ -44,6 +44,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         config: args.config.clone(),
         me: Peer::new(args.agent_id.clone(), args.zone.clone()),
         region: args.region.clone(),
+        location_label: args.location_label.clone(),
         peers,
         discovery,
         rediscover_every: Duration::from_secs(30),

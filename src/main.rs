@@ -97,6 +97,9 @@ pub(crate) struct AgentArgs {
     /// This agent's region.
     #[arg(long, env = "STATUSPAGE_REGION", default_value = "")]
     pub region: String,
+    /// What the public page calls this agent's location (default: its zone). The page never shows the agent id: node names carry internal addresses.
+    #[arg(long, env = "STATUSPAGE_LOCATION_LABEL", default_value = "")]
+    pub location_label: String,
     /// Static peers: id[@zone],... (this agent always counts itself).
     #[arg(long, env = "STATUSPAGE_PEERS", default_value = "")]
     pub peers: String,

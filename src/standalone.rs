@@ -123,6 +123,7 @@ pub(crate) async fn run(
             config: o.config.clone(),
             me: Peer::new("local", "local"),
             region: String::new(),
+            location_label: String::new(),
             peers: Vec::new(),
             discovery: None,
             rediscover_every: Duration::from_secs(30),

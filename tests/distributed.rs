@@ -44,6 +44,10 @@ impl Fleet {
     }
 
     fn agent(&self, id: &str, zone: &str, config: &str) -> Child {
+        self.agent_with_peers(id, zone, config, "agent-a@zone-a,agent-b@zone-b")
+    }
+
+    fn agent_with_peers(&self, id: &str, zone: &str, config: &str, peers: &str) -> Child {
         let metrics = format!("127.0.0.1:{}", free_port());
         self.spawn(
             id,
@@ -58,7 +62,7 @@ impl Fleet {
                 "--zone",
                 zone,
                 "--peers",
-                "agent-a@zone-a,agent-b@zone-b",
+                peers,
                 "--metrics-listen",
                 &metrics,
             ],
@@ -263,6 +267,98 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     assert_eq!(incidents_in_db, 1);
 
     for child in [&mut ingest_1, &mut ingest_2, &mut dash] {
+        signal(child, "TERM");
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One confused agent cannot open an incident alone: three agents share a
+/// check (`locations: 3`, majority), and a fourth believes it is alone (its
+/// static peers are only itself), so it probes every check and reports
+/// `assigned = 1`. Ingest decides the fleet itself (four agents heard) and
+/// which three are assigned; the confused agent's failures are at most one
+/// vote of three. Before, ingest took `assigned` from its report and opened
+/// "Detected: 1 of 4 locations failing".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confused_agent_alone_cannot_open_an_incident() {
+    let target_port = http_target(|request| request.contains("(agent-d)"));
+    let (_, queue) = fresh_queue("confused").await;
+    let (db, _) = fresh_database("confused").await;
+    let dir = std::env::temp_dir().join(format!("statuspage-confused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: 3\n  failure_threshold: 2\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let fleet = Fleet {
+        dir: dir.clone(),
+        queue,
+        db: db.clone(),
+    };
+    let mut children = vec![fleet.ingest("ingest", &config)];
+    let three = "agent-a@zone-a,agent-b@zone-b,agent-c@zone-c";
+    for (id, zone) in [
+        ("agent-a", "zone-a"),
+        ("agent-b", "zone-b"),
+        ("agent-c", "zone-c"),
+    ] {
+        children.push(fleet.agent_with_peers(id, zone, &config, three));
+    }
+    children.push(fleet.agent_with_peers("agent-d", "zone-d", &config, ""));
+    let port = free_port();
+    children.push(fleet.spawn(
+        "dashboard",
+        &[
+            "dashboard",
+            "--database-url",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--cache-ttl",
+            "1s",
+        ],
+    ));
+    // The confused agent's location has failed (two results in a row), and
+    // ingest has gone on deciding with it for several more intervals.
+    let failed_at = |v: &serde_json::Value| -> Option<String> {
+        v["location_states"]
+            .as_array()?
+            .iter()
+            .find(|l| l["zone"] == "zone-d" && l["state"] == "failing")
+            .and_then(|l| l["last_result_at"].as_str().map(str::to_string))
+    };
+    let (first, _) = until(Duration::from_secs(30), "agent-d failing", || {
+        failed_at(&http_json(port, "/api/v1/checks/web")?)
+    });
+    let (web, _) = until(Duration::from_secs(15), "three more of its results", || {
+        let v = http_json(port, "/api/v1/checks/web")?;
+        let at = failed_at(&v)?;
+        (chrono::DateTime::parse_from_rfc3339(&at).ok()?
+            - chrono::DateTime::parse_from_rfc3339(&first).ok()?
+            >= chrono::Duration::seconds(3))
+        .then_some(v)
+    });
+    assert_ne!(web["status"], "down", "{web}");
+    assert_eq!(
+        web["locations"]["assigned"], 3,
+        "min(locations, fleet of four)"
+    );
+    assert!(web["locations"]["failing"].as_i64().unwrap() <= 1, "{web}");
+    assert!(
+        incidents(port).is_empty(),
+        "one agent opened an incident alone: {:?}",
+        incidents(port)
+    );
+    for child in &mut children {
         signal(child, "TERM");
         let _ = child.wait();
     }

@@ -135,6 +135,7 @@ fn batch_body(t0: i64) -> String {
             id: "agent-1".into(),
             zone: "z".into(),
             region: String::new(),
+            label: String::new(),
         },
         sent_at: at,
         results,

@@ -114,6 +114,10 @@ pub struct AgentInfo {
     /// Its region, or empty.
     #[serde(default)]
     pub region: String,
+    /// What the public page calls its location (`--location-label`); empty
+    /// for its zone. Never its id: a node name carries internal addresses.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
 }
 
 /// The outcome of one probe.

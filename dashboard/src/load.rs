@@ -42,6 +42,7 @@ pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
     let updates = reader.updates(&open_ids).await?;
     let windows = reader.windows(now).await?;
     let hours = reader.rollups(Level::Hour, &ids, now - DAY_MS).await?;
+    let agents = reader.agents().await?;
     Ok(model::board(
         Rows {
             checks,
@@ -51,6 +52,7 @@ pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
             updates,
             windows,
             hours,
+            agents,
         },
         now,
     ))
@@ -76,7 +78,7 @@ pub async fn check(
     let agents = reader.agents().await?;
     let minute_refs: Vec<(Millis, &Rollup)> = minutes.iter().map(|m| (m.1, &m.2)).collect();
     let hour_refs: Vec<(Millis, &Rollup)> = hours.iter().map(|m| (m.1, &m.2)).collect();
-    let summary = model::summary(&row, &changes, &incidents, &hours, now);
+    let summary = model::summary(&row, &changes, &incidents, &hours, &agents, now);
     Ok(Some(CheckDetail {
         locations: model::location_list(&row.latest, &agents, now),
         day: model::series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
@@ -99,7 +101,8 @@ pub async fn check_summary(
     };
     let from = history_from(now);
     let changes = reader.changes(&[row.id], from).await?;
-    Ok(Some(model::summary(&row, &changes, &[], &[], now)))
+    let agents = reader.agents().await?;
+    Ok(Some(model::summary(&row, &changes, &[], &[], &agents, now)))
 }
 
 /// A page of incidents with their updates, and how many match in all.

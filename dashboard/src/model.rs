@@ -3,7 +3,7 @@
 //! (`ingest::uptime`, `ingest::status::decide`): there is no second copy of
 //! the semantics here.
 
-use crate::read::{CheckRow, IncidentRow, UpdateRow, WindowRow};
+use crate::read::{AgentRow, CheckRow, IncidentRow, UpdateRow, WindowRow};
 use config::defaults::Quorum;
 use ingest::rollup::Rollup;
 use ingest::state::Millis;
@@ -174,6 +174,8 @@ pub struct Rows {
     pub windows: Vec<WindowRow>,
     /// Hour rollups of the last 24 hours.
     pub hours: Vec<(i64, Millis, Rollup)>,
+    /// Every agent ingest has heard from.
+    pub agents: Vec<AgentRow>,
 }
 
 /// The span of the bar: from the start of the oldest UTC day shown.
@@ -181,11 +183,20 @@ pub fn bar_from(now: Millis) -> Millis {
     now.div_euclid(DAY_MS) * DAY_MS - i64::from(BAR_DAYS - 1) * DAY_MS
 }
 
-/// Each location's state now, as ingest decides it (the quorum plays no part
-/// in the counts).
-pub fn locations(latest: &[Sample], now: Millis) -> Detail {
-    let by: BTreeMap<i64, &Sample> = latest.iter().map(|s| (s.pair, s)).collect();
-    ingest::status::decide(&by, now, Quorum::Majority, &[]).1
+/// Each location's state now, as ingest decides it: the agents ingest has
+/// heard from, assigned by the same rendezvous function (the quorum plays
+/// no part in the counts).
+pub fn locations(c: &CheckRow, agents: &[AgentRow], now: Millis) -> Detail {
+    let by: BTreeMap<i64, &Sample> = c.latest.iter().map(|s| (s.pair, s)).collect();
+    let members: Vec<ingest::status::Member> = agents.iter().map(AgentRow::member).collect();
+    let electorate = ingest::status::Electorate {
+        check: &c.slug,
+        locations: c.locations,
+        members: &members,
+        interval_ms: c.interval_ms,
+    };
+    let assigned = electorate.assigned(now, &by);
+    ingest::status::decide(&by, now, Quorum::Majority, &[], &assigned).1
 }
 
 /// Assembles the board.
@@ -194,7 +205,16 @@ pub fn board(rows: Rows, now: Millis) -> Board {
     let checks: Vec<CheckSummary> = rows
         .checks
         .iter()
-        .map(|c| summary(c, &rows.changes, &rows.incidents, &rows.hours, now))
+        .map(|c| {
+            summary(
+                c,
+                &rows.changes,
+                &rows.incidents,
+                &rows.hours,
+                &rows.agents,
+                now,
+            )
+        })
         .collect();
     let statuses: Vec<Status> = checks.iter().map(|c| c.row.status).collect();
     let overall = overall(&statuses, &rows.open);
@@ -234,6 +254,7 @@ pub fn summary(
     changes: &[(i64, Millis, Status)],
     incidents: &[IncidentRow],
     hours: &[(i64, Millis, Rollup)],
+    agents: &[AgentRow],
     now: Millis,
 ) -> CheckSummary {
     let mine: Vec<(Millis, Status)> = changes
@@ -262,7 +283,7 @@ pub fn summary(
         row.status_since = Some(at);
     }
     CheckSummary {
-        locations: locations(&c.latest, now),
+        locations: locations(c, agents, now),
         uptime: uptime::windows(&mine, c.created_at, now),
         days: uptime::days(&mine, c.created_at, &spans, now, BAR_DAYS),
         latency: Latency::of(&day, 0),
@@ -325,7 +346,7 @@ pub fn phases(rollups: &[(Millis, &Rollup)]) -> Vec<(&'static str, Latency)> {
 /// One location of a check, as its page shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
-    /// The agent's name.
+    /// What the page calls it: its `--location-label`, else its zone.
     pub name: String,
     /// Its zone.
     pub zone: String,
@@ -347,9 +368,17 @@ pub fn location_list(
         .iter()
         .map(|s| {
             let agent = agents.iter().find(|a| a.id == s.pair);
+            let zone = agent.map(|a| a.zone.clone()).unwrap_or_default();
+            // Its label, else its zone: never the agent's id, a node name
+            // that carries internal addresses.
+            let name = match agent {
+                Some(a) if !a.label.is_empty() => a.label.clone(),
+                _ if !zone.is_empty() => zone.clone(),
+                _ => "unnamed location".to_string(),
+            };
             Location {
-                name: agent.map_or_else(|| format!("agent {}", s.pair), |a| a.name.clone()),
-                zone: agent.map(|a| a.zone.clone()).unwrap_or_default(),
+                name,
+                zone,
                 state: s.state,
                 reporting: now - s.at < ingest::status::REPORTING_INTERVALS * s.interval_ms.max(1),
                 at: s.at,

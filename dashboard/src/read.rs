@@ -51,6 +51,8 @@ pub struct CheckRow {
     pub latest: Vec<ingest::status::Sample>,
     /// The earliest certificate expiry in the newest TLS facts, if any.
     pub cert_not_after: Option<Millis>,
+    /// How many locations it asks for (`None` until catalog sync wrote it).
+    pub locations: Option<config::defaults::Locations>,
 }
 
 /// An incident, as stored.
@@ -111,10 +113,30 @@ pub struct WindowRow {
 pub struct AgentRow {
     /// Its internal id.
     pub id: i64,
-    /// Its name (the node name).
+    /// Its name (the node name): internal, never shown.
     pub name: String,
     /// Its zone.
     pub zone: String,
+    /// What the public page calls its location (`--location-label`); empty
+    /// when it set none.
+    pub label: String,
+    /// When ingest first heard from it.
+    pub first_seen: Millis,
+    /// When ingest last heard from it.
+    pub last_seen: Millis,
+}
+
+impl AgentRow {
+    /// As ingest's electorate sees it.
+    pub fn member(&self) -> ingest::status::Member {
+        ingest::status::Member {
+            key: self.id,
+            id: self.name.clone(),
+            zone: self.zone.clone(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+        }
+    }
 }
 
 /// Which incidents a listing wants.
@@ -282,7 +304,7 @@ impl Reader {
     pub async fn public_checks(&self) -> Result<Vec<CheckRow>, ReadError> {
         let sql = format!(
             "SELECT {}, slug, name, group_name, description, kind, {}, {}, status, {},
-                    {}, latest, {}
+                    {}, latest, {}, {}
              FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
              ORDER BY position, id",
             self.int("id"),
@@ -291,6 +313,7 @@ impl Reader {
             self.ms("status_since"),
             self.int("interval_ms"),
             self.ms("cert_not_after"),
+            self.int("locations"),
         );
         type Row = (
             i64,
@@ -305,6 +328,7 @@ impl Reader {
             Option<i64>,
             i64,
             Option<Vec<u8>>,
+            Option<i64>,
             Option<i64>,
         );
         let rows: Vec<Row> = self.rows(&sql, &[]).await?;
@@ -328,6 +352,10 @@ impl Reader {
                     .and_then(ingest::store::decode_latest)
                     .unwrap_or_default(),
                 cert_not_after: r.12,
+                locations: r.13.map(|n| match n {
+                    n if n > 0 => config::defaults::Locations::Count(n as u32),
+                    _ => config::defaults::Locations::All,
+                }),
             })
             .collect())
     }
@@ -551,16 +579,21 @@ impl Reader {
     /// Every agent.
     pub async fn agents(&self) -> Result<Vec<AgentRow>, ReadError> {
         let sql = format!(
-            "SELECT {}, name, zone FROM agents ORDER BY id",
-            self.int("id")
+            "SELECT {}, name, zone, label, {}, {} FROM agents ORDER BY id",
+            self.int("id"),
+            self.ms("first_seen"),
+            self.ms("last_seen"),
         );
-        let rows: Vec<(i64, String, String)> = self.rows(&sql, &[]).await?;
+        let rows: Vec<(i64, String, String, String, i64, i64)> = self.rows(&sql, &[]).await?;
         Ok(rows
             .into_iter()
             .map(|r| AgentRow {
                 id: r.0,
                 name: r.1,
                 zone: r.2,
+                label: r.3,
+                first_seen: r.4,
+                last_seen: r.5,
             })
             .collect())
     }

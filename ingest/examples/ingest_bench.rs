@@ -79,6 +79,7 @@ async fn main() -> Result<(), Error> {
                         id: agent.clone(),
                         zone: String::new(),
                         region: String::new(),
+                        label: String::new(),
                     })
                     .collect();
                 let batch: Vec<Message> = receive

@@ -123,7 +123,11 @@ pub fn screen(
     if batch.v != VERSION {
         return Err(Unusable::Version(batch.v));
     }
-    for place in [&mut batch.agent.zone, &mut batch.agent.region] {
+    for place in [
+        &mut batch.agent.zone,
+        &mut batch.agent.region,
+        &mut batch.agent.label,
+    ] {
         if let std::borrow::Cow::Owned(v) = config::wire::visible(place) {
             *place = v;
         }
@@ -133,7 +137,8 @@ pub fn screen(
         && !batch.agent.id.chars().any(char::is_control)
         && batch.agent.id.len() <= 253
         && batch.agent.zone.len() <= 128
-        && batch.agent.region.len() <= 128;
+        && batch.agent.region.len() <= 128
+        && batch.agent.label.len() <= 128;
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Screened {
         agent: batch.agent.clone(),
@@ -232,6 +237,7 @@ mod tests {
                 id: "agent-a".into(),
                 zone: "z".into(),
                 region: String::new(),
+                label: String::new(),
             },
             sent_at: Timestamp::from_unix_ms(NOW).unwrap(),
             results,

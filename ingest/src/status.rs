@@ -7,9 +7,10 @@
 //! would have given.
 
 use crate::state::{Millis, PairState};
-use config::defaults::Quorum;
+use config::defaults::{Locations, Quorum};
+use config::fleet::{Fleet, Peer};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A location reports while its newest result is within this many intervals.
@@ -75,7 +76,8 @@ pub struct Sample {
     pub state: PairState,
     /// The check's interval when it ran, in ms.
     pub interval_ms: i64,
-    /// How many locations the fleet assigned.
+    /// How many locations its agent believed the fleet assigned: kept as
+    /// reported, never trusted (see [`Electorate`]).
     pub assigned: u32,
     /// Its reason code (one of the documented set, or `other`).
     pub reason: &'static str,
@@ -109,24 +111,109 @@ pub struct Detail {
 /// `[start, end)` in ms.
 pub type Window = (Millis, Millis);
 
-/// The status at one instant, given each pair's newest sample at or before it.
+/// An agent ingest has heard from (its row in `agents`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its key: the `pair` of its samples.
+    pub key: i64,
+    /// Its id, the rendezvous key.
+    pub id: String,
+    /// Its zone.
+    pub zone: String,
+    /// When ingest first heard from it.
+    pub first_seen: Millis,
+    /// When ingest last heard from it (a result or a heartbeat).
+    pub last_seen: Millis,
+}
+
+/// Who votes on one check: decided by ingest from the agents it has heard
+/// from, never from what one agent reports (an agent with a wrong view of
+/// the fleet can neither lower nor raise the quorum).
+#[derive(Clone, Copy, Debug)]
+pub struct Electorate<'a> {
+    /// The check's id, the rendezvous key.
+    pub check: &'a str,
+    /// How many locations the check asks for; `None` while ingest does not
+    /// know the check (a placeholder): then the agents that probe it vote.
+    pub locations: Option<Locations>,
+    /// Every agent ingest knows.
+    pub members: &'a [Member],
+    /// The check's interval, in ms: a member is in the fleet while heard
+    /// within [`REPORTING_INTERVALS`] of it.
+    pub interval_ms: i64,
+}
+
+impl Electorate<'_> {
+    /// The keys of the agents assigned to the check at `at`. The fleet is
+    /// every agent heard within three intervals of `at` (between its first
+    /// and its last word, give or take three intervals), plus every location that
+    /// reports on this check; `locations: N` takes N of them by the agents'
+    /// own rendezvous function, `all` takes them all, and an unknown check
+    /// takes those that have probed it (`latest`).
+    pub fn assigned(&self, at: Millis, latest: &BTreeMap<i64, &Sample>) -> BTreeSet<i64> {
+        let span = REPORTING_INTERVALS * self.interval_ms.max(1);
+        let fleet: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| {
+                (m.first_seen - span < at && at - m.last_seen < span)
+                    || latest.get(&m.key).is_some_and(|s| reports(s, at))
+            })
+            .collect();
+        match self.locations {
+            None => latest
+                .values()
+                .filter(|s| reports(s, at) || fleet.iter().any(|m| m.key == s.pair))
+                .map(|s| s.pair)
+                .collect(),
+            Some(locations) => {
+                let peers = Fleet::of(
+                    fleet
+                        .iter()
+                        .map(|m| Peer::new(m.id.clone(), m.zone.clone())),
+                );
+                let keys: BTreeMap<&str, i64> =
+                    fleet.iter().map(|m| (m.id.as_str(), m.key)).collect();
+                peers
+                    .assigned(self.check, locations)
+                    .iter()
+                    .filter_map(|p| keys.get(p.id.as_str()).copied())
+                    .collect()
+            }
+        }
+    }
+
+    /// The instants in `[from, through]` at which a member leaves the fleet.
+    fn departures(&self, from: Millis, through: Millis) -> impl Iterator<Item = Millis> + '_ {
+        let span = REPORTING_INTERVALS * self.interval_ms.max(1);
+        self.members
+            .iter()
+            .map(move |m| m.last_seen.saturating_add(span))
+            .filter(move |t| from <= *t && *t <= through)
+    }
+}
+
+/// Whether a location's newest sample still reports at `at`.
+fn reports(s: &Sample, at: Millis) -> bool {
+    at - s.at < REPORTING_INTERVALS * s.interval_ms.max(1)
+}
+
+/// The status at one instant, given each pair's newest sample at or before
+/// it and the keys of the agents `assigned` to the check then: only they
+/// vote, and the quorum is over how many they are.
 pub fn decide(
     latest: &BTreeMap<i64, &Sample>,
     at: Millis,
     quorum: Quorum,
     windows: &[Window],
+    assigned: &BTreeSet<i64>,
 ) -> (Status, Detail) {
     let reporting: Vec<&Sample> = latest
         .values()
-        .filter(|s| at - s.at < REPORTING_INTERVALS * s.interval_ms.max(1))
+        .filter(|s| assigned.contains(&s.pair) && reports(s, at))
         .copied()
         .collect();
-    // `assigned` comes from the results: the newest reporting one knows the
-    // fleet best (and only reporting ones are sure to be loaded).
-    let assigned = reporting
-        .iter()
-        .max_by_key(|s| (s.at, s.pair))
-        .map_or(0, |s| s.assigned);
+    let assigned = assigned.len() as u32;
     let failing: Vec<&Sample> = reporting
         .iter()
         .filter(|s| s.state == PairState::Failing)
@@ -198,6 +285,7 @@ pub fn changes(
     before: Option<Status>,
     quorum: Quorum,
     windows: &[Window],
+    electorate: &Electorate<'_>,
 ) -> Vec<Change> {
     let mut sorted: Vec<&Sample> = samples.iter().collect();
     sorted.sort_by_key(|s| (s.at, s.pair));
@@ -209,6 +297,7 @@ pub fn changes(
     for &(s, e) in windows {
         points.extend([s, e]);
     }
+    points.extend(electorate.departures(from, through));
     points.retain(|&p| from <= p && p <= through);
     points.sort_unstable();
     points.dedup();
@@ -230,7 +319,8 @@ pub fn changes(
             // a status already, no sample in the lookback means nobody reports.)
             continue;
         }
-        let (status, detail) = decide(&latest, at, quorum, windows);
+        let assigned = electorate.assigned(at, &latest);
+        let (status, detail) = decide(&latest, at, quorum, windows, &assigned);
         if current != Some(status) {
             current = Some(status);
             out.push(Change { at, status, detail });
@@ -259,11 +349,42 @@ mod tests {
         }
     }
 
-    fn statuses(samples: &[Sample], through: Millis, windows: &[Window]) -> Vec<(Millis, Status)> {
-        changes(samples, 0, through, None, Quorum::Majority, windows)
-            .into_iter()
-            .map(|c| (c.at, c.status))
+    /// Agents `1..=n`, heard from all along, in zones of their own.
+    fn members(n: i64) -> Vec<Member> {
+        (1..=n)
+            .map(|k| Member {
+                key: k,
+                id: format!("agent-{k}"),
+                zone: format!("zone-{k}"),
+                first_seen: Millis::MIN / 4,
+                last_seen: Millis::MAX / 4,
+            })
             .collect()
+    }
+
+    fn electorate(members: &[Member], locations: Locations) -> Electorate<'_> {
+        Electorate {
+            check: "web",
+            locations: Some(locations),
+            members,
+            interval_ms: 60_000,
+        }
+    }
+
+    fn statuses(samples: &[Sample], through: Millis, windows: &[Window]) -> Vec<(Millis, Status)> {
+        let m = members(3);
+        changes(
+            samples,
+            0,
+            through,
+            None,
+            Quorum::Majority,
+            windows,
+            &electorate(&m, Locations::Count(3)),
+        )
+        .into_iter()
+        .map(|c| (c.at, c.status))
+        .collect()
     }
 
     #[test]
@@ -278,7 +399,9 @@ mod tests {
         ];
         let got = statuses(&samples[..4], 60_000, &[]);
         assert_eq!(got, [(0, Status::Up), (60_000, Status::Degraded)]);
-        let got = changes(&samples, 0, 60_000, None, Quorum::Majority, &[]);
+        let m = members(3);
+        let e = electorate(&m, Locations::Count(3));
+        let got = changes(&samples, 0, 60_000, None, Quorum::Majority, &[], &e);
         assert_eq!(got.last().map(|c| c.status), Some(Status::Down));
         assert_eq!(
             got.last().map(|c| c.detail.clone()),
@@ -293,9 +416,17 @@ mod tests {
 
     #[test]
     fn a_numeric_quorum_is_capped_at_assigned() {
-        let mut one = s(1, 0, Failing);
-        one.assigned = 1;
-        let got = changes(&[one], 0, 0, None, Quorum::Count(3), &[]);
+        let one = s(1, 0, Failing);
+        let m = members(1);
+        let got = changes(
+            &[one],
+            0,
+            0,
+            None,
+            Quorum::Count(3),
+            &[],
+            &electorate(&m, Locations::Count(3)),
+        );
         assert_eq!(
             got[0].status,
             Status::Down,
@@ -335,5 +466,143 @@ mod tests {
                 (90_000, Status::Down)
             ]
         );
+    }
+
+    /// The status now of one sample per location, at instant 0.
+    fn now_of(samples: &[Sample], e: &Electorate<'_>) -> (Status, Detail) {
+        let latest: BTreeMap<i64, &Sample> = samples.iter().map(|s| (s.pair, s)).collect();
+        decide(&latest, 0, Quorum::Majority, &[], &e.assigned(0, &latest))
+    }
+
+    #[test]
+    fn a_confused_agent_can_neither_lower_nor_raise_the_quorum() {
+        // Three agents share a check (`locations: 3`); a fourth believes it
+        // is alone, so it probes every check and reports `assigned = 1`.
+        let m = members(4);
+        let e = electorate(&m, Locations::Count(3));
+        let assigned = e.assigned(0, &BTreeMap::new());
+        assert_eq!(assigned.len(), 3, "min(locations, fleet)");
+        for confused in 1..=4 {
+            let mut samples: Vec<Sample> = (1..=4).map(|k| s(k, 0, Passing)).collect();
+            samples[confused as usize - 1] = Sample {
+                assigned: 1,
+                ..s(confused, 0, Failing)
+            };
+            let (status, detail) = now_of(&samples, &e);
+            assert_ne!(
+                status,
+                Status::Down,
+                "agent {confused} alone is not a quorum"
+            );
+            assert_eq!(detail.assigned, 3);
+            assert_eq!(detail.reporting, 3, "only assigned agents vote");
+        }
+        // Nor does claiming a large fleet stop a real majority.
+        let samples: Vec<Sample> = (1..=4)
+            .map(|k| Sample {
+                assigned: 100,
+                ..s(k, 0, Failing)
+            })
+            .collect();
+        assert_eq!(now_of(&samples, &e).0, Status::Down);
+    }
+
+    #[test]
+    fn an_agent_no_longer_assigned_stops_voting_when_the_fleet_changes() {
+        // Two of three agents are assigned; the third's failing vote does not
+        // count. When ingest stops hearing from an assigned one, the
+        // assignment moves and is decided at that instant.
+        let mut m = members(3);
+        let e = electorate(&m, Locations::Count(2));
+        let outsider = (1..=3_i64)
+            .find(|k| !e.assigned(0, &BTreeMap::new()).contains(k))
+            .unwrap();
+        let insider = (1..=3_i64).find(|k| *k != outsider).unwrap();
+        for member in &mut m {
+            if member.key == insider {
+                member.last_seen = 0;
+            }
+        }
+        let e = electorate(&m, Locations::Count(2));
+        let other = 6 - insider - outsider;
+        let samples = [
+            s(insider, 0, Passing),
+            s(outsider, 0, Failing),
+            s(other, 0, Failing),
+            s(outsider, 120_000, Failing),
+            s(other, 120_000, Failing),
+        ];
+        let got = changes(&samples, 0, 200_000, None, Quorum::Majority, &[], &e);
+        assert_eq!(got[0].status, Status::Degraded, "{got:?}");
+        // The insider leaves the fleet 3 intervals after it was last heard.
+        assert_eq!((got[1].at, got[1].status), (180_000, Status::Down));
+        assert_eq!(got[1].detail.assigned, 2);
+    }
+
+    #[test]
+    fn two_fleets_vote_in_one_quorum_over_the_union_of_their_agents() {
+        // Fleet A: three in-cluster agents; fleet B: two external ones.
+        let m = members(5);
+        let e = electorate(&m, Locations::All);
+        let with = |failing: &[i64]| -> Vec<Sample> {
+            (1..=5)
+                .map(|k| {
+                    s(
+                        k,
+                        0,
+                        if failing.contains(&k) {
+                            Failing
+                        } else {
+                            Passing
+                        },
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            now_of(&with(&[4, 5]), &e).0,
+            Status::Degraded,
+            "B's two of five"
+        );
+        let (status, detail) = now_of(&with(&[1, 2, 4]), &e);
+        assert_eq!(status, Status::Down, "two of A and one of B: three of five");
+        assert_eq!((detail.assigned, detail.failing), (5, 3));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever each agent believes (`assigned`, and whether it probes
+        /// the check at all), a minority of the failing assigned locations is
+        /// never `down`, and a majority always is.
+        #[test]
+        fn only_a_majority_of_the_assigned_locations_makes_it_down(
+            n in 1_i64..8,
+            locations in prop_oneof![Just(Locations::All), (1_u32..6).prop_map(Locations::Count)],
+            views in proptest::collection::vec((any::<bool>(), any::<bool>(), 1_u32..10), 8),
+        ) {
+            let m = members(n);
+            let e = electorate(&m, locations);
+            let assigned = e.assigned(0, &BTreeMap::new());
+            prop_assert_eq!(assigned.len() as u32, match locations {
+                Locations::All => n as u32,
+                Locations::Count(c) => c.min(n as u32),
+            });
+            // Assigned agents all report; the others report only if confused.
+            let samples: Vec<Sample> = (1..=n)
+                .filter(|k| assigned.contains(k) || views[*k as usize].0)
+                .map(|k| Sample {
+                    assigned: views[k as usize].2,
+                    ..s(k, 0, if views[k as usize].1 { Failing } else { Passing })
+                })
+                .collect();
+            let failing = samples
+                .iter()
+                .filter(|x| assigned.contains(&x.pair) && x.state == Failing)
+                .count() as u32;
+            let (status, _) = now_of(&samples, &e);
+            let majority = assigned.len() as u32 / 2 + 1;
+            prop_assert_eq!(status == Status::Down, failing >= majority);
+        }
     }
 }

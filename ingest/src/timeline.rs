@@ -93,6 +93,8 @@ pub struct Loaded<'a> {
     pub windows: &'a [Window],
     /// The check's newest automatic incident.
     pub latest: Option<Latest>,
+    /// Who votes on the check.
+    pub electorate: status::Electorate<'a>,
 }
 
 /// What to write.
@@ -119,6 +121,7 @@ pub fn plan(loaded: Loaded<'_>, from: Millis, through: Millis, rules: &Rules) ->
         loaded.before,
         rules.quorum,
         loaded.windows,
+        &loaded.electorate,
     );
     let rewrite = changes != loaded.old;
     let current = changes.last().map(|c| c.status).or(loaded.before);

@@ -3,16 +3,26 @@
 //! PostgreSQL store runs in a transaction: dedupe by id, admit, restate the
 //! samples, recompute the status changes, apply the incident actions.
 
-use config::defaults::Quorum;
+use config::defaults::{Locations, Quorum};
 use ingest::incident::{Action, Latest};
 use ingest::state::{Millis, Pair, PairState, Thresholds, Verdict};
-use ingest::status::{Change, Sample, Status};
+use ingest::status::{Change, Electorate, Member, Sample, Status};
 use ingest::timeline::{self, Incoming, Loaded, Rules};
 use ingest::uptime;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const INTERVAL: i64 = 60_000;
+
+/// The agents that probe the check vote: a check ingest knows no fleet for.
+fn probers() -> Electorate<'static> {
+    Electorate {
+        check: "web",
+        locations: None,
+        members: &[],
+        interval_ms: INTERVAL,
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Obs {
@@ -34,6 +44,8 @@ struct Model {
     latest: Option<Latest>,
     opened: usize,
     decided: Option<Millis>,
+    /// The fleet: every agent that sends anything, heard from all along.
+    members: Vec<Member>,
 }
 
 impl Model {
@@ -49,6 +61,7 @@ impl Model {
             latest: None,
             opened: 0,
             decided: None,
+            members: Vec::new(),
         }
     }
 
@@ -130,6 +143,12 @@ impl Model {
                 old: &old,
                 windows: &self.windows,
                 latest: self.latest.clone(),
+                electorate: Electorate {
+                    check: "web",
+                    locations: Some(Locations::All),
+                    members: &self.members,
+                    interval_ms: INTERVAL,
+                },
             },
             from,
             through,
@@ -283,6 +302,23 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 
 fn run(rules: Rules, windows: &[(Millis, Millis)], steps: &[Step]) -> Model {
     let mut m = Model::new(rules, windows.to_vec());
+    let pairs: BTreeSet<i64> = steps
+        .iter()
+        .flat_map(|s| match s {
+            Step::Batch(b) => b.iter().map(|r| r.pair).collect(),
+            Step::Tick(_) => Vec::new(),
+        })
+        .collect();
+    m.members = pairs
+        .into_iter()
+        .map(|key| Member {
+            key,
+            id: format!("agent-{key}"),
+            zone: String::new(),
+            first_seen: Millis::MIN / 4,
+            last_seen: Millis::MAX / 4,
+        })
+        .collect();
     for s in steps {
         match s {
             Step::Batch(b) => m.ingest(b),
@@ -405,16 +441,16 @@ proptest! {
             })
             .collect();
         // The status before `from` is what the history says, as in the store.
-        let before = ingest::status::changes(&every, i64::MIN / 4, from - 1, None, quorum, &windows)
+        let before = ingest::status::changes(&every, i64::MIN / 4, from - 1, None, quorum, &windows, &probers())
             .last()
             .map(|c| c.status);
         // What a store loads: every sample at or after `low`.
         let loaded: Vec<Sample> = every.into_iter().filter(|s| s.at >= low).collect();
         let through = from + span;
-        let all = ingest::status::changes(&loaded, from, through, before, quorum, &windows);
+        let all = ingest::status::changes(&loaded, from, through, before, quorum, &windows, &probers());
         let few = ingest::status::relevant(loaded.clone(), from, low, before);
         prop_assert!(few.len() <= loaded.len());
-        let got = ingest::status::changes(&few, from, through, before, quorum, &windows);
+        let got = ingest::status::changes(&few, from, through, before, quorum, &windows, &probers());
         prop_assert_eq!(got, all);
     }
 

@@ -247,6 +247,7 @@ fn agent_bench(seconds: u64, checks: usize) -> Res {
                 id: "bench".into(),
                 zone: String::new(),
                 region: String::new(),
+                label: String::new(),
             },
             max_message_bytes: config::wire::DEFAULT_MAX_MESSAGE_BYTES,
             flush_every: Duration::from_secs(1),

@@ -4,8 +4,8 @@
 //! publishes not-ready addresses, so an SQS outage never empties the fleet;
 //! terminating endpoints are left out, so a drained node's checks move.
 
-use crate::fleet::Peer;
 use bytes::Bytes;
+use config::fleet::Peer;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::RootCertStore;

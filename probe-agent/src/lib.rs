@@ -8,7 +8,9 @@ pub mod agent;
 pub mod buffer;
 pub mod discovery;
 pub mod evaluate;
-pub mod fleet;
+/// Which agents probe which check: one rendezvous function, in `config`,
+/// shared with ingest, which recomputes the assignment to count votes.
+pub use config::fleet;
 pub mod probe;
 pub mod publish;
 pub mod scheduler;

@@ -3,10 +3,10 @@
 //! never overlap, a global bound on concurrent probes, and tokio time so tests
 //! can pause and advance the clock.
 
-use crate::fleet::score;
 use crate::telemetry::{Counter, Histogram, LAG_BUCKETS};
 use chrono::{DateTime, Utc};
 use config::catalog::Schedule;
+use config::fleet::score;
 use config::wire::{ProbeResult, Timestamp};
 use config::{Check, CheckId};
 use std::collections::HashMap;

@@ -37,6 +37,7 @@ fn sample() -> ResultBatch {
             id: "node-a".into(),
             zone: "eu-west-1a".into(),
             region: "eu-west-1".into(),
+            label: String::new(),
         },
         sent_at: Timestamp::from_unix_ms(scheduled.unix_ms() + 500).unwrap(),
         results: vec![result],

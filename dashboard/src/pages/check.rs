@@ -122,7 +122,7 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
                     @for l in &d.locations {
                         @let (class, text) = location_state(l.state, l.reporting);
                         li {
-                            span.loc-name { (l.name) @if !l.zone.is_empty() { " (" (l.zone) ")" } }
+                            span.loc-name { (l.name) @if !l.zone.is_empty() && l.zone != l.name { " (" (l.zone) ")" } }
                             span class={"pill " (class)} { (text) }
                             span.meta { "last result " (time(l.at)) }
                         }

@@ -101,7 +101,7 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
             incident,
             vec![
                 "<ol class=\"timeline\">",
-                "Detected: 2 of 3 locations failing",
+                "Detected: 3 of 3 locations failing",
             ],
         ),
     ];

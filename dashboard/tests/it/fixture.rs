@@ -252,19 +252,11 @@ fn batch(agent: &str, results: Vec<ProbeResult>) -> ResultBatch {
             id: agent.into(),
             zone: format!("zone-{agent}"),
             region: "test-1".into(),
+            label: String::new(),
         },
         sent_at: Timestamp::from_unix_ms(now()).unwrap(),
         results,
     }
-}
-
-async fn put(store: &Store, b: ResultBatch) {
-    let screened = ingest::screen::screen(b.clone(), now(), ingest::screen::MAX_AGE_MS).unwrap();
-    assert!(screened.rejected.is_empty(), "{:?}", screened.rejected);
-    store
-        .store_batch(&b.agent, b.sent_at, &screened.accepted, now())
-        .await
-        .unwrap();
 }
 
 /// Forty-five days of history before the last hour, as a long-running
@@ -350,6 +342,9 @@ async fn seed(store: &Store) -> Seeded {
         .unwrap();
     let old_incident = history(store).await;
     let start = (now() - 60 * MINUTE) / MINUTE * MINUTE;
+    // The three agents' hour arrives as one receive: ingest hears the whole
+    // fleet at once, as it does when agents send every few seconds.
+    let mut batches = Vec::new();
     for agent in ["a1", "a2", "a3"] {
         let mut results = Vec::new();
         for m in 0..59 {
@@ -361,8 +356,21 @@ async fn seed(store: &Store) -> Seeded {
             results.push(result("secret", agent, at, !recent));
             results.push(result("xss", agent, at, true));
         }
-        put(store, batch(agent, results)).await;
+        batches.push(batch(agent, results));
     }
+    let screened: Vec<_> = batches
+        .iter()
+        .map(|b| ingest::screen::screen(b.clone(), now(), ingest::screen::MAX_AGE_MS).unwrap())
+        .collect();
+    let messages: Vec<ingest::store::Message> = screened
+        .iter()
+        .map(|s| ingest::store::Message {
+            agent: &s.agent,
+            sent_at: s.sent_at,
+            results: &s.accepted,
+        })
+        .collect();
+    store.store_messages(&messages, now()).await.unwrap();
     // What ingest's leader does once a minute: minutes into hours and days.
     store.fold_rollups().await.unwrap();
     // An operator's incident about no check in particular, with hostile text.
@@ -433,6 +441,7 @@ pub async fn recover_web(store: &Store) {
                 id: agent.into(),
                 zone: format!("zone-{agent}"),
                 region: "test-1".into(),
+                label: String::new(),
             },
             sent_at: Timestamp::from_unix_ms(now()).unwrap(),
             results,

@@ -452,6 +452,7 @@ pub(crate) async fn recompute<O: Ops>(
     let low = spans.iter().map(|s| s.2).min().unwrap_or(0);
     let windows = ops.load_windows(&slugs, low).await?;
     let latest = ops.load_latest(&ids).await?;
+    let members = ops.load_fleet().await?;
 
     let mut plans = Vec::new();
     let mut certs: BTreeMap<i32, Option<Millis>> = BTreeMap::new();
@@ -482,6 +483,12 @@ pub(crate) async fn recompute<O: Ops>(
                 old: &old,
                 windows: &mine,
                 latest: latest.get(&check.id).cloned(),
+                electorate: crate::status::Electorate {
+                    check: &check.slug,
+                    locations: check.locations,
+                    members: &members,
+                    interval_ms: check.interval_ms,
+                },
             },
             from,
             until,

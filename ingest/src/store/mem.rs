@@ -8,7 +8,7 @@ use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Sample, Status};
+use crate::status::{Change, Member, Sample, Status};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +52,21 @@ impl MemDb {
 }
 
 impl Ops for MemDb {
+    async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
+        // Heard from at no instant: the electorate comes from the samples.
+        Ok(self
+            .agents
+            .iter()
+            .map(|(id, key)| Member {
+                key: i64::from(*key),
+                id: id.clone(),
+                zone: String::new(),
+                first_seen: Millis::MAX,
+                last_seen: Millis::MIN / 2,
+            })
+            .collect())
+    }
+
     async fn upsert_agents(
         &mut self,
         agents: &[(&AgentInfo, Millis)],
@@ -85,6 +100,7 @@ impl Ops for MemDb {
                             decided_through: None,
                             created_at: 0,
                             latest: None,
+                            locations: None,
                         },
                     );
                     id
@@ -407,6 +423,7 @@ mod tests {
             id: name.to_string(),
             zone: String::new(),
             region: String::new(),
+            label: String::new(),
         }
     }
 

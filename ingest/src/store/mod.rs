@@ -27,7 +27,7 @@ pub use sync::{CheckUp, TickReport};
 use crate::state::{Millis, Thresholds};
 use crate::timeline::Rules;
 use chrono::{DateTime, Utc};
-use config::defaults::Quorum;
+use config::defaults::{Locations, Quorum};
 use config::wire::{AgentInfo, ProbeResult, Timestamp};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -292,6 +292,24 @@ pub(crate) struct CheckRow {
     pub created_at: Millis,
     /// Each location's newest sample; `None` until first recorded.
     pub latest: Option<Vec<crate::status::Sample>>,
+    /// How many locations it asks for; `None` for a placeholder.
+    pub locations: Option<Locations>,
+}
+
+/// `locations` as stored: 0 for `all`.
+pub(crate) fn locations_code(l: Locations) -> i32 {
+    match l {
+        Locations::All => 0,
+        Locations::Count(n) => n as i32,
+    }
+}
+
+/// The inverse of [`locations_code`].
+pub(crate) fn locations_of(code: i32) -> Locations {
+    match code {
+        n if n > 0 => Locations::Count(n as u32),
+        _ => Locations::All,
+    }
 }
 
 impl CheckRow {

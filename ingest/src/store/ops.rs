@@ -7,7 +7,7 @@ use super::{CheckRow, StoreError};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Sample, Status};
+use crate::status::{Change, Member, Sample, Status};
 use config::wire::{AgentInfo, ProbeResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -49,6 +49,10 @@ pub(crate) type RowKey = (i32, i32, Millis);
 
 /// One database's side of a transaction.
 pub(crate) trait Ops: Send {
+    /// Every agent ingest has heard from, with when: the fleet it decides
+    /// votes with.
+    fn load_fleet(&mut self) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
+
     /// The agents' rows (last seen raised to each one's `seen`); their ids,
     /// in the order given. Callers give distinct agents in id order.
     fn upsert_agents(

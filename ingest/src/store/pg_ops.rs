@@ -10,7 +10,7 @@ use super::{CheckRow, StoreError, ms, reason_text, ts};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Detail, Sample, Status};
+use crate::status::{Change, Detail, Member, Sample, Status};
 use chrono::{DateTime, Utc};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
@@ -38,7 +38,7 @@ pub(crate) enum Writes {
 
 /// The columns of [`CheckRow`], as selected.
 pub(crate) const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
-    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest";
+    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest, locations";
 
 type CheckTuple = (
     i32,
@@ -52,6 +52,7 @@ type CheckTuple = (
     Option<DateTime<Utc>>,
     DateTime<Utc>,
     Option<Vec<u8>>,
+    Option<i32>,
 );
 
 /// A selected check row.
@@ -68,6 +69,7 @@ pub(crate) fn check_row(t: CheckTuple) -> CheckRow {
         decided_through: t.8.map(ms),
         created_at: ms(t.9),
         latest: t.10.as_deref().and_then(super::decode_latest),
+        locations: t.11.map(super::locations_of),
     }
 }
 
@@ -108,13 +110,16 @@ impl Ops for PgOps<'_, '_> {
         let names: Vec<&str> = agents.iter().map(|a| a.0.id.as_str()).collect();
         let zones: Vec<&str> = agents.iter().map(|a| a.0.zone.as_str()).collect();
         let regions: Vec<&str> = agents.iter().map(|a| a.0.region.as_str()).collect();
+        let labels: Vec<&str> = agents.iter().map(|a| a.0.label.as_str()).collect();
         let seen: Vec<DateTime<Utc>> = agents.iter().map(|a| ts(a.1)).collect();
         let rows: Vec<(String, i32)> = sqlx::query_as(
-            "INSERT INTO agents (name, zone, region, first_seen, last_seen)
-             SELECT n, z, r, s, s FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                  AS u(n, z, r, s)
+            "INSERT INTO agents (name, zone, region, label, first_seen, last_seen)
+             SELECT n, z, r, l, s, s
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                  AS u(n, z, r, s, l)
              ORDER BY n
              ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
+                 label = excluded.label,
                  last_seen = GREATEST(agents.last_seen, excluded.last_seen)
              RETURNING name, id",
         )
@@ -122,6 +127,7 @@ impl Ops for PgOps<'_, '_> {
         .bind(&zones)
         .bind(&regions)
         .bind(&seen)
+        .bind(&labels)
         .fetch_all(&mut **self.0)
         .await?;
         let ids: BTreeMap<String, i32> = rows.into_iter().collect();
@@ -507,6 +513,31 @@ impl Ops for PgOps<'_, '_> {
         Ok(rows
             .into_iter()
             .map(|(c, a, b)| (c, ms(a), ms(b)))
+            .collect())
+    }
+
+    async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Agent {
+            id: i32,
+            name: String,
+            zone: String,
+            first_seen: DateTime<Utc>,
+            last_seen: DateTime<Utc>,
+        }
+        let rows: Vec<Agent> =
+            sqlx::query_as("SELECT id, name, zone, first_seen, last_seen FROM agents")
+                .fetch_all(&mut **self.0)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|a| Member {
+                key: i64::from(a.id),
+                id: a.name,
+                zone: a.zone,
+                first_seen: ms(a.first_seen),
+                last_seen: ms(a.last_seen),
+            })
             .collect())
     }
 

@@ -130,8 +130,8 @@ impl SqliteStore {
             sqlx::query(
                 "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
                      interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
-                     config_hash, placeholder, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, ?14)
+                     config_hash, placeholder, created_at, locations)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0, ?14, ?15)
                  ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
                      group_name = excluded.group_name, description = excluded.description,
                      public = excluded.public, kind = excluded.kind, position = excluded.position,
@@ -140,8 +140,9 @@ impl SqliteStore {
                      success_threshold = excluded.success_threshold, quorum = excluded.quorum,
                      reopen_window_ms = excluded.reopen_window_ms,
                      config_hash = excluded.config_hash, placeholder = 0,
-                     absent_since = NULL, retired_at = NULL
+                     locations = excluded.locations, absent_since = NULL, retired_at = NULL
                  WHERE checks.config_hash IS NOT excluded.config_hash OR checks.name IS NOT excluded.name
+                    OR checks.locations IS NOT excluded.locations
                     OR checks.group_name IS NOT excluded.group_name OR checks.position IS NOT excluded.position
                     OR checks.public IS NOT excluded.public OR checks.placeholder
                     OR checks.absent_since IS NOT NULL OR checks.retired_at IS NOT NULL",
@@ -160,6 +161,7 @@ impl SqliteStore {
             .bind(c.reopen_window.as_millis() as i64)
             .bind(&c.config_hash)
             .bind(now)
+            .bind(super::locations_code(c.locations))
             .execute(&mut *tx)
             .await?;
         }

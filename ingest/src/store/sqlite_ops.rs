@@ -15,7 +15,7 @@ use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Detail, Sample, Status};
+use crate::status::{Change, Detail, Member, Sample, Status};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
 use sqlx::types::Json;
@@ -27,7 +27,7 @@ pub(crate) struct SqliteOps<'a, 'c>(pub &'a mut Transaction<'c, Sqlite>);
 
 /// The columns of [`CheckRow`], as selected.
 const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
-    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest";
+    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest, locations";
 
 /// at, status, assigned, reporting, failing, reasons
 type ChangeRow = (i64, String, i32, i32, i32, Json<Vec<String>>);
@@ -44,6 +44,7 @@ type CheckTuple = (
     Option<i64>,
     i64,
     Option<Vec<u8>>,
+    Option<i32>,
 );
 
 fn check_row(t: CheckTuple) -> CheckRow {
@@ -59,6 +60,7 @@ fn check_row(t: CheckTuple) -> CheckRow {
         decided_through: t.8,
         created_at: t.9,
         latest: t.10.as_deref().and_then(super::decode_latest),
+        locations: t.11.map(super::locations_of),
     }
 }
 
@@ -88,9 +90,10 @@ impl Ops for SqliteOps<'_, '_> {
         for (agent, seen) in agents {
             ids.push(
                 sqlx::query_scalar(
-                    "INSERT INTO agents (name, zone, region, first_seen, last_seen)
-                     VALUES (?1, ?2, ?3, ?4, ?4)
+                    "INSERT INTO agents (name, zone, region, first_seen, last_seen, label)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5)
                      ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, region = excluded.region,
+                         label = excluded.label,
                          last_seen = max(agents.last_seen, excluded.last_seen)
                      RETURNING id",
                 )
@@ -98,6 +101,7 @@ impl Ops for SqliteOps<'_, '_> {
                 .bind(&agent.zone)
                 .bind(&agent.region)
                 .bind(seen)
+                .bind(&agent.label)
                 .fetch_one(&mut **self.0)
                 .await?,
             );
@@ -433,6 +437,31 @@ impl Ops for SqliteOps<'_, '_> {
             .into_iter()
             .filter(|(c, _, _)| c.0.iter().any(|x| slugs.contains(&x.as_str())))
             .map(|(c, a, b)| (c.0, a, b))
+            .collect())
+    }
+
+    async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Agent {
+            id: i32,
+            name: String,
+            zone: String,
+            first_seen: i64,
+            last_seen: i64,
+        }
+        let rows: Vec<Agent> =
+            sqlx::query_as("SELECT id, name, zone, first_seen, last_seen FROM agents")
+                .fetch_all(&mut **self.0)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|a| Member {
+                key: i64::from(a.id),
+                id: a.name,
+                zone: a.zone,
+                first_seen: a.first_seen,
+                last_seen: a.last_seen,
+            })
             .collect())
     }
 

@@ -272,8 +272,8 @@ async fn upsert_checks(
         sqlx::query(
             "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
                  interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
-                 config_hash, placeholder)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, false)
+                 config_hash, placeholder, locations)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, false, $14)
              ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
                  group_name = excluded.group_name, description = excluded.description,
                  public = excluded.public, kind = excluded.kind, position = excluded.position,
@@ -282,13 +282,13 @@ async fn upsert_checks(
                  success_threshold = excluded.success_threshold, quorum = excluded.quorum,
                  reopen_window_ms = excluded.reopen_window_ms,
                  config_hash = excluded.config_hash, placeholder = false,
-                 absent_since = NULL, retired_at = NULL
+                 locations = excluded.locations, absent_since = NULL, retired_at = NULL
              WHERE (checks.config_hash, checks.name, checks.group_name, checks.position,
                     checks.public, checks.placeholder, checks.absent_since IS NULL,
-                    checks.retired_at IS NULL)
+                    checks.retired_at IS NULL, checks.locations)
                    IS DISTINCT FROM
                    (excluded.config_hash, excluded.name, excluded.group_name, excluded.position,
-                    excluded.public, false, true, true)",
+                    excluded.public, false, true, true, excluded.locations)",
         )
         .bind(c.id.as_str())
         .bind(&c.name)
@@ -303,6 +303,7 @@ async fn upsert_checks(
         .bind(quorum)
         .bind(c.reopen_window.as_millis() as i64)
         .bind(&c.config_hash)
+        .bind(super::locations_code(c.locations))
         .execute(&mut **tx)
         .await?;
     }

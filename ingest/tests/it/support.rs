@@ -44,6 +44,7 @@ pub fn batch(agent: &str, results: Vec<ProbeResult>) -> ResultBatch {
             id: agent.into(),
             zone: format!("z-{agent}"),
             region: "test-1".into(),
+            label: String::new(),
         },
         sent_at: Timestamp::from_unix_ms(now()).expect("now"),
         results,

@@ -8,11 +8,11 @@ pub mod metrics;
 
 use crate::buffer::Limits;
 use crate::discovery::K8sDiscovery;
-use crate::fleet::{Fleet, Peer};
 use crate::probe::Prober;
 use crate::publish::{self, Publisher};
 use crate::scheduler::{Clock, Scheduler, Slot};
 use config::Catalog;
+use config::fleet::{Fleet, Peer};
 use config::wire::AgentInfo;
 use metrics::{AgentMetrics, CheckLabels};
 use std::path::PathBuf;
@@ -31,6 +31,8 @@ pub struct Settings {
     pub me: Peer,
     /// Its region.
     pub region: String,
+    /// What the public page calls its location; empty for its zone.
+    pub location_label: String,
     /// The other agents (static `--peers`).
     pub peers: Vec<Peer>,
     /// Kubernetes peer discovery (`--peers-k8s-service`), read again every `rediscover_every`.
@@ -77,13 +79,11 @@ pub async fn run<P: Publisher + 'static>(
     let catalog = config::load(&settings.config, &*env).map_err(AgentError::Config)?;
     let mut peers = settings.peers.clone();
     if let Some(d) = &settings.discovery {
-        match discover(d).await {
+        // Never a fleet of one by mistake: an agent that took every check
+        // for itself would probe (and vote on) checks that are not its own.
+        match first_discovery(d, settings.rediscover_every, &shutdown).await {
             Some(found) => peers = found,
-            None => tracing::error!(
-                event = "peer_discovery_failed",
-                "starting with the static peers; retrying every {:?}",
-                settings.rediscover_every
-            ),
+            None => return Ok(()),
         }
     }
     let mut fleet = fleet_of(&settings.me, peers);
@@ -100,6 +100,7 @@ pub async fn run<P: Publisher + 'static>(
             id: settings.me.id.clone(),
             zone: settings.me.zone.clone(),
             region: settings.region.clone(),
+            label: settings.location_label.clone(),
         },
         max_message_bytes: settings.max_message_bytes,
         flush_every: Duration::from_secs(1),
@@ -221,6 +222,28 @@ fn fleet_of(me: &Peer, peers: Vec<Peer>) -> Fleet {
         tracing::error!(event = "duplicate_agent_id", id = %d.id, zones = ?d.zones, "two agents claim the same id: their checks will be probed twice or not at all");
     }
     fleet
+}
+
+/// Reads the peers until the API server answers, not ready meanwhile (the
+/// readiness flag is set only once the agent runs); `None` when shut down
+/// first.
+async fn first_discovery(
+    d: &K8sDiscovery,
+    every: Duration,
+    shutdown: &CancellationToken,
+) -> Option<Vec<Peer>> {
+    let mut pause = every.min(Duration::from_secs(1));
+    loop {
+        if let Some(peers) = discover(d).await {
+            return Some(peers);
+        }
+        tracing::warn!(event = "peer_discovery_pending", retry_in = ?pause, "not ready until the peers are known");
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        pause = (pause * 2).min(every.max(Duration::from_secs(1)));
+    }
 }
 
 /// Reads the peers; `None` (logged) when the API server cannot be read.

@@ -3,9 +3,9 @@
 //! 5xx and network errors back off exponentially with jitter.
 
 use super::{Outgoing, Publisher};
-use crate::fleet::mix;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use config::fleet::mix;
 use config::wire::ENCODING_ATTRIBUTE;
 use std::time::Duration;
 

@@ -86,6 +86,7 @@ fn agent_settings(
         config: vec![config],
         me,
         region: String::new(),
+        location_label: String::new(),
         peers: vec![],
         discovery,
         rediscover_every: Duration::from_millis(200),
@@ -209,6 +210,69 @@ async fn the_agent_reshards_when_peers_join() {
         expected as u64,
         "the agent keeps only its share"
     );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// An agent whose discovery cannot answer at start stays not ready and
+/// probes nothing (it never takes itself for the whole fleet), and starts
+/// with the real peers once the API server answers.
+#[tokio::test]
+async fn discovery_that_fails_at_start_keeps_the_agent_not_ready_instead_of_alone() {
+    let pki = Pki::new("k8s-wait");
+    let body = Arc::new(Mutex::new(slices(&[("node-a", "z1"), ("node-b", "z2")])));
+    let addr = api_server(&pki, body).await;
+    let dir = pki.dir.join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let checks: String = (0..20).map(|i| format!("      - name: C{i}\n        interval: 1h\n        locations: 1\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect();
+    std::fs::write(
+        dir.join("checks.yaml"),
+        format!("groups:\n  - name: K\n    checks:\n{checks}"),
+    )
+    .unwrap();
+    // A wrong token: the API server refuses until the right one is mounted.
+    let d = discovery(&pki, addr, "not-yet");
+    let token_file = d.token_file.clone();
+    let (metrics, shutdown, task) = start_agent(agent_settings(
+        dir.join("checks.yaml"),
+        Peer::new("node-a", "z1"),
+        Some(d),
+    ));
+    // Through several retries, it is neither ready nor probing anything.
+    let watch_until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < watch_until {
+        assert!(
+            !metrics.ready.load(Ordering::Relaxed),
+            "not ready while discovery fails"
+        );
+        assert_eq!(
+            metrics.assigned.load(Ordering::Relaxed),
+            0,
+            "probes nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !metrics.ready.load(Ordering::Relaxed) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ready once discovery answers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fleet = Fleet::new(Peer::new("node-a", "z1"), [Peer::new("node-b", "z2")]).0;
+    let expected = (0..20)
+        .filter(|i| {
+            fleet.probes(
+                "node-a",
+                &format!("k-c{i}"),
+                config::defaults::Locations::Count(1),
+            )
+        })
+        .count();
+    assert!(expected < 20, "a fleet of two shares the checks");
+    assert_eq!(metrics.assigned.load(Ordering::Relaxed), expected as u64);
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

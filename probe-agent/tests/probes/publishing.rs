@@ -153,6 +153,7 @@ fn settings(max: usize, limits: Limits) -> Settings {
             id: "agent-a".into(),
             zone: "z1".into(),
             region: "r".into(),
+            label: String::new(),
         },
         max_message_bytes: max,
         flush_every: Duration::from_millis(200),
@@ -176,6 +177,7 @@ fn messages_stay_under_the_limit_by_splitting_or_compressing() {
         id: "a".into(),
         zone: String::new(),
         region: String::new(),
+        label: String::new(),
     };
     // Varied text, so compression alone cannot make 200 results fit one message.
     let noise = |n: i64| {
@@ -205,6 +207,7 @@ fn a_compressed_message_never_decompresses_past_what_ingest_reads() {
         id: "a".into(),
         zone: String::new(),
         region: String::new(),
+        label: String::new(),
     };
     // Highly repetitive results: 2,000 of them would pack into one small
     // gzip body, but their JSON is far past what ingest decompresses.

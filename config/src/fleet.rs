@@ -1,8 +1,10 @@
 //! Which agents probe which check: rendezvous hashing over the peer set,
 //! spread over distinct zones first. Pure: every agent that sees the same
-//! peers computes the same assignment.
+//! peers computes the same assignment, and ingest, which recomputes it over
+//! the fleet it has heard from to decide whose votes count, uses this same
+//! copy.
 
-use config::defaults::Locations;
+use crate::defaults::Locations;
 use std::collections::BTreeMap;
 
 /// One agent of the fleet.
@@ -97,6 +99,15 @@ impl Fleet {
         peers.push(me);
         peers.sort();
         (Fleet { peers }, duplicates)
+    }
+
+    /// The fleet of `peers` as someone outside it sees them (ingest): no
+    /// self, and an id listed twice counts once (its first zone).
+    pub fn of(peers: impl IntoIterator<Item = Peer>) -> Fleet {
+        let mut peers: Vec<Peer> = peers.into_iter().collect();
+        peers.sort();
+        peers.dedup_by(|b, a| a.id == b.id);
+        Fleet { peers }
     }
 
     /// A fleet of one: standalone mode.
