@@ -364,3 +364,107 @@ async fn a_confused_agent_alone_cannot_open_an_incident() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Blind is not healthy. With every agent SIGKILLed, the page says "Status
+/// unavailable" (never "All systems operational"); with ingest SIGKILLed,
+/// the page shows how old its data is, and uptime stops where ingest stopped
+/// deciding instead of counting the silence as up time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blind_fleet_or_a_dead_ingest_is_never_shown_as_healthy() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let target_port = {
+        let down = down.clone();
+        http_target(move |_| down.load(Ordering::SeqCst))
+    };
+    let (_, queue) = fresh_queue("blind").await;
+    let (db, _) = fresh_database("blind").await;
+    let dir = std::env::temp_dir().join(format!("statuspage-blind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: 1\n  failure_threshold: 1\n  success_threshold: 1\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n      - name: Api\n        id: api\n        http:\n          url: http://127.0.0.1:{target_port}/api\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let fleet = Fleet {
+        dir: dir.clone(),
+        queue,
+        db: db.clone(),
+    };
+    let mut ingest = fleet.ingest("ingest", &config);
+    let agent = |name: &str| fleet.agent_with_peers(name, "zone-a", &config, "agent-a@zone-a");
+    let mut agent_a = agent("agent-a");
+    let port = free_port();
+    let mut dash = fleet.spawn(
+        "dashboard",
+        &[
+            "dashboard",
+            "--database-url",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--cache-ttl",
+            "1s",
+        ],
+    );
+    let overall = |port| http_json(port, "/api/v1/status").map(|v| v["status"].clone());
+    until(Duration::from_secs(30), "operational", || {
+        overall(port).filter(|s| s == "operational")
+    });
+
+    // Every agent killed: three intervals later nothing reports.
+    signal(&agent_a, "KILL");
+    let _ = agent_a.wait();
+    until(Duration::from_secs(15), "status unavailable", || {
+        overall(port).filter(|s| s == "unavailable")
+    });
+    let page = support::http_body(port, "/").unwrap();
+    assert!(page.contains("Status unavailable"), "{page}");
+    assert!(!page.contains("All systems operational"));
+    let summary = http_json(port, "/api/v2/summary.json").unwrap();
+    assert_eq!(summary["status"]["indicator"], "none");
+    assert_eq!(summary["status"]["description"], "Status unavailable");
+
+    // Back, with an outage and a recovery, so uptime is below 100%.
+    agent_a = agent("agent-a");
+    until(Duration::from_secs(20), "operational again", || {
+        overall(port).filter(|s| s == "operational")
+    });
+    down.store(true, Ordering::SeqCst);
+    until(Duration::from_secs(10), "web down", || {
+        status_of(port, "web").filter(|c| c["status"] == "down")
+    });
+    down.store(false, Ordering::SeqCst);
+    until(Duration::from_secs(10), "web up", || {
+        status_of(port, "web").filter(|c| c["status"] == "up")
+    });
+
+    // Ingest killed: the agent goes on, but nothing is decided any more.
+    signal(&ingest, "KILL");
+    let _ = ingest.wait();
+    let uptime = |port| status_of(port, "web").and_then(|c| c["uptime"]["24h"].as_f64());
+    let frozen = uptime(port).unwrap();
+    assert!(frozen < 1.0);
+    until(Duration::from_secs(15), "status unavailable", || {
+        overall(port).filter(|s| s == "unavailable")
+    });
+    let page = support::http_body(port, "/").unwrap();
+    assert!(page.contains("id=\"data-as-of\""), "{page}");
+    assert!(page.contains("Data as of "), "{page}");
+    let later = uptime(port).unwrap();
+    assert!(
+        later <= frozen + 1e-9,
+        "uptime grew from {frozen} to {later} while ingest was dead"
+    );
+    for child in [&mut agent_a, &mut dash] {
+        signal(child, "TERM");
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

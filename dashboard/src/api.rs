@@ -66,6 +66,8 @@ pub fn incident(i: &IncidentRow, updates: &[UpdateRow]) -> Value {
 pub fn status(board: &Board) -> Value {
     json!({
         "status": board.overall.as_str(),
+        "partial_data": board.partial,
+        "data_as_of": board.freshness.as_of.map(instant),
         "checks": board.checks.iter().map(check).collect::<Vec<_>>(),
         "open_incidents": board.open.iter().map(|(i, u)| incident(i, u)).collect::<Vec<_>>(),
     })

@@ -29,6 +29,11 @@ pub enum Overall {
     MajorOutage,
     /// Something under maintenance and nothing worse.
     Maintenance,
+    /// The page cannot vouch for the state: more than half of the checks
+    /// have no data, or the newest decided instant is older than three of
+    /// the longest intervals (the probes or ingest have stopped). Never
+    /// "operational" over missing data.
+    Unavailable,
 }
 
 impl Overall {
@@ -40,6 +45,7 @@ impl Overall {
             Overall::PartialOutage => "partial_outage",
             Overall::MajorOutage => "major_outage",
             Overall::Maintenance => "maintenance",
+            Overall::Unavailable => "unavailable",
         }
     }
 
@@ -51,19 +57,52 @@ impl Overall {
             Overall::PartialOutage => "Partial outage",
             Overall::MajorOutage => "Major outage",
             Overall::Maintenance => "Under maintenance",
+            Overall::Unavailable => "Status unavailable",
         }
+    }
+}
+
+/// How current the data behind a page is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// The newest instant ingest has decided for any of the checks: what
+    /// "Last updated" shows. `None` before anything was decided.
+    pub as_of: Option<Millis>,
+    /// How old `as_of` may be before the page cannot vouch for the state:
+    /// three of the longest interval among the checks.
+    pub stale_after: Millis,
+}
+
+impl Freshness {
+    /// Of these checks.
+    pub fn of(checks: &[CheckRow]) -> Freshness {
+        Freshness {
+            as_of: checks.iter().filter_map(|c| c.decided_through).max(),
+            stale_after: ingest::status::REPORTING_INTERVALS
+                * checks.iter().map(|c| c.interval_ms).max().unwrap_or(0),
+        }
+    }
+
+    /// Whether the newest decided instant is too old at `now`.
+    pub fn stale(&self, now: Millis) -> bool {
+        self.as_of.is_some_and(|t| now - t > self.stale_after)
     }
 }
 
 /// The page's status from its checks and open incidents.
 ///
-/// More than half of the checks down is a major outage, any down a partial
+/// Missing data comes first: more than half of the checks `unknown`, or
+/// data older than three intervals (`stale`), is "status unavailable". Then
+/// more than half of the checks down is a major outage, any down a partial
 /// one, any degraded is degraded performance, any in maintenance (and nothing
 /// worse) is maintenance. An open operator incident (not opened by ingest,
 /// and not yet `monitoring`) raises it to at least partial outage (impact
 /// major) or degraded (minor): the operator knows of trouble the probes miss.
-pub fn overall(statuses: &[Status], open: &[IncidentRow]) -> Overall {
+pub fn overall(statuses: &[Status], open: &[IncidentRow], stale: bool) -> Overall {
     let count = |s: Status| statuses.iter().filter(|x| **x == s).count();
+    if stale || count(Status::Unknown) * 2 > statuses.len() {
+        return Overall::Unavailable;
+    }
     let down = count(Status::Down);
     let mut o = if down > 0 && down * 2 > statuses.len() {
         Overall::MajorOutage
@@ -99,6 +138,7 @@ fn rank(o: Overall) -> u8 {
         Overall::Degraded => 2,
         Overall::PartialOutage => 3,
         Overall::MajorOutage => 4,
+        Overall::Unavailable => 5,
     }
 }
 
@@ -149,6 +189,11 @@ pub struct Board {
     pub now: Millis,
     /// The banner.
     pub overall: Overall,
+    /// Some checks have no data, but not more than half: the banner says
+    /// "Partial data" beside its state.
+    pub partial: bool,
+    /// How current the data is.
+    pub freshness: Freshness,
     /// The public checks, in page order.
     pub checks: Vec<CheckSummary>,
     /// Open incidents, newest first, with their updates (oldest first).
@@ -217,7 +262,9 @@ pub fn board(rows: Rows, now: Millis) -> Board {
         })
         .collect();
     let statuses: Vec<Status> = checks.iter().map(|c| c.row.status).collect();
-    let overall = overall(&statuses, &rows.open);
+    let freshness = Freshness::of(&rows.checks);
+    let overall = overall(&statuses, &rows.open, freshness.stale(now));
+    let partial = overall != Overall::Unavailable && statuses.contains(&Status::Unknown);
     let open = rows
         .open
         .into_iter()
@@ -242,6 +289,8 @@ pub fn board(rows: Rows, now: Millis) -> Board {
     Board {
         now,
         overall,
+        partial,
+        freshness,
         checks,
         open,
         windows,
@@ -282,10 +331,11 @@ pub fn summary(
         row.status = status;
         row.status_since = Some(at);
     }
+    let observed = uptime::until_decided(&mine, c.decided_through);
     CheckSummary {
         locations: locations(c, agents, now),
-        uptime: uptime::windows(&mine, c.created_at, now),
-        days: uptime::days(&mine, c.created_at, &spans, now, BAR_DAYS),
+        uptime: uptime::windows(&observed, c.created_at, now),
+        days: uptime::days(&observed, c.created_at, &spans, now, BAR_DAYS),
         latency: Latency::of(&day, 0),
         row,
     }
@@ -426,13 +476,23 @@ mod tests {
     #[test]
     fn overall_is_the_worst_of_the_checks() {
         use Status::*;
-        assert_eq!(overall(&[], &[]), Overall::Operational);
-        assert_eq!(overall(&[Up, Unknown], &[]), Overall::Operational);
-        assert_eq!(overall(&[Up, Maintenance], &[]), Overall::Maintenance);
-        assert_eq!(overall(&[Degraded, Maintenance], &[]), Overall::Degraded);
-        assert_eq!(overall(&[Up, Up, Down], &[]), Overall::PartialOutage);
-        assert_eq!(overall(&[Up, Down], &[]), Overall::PartialOutage);
-        assert_eq!(overall(&[Up, Down, Down], &[]), Overall::MajorOutage);
+        assert_eq!(overall(&[], &[], false), Overall::Operational);
+        assert_eq!(
+            overall(&[Up, Unknown], &[], false),
+            Overall::Operational,
+            "half unknown is partial data, shown beside the state"
+        );
+        assert_eq!(
+            overall(&[Up, Maintenance], &[], false),
+            Overall::Maintenance
+        );
+        assert_eq!(
+            overall(&[Degraded, Maintenance], &[], false),
+            Overall::Degraded
+        );
+        assert_eq!(overall(&[Up, Up, Down], &[], false), Overall::PartialOutage);
+        assert_eq!(overall(&[Up, Down], &[], false), Overall::PartialOutage);
+        assert_eq!(overall(&[Up, Down, Down], &[], false), Overall::MajorOutage);
     }
 
     #[test]
@@ -441,21 +501,49 @@ mod tests {
         let major = incident(false, "major", "investigating");
         let minor = incident(false, "minor", "identified");
         assert_eq!(
-            overall(&up, std::slice::from_ref(&major)),
+            overall(&up, std::slice::from_ref(&major), false),
             Overall::PartialOutage
         );
-        assert_eq!(overall(&up, &[minor]), Overall::Degraded);
+        assert_eq!(overall(&up, &[minor], false), Overall::Degraded);
         assert_eq!(
-            overall(&up, &[incident(false, "major", "monitoring")]),
+            overall(&up, &[incident(false, "major", "monitoring")], false),
             Overall::Operational
         );
         assert_eq!(
-            overall(&up, &[incident(true, "major", "monitoring")]),
+            overall(&up, &[incident(true, "major", "monitoring")], false),
             Overall::Operational
         );
         assert_eq!(
-            overall(&[Status::Down, Status::Down], &[major]),
+            overall(&[Status::Down, Status::Down], &[major], false),
             Overall::MajorOutage
+        );
+    }
+
+    #[test]
+    fn missing_data_is_never_operational() {
+        use Status::*;
+        assert_eq!(overall(&[Unknown], &[], false), Overall::Unavailable);
+        assert_eq!(
+            overall(&[Up, Unknown, Unknown], &[], false),
+            Overall::Unavailable
+        );
+        assert_eq!(
+            overall(&[Down, Unknown, Unknown], &[], false),
+            Overall::Unavailable
+        );
+        assert_eq!(
+            overall(&[Up, Up], &[], true),
+            Overall::Unavailable,
+            "stale data"
+        );
+        let f = Freshness {
+            as_of: Some(1_000),
+            stale_after: 180_000,
+        };
+        assert!(!f.stale(181_000) && f.stale(181_001));
+        assert!(
+            !Freshness::default().stale(1_000_000),
+            "nothing decided yet: the unknowns say it"
         );
     }
 

@@ -37,6 +37,8 @@ pub fn indicator(o: Overall) -> (&'static str, &'static str) {
         Overall::PartialOutage => ("major", "Partial System Outage"),
         Overall::MajorOutage => ("critical", "Major System Outage"),
         Overall::Maintenance => ("maintenance", "Service Under Maintenance"),
+        // Statuspage has no word for it; `none` with our own description.
+        Overall::Unavailable => ("none", "Status unavailable"),
     }
 }
 

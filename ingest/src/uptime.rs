@@ -64,6 +64,23 @@ pub fn tally(changes: &[(Millis, Status)], created: Millis, from: Millis, to: Mi
     t
 }
 
+/// `changes` with the time after `decided_through` made `unknown`: ingest
+/// has decided nothing past it, so none of it was observed. A stopped
+/// ingest (or a fleet whose results stopped arriving) freezes uptime; it
+/// never inflates it by extending the last status up to now.
+pub fn until_decided(
+    changes: &[(Millis, Status)],
+    decided_through: Option<Millis>,
+) -> Vec<(Millis, Status)> {
+    let mut out = changes.to_vec();
+    if let (Some(t), Some(&(last, status))) = (decided_through, changes.last())
+        && status != Status::Unknown
+    {
+        out.push((t.max(last), Status::Unknown));
+    }
+    out
+}
+
 /// The four windows of the API.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Uptimes {

@@ -157,7 +157,8 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
             }
         }
     };
-    layout(site, &row.name, now, body)
+    let data = crate::model::Freshness::of(std::slice::from_ref(row));
+    layout(site, &row.name, now, Some(data), body)
 }
 
 fn pill_since(since: Millis) -> Markup {

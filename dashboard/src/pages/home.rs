@@ -20,7 +20,7 @@ pub fn groups(checks: &[CheckSummary]) -> Vec<(&str, Vec<&CheckSummary>)> {
 /// The front page.
 pub fn page(site: &Site, board: &Board) -> Markup {
     let body = html! {
-        (banner(board.overall))
+        (banner(board.overall, board.partial))
         @if !board.open.is_empty() {
             section.incidents aria-labelledby="open-h" {
                 h2 #open-h { "Open incidents" }
@@ -67,5 +67,5 @@ pub fn page(site: &Site, board: &Board) -> Markup {
             }
         }
     };
-    layout(site, "", board.now, body)
+    layout(site, "", board.now, Some(board.freshness), body)
 }

@@ -34,7 +34,7 @@ pub fn list(
             }
         }
     };
-    layout(site, "Incident history", now, body)
+    layout(site, "Incident history", now, None, body)
 }
 
 /// One incident with all its updates, newest first.
@@ -67,7 +67,7 @@ pub fn one(site: &Site, now: Millis, i: &IncidentRow, updates: &[UpdateRow]) -> 
             }
         }
     };
-    layout(site, &i.title, now, body)
+    layout(site, &i.title, now, None, body)
 }
 
 /// The 404 page.
@@ -76,7 +76,7 @@ pub fn not_found(site: &Site, now: Millis) -> Markup {
         h1 { "Not found" }
         p { "There is no public page here. " a href="/" { "Back to the status page" } }
     };
-    layout(site, "Not found", now, body)
+    layout(site, "Not found", now, None, body)
 }
 
 /// The page for a request we cannot answer (a bad query string).
@@ -86,7 +86,7 @@ pub fn bad_request(site: &Site, now: Millis, why: &str) -> Markup {
         p { (why) }
         p { a href="/" { "Back to the status page" } }
     };
-    layout(site, "Bad request", now, body)
+    layout(site, "Bad request", now, None, body)
 }
 
 /// The page when the database is down and nothing was rendered before.
@@ -95,5 +95,5 @@ pub fn unavailable(site: &Site, now: Millis) -> Markup {
         h1 { "Status temporarily unavailable" }
         p { "The status data cannot be read right now. Please try again in a minute." }
     };
-    layout(site, "Unavailable", now, body)
+    layout(site, "Unavailable", now, None, body)
 }

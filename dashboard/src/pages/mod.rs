@@ -7,7 +7,7 @@ pub mod check;
 pub mod home;
 pub mod incidents;
 
-use crate::model::{Latency, Overall};
+use crate::model::{Freshness, Latency, Overall};
 use crate::read::{IncidentRow, UpdateRow};
 use crate::view::{self, BAR_HEIGHT};
 use chrono::{DateTime, Utc};
@@ -43,8 +43,17 @@ pub fn safe_url(url: &str) -> bool {
         || (lower.starts_with('/') && !lower.starts_with("//"))
 }
 
-/// The frame of every page.
-pub fn layout(site: &Site, title: &str, now: Millis, body: Markup) -> Markup {
+/// The frame of every page. `data` is how current the status it shows is
+/// (`None` for pages of facts only, such as incidents): its footer says when
+/// the data was last decided, and data older than three intervals gets a
+/// visible notice at the top.
+pub fn layout(
+    site: &Site,
+    title: &str,
+    now: Millis,
+    data: Option<Freshness>,
+    body: Markup,
+) -> Markup {
     let full = if title.is_empty() {
         site.title.clone()
     } else {
@@ -79,16 +88,35 @@ pub fn layout(site: &Site, title: &str, now: Millis, body: Markup) -> Markup {
                     }
                 }
                 (PreEscaped(NOTICE_MARK))
+                @if let Some(f) = data.filter(|f| f.stale(now)) {
+                    (data_as_of(f.as_of.unwrap_or(now), now))
+                }
                 main #main { (body) }
                 footer.site {
                     p {
-                        "Last updated " (time(now)) ". "
+                        @match data.and_then(|f| f.as_of) {
+                            Some(t) => { "Last updated " (time(t)) ". " }
+                            None => { "Rendered " (time(now)) ". " }
+                        }
                         a href="/incidents" { "Incident history" } " · "
                         a href="/api/v1/status" { "JSON API" }
                     }
                     p.powered { "Powered by statuspage" }
                 }
             }
+        }
+    }
+}
+
+/// The notice on a page whose data is older than three intervals: the
+/// probes or ingest have stopped, and the page says how old what it shows is.
+fn data_as_of(as_of: Millis, now: Millis) -> Markup {
+    let t = DateTime::<Utc>::from_timestamp_millis(as_of).unwrap_or_default();
+    let minutes = (now - as_of).max(0) / 60_000;
+    html! {
+        div #data-as-of .notice.stale-data role="status" {
+            strong { "Data as of " (t.format("%H:%M UTC").to_string()) " (" (minutes) " min ago)." }
+            " No newer results have been decided since; the state shown may no longer hold."
         }
     }
 }
@@ -130,11 +158,12 @@ pub fn pill(s: Status) -> Markup {
     html! { span class={"pill " (s.as_str())} { (status_text(s)) } }
 }
 
-/// The banner.
-pub fn banner(o: Overall) -> Markup {
+/// The banner; `partial` when some checks have no data.
+pub fn banner(o: Overall, partial: bool) -> Markup {
     html! {
         section class={"banner " (o.as_str())} aria-live="polite" {
             h1 { (o.text()) }
+            @if partial { p.partial-data { "Partial data: some checks have no recent results." } }
         }
     }
 }
