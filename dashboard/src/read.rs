@@ -53,6 +53,8 @@ pub struct CheckRow {
     pub cert_not_after: Option<Millis>,
     /// How many locations it asks for (`None` until catalog sync wrote it).
     pub locations: Option<config::defaults::Locations>,
+    /// Up to when ingest has decided its status; nothing after is known.
+    pub decided_through: Option<Millis>,
 }
 
 /// An incident, as stored.
@@ -150,13 +152,13 @@ pub enum IncidentFilter {
     All,
 }
 
-/// Public: the incident concerns a public check, or no check at all (an
+/// Public: the incident concerns a public check (retired ones included: a
+/// check removed from the YAML keeps its history), or no check at all (an
 /// operator's general incident).
 const PUBLIC_INCIDENT: &str =
     "(NOT EXISTS (SELECT 1 FROM incident_checks x WHERE x.incident_id = i.id)
       OR EXISTS (SELECT 1 FROM incident_checks x JOIN checks c ON c.id = x.check_id
-                 WHERE x.incident_id = i.id AND c.public AND NOT c.placeholder
-                   AND c.retired_at IS NULL))";
+                 WHERE x.incident_id = i.id AND c.public AND NOT c.placeholder))";
 
 type IncidentTuple = (i64, String, String, String, i64, i64, Option<i64>);
 
@@ -304,7 +306,7 @@ impl Reader {
     pub async fn public_checks(&self) -> Result<Vec<CheckRow>, ReadError> {
         let sql = format!(
             "SELECT {}, slug, name, group_name, description, kind, {}, {}, status, {},
-                    {}, latest, {}, {}
+                    {}, latest, {}, {}, {}
              FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
              ORDER BY position, id",
             self.int("id"),
@@ -314,6 +316,7 @@ impl Reader {
             self.int("interval_ms"),
             self.ms("cert_not_after"),
             self.int("locations"),
+            self.ms("decided_through"),
         );
         type Row = (
             i64,
@@ -328,6 +331,7 @@ impl Reader {
             Option<i64>,
             i64,
             Option<Vec<u8>>,
+            Option<i64>,
             Option<i64>,
             Option<i64>,
         );
@@ -356,6 +360,7 @@ impl Reader {
                     n if n > 0 => config::defaults::Locations::Count(n as u32),
                     _ => config::defaults::Locations::All,
                 }),
+                decided_through: r.14,
             })
             .collect())
     }

@@ -58,6 +58,21 @@ pub struct Latest {
     pub resolved_automatically: bool,
     /// Whether an operator has posted an update.
     pub operator_updated: bool,
+    /// Impact major (else minor).
+    pub major: bool,
+    /// When its current open period began: `started_at`, or when it was
+    /// last reopened.
+    pub opened_at: Millis,
+    /// How long it was open in its earlier periods (before a reopen): its
+    /// duration counts only the time it was open.
+    pub earlier_open_ms: Millis,
+}
+
+impl Latest {
+    /// How long it has been open by `at`, over all its open periods.
+    pub fn open_ms(&self, at: Millis) -> Millis {
+        self.earlier_open_ms + (at - self.opened_at).max(0)
+    }
 }
 
 /// What to do to the check's incidents.
@@ -70,12 +85,30 @@ pub enum Action {
         /// The first update.
         message: String,
     },
-    /// Reopen the auto-resolved incident.
+    /// Reopen the auto-resolved incident (impact major again).
     Reopen {
         /// Which.
         id: i64,
         /// When.
         at: Millis,
+        /// The update.
+        message: String,
+        /// Its open time so far, now that a new open period begins.
+        earlier_open_ms: Millis,
+    },
+    /// Post an update that moves an open incident's state or impact: the
+    /// check failed again while `monitoring` (back to `identified`), a major
+    /// outage recovered in some locations (`degraded`: impact minor), or a
+    /// minor one fails everywhere again (impact major).
+    Revise {
+        /// Which.
+        id: i64,
+        /// When.
+        at: Millis,
+        /// Its state after.
+        state: State,
+        /// Impact major after (else minor).
+        major: bool,
         /// The update.
         message: String,
     },
@@ -108,8 +141,23 @@ pub fn on_change(
     let open = latest.filter(|l| l.state != State::Resolved);
     match change.status {
         Status::Down => {
-            if open.is_some() {
-                return None; // down → unknown → down while open changes nothing
+            if let Some(l) = open {
+                // Failing again while an operator watches a fix, or in more
+                // places after a partial recovery: the incident says so.
+                // Otherwise (down → unknown → down) nothing changes.
+                let state = match l.state {
+                    State::Monitoring => State::Identified,
+                    s => s,
+                };
+                // An operator who graded it keeps their impact.
+                let major = l.major || !l.operator_updated;
+                return (state != l.state || major != l.major).then(|| Action::Revise {
+                    id: l.id,
+                    at: change.at,
+                    state,
+                    major,
+                    message: format!("Failing again: {}", failing_text(change)),
+                });
             }
             let message = detected(change);
             match latest {
@@ -121,7 +169,9 @@ pub fn on_change(
                     Some(Action::Reopen {
                         id: l.id,
                         at: change.at,
-                        message: format!("Reopened: {}", &message["Detected: ".len()..]),
+                        message: format!("Reopened: {}", failing_text(change)),
+                        earlier_open_ms: l.earlier_open_ms
+                            + l.resolved_at.map_or(0, |r| (r - l.opened_at).max(0)),
                     })
                 }
                 _ => Some(Action::Open {
@@ -138,7 +188,7 @@ pub fn on_change(
                     at: change.at,
                     message: format!(
                         "Check recovered after {}; an operator will resolve this incident.",
-                        duration_text(change.at - l.started_at)
+                        duration_text(l.open_ms(change.at))
                     ),
                 })
             } else {
@@ -147,13 +197,39 @@ pub fn on_change(
                     at: change.at,
                     message: format!(
                         "Resolved automatically after {}.",
-                        duration_text(change.at - l.started_at)
+                        duration_text(l.open_ms(change.at))
                     ),
                 })
             }
         }
+        // A partial recovery is judged once settled: see [`on_partial_recovery`].
         Status::Degraded | Status::Maintenance | Status::Unknown => None,
     }
+}
+
+/// What a check that is `degraded` (as of `change`) does to its open major
+/// incident: recovered in some locations, it is no longer a major outage
+/// (impact minor, with an update), though only `up` resolves it. An
+/// operator's incident is theirs to grade. The caller asks only once every
+/// reporting location has reported for the change's instant, so results of
+/// one slot arriving a second apart never post a passing "recovered in 2 of
+/// 3" on the way to a full recovery.
+pub fn on_partial_recovery(latest: Option<&Latest>, change: &Change) -> Option<Action> {
+    let l = latest.filter(|l| l.state != State::Resolved && l.major && !l.operator_updated)?;
+    let d = &change.detail;
+    let of = d.assigned.max(d.reporting);
+    Some(Action::Revise {
+        id: l.id,
+        at: change.at,
+        state: l.state,
+        major: false,
+        message: format!(
+            "Recovered in {} of {of} location{}; still failing in {}. Impact lowered to minor.",
+            of.saturating_sub(d.failing),
+            if of == 1 { "" } else { "s" },
+            d.failing
+        ),
+    })
 }
 
 /// What retiring the check does to its open automatic incident.
@@ -176,12 +252,31 @@ pub fn apply(latest: Option<&Latest>, action: &Action, new_id: i64) -> Latest {
             resolved_at: None,
             resolved_automatically: false,
             operator_updated: false,
+            major: true,
+            opened_at: *at,
+            earlier_open_ms: 0,
         },
-        Action::Reopen { id, .. } => Latest {
+        Action::Reopen {
+            id,
+            at,
+            earlier_open_ms,
+            ..
+        } => Latest {
             id: *id,
             state: State::Investigating,
             resolved_at: None,
             resolved_automatically: false,
+            major: true,
+            opened_at: *at,
+            earlier_open_ms: *earlier_open_ms,
+            ..latest.cloned().unwrap_or_else(|| blank(*id))
+        },
+        Action::Revise {
+            id, state, major, ..
+        } => Latest {
+            id: *id,
+            state: *state,
+            major: *major,
             ..latest.cloned().unwrap_or_else(|| blank(*id))
         },
         Action::Resolve { id, at, .. } => Latest {
@@ -207,12 +302,20 @@ fn blank(id: i64) -> Latest {
         resolved_at: None,
         resolved_automatically: false,
         operator_updated: false,
+        major: true,
+        opened_at: 0,
+        earlier_open_ms: 0,
     }
 }
 
 /// "Detected: 3 of 3 locations failing (connect_refused)": from reason codes,
 /// never from raw messages.
 pub fn detected(change: &Change) -> String {
+    format!("Detected: {}", failing_text(change))
+}
+
+/// "3 of 3 locations failing (connect_refused)".
+fn failing_text(change: &Change) -> String {
     let d = &change.detail;
     let reasons = if d.reasons.is_empty() {
         String::new()
@@ -220,7 +323,7 @@ pub fn detected(change: &Change) -> String {
         format!(" ({})", d.reasons.join(", "))
     };
     format!(
-        "Detected: {} of {} location{} failing{reasons}",
+        "{} of {} location{} failing{reasons}",
         d.failing,
         d.assigned.max(d.reporting),
         if d.assigned.max(d.reporting) == 1 {
@@ -229,6 +332,11 @@ pub fn detected(change: &Change) -> String {
             "s"
         }
     )
+}
+
+/// An impact as stored: `major` or `minor`.
+pub fn impact_text(major: bool) -> &'static str {
+    if major { "major" } else { "minor" }
 }
 
 /// The title of an automatic incident.
@@ -331,6 +439,9 @@ mod tests {
             resolved_at: Some(1000),
             resolved_automatically: false,
             operator_updated: true,
+            major: true,
+            opened_at: 0,
+            earlier_open_ms: 0,
         };
         let a = on_change(Some(&l), &change(2000, Status::Down), WINDOW);
         assert!(matches!(a, Some(Action::Open { .. })), "{a:?}");
@@ -366,5 +477,101 @@ mod tests {
         assert_eq!(duration_text(45_000), "45s");
         assert_eq!(duration_text(7_500_000), "2h 5m");
         assert_eq!(duration_text(3 * 86_400_000 + 4 * 3_600_000), "3d 4h");
+    }
+
+    fn degraded(at: Millis, failing: u32) -> Change {
+        Change {
+            detail: Detail {
+                failing,
+                ..change(at, Status::Degraded).detail
+            },
+            ..change(at, Status::Degraded)
+        }
+    }
+
+    #[test]
+    fn an_incident_in_monitoring_whose_check_fails_again_goes_back_to_identified() {
+        let (l, _) = step(None, change(0, Status::Down));
+        let l = l.map(|l| Latest {
+            operator_updated: true,
+            ..l
+        });
+        let (l, _) = step(l, change(60_000, Status::Up));
+        assert_eq!(l.as_ref().map(|l| l.state), Some(State::Monitoring));
+        let (l, a) = step(l, change(120_000, Status::Down));
+        assert_eq!(
+            a,
+            Some(Action::Revise {
+                id: 7,
+                at: 120_000,
+                state: State::Identified,
+                major: true,
+                message: "Failing again: 3 of 3 locations failing (connect_refused)".into()
+            })
+        );
+        assert_eq!(l.map(|l| l.state), Some(State::Identified));
+    }
+
+    #[test]
+    fn a_partial_recovery_lowers_the_impact_and_only_up_resolves() {
+        let (l, _) = step(None, change(0, Status::Down));
+        let (l, a) = step(l, degraded(60_000, 1));
+        assert_eq!(a, None, "a degraded change alone does nothing");
+        let a = on_partial_recovery(l.as_ref(), &degraded(60_000, 1));
+        let l = a.as_ref().map(|a| apply(l.as_ref(), a, 7));
+        assert_eq!(
+            a,
+            Some(Action::Revise {
+                id: 7,
+                at: 60_000,
+                state: State::Investigating,
+                major: false,
+                message:
+                    "Recovered in 2 of 3 locations; still failing in 1. Impact lowered to minor."
+                        .into()
+            })
+        );
+        assert_eq!(
+            l.as_ref().map(|l| (l.major, l.state)),
+            Some((false, State::Investigating))
+        );
+        // Settled again, it changes nothing; down everywhere again raises it.
+        assert_eq!(on_partial_recovery(l.as_ref(), &degraded(90_000, 1)), None);
+        let (l, a) = step(l, change(120_000, Status::Down));
+        assert!(
+            matches!(a, Some(Action::Revise { major: true, .. })),
+            "{a:?}"
+        );
+        let (l, _) = step(l, degraded(150_000, 2));
+        let (l, a) = step(l, change(180_000, Status::Up));
+        assert!(matches!(a, Some(Action::Resolve { .. })), "{a:?}");
+        assert_eq!(l.map(|l| l.state), Some(State::Resolved));
+    }
+
+    #[test]
+    fn a_reopened_incidents_duration_counts_only_its_open_periods() {
+        // Open 0-60s, resolved for 5 minutes, reopened 360-420s: 2 minutes open.
+        let (l, _) = step(None, change(0, Status::Down));
+        let (l, _) = step(l, change(60_000, Status::Up));
+        let (l, a) = step(l, change(360_000, Status::Down));
+        assert!(
+            matches!(
+                a,
+                Some(Action::Reopen {
+                    earlier_open_ms: 60_000,
+                    ..
+                })
+            ),
+            "{a:?}"
+        );
+        let (_, a) = step(l, change(420_000, Status::Up));
+        assert_eq!(
+            a,
+            Some(Action::Resolve {
+                id: 7,
+                at: 420_000,
+                message: "Resolved automatically after 2m.".into()
+            })
+        );
     }
 }

@@ -111,6 +111,22 @@ pub struct Plan {
     pub actions: Vec<(Action, Latest)>,
 }
 
+/// Whether every location still reporting at `through` has reported for
+/// the instant `at` (its newest sample is at or after it): what was decided
+/// at `at` will not move when the rest of that slot's results arrive.
+fn settled(samples: &[Sample], at: Millis, through: Millis) -> bool {
+    let mut newest: BTreeMap<i64, &Sample> = BTreeMap::new();
+    for s in samples {
+        if newest.get(&s.pair).is_none_or(|n| n.at < s.at) {
+            newest.insert(s.pair, s);
+        }
+    }
+    newest
+        .values()
+        .filter(|s| through - s.at < REPORTING_INTERVALS * s.interval_ms.max(1))
+        .all(|s| s.at >= at)
+}
+
 /// Recomputes the status changes in `[from, through]` and what they do to the
 /// check's incident.
 pub fn plan(loaded: Loaded<'_>, from: Millis, through: Millis, rules: &Rules) -> Plan {
@@ -158,8 +174,19 @@ pub fn plan(loaded: Loaded<'_>, from: Millis, through: Millis, rules: &Rules) ->
         });
         if let Some(a) = incident::on_change(latest.as_ref(), &settle, rules.reopen_window_ms) {
             let after = incident::apply(latest.as_ref(), &a, 0);
+            latest = Some(after.clone());
             actions.push((a, after));
         }
+    }
+    // A partial recovery is a level, judged once the instant is settled.
+    if let Some(last) = changes.last().or(loaded.old.last())
+        && current == Some(Status::Degraded)
+        && last.status == Status::Degraded
+        && settled(loaded.samples, last.at, through)
+        && let Some(a) = incident::on_partial_recovery(latest.as_ref(), last)
+    {
+        let after = incident::apply(latest.as_ref(), &a, 0);
+        actions.push((a, after));
     }
     Plan {
         changes,

@@ -18,6 +18,7 @@ crate::both!(
     conditional_requests_get_304_and_cache_headers_allow_a_cdn,
     pages_are_gzipped_for_clients_that_take_it,
     security_headers_are_on_every_response,
+    a_retired_checks_incidents_stay_in_the_public_history,
 );
 
 async fn front_page_shows_banner_incidents_maintenance_and_groups(db: Db) {
@@ -429,4 +430,45 @@ async fn pages_are_gzipped_for_clients_that_take_it(db: Db) {
         let got = get_with(&state, "/", &[("accept-encoding", refused)]).await;
         assert_eq!(got.header("content-encoding"), "", "{refused}");
     }
+}
+
+/// Removing a check from the YAML (ingest retires it) keeps its past
+/// incidents in the public history, the API and the feed.
+async fn a_retired_checks_incidents_stay_in_the_public_history(db: Db) {
+    db.exec(&format!(
+        "UPDATE checks SET retired_at = {} WHERE slug = 'api'",
+        db.at(crate::fixture::now())
+    ))
+    .await;
+    let state = db.state(TTL);
+    let all = get(&state, "/api/v1/incidents?state=all").await;
+    let v: serde_json::Value = serde_json::from_str(&all.body).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == db.seeded.old_incident),
+        "{}",
+        all.body
+    );
+    let history = get(&state, "/incidents").await;
+    assert!(
+        history
+            .body
+            .contains(&format!("/incidents/{}", db.seeded.old_incident))
+    );
+    let one = get(&state, &format!("/incidents/{}", db.seeded.old_incident)).await;
+    assert_eq!(one.status, StatusCode::OK);
+    let feed = get(&state, "/feed.atom").await;
+    assert!(
+        feed.body
+            .contains(&format!("/incidents/{}", db.seeded.old_incident)),
+        "{}",
+        feed.body
+    );
+    // The check itself is gone from the page.
+    assert_eq!(
+        get(&state, "/checks/api").await.status,
+        StatusCode::NOT_FOUND
+    );
 }

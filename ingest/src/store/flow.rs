@@ -573,8 +573,10 @@ fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {
 
 fn with_id(action: &Action, opened: i64) -> Action {
     let mut a = action.clone();
-    if let Action::Reopen { id, .. } | Action::Resolve { id, .. } | Action::Monitor { id, .. } =
-        &mut a
+    if let Action::Reopen { id, .. }
+    | Action::Resolve { id, .. }
+    | Action::Monitor { id, .. }
+    | Action::Revise { id, .. } = &mut a
         && *id == 0
     {
         *id = opened;

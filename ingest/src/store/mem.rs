@@ -353,9 +353,10 @@ impl Ops for MemDb {
             .map(|i| i.2.clone());
         let id = match action {
             Action::Open { .. } => self.incidents.len() as i64 + 1,
-            Action::Reopen { id, .. } | Action::Resolve { id, .. } | Action::Monitor { id, .. } => {
-                *id
-            }
+            Action::Reopen { id, .. }
+            | Action::Resolve { id, .. }
+            | Action::Monitor { id, .. }
+            | Action::Revise { id, .. } => *id,
         };
         let after = crate::incident::apply(latest.as_ref(), action, id);
         match self.incidents.iter_mut().find(|i| i.0 == id) {

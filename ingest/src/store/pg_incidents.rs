@@ -29,15 +29,40 @@ pub(crate) async fn apply(
                 .await?;
             (id, *at, State::Investigating, message)
         }
-        Action::Reopen { id, at, message } => {
+        Action::Reopen {
+            id,
+            at,
+            message,
+            earlier_open_ms,
+        } => {
             sqlx::query(
-                "UPDATE incidents SET state = 'investigating', resolved_at = NULL,
-                     resolved_automatically = false, updated_at = now() WHERE id = $1",
+                "UPDATE incidents SET state = 'investigating', impact = 'major', resolved_at = NULL,
+                     resolved_automatically = false, reopened_at = $2, earlier_open_ms = $3,
+                     updated_at = now() WHERE id = $1",
             )
             .bind(id)
+            .bind(ts(*at))
+            .bind(earlier_open_ms)
             .execute(&mut **tx)
             .await?;
             (*id, *at, State::Investigating, message)
+        }
+        Action::Revise {
+            id,
+            at,
+            state,
+            major,
+            message,
+        } => {
+            sqlx::query(
+                "UPDATE incidents SET state = $2, impact = $3, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .bind(state.as_str())
+            .bind(incident::impact_text(*major))
+            .execute(&mut **tx)
+            .await?;
+            (*id, *at, *state, message)
         }
         Action::Resolve { id, at, message } => {
             sqlx::query(

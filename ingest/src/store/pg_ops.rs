@@ -92,15 +92,20 @@ type PairRow<'a> = (&'a PairKey, &'a Pair);
 
 type SampleRow = (i32, i32, DateTime<Utc>, i16, i32, i16, i16);
 type ChangeRow = (i32, DateTime<Utc>, String, i32, i32, i32, Vec<String>);
-type IncidentRow = (
-    i32,
-    i64,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    bool,
-    bool,
-);
+/// A check's newest automatic incident, as `load_latest` selects it.
+#[derive(sqlx::FromRow)]
+struct IncidentRow {
+    c: i32,
+    id: i64,
+    state: String,
+    started_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    resolved_automatically: bool,
+    operator_updated: bool,
+    impact: String,
+    reopened_at: Option<DateTime<Utc>>,
+    earlier_open_ms: i64,
+}
 
 impl Ops for PgOps<'_, '_> {
     async fn upsert_agents(
@@ -544,7 +549,7 @@ impl Ops for PgOps<'_, '_> {
     async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
         let rows: Vec<IncidentRow> = sqlx::query_as(
             "SELECT q.c, i.id, i.state, i.started_at, i.resolved_at, i.resolved_automatically,
-                    i.operator_updated
+                    i.operator_updated, i.impact, i.reopened_at, i.earlier_open_ms
              FROM UNNEST($1::int4[]) AS q(c)
              CROSS JOIN LATERAL (SELECT * FROM incidents WHERE auto AND check_id = q.c
                                  ORDER BY id DESC LIMIT 1) i",
@@ -553,21 +558,22 @@ impl Ops for PgOps<'_, '_> {
         .fetch_all(&mut **self.0)
         .await?;
         rows.into_iter()
-            .map(
-                |(check, id, state, started, resolved, auto_resolved, operator)| {
-                    Ok((
-                        check,
-                        Latest {
-                            id,
-                            state: parse_state(&state)?,
-                            started_at: ms(started),
-                            resolved_at: resolved.map(ms),
-                            resolved_automatically: auto_resolved,
-                            operator_updated: operator,
-                        },
-                    ))
-                },
-            )
+            .map(|i| {
+                Ok((
+                    i.c,
+                    Latest {
+                        id: i.id,
+                        state: parse_state(&i.state)?,
+                        started_at: ms(i.started_at),
+                        resolved_at: i.resolved_at.map(ms),
+                        resolved_automatically: i.resolved_automatically,
+                        operator_updated: i.operator_updated,
+                        major: i.impact == "major",
+                        opened_at: ms(i.reopened_at.unwrap_or(i.started_at)),
+                        earlier_open_ms: i.earlier_open_ms,
+                    },
+                ))
+            })
             .collect()
     }
 

@@ -31,16 +31,42 @@ pub(crate) async fn apply_action(
                 .await?;
             (id, *at, State::Investigating, message)
         }
-        Action::Reopen { id, at, message } => {
+        Action::Reopen {
+            id,
+            at,
+            message,
+            earlier_open_ms,
+        } => {
             sqlx::query(
-                "UPDATE incidents SET state = 'investigating', resolved_at = NULL,
-                     resolved_automatically = 0, updated_at = ?2 WHERE id = ?1",
+                "UPDATE incidents SET state = 'investigating', impact = 'major', resolved_at = NULL,
+                     resolved_automatically = 0, reopened_at = ?3, earlier_open_ms = ?4,
+                     updated_at = ?2 WHERE id = ?1",
             )
             .bind(id)
             .bind(now)
+            .bind(at)
+            .bind(earlier_open_ms)
             .execute(&mut **tx)
             .await?;
             (*id, *at, State::Investigating, message)
+        }
+        Action::Revise {
+            id,
+            at,
+            state,
+            major,
+            message,
+        } => {
+            sqlx::query(
+                "UPDATE incidents SET state = ?3, impact = ?4, updated_at = ?2 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(state.as_str())
+            .bind(incident::impact_text(*major))
+            .execute(&mut **tx)
+            .await?;
+            (*id, *at, *state, message)
         }
         Action::Resolve { id, at, message } => {
             sqlx::query(

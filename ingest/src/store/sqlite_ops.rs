@@ -466,25 +466,41 @@ impl Ops for SqliteOps<'_, '_> {
     }
 
     async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: i64,
+            state: String,
+            started_at: i64,
+            resolved_at: Option<i64>,
+            resolved_automatically: bool,
+            operator_updated: bool,
+            impact: String,
+            reopened_at: Option<i64>,
+            earlier_open_ms: i64,
+        }
         let mut out = BTreeMap::new();
         for check in checks {
-            let row: Option<(i64, String, i64, Option<i64>, bool, bool)> = sqlx::query_as(
-                "SELECT id, state, started_at, resolved_at, resolved_automatically, operator_updated
+            let row: Option<Row> = sqlx::query_as(
+                "SELECT id, state, started_at, resolved_at, resolved_automatically, operator_updated,
+                        impact, reopened_at, earlier_open_ms
                  FROM incidents WHERE auto AND check_id = ?1 ORDER BY id DESC LIMIT 1",
             )
             .bind(check)
             .fetch_optional(&mut **self.0)
             .await?;
-            if let Some((id, state, started, resolved, auto_resolved, operator)) = row {
+            if let Some(i) = row {
                 out.insert(
                     *check,
                     Latest {
-                        id,
-                        state: parse_state(&state)?,
-                        started_at: started,
-                        resolved_at: resolved,
-                        resolved_automatically: auto_resolved,
-                        operator_updated: operator,
+                        id: i.id,
+                        state: parse_state(&i.state)?,
+                        started_at: i.started_at,
+                        resolved_at: i.resolved_at,
+                        resolved_automatically: i.resolved_automatically,
+                        operator_updated: i.operator_updated,
+                        major: i.impact == "major",
+                        opened_at: i.reopened_at.unwrap_or(i.started_at),
+                        earlier_open_ms: i.earlier_open_ms,
                     },
                 );
             }

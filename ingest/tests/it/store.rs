@@ -247,6 +247,16 @@ async fn an_operator_updated_incident_goes_to_monitoring_instead_of_resolving(db
         "{:?}",
         incidents[0].1
     );
+    // Failing again while the operator watches: back to identified.
+    slots(store, "web", t0, 7..10, |_| false).await;
+    let incidents = db.incidents("web").await;
+    assert_eq!(incidents.len(), 1, "the same incident, not a new one");
+    assert_eq!(incidents[0].0, "identified");
+    assert!(
+        incidents[0].1[2].starts_with("Failing again: "),
+        "{:?}",
+        incidents[0].1
+    );
 }
 
 async fn silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags(db: Db) {
@@ -383,6 +393,8 @@ async fn the_readme_worked_example_holds(db: Db) {
             "resolved".to_string(),
             vec![
                 "Detected: 2 of 3 locations failing (connect_refused)".to_string(),
+                "Recovered in 2 of 3 locations; still failing in 1. Impact lowered to minor."
+                    .into(),
                 "Resolved automatically after 3m.".into()
             ]
         )]
@@ -574,6 +586,7 @@ async fn postgres_notifies_dashboards_of_each_change(pool: sqlx::PgPool) {
 }
 
 crate::conformance!(
+    a_partial_recovery_lowers_the_impact_and_a_reopened_incident_counts_only_its_open_time,
     every_status_change_is_announced_in_process,
     duplicate_results_are_ignored_completely_and_counted,
     results_whose_pairs_were_lost_are_still_stored_exactly_once,
@@ -590,3 +603,78 @@ crate::conformance!(
     rollups_count_each_inserted_result_once_and_estimate_quantiles,
     retention_drops_old_raw_days_and_rollups_but_keeps_history,
 );
+
+/// Down everywhere opens a major incident; recovered in two of three
+/// locations (`degraded`) lowers it to minor with an update, and only `up`
+/// resolves it. Down again within the reopen window reopens it (major), and
+/// its duration then counts only the minutes it was open.
+async fn a_partial_recovery_lowers_the_impact_and_a_reopened_incident_counts_only_its_open_time(
+    db: Db,
+) {
+    let store = &db.store;
+    let t0 = start();
+    let fails = |k: i64, agent: &str| match k {
+        2..=3 | 8..=9 => true,
+        4..=5 => agent == "a",
+        _ => false,
+    };
+    // Each slot's three results arrive together, as one receive.
+    for k in 0..12 {
+        let screened: Vec<_> = AGENTS
+            .iter()
+            .map(|agent| {
+                let r = result("web", agent, t0 + k * MINUTE, !fails(k, agent));
+                ingest::screen::screen(batch(agent, vec![r]), now(), ingest::screen::MAX_AGE_MS)
+                    .unwrap()
+            })
+            .collect();
+        let messages: Vec<ingest::store::Message> = screened
+            .iter()
+            .map(|s| ingest::store::Message {
+                agent: &s.agent,
+                sent_at: s.sent_at,
+                results: &s.accepted,
+            })
+            .collect();
+        store.store_messages(&messages, now()).await.unwrap();
+    }
+    assert_eq!(
+        db.changes("web", t0).await,
+        [
+            (0, "up".to_string()),
+            (3 * MINUTE, "down".into()),
+            (5 * MINUTE, "degraded".into()),
+            (7 * MINUTE, "up".into()),
+            (9 * MINUTE, "down".into()),
+            (11 * MINUTE, "up".into()),
+        ]
+    );
+    let incidents = db.incidents("web").await;
+    assert_eq!(
+        incidents.len(),
+        1,
+        "reopened, not a second one: {incidents:?}"
+    );
+    let (state, updates) = &incidents[0];
+    assert_eq!(state, "resolved");
+    assert_eq!(updates.len(), 5, "{updates:?}");
+    assert_eq!(
+        updates[0],
+        "Detected: 3 of 3 locations failing (connect_refused)"
+    );
+    assert_eq!(
+        updates[1],
+        "Recovered in 2 of 3 locations; still failing in 1. Impact lowered to minor."
+    );
+    assert_eq!(updates[2], "Resolved automatically after 4m.");
+    assert_eq!(
+        updates[3],
+        "Reopened: 3 of 3 locations failing (connect_refused)"
+    );
+    assert_eq!(
+        updates[4], "Resolved automatically after 6m.",
+        "4 minutes, then 2 more: not the 8 since it first started"
+    );
+    let impact = db.rows("SELECT id, impact FROM incidents", "").await;
+    assert_eq!(impact[0].1, "major", "a reopened outage is major again");
+}
