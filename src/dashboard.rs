@@ -93,15 +93,17 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
     };
     let tokens = admin_tokens(args.admin_token_file.as_deref())?;
     crate::ingest::runtime()?.block_on(async move {
-        let reader = Reader::connect_lazy(&args.database_url, args.database_max_connections)
-            .context("--database-url")?;
+        let reader =
+            Reader::connect_lazy(args.database_url.expose(), args.database_max_connections)
+                .context("--database-url")?;
         let admin = match tokens {
             Some(tokens) => {
                 let url = args
                     .admin_database_url
-                    .as_deref()
+                    .as_ref()
                     .unwrap_or(&args.database_url);
-                let writer = Writer::connect_lazy(url, 4).context("--admin-database-url")?;
+                let writer =
+                    Writer::connect_lazy(url.expose(), 4).context("--admin-database-url")?;
                 tracing::info!(event = "admin_api_enabled", tokens = ?tokens);
                 Some(Arc::new(Admin { tokens, writer }))
             }

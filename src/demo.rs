@@ -329,7 +329,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
         let outcome = standalone::run(
             Options {
                 config: vec![config],
-                database_url: format!("sqlite://{}", db.display()),
+                database_url: format!("sqlite://{}", db.display()).into(),
                 listen,
                 site: Site {
                     title: "Demo status".into(),

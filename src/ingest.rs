@@ -22,7 +22,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         }
     };
     runtime()?.block_on(async move {
-        let store = Store::connect_lazy(&args.database_url, args.database_max_connections)
+        let store = Store::connect_lazy(args.database_url.expose(), args.database_max_connections)
             .context("--database-url")?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
@@ -76,7 +76,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store = Store::connect_lazy(&args.database_url, 2).context("--database-url")?;
+        let store = Store::connect_lazy(args.database_url.expose(), 2).context("--database-url")?;
         if args.check {
             return match store.migrated().await {
                 Ok(true) => {

@@ -1,6 +1,7 @@
 //! `statuspage`: one binary, one subcommand per role. This file only parses
 //! flags and hands them to the crates.
 
+use ::ingest::store::DatabaseUrl;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -162,7 +163,7 @@ pub(crate) struct IngestArgs {
         hide_env_values = true,
         required = true
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The most database connections.
     #[arg(
         long,
@@ -216,7 +217,7 @@ pub(crate) struct DashboardArgs {
         hide_env_values = true,
         required = true
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The most database connections.
     #[arg(
         long,
@@ -226,7 +227,7 @@ pub(crate) struct DashboardArgs {
     pub database_max_connections: u32,
     /// The database for the admin API's writes, through a role limited to incidents and maintenance windows; defaults to --database-url. Never logged.
     #[arg(long, env = "STATUSPAGE_ADMIN_DATABASE_URL", hide_env_values = true)]
-    pub admin_database_url: Option<String>,
+    pub admin_database_url: Option<DatabaseUrl>,
     /// A file of `name token` lines (tokens of 16 or more characters) that turns the admin API on; the name is the author of what a token writes. STATUSPAGE_ADMIN_TOKEN (one token, named `admin`) also does.
     #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE", value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
@@ -287,7 +288,7 @@ pub(crate) struct StandaloneArgs {
         hide_env_values = true,
         default_value = "sqlite://statuspage.db"
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The one HTTP address: the page, the APIs, badges, feed, admin API, /metrics, /healthz and /readyz.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -327,7 +328,7 @@ pub(crate) struct MigrateArgs {
         hide_env_values = true,
         required = true
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Exit 0 only if the database is reachable and fully migrated; change nothing.
     #[arg(long)]
     pub check: bool,

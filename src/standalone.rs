@@ -39,7 +39,7 @@ pub(crate) struct Options {
     /// The YAML (files or directories).
     pub config: Vec<PathBuf>,
     /// `sqlite://PATH` or `postgres://...`.
-    pub database_url: String,
+    pub database_url: ingest::store::DatabaseUrl,
     /// The one HTTP port.
     pub listen: SocketAddr,
     /// The page's branding.
@@ -105,7 +105,7 @@ pub(crate) async fn run(
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
     })?;
-    let store = Store::connect_lazy(&o.database_url, 8).context("--database-url")?;
+    let store = Store::connect_lazy(o.database_url.expose(), 8).context("--database-url")?;
     store
         .migrate()
         .await

@@ -73,6 +73,12 @@ impl Level {
     }
 }
 
+/// The longest duration stored, in µs (a result row keeps durations in 32
+/// bits: about 35 minutes). Longer ones, which only a broken or hostile
+/// agent sends, are clamped to it in rows and rollups alike, so no sum can
+/// overflow.
+pub const MAX_DURATION_US: u64 = i32::MAX as u64;
+
 /// The histogram bucket of a duration.
 pub fn bucket_of(us: u64) -> u8 {
     if (us as f64) < BASE_US {
@@ -113,18 +119,20 @@ impl Default for Measure {
 
 impl Measure {
     fn add(&mut self, us: u64) {
-        self.count += 1;
-        self.sum_us += us;
+        let us = us.min(MAX_DURATION_US);
+        self.count = self.count.saturating_add(1);
+        self.sum_us = self.sum_us.saturating_add(us);
         self.max_us = self.max_us.max(us);
-        self.hist[usize::from(bucket_of(us))] += 1;
+        let slot = &mut self.hist[usize::from(bucket_of(us))];
+        *slot = slot.saturating_add(1);
     }
 
     fn merge(&mut self, other: &Measure) {
-        self.count += other.count;
-        self.sum_us += other.sum_us;
+        self.count = self.count.saturating_add(other.count);
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
         self.max_us = self.max_us.max(other.max_us);
         for (mine, theirs) in self.hist.iter_mut().zip(&other.hist) {
-            *mine += theirs;
+            *mine = mine.saturating_add(*theirs);
         }
     }
 
@@ -161,8 +169,8 @@ pub struct Rollup {
 impl Rollup {
     /// Adds one result: `up` and its durations (total, then the phases that happened).
     pub fn add(&mut self, up: bool, durations: [Option<u64>; 6]) {
-        self.count += 1;
-        self.up += u32::from(up);
+        self.count = self.count.saturating_add(1);
+        self.up = self.up.saturating_add(u32::from(up));
         for (m, d) in self.measures.iter_mut().zip(durations) {
             if let Some(us) = d {
                 m.add(us);
@@ -172,8 +180,8 @@ impl Rollup {
 
     /// Adds another rollup of the same check and bucket.
     pub fn merge(&mut self, other: &Rollup) {
-        self.count += other.count;
-        self.up += other.up;
+        self.count = self.count.saturating_add(other.count);
+        self.up = self.up.saturating_add(other.up);
         for (m, o) in self.measures.iter_mut().zip(&other.measures) {
             m.merge(o);
         }
@@ -298,5 +306,20 @@ mod tests {
         assert_eq!(Level::Minute.bucket(at), 86_400_000 + 3_600_000 + 60_000);
         assert_eq!(Level::Hour.bucket(at), 86_400_000 + 3_600_000);
         assert_eq!(Level::Day.bucket(at), 86_400_000);
+    }
+
+    #[test]
+    fn durations_past_the_stored_range_are_clamped_and_sums_never_overflow() {
+        let mut r = Rollup::default();
+        for _ in 0..10 {
+            r.add(true, [Some(u64::MAX); 6]);
+        }
+        let mut twice = r.clone();
+        twice.merge(&r);
+        let total = &twice.measures[0];
+        assert_eq!(total.count, 20);
+        assert_eq!(total.max_us, MAX_DURATION_US);
+        assert_eq!(total.sum_us, 20 * MAX_DURATION_US);
+        assert_eq!(total.hist[usize::from(BUCKETS - 1)], 20);
     }
 }

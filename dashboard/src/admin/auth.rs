@@ -94,9 +94,17 @@ impl Tokens {
     }
 
     /// The name of the token in an `Authorization: Bearer ...` value, if it
-    /// is one of ours. Every stored hash is compared, whatever matches.
+    /// is one of ours (the scheme in any case, as RFC 7235 says; the token
+    /// exactly). Every stored hash is compared, whatever matches.
     pub fn author(&self, authorization: Option<&str>) -> Option<String> {
-        let presented = authorization?.strip_prefix("Bearer ")?.trim();
+        let (scheme, token) = authorization?.trim_start().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let presented = token.trim();
+        if presented.is_empty() {
+            return None;
+        }
         let hash = digest(presented.as_bytes());
         let mut found = None;
         for (name, stored) in &self.entries {
@@ -126,6 +134,14 @@ mod tests {
             t.author(Some("Bearer another-long-token-bob")).as_deref(),
             Some("bob")
         );
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            assert_eq!(
+                t.author(Some(&format!("{scheme} s3cr3t-token-for-alice")))
+                    .as_deref(),
+                Some("alice"),
+                "the scheme is case-insensitive (RFC 7235)"
+            );
+        }
     }
 
     #[test]
@@ -137,7 +153,7 @@ mod tests {
             Some("Bearer"),
             Some("Bearer "),
             Some("Basic YWxpY2U6eA=="),
-            Some("bearer s3cr3t-token-for-alice"),
+            Some("Bearers s3cr3t-token-for-alice"),
             Some("Bearer s3cr3t-token-for-alicE"),
             Some("Bearer s3cr3t-token-for-alice-and-more"),
             Some("Bearer s3cr3t"),

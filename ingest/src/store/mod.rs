@@ -18,11 +18,13 @@ mod sqlite;
 mod sqlite_incidents;
 mod sqlite_ops;
 mod sync;
+mod url;
 
 pub use flow::Message;
 pub use retention::Dropped;
 pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
 pub use sync::{CheckUp, TickReport};
+pub use url::DatabaseUrl;
 
 use crate::state::{Millis, Thresholds};
 use crate::timeline::Rules;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 fn us(v: u64) -> i32 {
-    v.min(i32::MAX as u64) as i32
+    v.min(crate::rollup::MAX_DURATION_US) as i32
 }
 
 /// The result rows, column by column, for `UNNEST`.
