@@ -178,3 +178,27 @@ fn check_probes_local_targets_and_exits_by_outcome() {
     );
     std::fs::remove_file(Path::new(path)).unwrap();
 }
+
+/// A secret in a display name would be published on the page, the API,
+/// the badges and the feed: `validate` refuses it at its position, and never
+/// prints the value. Before, `"Billing ${SECRET}"` passed and was shown.
+#[test]
+fn validate_refuses_a_secret_in_display_text_without_printing_it() {
+    let config = temp_config(
+        "secret-name",
+        "groups:\n  - name: Billing\n    checks:\n      - name: \"Billing ${BILLING_TOKEN}\"\n        http: { url: 'https://example.com/' }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(["validate", config.to_str().unwrap()])
+        .env("BILLING_TOKEN", "tok-0123456789")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(":4:15: groups[0].checks[0].name: `${...}` is not allowed in display text"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tok-0123456789") && !text(&out.stdout).contains("tok-0123456789"));
+    let _ = std::fs::remove_file(config);
+}

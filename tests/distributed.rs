@@ -32,6 +32,40 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// A fresh queue, database and directory named after `tag`, with the
+    /// checks file `yaml`; returns the fleet and the checks file's path.
+    async fn fresh(tag: &str, yaml: &str) -> (Fleet, String) {
+        let (_, queue) = fresh_queue(tag).await;
+        let (db, _) = fresh_database(tag).await;
+        let dir = std::env::temp_dir().join(format!("statuspage-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("checks.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let config = config.to_string_lossy().into_owned();
+        (Fleet { dir, queue, db }, config)
+    }
+
+    /// A dashboard over the fleet's database, with a 1 s cache; and its port.
+    fn dashboard(&self) -> (Child, u16) {
+        let port = free_port();
+        let child = self.spawn(
+            "dashboard",
+            &[
+                "dashboard",
+                "--database-url",
+                &self.db,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--cache-ttl",
+                "1s",
+            ],
+        );
+        (child, port)
+    }
+
     fn spawn(&self, name: &str, args: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_statuspage"))
             .args(args)
@@ -283,25 +317,13 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_confused_agent_alone_cannot_open_an_incident() {
     let target_port = http_target(|request| request.contains("(agent-d)"));
-    let (_, queue) = fresh_queue("confused").await;
-    let (db, _) = fresh_database("confused").await;
-    let dir = std::env::temp_dir().join(format!("statuspage-confused-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("checks.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let (fleet, config) = Fleet::fresh(
+        "confused",
+        &format!(
             "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: 3\n  failure_threshold: 2\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
         ),
     )
-    .unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let fleet = Fleet {
-        dir: dir.clone(),
-        queue,
-        db: db.clone(),
-    };
+    .await;
     let mut children = vec![fleet.ingest("ingest", &config)];
     let three = "agent-a@zone-a,agent-b@zone-b,agent-c@zone-c";
     for (id, zone) in [
@@ -312,21 +334,8 @@ async fn a_confused_agent_alone_cannot_open_an_incident() {
         children.push(fleet.agent_with_peers(id, zone, &config, three));
     }
     children.push(fleet.agent_with_peers("agent-d", "zone-d", &config, ""));
-    let port = free_port();
-    children.push(fleet.spawn(
-        "dashboard",
-        &[
-            "dashboard",
-            "--database-url",
-            &db,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--cache-ttl",
-            "1s",
-        ],
-    ));
+    let (dash, port) = fleet.dashboard();
+    children.push(dash);
     // The confused agent's location has failed (two results in a row), and
     // ingest has gone on deciding with it for several more intervals.
     let failed_at = |v: &serde_json::Value| -> Option<String> {
@@ -362,7 +371,7 @@ async fn a_confused_agent_alone_cannot_open_an_incident() {
         signal(child, "TERM");
         let _ = child.wait();
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&fleet.dir);
 }
 
 /// Blind is not healthy. With every agent SIGKILLed, the page says "Status
@@ -376,43 +385,17 @@ async fn a_blind_fleet_or_a_dead_ingest_is_never_shown_as_healthy() {
         let down = down.clone();
         http_target(move |_| down.load(Ordering::SeqCst))
     };
-    let (_, queue) = fresh_queue("blind").await;
-    let (db, _) = fresh_database("blind").await;
-    let dir = std::env::temp_dir().join(format!("statuspage-blind-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("checks.yaml");
-    std::fs::write(
-        &config,
-        format!(
+    let (fleet, config) = Fleet::fresh(
+        "blind",
+        &format!(
             "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: 1\n  failure_threshold: 1\n  success_threshold: 1\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n      - name: Api\n        id: api\n        http:\n          url: http://127.0.0.1:{target_port}/api\n"
         ),
     )
-    .unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let fleet = Fleet {
-        dir: dir.clone(),
-        queue,
-        db: db.clone(),
-    };
+    .await;
     let mut ingest = fleet.ingest("ingest", &config);
     let agent = |name: &str| fleet.agent_with_peers(name, "zone-a", &config, "agent-a@zone-a");
     let mut agent_a = agent("agent-a");
-    let port = free_port();
-    let mut dash = fleet.spawn(
-        "dashboard",
-        &[
-            "dashboard",
-            "--database-url",
-            &db,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--cache-ttl",
-            "1s",
-        ],
-    );
+    let (mut dash, port) = fleet.dashboard();
     let overall = |port| http_json(port, "/api/v1/status").map(|v| v["status"].clone());
     until(Duration::from_secs(30), "operational", || {
         overall(port).filter(|s| s == "operational")
@@ -466,5 +449,5 @@ async fn a_blind_fleet_or_a_dead_ingest_is_never_shown_as_healthy() {
         signal(child, "TERM");
         let _ = child.wait();
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&fleet.dir);
 }

@@ -303,4 +303,36 @@ mod tests {
         assert!(got.accepted.is_empty());
         assert_eq!(got.rejected[0].0, Rejection::BadAgent);
     }
+
+    #[test]
+    fn hostile_bytes_in_the_agent_and_results_are_made_visible_or_refused() {
+        let mut r = result("web", NOW);
+        r.message = "gre\0et".into();
+        r.assertions = vec![config::wire::Assertion::new("reply", false, "a\0b")];
+        let mut b = batch(vec![r]);
+        b.agent.zone = "z\0".into();
+        b.agent.label = "Frankfurt\u{7}".into();
+        let got = screen(b, NOW, MAX_AGE_MS).unwrap();
+        assert_eq!(got.accepted.len(), 1);
+        assert_eq!(got.accepted[0].message, "gre␀et");
+        assert_eq!(got.accepted[0].assertions[0].actual, "a␀b");
+        assert_eq!(
+            (got.agent.zone.as_str(), got.agent.label.as_str()),
+            ("z␀", "Frankfurt␇")
+        );
+        // An agent id is a key, not text to show: a control character refuses it.
+        let mut b = batch(vec![result("web", NOW)]);
+        b.agent.id = "agent\0a".into();
+        assert_eq!(
+            screen(b, NOW, MAX_AGE_MS).unwrap().rejected[0].0,
+            Rejection::BadAgent
+        );
+        let mut b = batch(vec![result("web", NOW)]);
+        b.agent.label = "x".repeat(129);
+        assert_eq!(
+            screen(b, NOW, MAX_AGE_MS).unwrap().rejected[0].0,
+            Rejection::BadAgent,
+            "a label is capped like a zone"
+        );
+    }
 }

@@ -128,6 +128,20 @@ fn start_agent(
     (metrics, shutdown, task)
 }
 
+/// A checks file of `n` hourly TCP checks (`k-c0`...) with `locations: 1`.
+fn one_location_checks(pki: &Pki, n: usize) -> std::path::PathBuf {
+    let dir = pki.dir.join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let checks: String = (0..n).map(|i| format!("      - name: C{i}\n        interval: 1h\n        locations: 1\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect();
+    let file = dir.join("checks.yaml");
+    std::fs::write(
+        &file,
+        format!("groups:\n  - name: K\n    checks:\n{checks}"),
+    )
+    .unwrap();
+    file
+}
+
 fn discovery(pki: &Pki, addr: std::net::SocketAddr, token: &str) -> K8sDiscovery {
     let token_file = pki.dir.join(format!("token-{token}"));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -162,16 +176,9 @@ async fn the_agent_reshards_when_peers_join() {
     let pki = Pki::new("k8s-agent");
     let body = Arc::new(Mutex::new(slices(&[("node-a", "z1")])));
     let addr = api_server(&pki, body.clone()).await;
-    let dir = pki.dir.join("config");
-    std::fs::create_dir_all(&dir).unwrap();
-    let checks: String = (0..40).map(|i| format!("      - name: C{i}\n        interval: 1h\n        locations: 1\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect();
-    std::fs::write(
-        dir.join("checks.yaml"),
-        format!("groups:\n  - name: K\n    checks:\n{checks}"),
-    )
-    .unwrap();
+    let checks_file = one_location_checks(&pki, 40);
     let (metrics, shutdown, task) = start_agent(agent_settings(
-        dir.join("checks.yaml"),
+        checks_file.clone(),
         Peer::new("node-a", "z1"),
         Some(discovery(&pki, addr, TOKEN)),
     ));
@@ -222,19 +229,12 @@ async fn discovery_that_fails_at_start_keeps_the_agent_not_ready_instead_of_alon
     let pki = Pki::new("k8s-wait");
     let body = Arc::new(Mutex::new(slices(&[("node-a", "z1"), ("node-b", "z2")])));
     let addr = api_server(&pki, body).await;
-    let dir = pki.dir.join("config");
-    std::fs::create_dir_all(&dir).unwrap();
-    let checks: String = (0..20).map(|i| format!("      - name: C{i}\n        interval: 1h\n        locations: 1\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect();
-    std::fs::write(
-        dir.join("checks.yaml"),
-        format!("groups:\n  - name: K\n    checks:\n{checks}"),
-    )
-    .unwrap();
+    let checks_file = one_location_checks(&pki, 20);
     // A wrong token: the API server refuses until the right one is mounted.
     let d = discovery(&pki, addr, "not-yet");
     let token_file = d.token_file.clone();
     let (metrics, shutdown, task) = start_agent(agent_settings(
-        dir.join("checks.yaml"),
+        checks_file.clone(),
         Peer::new("node-a", "z1"),
         Some(d),
     ));
