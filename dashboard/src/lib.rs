@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+mod app;
 pub mod badge;
 pub mod cache;
 mod embed;
@@ -31,7 +32,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use routes::{app, ops_app};
+pub use app::app;
+pub use routes::ops_app;
 
 /// The wall clock, in ms since the epoch (injected so tests can pin it).
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;

@@ -33,27 +33,6 @@ const STYLE: &str = include_str!("../assets/style.css");
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The public router.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(home_page))
-        .route("/checks/{id}", get(check_page))
-        .route("/incidents", get(incident_list))
-        .route("/incidents/{id}", get(incident_page))
-        .route("/api/v1/status", get(api_status))
-        .route("/api/v1/checks/{id}", get(api_check))
-        .route("/api/v1/incidents", get(api_incidents))
-        .route("/assets/style.css", get(style))
-        .route("/api/v2/summary.json", get(crate::embed::summary))
-        .route("/badge/{id}/status.svg", get(crate::embed::status_badge))
-        .route("/badge/{id}/uptime/{file}", get(crate::embed::uptime_badge))
-        .route("/feed.atom", get(crate::embed::feed))
-        .merge(crate::admin::routes())
-        .fallback(fallback)
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
-}
-
 /// The router of the metrics port: `/metrics`, `/healthz`, `/readyz`.
 ///
 /// `/readyz` is what a load balancer (a Kubernetes readiness probe) asks
@@ -101,7 +80,7 @@ const HOME: &str = "/";
 /// The CSP of a badge: nothing to load or run, but it may be framed.
 const BADGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
 
-async fn security_headers(mut r: Response) -> Response {
+pub(crate) async fn security_headers(mut r: Response) -> Response {
     let badge = r
         .headers()
         .get(header::CONTENT_TYPE)
@@ -484,7 +463,7 @@ pub(crate) async fn board(s: &AppState, now: Millis) -> Result<Board, ReadError>
     load::board(&s.reader, now).await
 }
 
-async fn home_page(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn home_page(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     if let Err(r) = query(&uri, &[]) {
         return refuse(&s, Kind::Html, r);
     }
@@ -499,7 +478,11 @@ async fn home_page(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> R
     .await
 }
 
-async fn api_status(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn api_status(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = query(&uri, &[]) {
         return refuse(&s, Kind::Json, r);
     }
@@ -527,7 +510,7 @@ pub(crate) fn check_id(
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID)
 }
 
-async fn check_page(
+pub(crate) async fn check_page(
     State(s): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     uri: Uri,
@@ -536,7 +519,7 @@ async fn check_page(
     check_any(s, id, uri, headers, Kind::Html).await
 }
 
-async fn api_check(
+pub(crate) async fn api_check(
     State(s): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     uri: Uri,
@@ -580,7 +563,11 @@ async fn check_any(
     .await
 }
 
-async fn incident_list(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn incident_list(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let page = match query(&uri, &["page"]).and_then(|p| page_param(&p)) {
         Ok(p) => p,
         Err(r) => return refuse(&s, Kind::Html, r),
@@ -600,7 +587,7 @@ async fn incident_list(State(s): State<AppState>, uri: Uri, headers: HeaderMap) 
     .await
 }
 
-async fn incident_page(
+pub(crate) async fn incident_page(
     State(s): State<AppState>,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     uri: Uri,
@@ -632,7 +619,11 @@ async fn incident_page(
     .await
 }
 
-async fn api_incidents(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn api_incidents(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let params = match query(&uri, &["state", "page"]) {
         Ok(p) => p,
         Err(r) => return refuse(&s, Kind::Json, r),
@@ -681,7 +672,7 @@ async fn api_incidents(State(s): State<AppState>, uri: Uri, headers: HeaderMap) 
 /// Incidents per page of `/api/v1/incidents`.
 pub const API_PER_PAGE: i64 = 100;
 
-async fn style(headers: HeaderMap) -> Response {
+pub(crate) async fn style(headers: HeaderMap) -> Response {
     let etag = format!("\"{:x}\"", STYLE.len() as u64 ^ 0x5354_594c);
     let etag = format!(
         "{}-{}\"",
@@ -715,7 +706,7 @@ pub(crate) fn not_found(s: &AppState, route: &'static str, kind: Kind) -> Respon
         .unwrap_or_default()
 }
 
-async fn fallback(State(s): State<AppState>, uri: Uri) -> Response {
+pub(crate) async fn fallback(State(s): State<AppState>, uri: Uri) -> Response {
     let path = uri.path();
     let kind = if path.starts_with("/api/") {
         Kind::Json

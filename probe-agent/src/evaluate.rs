@@ -1,7 +1,7 @@
 //! Judging what a probe saw: a pure function from expectations and facts to
 //! an outcome, a reason, a message and the list of assertions.
 
-use crate::probe::Observation;
+use crate::observation::{Observation, TlsFacts};
 use chrono::{DateTime, Utc};
 use config::catalog::{
     DnsProbe, HttpProbe, JsonCheck, Probe, Rcode, TcpProbe, Timing, TlsProbe, TlsVersion,
@@ -254,7 +254,7 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
     }
 }
 
-fn certificate(judge: &mut Judge, need: Duration, t: &crate::probe::TlsFacts, now: DateTime<Utc>) {
+fn certificate(judge: &mut Judge, need: Duration, t: &TlsFacts, now: DateTime<Utc>) {
     let Some(not_after) = t.chain_not_after.or(t.leaf_not_after) else {
         return;
     };
@@ -428,7 +428,7 @@ fn dns(judge: &mut Judge, p: &DnsProbe, seen: &Observation) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{DnsFacts, Failure, HttpFacts, TlsFacts};
+    use crate::observation::{DnsFacts, Failure, HttpFacts, TlsFacts};
     use chrono::TimeZone;
 
     fn probe(yaml: &str) -> Probe {

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod buffer;
 pub mod discovery;
 pub mod evaluate;
+pub mod observation;
 /// Which agents probe which check: one rendezvous function, in `config`,
 /// shared with ingest, which recomputes the assignment to count votes.
 pub use config::fleet;

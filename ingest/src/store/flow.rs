@@ -9,7 +9,7 @@
 //! they ever disagree, the slow path admits only what was really inserted
 //! (and on PostgreSQL the whole write runs again upserting).
 
-use super::ops::{At, NewRow, Ops, PairKey, RowKey};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, RowKey};
 use super::{CheckRow, StoreError, Stored};
 use crate::incident::{self, Action};
 use crate::rollup::{self, Level, Rollups};
@@ -546,19 +546,6 @@ fn cert_expiry(facts: &config::wire::Facts) -> Option<Millis> {
         .flatten()
         .map(|t| t.unix_ms())
         .min()
-}
-
-/// What a message decided about one check.
-#[derive(Clone, Debug)]
-pub(crate) struct Decided {
-    /// The check.
-    pub check: i32,
-    /// Its status is decided up to here.
-    pub through: Millis,
-    /// Each location's newest sample (`encode_latest`).
-    pub latest: Vec<u8>,
-    /// The newest certificate expiry seen, if the message had one.
-    pub cert_not_after: Option<Millis>,
 }
 
 fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {

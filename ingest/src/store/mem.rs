@@ -2,8 +2,7 @@
 //! recompute ([`super::flow`]) without a database: the same code the
 //! PostgreSQL and SQLite stores run, over plain maps.
 
-use super::flow::Decided;
-use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};

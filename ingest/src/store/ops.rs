@@ -47,6 +47,19 @@ pub(crate) type PairKey = (i32, i32);
 /// `(agent, check, scheduled_at)`: one result row.
 pub(crate) type RowKey = (i32, i32, Millis);
 
+/// What a write decided about one check.
+#[derive(Clone, Debug)]
+pub(crate) struct Decided {
+    /// The check.
+    pub check: i32,
+    /// Its status is decided up to here.
+    pub through: Millis,
+    /// Each location's newest sample (`encode_latest`).
+    pub latest: Vec<u8>,
+    /// The newest certificate expiry seen, if the message had one.
+    pub cert_not_after: Option<Millis>,
+}
+
 /// One database's side of a transaction.
 pub(crate) trait Ops: Send {
     /// Every agent ingest has heard from, with when: the fleet it decides
@@ -183,7 +196,7 @@ pub(crate) trait Ops: Send {
     /// newest sample, and the newest certificate expiry (when there is one).
     fn set_decided(
         &mut self,
-        decided: &[super::flow::Decided],
+        decided: &[Decided],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Replaces each check's changes at or after its `from` with these.

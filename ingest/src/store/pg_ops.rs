@@ -2,8 +2,7 @@
 //! `LATERAL`, a binary `COPY` for new result rows), whatever the number of
 //! agents and checks, and `SELECT ... FOR UPDATE` on check rows in id order.
 
-use super::flow::Decided;
-use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::pg_columns::{COPY_COLUMNS, Columns};
 use super::rows::{parse_state, parse_status};
 use super::{CheckRow, StoreError, ms, reason_text, ts};

@@ -8,8 +8,7 @@
 //! implied. In WAL mode readers (the dashboard) never block the writer nor
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
-use super::flow::Decided;
-use super::ops::{At, NewRow, Ops, PairKey, RollupKey, RowKey, stored_rollup};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey, stored_rollup};
 use super::rows::{detail, outcome_code, parse_state, parse_status};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};

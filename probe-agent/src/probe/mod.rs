@@ -10,113 +10,17 @@ mod tls;
 mod trust;
 
 use crate::evaluate::evaluate;
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
+pub use crate::observation::{DnsFacts, Failure, HttpFacts, Observation, Stage, TlsFacts};
+use chrono::Utc;
 use config::Check;
 use config::catalog::{IpFamily, Probe};
-use config::wire::{Facts, Phases, ProbeResult, Reason, Timestamp};
+use config::wire::{Facts, ProbeResult, Reason, Timestamp};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// What a probe saw: facts only. [`evaluate`] judges them.
-#[derive(Clone, Debug, Default)]
-pub struct Observation {
-    /// Per-phase timings (µs); a phase that did not happen is absent.
-    pub phases: Phases,
-    /// The whole probe.
-    pub duration: Duration,
-    /// Why the probe could not complete, when it could not.
-    pub failure: Option<Failure>,
-    /// The phase the probe was in, so a deadline names the right reason.
-    pub stage: Stage,
-    /// HTTP facts of the final response.
-    pub http: Option<HttpFacts>,
-    /// TLS facts, also from a failed handshake when a chain was sent.
-    pub tls: Option<TlsFacts>,
-    /// DNS facts.
-    pub dns: Option<DnsFacts>,
-    /// What a TCP target replied, as text.
-    pub tcp_reply: Option<String>,
-}
-
-/// The phase a probe is in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Stage {
-    /// Resolving a name.
-    #[default]
-    Dns,
-    /// Opening the TCP connection.
-    Connect,
-    /// The TLS handshake.
-    Tls,
-    /// Anything after the connection is up.
-    Exchange,
-}
-
-/// A target that did not answer as a target should: data, not an error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The reason code.
-    pub reason: Reason,
-    /// A human sentence.
-    pub message: String,
-}
-
-impl Failure {
-    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
-/// Facts of an HTTP response.
-#[derive(Clone, Debug, Default)]
-pub struct HttpFacts {
-    /// The status code.
-    pub status: u16,
-    /// `HTTP/1.1` or `HTTP/2.0`.
-    pub version: String,
-    /// Headers, names lowercase, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body, at most `max_body` bytes.
-    pub body: Bytes,
-    /// Redirects followed.
-    pub redirects: u32,
-}
-
-/// Facts of a TLS handshake.
-#[derive(Clone, Debug, Default)]
-pub struct TlsFacts {
-    /// The name verified (SNI).
-    pub host: String,
-    /// `1.2` or `1.3`; empty when the handshake failed.
-    pub version: String,
-    /// The cipher suite.
-    pub cipher: String,
-    /// The leaf's subject.
-    pub leaf_subject: String,
-    /// The leaf's issuer.
-    pub leaf_issuer: String,
-    /// The leaf's not-after.
-    pub leaf_not_after: Option<DateTime<Utc>>,
-    /// The earliest not-after in the chain.
-    pub chain_not_after: Option<DateTime<Utc>>,
-}
-
-/// Facts of a DNS answer.
-#[derive(Clone, Debug, Default)]
-pub struct DnsFacts {
-    /// `NOERROR`, `NXDOMAIN`, ...
-    pub rcode: String,
-    /// The answers of the queried type, as text.
-    pub answers: Vec<String>,
-}
 
 /// Why a prober could not be set up (our problem, not a target's).
 #[derive(Debug, thiserror::Error)]

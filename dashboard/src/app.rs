@@ -1,0 +1,33 @@
+//! The public router: the pages and the v1 API (`routes`), what other sites
+//! embed (`embed`) and the admin API, behind the security headers. It is the
+//! one module that knows all three, so none of them imports another.
+
+use crate::AppState;
+use crate::routes::{
+    api_check, api_incidents, api_status, check_page, fallback, home_page, incident_list,
+    incident_page, security_headers, style,
+};
+use crate::{admin, embed};
+use axum::Router;
+use axum::routing::get;
+
+/// The public router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home_page))
+        .route("/checks/{id}", get(check_page))
+        .route("/incidents", get(incident_list))
+        .route("/incidents/{id}", get(incident_page))
+        .route("/api/v1/status", get(api_status))
+        .route("/api/v1/checks/{id}", get(api_check))
+        .route("/api/v1/incidents", get(api_incidents))
+        .route("/assets/style.css", get(style))
+        .route("/api/v2/summary.json", get(embed::summary))
+        .route("/badge/{id}/status.svg", get(embed::status_badge))
+        .route("/badge/{id}/uptime/{file}", get(embed::uptime_badge))
+        .route("/feed.atom", get(embed::feed))
+        .merge(admin::routes())
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
