@@ -3,7 +3,7 @@
 
 use crate::AgentArgs;
 use anyhow::Context;
-use probe_agent::agent::{self, Settings, health, metrics::AgentMetrics};
+use probe_agent::agent::{self, Settings, metrics::AgentMetrics};
 use probe_agent::buffer::Limits;
 use probe_agent::discovery::K8sDiscovery;
 use probe_agent::fleet::Peer;
@@ -76,9 +76,16 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue_url.clone(), args.max_message_bytes, Backoff::default()));
         let metrics = Arc::new(AgentMetrics::new(Arc::new(SchedulerStats::default()), Arc::new(PublishStats::default())));
         let shutdown = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind(&args.metrics_listen).await.with_context(|| format!("listening on --metrics-listen {}", args.metrics_listen))?;
-        tracing::info!(event = "metrics_listening", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
-        let server = tokio::spawn(health::serve(listener, metrics.clone(), shutdown.clone()));
+        let listener = crate::ops::bind(&args.metrics_listen).await?;
+        // Ready means the config is loaded (and, with discovery, the peers are
+        // known); never SQS, so the headless Service keeps listing agents
+        // through a queue outage.
+        let (render, flag) = (metrics.clone(), metrics.clone());
+        let ops = crate::ops::router(
+            Arc::new(move || render.render()),
+            crate::ops::ready_when(move || flag.ready.load(std::sync::atomic::Ordering::Relaxed), "ready", "not ready: config or peers not loaded"),
+        );
+        let server = crate::ops::spawn(listener, ops, shutdown.clone());
         let (reload_tx, reload_rx) = mpsc::channel(1);
         let stop = shutdown.clone();
         tokio::spawn(async move {

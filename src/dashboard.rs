@@ -76,7 +76,6 @@ pub(crate) fn address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
 pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
     crate::logging(&args.log_format)?;
     let listen = address("--listen", &args.listen)?;
-    let metrics_listen = address("--metrics-listen", &args.metrics_listen)?;
     if let Some(logo) = &args.logo_url {
         anyhow::ensure!(
             logo.to_ascii_lowercase().starts_with("https://")
@@ -117,18 +116,31 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         state.admin = admin;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());
-        dashboard::run(
+        let listener = crate::ops::bind(&args.metrics_listen).await?;
+        let ops = {
+            let (render, ready) = (state.metrics.clone(), state.clone());
+            crate::ops::router(
+                Arc::new(move || render.render_text()),
+                Arc::new(move || {
+                    let state = ready.clone();
+                    Box::pin(async move { dashboard::readiness(&state).await })
+                }),
+            )
+        };
+        let ops_server = crate::ops::spawn(listener, ops, shutdown.clone());
+        let served = dashboard::run(
             Settings {
                 listen,
-                metrics_listen: Some(metrics_listen),
                 extra: None,
             },
             state,
             changes,
-            shutdown,
+            shutdown.clone(),
         )
-        .await
-        .context("dashboard stopped")?;
+        .await;
+        shutdown.cancel();
+        let _ = ops_server.await;
+        served.context("dashboard stopped")?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -340,6 +340,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                 tokens: None,
                 cache_ttl: Duration::from_secs(5),
                 tick: Duration::from_secs(2),
+                metrics_listen: None,
             },
             reload,
             shutdown,

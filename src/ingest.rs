@@ -36,11 +36,19 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let metrics = Arc::new(IngestMetrics::new());
         let shutdown = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
-            .await
-            .with_context(|| format!("listening on --metrics-listen {}", args.metrics_listen))?;
-        tracing::info!(event = "metrics_listening", address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
-        let server = tokio::spawn(ingest::health::serve(listener, metrics.clone(), shutdown.clone()));
+        let listener = crate::ops::bind(&args.metrics_listen).await?;
+        // Ready means the database answers (and is migrated); the SQS queue
+        // never affects it.
+        let (render, flag) = (metrics.clone(), metrics.clone());
+        let ops = crate::ops::router(
+            Arc::new(move || render.render()),
+            crate::ops::ready_when(
+                move || flag.db_ready.load(std::sync::atomic::Ordering::Relaxed),
+                "ready",
+                "database not ready",
+            ),
+        );
+        let server = crate::ops::spawn(listener, ops, shutdown.clone());
         stop_on_signal(shutdown.clone());
         let clock: Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
         let settings = ingest::Settings {

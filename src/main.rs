@@ -289,9 +289,12 @@ pub(crate) struct StandaloneArgs {
         default_value = "sqlite://statuspage.db"
     )]
     pub database_url: DatabaseUrl,
-    /// The one HTTP address: the page, the APIs, badges, feed, admin API, /metrics, /healthz and /readyz.
+    /// The one public HTTP address: the page, the APIs, badges, feed, admin API and /healthz.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Where /metrics, /healthz and /readyz are served (the three roles' metrics in one exposition); without it there is no /metrics, so two standalones never collide on a port.
+    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Where the page is published (http or https, no path): the base of the feed's links and ids.
     #[arg(long, env = "STATUSPAGE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -382,6 +385,7 @@ mod check;
 mod dashboard;
 mod demo;
 mod ingest;
+mod ops;
 mod standalone;
 
 /// Structured logs on stderr: JSON lines by default (CloudWatch-ready), or text.

@@ -50,46 +50,37 @@ pub(crate) struct Options {
     pub cache_ttl: Duration,
     /// How often ingest decides silence and maintenance.
     pub tick: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; none without it.
+    pub metrics_listen: Option<String>,
 }
 
-/// `/metrics`, `/healthz` and `/readyz` on the public port: the three
-/// roles' metrics in one exposition.
-fn ops_routes(
+/// The ops router (`--metrics-listen`): the three roles' metrics in one
+/// exposition, and ready while the database answers.
+fn ops_router(
     agent: Arc<AgentMetrics>,
     ingest: Arc<IngestMetrics>,
     dashboard: Arc<dashboard::metrics::DashboardMetrics>,
     store: Store,
 ) -> axum::Router {
-    use axum::routing::get;
-    axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let text = format!(
-                    "{}{}{}",
-                    agent.render(),
-                    ingest.render(),
-                    dashboard.render_text()
-                );
-                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let store = store.clone();
-                async move {
-                    match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
-                        Ok(Ok(())) => (http::StatusCode::OK, "ready\n"),
-                        _ => (
-                            http::StatusCode::SERVICE_UNAVAILABLE,
-                            "database unreachable\n",
-                        ),
-                    }
+    crate::ops::router(
+        Arc::new(move || {
+            format!(
+                "{}{}{}",
+                agent.render(),
+                ingest.render(),
+                dashboard.render_text()
+            )
+        }),
+        Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move {
+                match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+                    Ok(Ok(())) => Ok("ready"),
+                    _ => Err("database unreachable"),
                 }
-            }),
-        )
+            })
+        }),
+    )
 }
 
 /// Runs everything until `shutdown`; `reload` makes the agent reread the
@@ -174,18 +165,27 @@ pub(crate) async fn run(
     };
     let mut state = AppState::new(reader, o.site, o.cache_ttl, dashboard::system_clock());
     state.admin = o.tokens.map(|tokens| Arc::new(Admin { tokens, writer }));
-    let extra = ops_routes(
-        agent_metrics,
-        ingest_metrics,
-        state.metrics.clone(),
-        store.clone(),
-    );
+    // Stopped when `run` returns, however it returns.
+    let ops_stop = CancellationToken::new();
+    let _ops_guard = ops_stop.clone().drop_guard();
+    if let Some(addr) = &o.metrics_listen {
+        {
+            let router = ops_router(
+                agent_metrics,
+                ingest_metrics,
+                state.metrics.clone(),
+                store.clone(),
+            );
+            crate::ops::spawn(crate::ops::bind(addr).await?, router, ops_stop.clone());
+        }
+    }
+    // The public port answers `/healthz` only: metrics never go behind a CDN.
+    let health = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
     let dash_stop = CancellationToken::new();
     let mut dash_task = tokio::spawn(dashboard::run(
         dashboard::Settings {
             listen: o.listen,
-            metrics_listen: None,
-            extra: Some(extra),
+            extra: Some(health),
         },
         state,
         Changes::Signal(store.subscribe()),
@@ -260,6 +260,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
         tokens,
         cache_ttl: args.cache_ttl,
         tick: Duration::from_secs(2),
+        metrics_listen: args.metrics_listen.clone(),
     };
     crate::ingest::runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();

@@ -330,3 +330,61 @@ fn on_sqlite_hostile_target_bytes_are_data_and_cost_no_neighbour_its_results() {
     hostile_bytes_are_data(&format!("sqlite://{}", dir.join("statuspage.db").display()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The public port answers `/healthz` only; `/metrics` and `/readyz` exist
+/// only on `--metrics-listen`, so metrics never go behind a CDN and two
+/// standalones never collide on a fixed metrics port.
+#[test]
+fn metrics_are_served_only_on_metrics_listen() {
+    let dir = std::env::temp_dir().join(format!("statuspage-ops-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = http_target(|_| false);
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!("defaults:\n  interval: 1s\n  timeout: 500ms\ngroups:\n  - name: G\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target}/\n"),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.join("statuspage.db").display());
+    let (port, ops) = (free_port(), free_port());
+    let mut with_ops = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(["standalone", "--config"])
+        .arg(&config)
+        .args(["--database-url", &db])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{ops}")])
+        .env_remove("STATUSPAGE_DATABASE_URL")
+        .env_remove("STATUSPAGE_METRICS_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    until(Duration::from_secs(20), "probe and check metrics", || {
+        let m = support::http_body(ops, "/metrics")?;
+        (m.contains("probe_success{") && m.contains("statuspage_check_up{")).then_some(())
+    });
+    assert!(support::http_raw(ops, "/metrics").starts_with("HTTP/1.1 200"));
+    assert!(support::http_raw(ops, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(support::http_raw(ops, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(support::http_raw(port, "/healthz").starts_with("HTTP/1.1 200"));
+    for path in ["/metrics", "/readyz"] {
+        assert!(
+            support::http_raw(port, path).starts_with("HTTP/1.1 404"),
+            "{path} is not on the public port"
+        );
+    }
+    signal(&with_ops, "TERM");
+    assert!(with_ops.wait().unwrap().success());
+
+    // Without the flag: no metrics anywhere, the page and /healthz as before.
+    let port = free_port();
+    let mut plain = start(&config, &db, port);
+    until(Duration::from_secs(15), "the page", || {
+        support::http_body(port, "/healthz").filter(|b| b == "ok\n")
+    });
+    assert!(support::http_raw(port, "/metrics").starts_with("HTTP/1.1 404"));
+    signal(&plain, "TERM");
+    assert!(plain.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -265,7 +265,6 @@ async fn main() -> Result<(), Error> {
         servers.push(tokio::spawn(dashboard::run(
             Settings {
                 listen: format!("127.0.0.1:{port}").parse()?,
-                metrics_listen: None,
                 extra: None,
             },
             state,

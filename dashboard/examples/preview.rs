@@ -32,7 +32,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     dashboard::run(
         dashboard::Settings {
             listen: addr,
-            metrics_listen: None,
             extra: None,
         },
         state,

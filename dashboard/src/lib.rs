@@ -33,7 +33,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use app::app;
-pub use routes::ops_app;
+pub use routes::readiness;
 
 /// The wall clock, in ms since the epoch (injected so tests can pin it).
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
@@ -99,10 +99,8 @@ pub enum Changes {
 pub struct Settings {
     /// The public port.
     pub listen: SocketAddr,
-    /// The port of `/metrics`, `/healthz` and `/readyz`; `None` for none.
-    pub metrics_listen: Option<SocketAddr>,
-    /// More routes on the public port (standalone puts `/metrics`,
-    /// `/healthz` and `/readyz` there).
+    /// More routes on the public port (standalone puts `/healthz` there).
+    /// The ops port is the binary's (`/metrics`, `/healthz`, `/readyz`).
     pub extra: Option<axum::Router>,
 }
 
@@ -122,7 +120,7 @@ pub enum DashboardError {
     Serve(std::io::Error),
 }
 
-/// Serves the public app (and the metrics port) until `shutdown`, emptying
+/// Serves the public app until `shutdown`, emptying
 /// the cache on every change `changes` reports.
 pub async fn run(
     settings: Settings,
@@ -132,19 +130,6 @@ pub async fn run(
 ) -> Result<(), DashboardError> {
     let public = bind(settings.listen).await?;
     tracing::info!(event = "listening", addr = %public.local_addr().map_err(DashboardError::Serve)?, "public page");
-    let metrics_task = match settings.metrics_listen {
-        Some(addr) => {
-            let l = bind(addr).await?;
-            let router = routes::ops_app(state.clone());
-            let stop = shutdown.clone();
-            Some(tokio::spawn(async move {
-                let _ = axum::serve(l, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-            }))
-        }
-        None => None,
-    };
     let follower = tokio::spawn(follow(
         changes,
         state.cache.clone(),
@@ -161,9 +146,6 @@ pub async fn run(
         .map_err(DashboardError::Serve);
     shutdown.cancel();
     let _ = follower.await;
-    if let Some(t) = metrics_task {
-        let _ = t.await;
-    }
     served
 }
 

@@ -7,11 +7,9 @@ use crate::model::Board;
 use crate::pages::{self, NOTICE_MARK, check, home, incidents};
 use crate::read::{IncidentFilter, ReadError};
 use crate::{AppState, api, load};
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use ingest::state::Millis;
 use maud::Markup;
@@ -33,45 +31,22 @@ const STYLE: &str = include_str!("../assets/style.css");
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The router of the metrics port: `/metrics`, `/healthz`, `/readyz`.
-///
-/// `/readyz` is what a load balancer (a Kubernetes readiness probe) asks
-/// before sending the public page here: ready while the database answers,
-/// and still ready while it does not if this replica has a page to serve
-/// (its last good render, with the "could not be refreshed" notice), since
-/// taking every replica out of service during a database failover would
-/// turn a stale page into no page. Only a replica with nothing rendered and
-/// no database is not ready.
-pub fn ops_app(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<AppState>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    s.metrics.render_text(),
-                )
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(s): State<AppState>| async move {
-                let ping = tokio::time::timeout(std::time::Duration::from_secs(2), s.reader.ping());
-                match ping.await {
-                    Ok(Ok(())) => (StatusCode::OK, "ready\n"),
-                    _ if s.cache.has(HOME) => (
-                        StatusCode::OK,
-                        "ready: the database is unreachable; serving the last good page\n",
-                    ),
-                    _ => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: the database is unreachable and nothing is rendered yet\n",
-                    ),
-                }
-            }),
-        )
-        .with_state(state)
+/// Whether this replica should get the public page, for the ops port's
+/// `/readyz` (what a load balancer or a Kubernetes readiness probe asks):
+/// ready while the database answers, and still ready while it does not if
+/// this replica has a page to serve (its last good render, with the "could
+/// not be refreshed" notice), since taking every replica out of service
+/// during a database failover would turn a stale page into no page. Only a
+/// replica with nothing rendered and no database is not ready.
+pub async fn readiness(s: &AppState) -> Result<&'static str, &'static str> {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), s.reader.ping());
+    match ping.await {
+        Ok(Ok(())) => Ok("ready"),
+        _ if s.cache.has(HOME) => {
+            Ok("ready: the database is unreachable; serving the last good page")
+        }
+        _ => Err("not ready: the database is unreachable and nothing is rendered yet"),
+    }
 }
 
 /// The cache key of the home page.

@@ -6,7 +6,6 @@
 //! [`timeline`] (one check's step); everything else moves data in and out.
 
 pub mod consume;
-pub mod health;
 pub mod incident;
 pub mod leader;
 pub mod metrics;

@@ -56,7 +56,6 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
     let server = tokio::spawn(dashboard::run(
         dashboard::Settings {
             listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            metrics_listen: None,
             extra: None,
         },
         state,

@@ -17,21 +17,12 @@ crate::both!(
     with_the_database_down_the_last_good_page_is_served_and_says_so,
 );
 
-/// `/readyz` from the metrics port's router: status and body.
+/// What the ops port's `/readyz` answers: 200 or 503, and its line.
 async fn readyz(state: &dashboard::AppState) -> (StatusCode, String) {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-    let res = dashboard::ops_app(state.clone())
-        .oneshot(
-            http::Request::get("/readyz")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    match dashboard::readiness(state).await {
+        Ok(why) => (StatusCode::OK, format!("{why}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
 }
 
 fn metric(state: &dashboard::AppState, name: &str) -> u64 {

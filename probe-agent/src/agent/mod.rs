@@ -1,9 +1,9 @@
 //! The long-running agent: load the checks, keep the ones the fleet assigns
 //! to this agent scheduled, publish their results, reload on SIGHUP or a
 //! config change (validate, then swap; a bad config keeps the last good
-//! one), serve `/metrics`, `/healthz` and `/readyz`, and drain on shutdown.
+//! one), keep its metrics and readiness for the ops port, and drain on
+//! shutdown.
 
-pub mod health;
 pub mod metrics;
 
 use crate::buffer::Limits;
