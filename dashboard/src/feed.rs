@@ -128,6 +128,7 @@ mod tests {
                 auto: true,
                 started_at: 1_000,
                 resolved_at: Some(5_000),
+                open_ms: Some(4_000),
                 checks: vec![],
             },
             vec![

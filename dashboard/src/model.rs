@@ -469,6 +469,7 @@ mod tests {
             auto,
             started_at: 0,
             resolved_at: None,
+            open_ms: None,
             checks: vec![],
         }
     }

@@ -74,6 +74,9 @@ pub struct IncidentRow {
     pub started_at: Millis,
     /// When it was resolved.
     pub resolved_at: Option<Millis>,
+    /// Once resolved, how long it was open: only its open periods, so a
+    /// reopened incident does not count the time it was resolved.
+    pub open_ms: Option<Millis>,
     /// The slugs of the checks it concerns.
     pub checks: Vec<String>,
 }
@@ -160,7 +163,16 @@ const PUBLIC_INCIDENT: &str =
       OR EXISTS (SELECT 1 FROM incident_checks x JOIN checks c ON c.id = x.check_id
                  WHERE x.incident_id = i.id AND c.public AND NOT c.placeholder))";
 
-type IncidentTuple = (i64, String, String, String, i64, i64, Option<i64>);
+type IncidentTuple = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// Why a database URL was refused.
 #[derive(Debug, thiserror::Error)]
@@ -442,12 +454,9 @@ impl Reader {
     ) -> Result<Vec<IncidentRow>, ReadError> {
         let (clause, more) = self.incident_where(filter, since, only_check, 3);
         let sql = format!(
-            "SELECT {}, i.title, i.impact, i.state, {}, {}, {} FROM incidents i
+            "SELECT {} FROM incidents i
              WHERE {clause} ORDER BY i.started_at DESC, i.id DESC LIMIT {} OFFSET {}",
-            self.int("i.id"),
-            self.int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
-            self.ms("i.started_at"),
-            self.ms("i.resolved_at"),
+            self.incident_columns(),
             self.p(1),
             self.p(2),
         );
@@ -468,6 +477,21 @@ impl Reader {
         Ok(rows.first().map_or(0, |r| r.0))
     }
 
+    /// The columns of an [`IncidentTuple`], from `incidents i`. Its open
+    /// time counts only its open periods (a reopened incident's earlier
+    /// periods, then its last one).
+    fn incident_columns(&self) -> String {
+        format!(
+            "{}, i.title, i.impact, i.state, {}, {}, {}, i.earlier_open_ms + {} - {}",
+            self.int("i.id"),
+            self.int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
+            self.ms("i.started_at"),
+            self.ms("i.resolved_at"),
+            self.ms("i.resolved_at"),
+            self.ms("COALESCE(i.reopened_at, i.started_at)"),
+        )
+    }
+
     async fn with_checks(&self, rows: Vec<IncidentTuple>) -> Result<Vec<IncidentRow>, ReadError> {
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
         let links = self.incident_checks(&ids).await?;
@@ -486,6 +510,7 @@ impl Reader {
                 auto: r.4 != 0,
                 started_at: r.5,
                 resolved_at: r.6,
+                open_ms: r.7,
             })
             .collect())
     }
@@ -493,12 +518,9 @@ impl Reader {
     /// One public incident by id.
     pub async fn incident(&self, id: i64) -> Result<Option<IncidentRow>, ReadError> {
         let sql = format!(
-            "SELECT {}, i.title, i.impact, i.state, {}, {}, {} FROM incidents i
+            "SELECT {} FROM incidents i
              WHERE i.id = {} AND {PUBLIC_INCIDENT}",
-            self.int("i.id"),
-            self.int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
-            self.ms("i.started_at"),
-            self.ms("i.resolved_at"),
+            self.incident_columns(),
             self.p(1),
         );
         let rows: Vec<IncidentTuple> = self.rows(&sql, &[id]).await?;

@@ -588,7 +588,14 @@ pub(crate) async fn incident_page(
             return Ok((not_found_rendered(&s, Kind::Html, now), false));
         };
         let updates = s.reader.updates(&[i.id]).await?;
-        let m = incidents::one(&s.site, now, &i, &updates);
+        let live: Vec<String> = s
+            .reader
+            .public_checks()
+            .await?
+            .into_iter()
+            .map(|c| c.slug)
+            .collect();
+        let m = incidents::one(&s.site, now, &i, &updates, &live);
         Ok((rendered_html(StatusCode::OK, m, now), true))
     })
     .await

@@ -120,6 +120,8 @@ async fn load(tx: &mut Tx, id: i64) -> Result<(IncidentRow, Vec<UpdateRow>), Adm
             auto: r.3 != 0,
             started_at: r.4,
             resolved_at: r.5,
+            // An operator's incident is never reopened by ingest: one period.
+            open_ms: r.5.map(|resolved| resolved - r.4),
             checks: checks.into_iter().map(|c| c.0).collect(),
         },
         updates

@@ -38,8 +38,16 @@ pub fn list(
 }
 
 /// One incident with all its updates, newest first.
-pub fn one(site: &Site, now: Millis, i: &IncidentRow, updates: &[UpdateRow]) -> Markup {
-    let lasted = i.resolved_at.map(|r| duration_text(r - i.started_at));
+/// One incident's page; `live` are the check ids that still have a page (a
+/// retired check's incidents stay public, without a link to it).
+pub fn one(
+    site: &Site,
+    now: Millis,
+    i: &IncidentRow,
+    updates: &[UpdateRow],
+    live: &[String],
+) -> Markup {
+    let lasted = i.open_ms.map(duration_text);
     let body = html! {
         p.crumbs { a href="/incidents" { "← Incident history" } }
         h1 { (i.title) }
@@ -54,7 +62,8 @@ pub fn one(site: &Site, now: Millis, i: &IncidentRow, updates: &[UpdateRow]) -> 
                 "Affects: "
                 @for (n, c) in i.checks.iter().enumerate() {
                     @if n > 0 { ", " }
-                    a href={"/checks/" (c)} { (c) }
+                    @if live.contains(c) { a href={"/checks/" (c)} { (c) } }
+                    @else { (c) " (retired)" }
                 }
             }
         }

@@ -19,6 +19,7 @@ crate::both!(
     pages_are_gzipped_for_clients_that_take_it,
     security_headers_are_on_every_response,
     a_retired_checks_incidents_stay_in_the_public_history,
+    a_reopened_incident_lasted_only_its_open_periods,
 );
 
 async fn front_page_shows_banner_incidents_maintenance_and_groups(db: Db) {
@@ -459,6 +460,11 @@ async fn a_retired_checks_incidents_stay_in_the_public_history(db: Db) {
     );
     let one = get(&state, &format!("/incidents/{}", db.seeded.old_incident)).await;
     assert_eq!(one.status, StatusCode::OK);
+    assert!(one.body.contains("api (retired)"), "{}", one.body);
+    assert!(
+        !one.body.contains("href=\"/checks/api\""),
+        "no link to a page that is gone"
+    );
     let feed = get(&state, "/feed.atom").await;
     assert!(
         feed.body
@@ -471,4 +477,33 @@ async fn a_retired_checks_incidents_stay_in_the_public_history(db: Db) {
         get(&state, "/checks/api").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// The fixture's old incident was down for 40 minutes. Made into a reopened
+/// one (open 10 minutes before, reopened 5 minutes before it was resolved),
+/// its page says it lasted 15 minutes, not the span since it first started.
+async fn a_reopened_incident_lasted_only_its_open_periods(db: Db) {
+    let path = format!("/incidents/{}", db.seeded.old_incident);
+    let before = get(&db.state(TTL), &path).await.body;
+    assert!(before.contains("lasted 40m"), "{before}");
+    let resolved_ms = match db.store {
+        ingest::store::Store::Pg(_) => "CAST(extract(epoch FROM resolved_at) * 1000 AS BIGINT)",
+        ingest::store::Store::Sqlite(_) => "resolved_at",
+    };
+    let resolved = crate::fixture::int(
+        &db.store,
+        &format!(
+            "SELECT {resolved_ms} FROM incidents WHERE id = {}",
+            db.seeded.old_incident
+        ),
+    )
+    .await;
+    db.exec(&format!(
+        "UPDATE incidents SET earlier_open_ms = 600000, reopened_at = {} WHERE id = {}",
+        db.at(resolved - 5 * crate::fixture::MINUTE),
+        db.seeded.old_incident
+    ))
+    .await;
+    let after = get(&db.state(TTL), &path).await.body;
+    assert!(after.contains("lasted 15m"), "{after}");
 }
