@@ -33,9 +33,10 @@ struct Fleet {
 
 impl Fleet {
     /// A fresh queue, database and directory named after `tag`, with the
-    /// checks file `yaml`; returns the fleet and the checks file's path.
-    async fn fresh(tag: &str, yaml: &str) -> (Fleet, String) {
-        let (_, queue) = fresh_queue(tag).await;
+    /// checks file `yaml`; returns the fleet, the checks file's path and an
+    /// SQS client.
+    async fn fresh(tag: &str, yaml: &str) -> (Fleet, String, aws_sdk_sqs::Client) {
+        let (sqs, queue) = fresh_queue(tag).await;
         let (db, _) = fresh_database(tag).await;
         let dir = std::env::temp_dir().join(format!("statuspage-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -43,7 +44,7 @@ impl Fleet {
         let config = dir.join("checks.yaml");
         std::fs::write(&config, yaml).unwrap();
         let config = config.to_string_lossy().into_owned();
-        (Fleet { dir, queue, db }, config)
+        (Fleet { dir, queue, db }, config, sqs)
     }
 
     /// A dashboard over the fleet's database, with a 1 s cache; and its port.
@@ -152,11 +153,18 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
             _ => false,
         })
     };
-    let (sqs, queue) = fresh_queue("distributed").await;
+    let (fleet, config, sqs) = Fleet::fresh(
+        "distributed",
+        &format!(
+            "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: all\n  failure_threshold: 2\n  success_threshold: 2\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
+        ),
+    )
+    .await;
+    let (db, dir) = (fleet.db.clone(), fleet.dir.clone());
     // A short visibility timeout: the message a killed ingest held comes back
     // within the test.
     sqs.set_queue_attributes()
-        .queue_url(&queue)
+        .queue_url(&fleet.queue)
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
             "5",
@@ -164,24 +172,6 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
         .send()
         .await
         .unwrap();
-    let (db, _) = fresh_database("distributed").await;
-    let dir = std::env::temp_dir().join(format!("statuspage-distributed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("checks.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: all\n  failure_threshold: 2\n  success_threshold: 2\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
-        ),
-    )
-    .unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let fleet = Fleet {
-        dir: dir.clone(),
-        queue,
-        db: db.clone(),
-    };
     let migrated = Command::new(env!("CARGO_BIN_EXE_statuspage"))
         .args(["migrate", "--database-url", &db])
         .output()
@@ -317,7 +307,7 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_confused_agent_alone_cannot_open_an_incident() {
     let target_port = http_target(|request| request.contains("(agent-d)"));
-    let (fleet, config) = Fleet::fresh(
+    let (fleet, config, _) = Fleet::fresh(
         "confused",
         &format!(
             "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: 3\n  failure_threshold: 2\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n"
@@ -385,7 +375,7 @@ async fn a_blind_fleet_or_a_dead_ingest_is_never_shown_as_healthy() {
         let down = down.clone();
         http_target(move |_| down.load(Ordering::SeqCst))
     };
-    let (fleet, config) = Fleet::fresh(
+    let (fleet, config, _) = Fleet::fresh(
         "blind",
         &format!(
             "defaults:\n  interval: 1s\n  timeout: 500ms\n  locations: 1\n  failure_threshold: 1\n  success_threshold: 1\ngroups:\n  - name: Shop\n    checks:\n      - name: Web\n        id: web\n        http:\n          url: http://127.0.0.1:{target_port}/\n      - name: Api\n        id: api\n        http:\n          url: http://127.0.0.1:{target_port}/api\n"
