@@ -74,18 +74,20 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             settings.me.zone = zone_from_slices(discovery, &settings.me.id).await;
         }
         let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue_url.clone(), args.max_message_bytes, Backoff::default()));
+        let exporter = crate::ops::exporter()?;
         let metrics = Arc::new(AgentMetrics::new(Arc::new(SchedulerStats::default()), Arc::new(PublishStats::default())));
         let shutdown = CancellationToken::new();
         let listener = crate::ops::bind(&args.metrics_listen).await?;
         // Ready means the config is loaded (and, with discovery, the peers are
         // known); never SQS, so the headless Service keeps listing agents
         // through a queue outage.
-        let (render, flag) = (metrics.clone(), metrics.clone());
+        let (publish, flag) = (metrics.clone(), metrics.clone());
         let ops = crate::ops::router(
-            Arc::new(move || render.render()),
+            exporter.clone(),
+            Arc::new(move || publish.publish()),
             crate::ops::ready_when(move || flag.ready.load(std::sync::atomic::Ordering::Relaxed), "ready", "not ready: config or peers not loaded"),
         );
-        let server = crate::ops::spawn(listener, ops, shutdown.clone());
+        let server = crate::ops::spawn(listener, ops, exporter, shutdown.clone());
         let (reload_tx, reload_rx) = mpsc::channel(1);
         let stop = shutdown.clone();
         tokio::spawn(async move {

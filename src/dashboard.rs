@@ -112,22 +112,25 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             Reader::Pg(pool) => Changes::Listen(pool.clone()),
             Reader::Sqlite(_) => Changes::None,
         };
+        let exporter = crate::ops::exporter()?;
         let mut state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock());
         state.admin = admin;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());
         let listener = crate::ops::bind(&args.metrics_listen).await?;
         let ops = {
-            let (render, ready) = (state.metrics.clone(), state.clone());
+            let ready = state.clone();
             crate::ops::router(
-                Arc::new(move || render.render_text()),
+                exporter.clone(),
+                // The dashboard has no gauges: counters and a histogram only.
+                Arc::new(|| {}),
                 Arc::new(move || {
                     let state = ready.clone();
                     Box::pin(async move { dashboard::readiness(&state).await })
                 }),
             )
         };
-        let ops_server = crate::ops::spawn(listener, ops, shutdown.clone());
+        let ops_server = crate::ops::spawn(listener, ops, exporter, shutdown.clone());
         let served = dashboard::run(
             Settings {
                 listen,

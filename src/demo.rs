@@ -6,8 +6,9 @@
 //!   minute after the demo starts;
 //! - `Search` (HTTP) is slow (1.2 s, degraded over 800 ms) one minute in
 //!   three;
-//! - `API` (HTTPS) is always fine, behind a certificate that expires in
+//! - `API` (TLS) is always fine, behind a certificate that expires in
 //!   10 days;
+//! - `Status API` (HTTPS) is the same server answering HTTP;
 //! - `Database` (TCP) accepts connections;
 //! - `DNS` answers `status.demo.` with 127.0.0.1.
 
@@ -77,7 +78,7 @@ async fn http_target(started: Instant, stop: CancellationToken) -> anyhow::Resul
 }
 
 /// A TLS endpoint whose certificate (from a CA written to `dir`) expires in
-/// 10 days; returns its address and the CA file.
+/// 10 days, answering HTTP/1.1 inside; returns its address and the CA file.
 async fn tls_target(dir: &Path, stop: CancellationToken) -> anyhow::Result<(SocketAddr, PathBuf)> {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType,
@@ -111,6 +112,7 @@ async fn tls_target(dir: &Path, stop: CancellationToken) -> anyhow::Result<(Sock
     .with_no_client_auth()
     .with_single_cert(vec![cert.der().clone()], key_der)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "api ok\n" }));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -120,11 +122,16 @@ async fn tls_target(dir: &Path, stop: CancellationToken) -> anyhow::Result<(Sock
                 _ = stop.cancelled() => return,
             };
             let Ok((stream, _)) = accepted else { continue };
-            let acceptor = acceptor.clone();
+            let (acceptor, app) = (acceptor.clone(), app.clone());
             tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(stream).await {
-                    use tokio::io::AsyncWriteExt;
-                    let _ = tls.shutdown().await;
+                // A TLS check shakes hands and leaves; an HTTPS check gets an answer.
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
                 }
             });
         }
@@ -241,6 +248,13 @@ groups:
           ca_file: {ca}
           expect:
             certificate_valid_for: 7d
+      - name: Status API
+        id: status-api
+        description: HTTPS on the same server, every phase timed.
+        http:
+          url: https://127.0.0.1:{tls_port}/
+          tls:
+            ca_file: {ca}
       - name: Database
         id: database
         tcp:
@@ -340,7 +354,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                 tokens: None,
                 cache_ttl: Duration::from_secs(5),
                 tick: Duration::from_secs(2),
-                metrics_listen: None,
+                metrics_listen: args.metrics_listen.clone(),
             },
             reload,
             shutdown,

@@ -34,21 +34,23 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             .load()
             .await;
         let sqs = aws_sdk_sqs::Client::new(&aws);
+        let exporter = crate::ops::exporter()?;
         let metrics = Arc::new(IngestMetrics::new());
         let shutdown = CancellationToken::new();
         let listener = crate::ops::bind(&args.metrics_listen).await?;
         // Ready means the database answers (and is migrated); the SQS queue
         // never affects it.
-        let (render, flag) = (metrics.clone(), metrics.clone());
+        let (publish, flag) = (metrics.clone(), metrics.clone());
         let ops = crate::ops::router(
-            Arc::new(move || render.render()),
+            exporter.clone(),
+            Arc::new(move || publish.publish()),
             crate::ops::ready_when(
                 move || flag.db_ready.load(std::sync::atomic::Ordering::Relaxed),
                 "ready",
                 "database not ready",
             ),
         );
-        let server = crate::ops::spawn(listener, ops, shutdown.clone());
+        let server = crate::ops::spawn(listener, ops, exporter, shutdown.clone());
         stop_on_signal(shutdown.clone());
         let clock: Clock = Arc::new(|| chrono::Utc::now().timestamp_millis());
         let settings = ingest::Settings {

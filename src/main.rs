@@ -200,7 +200,7 @@ pub(crate) struct IngestArgs {
     /// How long raw results are kept: older ones are refused, and their daily partitions dropped (rollups and status history stay).
     #[arg(long, env = "STATUSPAGE_RAW_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub raw_retention: std::time::Duration,
-    /// A check absent from the YAML and silent this long is retired, in seconds.
+    /// A check absent from the YAML and silent this long is retired, in seconds; an agent silent this long while another reports leaves the metrics export.
     #[arg(long, env = "STATUSPAGE_RETIRE_AFTER_SECONDS", default_value_t = 600)]
     pub retire_after_seconds: u64,
     /// Log format: `json` (one event per line) or `text`.
@@ -317,6 +317,9 @@ pub(crate) struct DemoArgs {
     /// The HTTP address of the demo page.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Where /metrics, /healthz and /readyz are served; without it there is no /metrics.
+    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Log format: `json` (one event per line) or `text`.
     #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

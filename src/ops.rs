@@ -1,19 +1,56 @@
 //! The ops port of every role (`--metrics-listen`, never behind the CDN):
 //! `/metrics`, `/healthz` and `/readyz`, one axum router for the agent,
-//! ingest, the dashboard and standalone. Each role gives its metrics text and
-//! its own readiness; axum does the serving (no accept loop of ours).
+//! ingest, the dashboard and standalone. Each role gives what publishes its
+//! gauges and its own readiness; axum does the serving (no accept loop of
+//! ours) and `metrics-exporter-prometheus` the rendering.
+//!
+//! The process has one recorder, installed here before any role makes its
+//! instruments. Counters and histograms are recorded where things happen;
+//! gauges describe the present and are set by the role's publish just before
+//! each scrape, so a gauge nobody publishes any more (a retired check, a
+//! pruned agent, a replica that lost the lead) is gone from the next scrape:
+//! the exporter drops gauges left untouched since the scrape before.
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// A role's metrics, rendered as Prometheus text.
-pub(crate) type Render = Arc<dyn Fn() -> String + Send + Sync>;
+/// Sets a role's gauges from its present state (with the process's recorder).
+pub(crate) type Publish = Arc<dyn Fn() + Send + Sync>;
+
+/// The process's exporter, once installed.
+static EXPORTER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process's one recorder (the first call; later calls return
+/// the same handle): every role's histogram buckets, and every family's
+/// help text. Call it before any role makes its instruments.
+pub(crate) fn exporter() -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = EXPORTER.get() {
+        return Ok(handle.clone());
+    }
+    let mut builder = PrometheusBuilder::new()
+        // Gauges not set since the last scrape are dropped (see the module doc).
+        .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_millis(1)));
+    for (name, buckets) in probe_agent::telemetry::HISTOGRAMS
+        .iter()
+        .chain(ingest::metrics::HISTOGRAMS)
+    {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).into()), buckets)?;
+    }
+    let handle = builder.install_recorder()?;
+    probe_agent::telemetry::describe();
+    ingest::metrics::describe();
+    dashboard::metrics::describe();
+    Ok(EXPORTER.get_or_init(|| handle).clone())
+}
 
 /// A role's readiness: `Ok(why)` ready, `Err(why)` not, each a line of text.
 pub(crate) type Ready = Arc<
@@ -36,12 +73,19 @@ pub(crate) fn ready_when(
 }
 
 /// `/metrics`, `/healthz` (the process answers) and `/readyz`.
-pub(crate) fn router(render: Render, ready: Ready) -> Router {
+pub(crate) fn router(handle: PrometheusHandle, publish: Publish, ready: Ready) -> Router {
+    // One scrape at a time: publishing and rendering are one step, so a
+    // concurrent scrape never sees another's gauges as untouched.
+    let scraping = Arc::new(Mutex::new(()));
     Router::new()
         .route(
             "/metrics",
             get(move || {
-                let text = render();
+                let text = {
+                    let _one = scraping.lock().unwrap_or_else(|p| p.into_inner());
+                    publish();
+                    handle.render()
+                };
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
             }),
         )
@@ -70,12 +114,24 @@ pub(crate) async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Serves `router` on `listener` until `shutdown`.
+/// Serves `router` on `listener` until `shutdown`, and keeps the exporter's
+/// histograms drained between scrapes.
 pub(crate) fn spawn(
     listener: TcpListener,
     router: Router,
+    handle: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let upkeep_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => handle.run_upkeep(),
+                _ = upkeep_stop.cancelled() => return,
+            }
+        }
+    });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())

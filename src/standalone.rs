@@ -57,19 +57,16 @@ pub(crate) struct Options {
 /// The ops router (`--metrics-listen`): the three roles' metrics in one
 /// exposition, and ready while the database answers.
 fn ops_router(
+    exporter: metrics_exporter_prometheus::PrometheusHandle,
     agent: Arc<AgentMetrics>,
     ingest: Arc<IngestMetrics>,
-    dashboard: Arc<dashboard::metrics::DashboardMetrics>,
     store: Store,
 ) -> axum::Router {
     crate::ops::router(
+        exporter,
         Arc::new(move || {
-            format!(
-                "{}{}{}",
-                agent.render(),
-                ingest.render(),
-                dashboard.render_text()
-            )
+            agent.publish();
+            ingest.publish();
         }),
         Arc::new(move || {
             let store = store.clone();
@@ -104,6 +101,11 @@ pub(crate) async fn run(
 
     // The agent feeds ingest through a channel.
     let (tx, rx) = mpsc::channel(64);
+    // The recorder only when metrics are served: without one, recording costs nothing.
+    let exporter = match &o.metrics_listen {
+        Some(_) => Some(crate::ops::exporter()?),
+        None => None,
+    };
     let agent_metrics = Arc::new(AgentMetrics::new(
         Arc::new(SchedulerStats::default()),
         Arc::new(PublishStats::default()),
@@ -168,16 +170,19 @@ pub(crate) async fn run(
     // Stopped when `run` returns, however it returns.
     let ops_stop = CancellationToken::new();
     let _ops_guard = ops_stop.clone().drop_guard();
-    if let Some(addr) = &o.metrics_listen {
-        {
-            let router = ops_router(
-                agent_metrics,
-                ingest_metrics,
-                state.metrics.clone(),
-                store.clone(),
-            );
-            crate::ops::spawn(crate::ops::bind(addr).await?, router, ops_stop.clone());
-        }
+    if let (Some(addr), Some(exporter)) = (&o.metrics_listen, exporter) {
+        let router = ops_router(
+            exporter.clone(),
+            agent_metrics,
+            ingest_metrics,
+            store.clone(),
+        );
+        crate::ops::spawn(
+            crate::ops::bind(addr).await?,
+            router,
+            exporter,
+            ops_stop.clone(),
+        );
     }
     // The public port answers `/healthz` only: metrics never go behind a CDN.
     let health = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));

@@ -111,10 +111,10 @@ async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigter
         "{m}"
     );
     assert_eq!(
-        metric(&m, "statuspage_agent_config_last_reload_successful"),
+        metric(&m, "statuspage_agent_config_last_reload_successful", &[]),
         1.0
     );
-    let runs_before = metric(&m, "statuspage_agent_runs_total");
+    let runs_before = metric(&m, "statuspage_agent_runs_total", &[]);
     assert!(runs_before >= 2.0, "{m}");
 
     // A broken config, then SIGHUP: the old check keeps running, the metric says so.
@@ -127,12 +127,12 @@ async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigter
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m = metrics(metrics_port);
     assert_eq!(
-        metric(&m, "statuspage_agent_config_last_reload_successful"),
+        metric(&m, "statuspage_agent_config_last_reload_successful", &[]),
         0.0,
         "{m}"
     );
     assert!(
-        metric(&m, "statuspage_agent_runs_total") >= runs_before + 2.0,
+        metric(&m, "statuspage_agent_runs_total", &[]) >= runs_before + 2.0,
         "probing went on: {m}"
     );
 
@@ -172,7 +172,7 @@ async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigter
             results += 1;
         }
     }
-    let final_runs = metric(&m, "statuspage_agent_runs_total");
+    let final_runs = metric(&m, "statuspage_agent_runs_total", &[]);
     assert_eq!(ids.len(), results, "no result was sent twice");
     assert!(
         results as f64 >= final_runs,

@@ -206,12 +206,23 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
     assert!(support::http_raw(metrics_port, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(support::http_raw(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
     let metrics = support::http_raw(metrics_port, "/metrics");
-    assert!(
-        metrics.contains("statuspage_dashboard_requests_total{route=\"home\",code=\"200\"} 2"),
+    let body = metrics.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(
+        support::metric(
+            body,
+            "statuspage_dashboard_requests_total",
+            &[("route", "home"), ("code", "200")]
+        ),
+        2.0,
         "{metrics}"
     );
-    assert!(
-        metrics.contains("statuspage_dashboard_cache_total{outcome=\"miss\"} 3"),
+    assert_eq!(
+        support::metric(
+            body,
+            "statuspage_dashboard_cache_total",
+            &[("outcome", "miss")]
+        ),
+        3.0,
         "{metrics}"
     );
 

@@ -128,7 +128,7 @@ impl Fleet {
         )
     }
 
-    /// The `runs` and `dropped` an agent logged when it stopped.
+    /// The `results` (one per probe run) and `dropped` an agent logged when it stopped.
     fn agent_totals(&self, id: &str) -> (i64, i64) {
         let log = std::fs::read_to_string(self.dir.join(format!("{id}.log"))).unwrap();
         let line = log
@@ -136,7 +136,10 @@ impl Fleet {
             .find(|l| l.contains("\"agent_stopped\""))
             .unwrap_or_else(|| panic!("{id} never logged agent_stopped:\n{log}"));
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        (v["runs"].as_i64().unwrap(), v["dropped"].as_i64().unwrap())
+        (
+            v["results"].as_i64().unwrap(),
+            v["dropped"].as_i64().unwrap(),
+        )
     }
 }
 

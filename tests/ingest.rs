@@ -231,7 +231,8 @@ async fn ingest_killed_before_commit_loses_and_doubles_nothing() {
     assert_eq!(
         metric(
             &text,
-            "statuspage_ingest_results_total{result=\"inserted\"}"
+            "statuspage_ingest_results_total",
+            &[("result", "inserted")]
         ),
         3.0,
         "{text}"
@@ -246,4 +247,209 @@ async fn ingest_killed_before_commit_loses_and_doubles_nothing() {
     signal(&second, "TERM");
     let status = second.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+}
+
+/// A batch from `agent` with an up result for each of `checks`, sent now.
+fn batch_from(agent: &str, checks: &[&str]) -> String {
+    let at = config::wire::Timestamp::from_unix_ms(chrono::Utc::now().timestamp_millis()).unwrap();
+    let batch = config::wire::ResultBatch {
+        v: 1,
+        agent: config::wire::AgentInfo {
+            id: agent.into(),
+            zone: "z".into(),
+            region: String::new(),
+            label: String::new(),
+        },
+        sent_at: at,
+        results: checks
+            .iter()
+            .map(|c| config::wire::ProbeResult::new(c, "h", agent, at, 60_000_000, 1))
+            .collect(),
+    };
+    config::wire::encode(&batch, false).unwrap().body
+}
+
+/// What one ingest process exports of the leader-only families.
+fn leader_series(text: &str) -> Vec<String> {
+    config::exposition::samples(text)
+        .into_iter()
+        .filter(|s| {
+            [
+                "statuspage_check_up",
+                "statuspage_check_status",
+                "statuspage_agent_last_seen_timestamp_seconds",
+                "statuspage_incidents_open",
+            ]
+            .contains(&s.name.as_str())
+        })
+        .map(|s| {
+            let who = s.label("check").or(s.label("agent")).unwrap_or("");
+            format!("{}:{who}", s.name)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_only_series_follow_the_lead_and_leave_with_a_retired_check_or_a_pruned_agent() {
+    let db = fresh_database("leader_series").await;
+    assert!(statuspage(&["migrate"], &db).status.success());
+    let (sqs, queue) = fresh_queue("leader-series").await;
+    let dir = std::env::temp_dir().join(format!("statuspage-leader-series-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("checks.yaml");
+    let yaml = |checks: &[&str]| {
+        let mut y = String::from("groups:\n  - name: G\n    checks:\n");
+        for c in checks {
+            y.push_str(&format!("      - name: {c}\n        id: {c}\n        interval: 60s\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n"));
+        }
+        y
+    };
+    std::fs::write(&config, yaml(&["a", "b"])).unwrap();
+    let tick = Duration::from_secs(1);
+    let start = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["ingest", "--queue-url", &queue, "--wait-seconds", "1"])
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--tick-seconds", "1", "--retire-after-seconds", "3"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .env("STATUSPAGE_DATABASE_URL", &db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let ports = [free_port(), free_port()];
+    let mut replicas = [start(ports[0]), start(ports[1])];
+    for agent in ["agent-1", "agent-2"] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(batch_from(agent, &["a", "b"]))
+            .send()
+            .await
+            .unwrap();
+    }
+    let everything = [
+        "statuspage_check_status:a",
+        "statuspage_check_status:b",
+        "statuspage_check_up:a",
+        "statuspage_check_up:b",
+        "statuspage_agent_last_seen_timestamp_seconds:agent-1",
+        "statuspage_agent_last_seen_timestamp_seconds:agent-2",
+        "statuspage_incidents_open:",
+    ];
+    // One replica leads and exports everything; the other exports none of it.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let leader = loop {
+        let texts: Vec<String> = ports
+            .iter()
+            .map(|p| support::http_body(*p, "/metrics").unwrap_or_default())
+            .collect();
+        let leading: Vec<usize> = (0..2)
+            .filter(|i| metric(&texts[*i], "statuspage_ingest_leader", &[]) == 1.0)
+            .collect();
+        if let [l] = leading[..] {
+            let series = leader_series(&texts[l]);
+            if everything.iter().all(|e| series.iter().any(|s| s == e)) {
+                assert_eq!(
+                    leader_series(&texts[1 - l]),
+                    Vec::<String>::new(),
+                    "the follower exports no leader series"
+                );
+                break l;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single leader exporting everything: {texts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Check b leaves the YAML and goes silent; agent-1 goes silent while agent-2 reports.
+    std::fs::write(&config, yaml(&["a"])).unwrap();
+    let reporting = {
+        let (sqs, queue) = (sqs.clone(), queue.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                let _ = sqs
+                    .send_message()
+                    .queue_url(&queue)
+                    .message_body(batch_from("agent-2", &["a"]))
+                    .send()
+                    .await;
+            }
+        })
+    };
+    let mut watch = PgConnection::connect(&db).await.unwrap();
+    // The leader syncs the catalog at a change and then every minute: b is
+    // marked absent at once and retired at the first sync 3 s after that.
+    let deadline = Instant::now() + Duration::from_secs(100);
+    let mut retired_at = None;
+    let gone_at = loop {
+        if retired_at.is_none()
+            && count(
+                &mut watch,
+                "SELECT count(*) FROM checks WHERE slug = 'b' AND retired_at IS NOT NULL",
+            )
+            .await
+                == 1
+        {
+            retired_at = Some(Instant::now());
+        }
+        let series =
+            leader_series(&support::http_body(ports[leader], "/metrics").unwrap_or_default());
+        let b_gone = !series.iter().any(|s| s.ends_with(":b"));
+        let agent_gone = !series.iter().any(|s| s.ends_with(":agent-1"));
+        if retired_at.is_some() && b_gone && agent_gone {
+            assert!(
+                series.iter().any(|s| s == "statuspage_check_status:a"),
+                "{series:?}"
+            );
+            assert!(
+                series
+                    .iter()
+                    .any(|s| s == "statuspage_agent_last_seen_timestamp_seconds:agent-2"),
+                "{series:?}"
+            );
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b retired {retired_at:?}; still exported: {series:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = gone_at - retired_at.unwrap();
+    assert!(
+        took <= 2 * tick + Duration::from_secs(1),
+        "a retired check's series stayed {took:?} (two ticks are {:?})",
+        2 * tick
+    );
+
+    // The leader stops: the other replica takes the lead and the export with it.
+    signal(&replicas[leader], "TERM");
+    assert!(replicas[leader].wait().unwrap().success());
+    let other = 1 - leader;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = support::http_body(ports[other], "/metrics").unwrap_or_default();
+        if metric(&text, "statuspage_ingest_leader", &[]) == 1.0
+            && leader_series(&text)
+                .iter()
+                .any(|s| s == "statuspage_check_status:a")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never took the lead: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reporting.abort();
+    signal(&replicas[other], "TERM");
+    assert!(replicas[other].wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
 }

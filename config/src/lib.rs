@@ -11,6 +11,7 @@ pub mod catalog;
 mod decode;
 pub mod defaults;
 pub mod diagnostic;
+pub mod exposition;
 pub mod fleet;
 mod load;
 mod raw;

@@ -1,98 +1,87 @@
-//! The dashboard's Prometheus metrics (names are a contract; see the
-//! README): requests by route and code, cache outcomes, renders, and
-//! invalidations.
+//! The dashboard's metrics (names are a contract; see the README): requests
+//! by route and code, cache outcomes, renders, and invalidations, recorded
+//! through the `metrics` facade; the process's exporter renders them.
 
 use crate::cache::Outcome;
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
+use std::time::Duration;
 
-/// The dashboard's counters.
-#[derive(Debug, Default)]
+const REQUESTS: &str = "statuspage_dashboard_requests_total";
+const CACHE: &str = "statuspage_dashboard_cache_total";
+const RENDER: &str = "statuspage_dashboard_render_seconds";
+const INVALIDATIONS: &str = "statuspage_dashboard_cache_invalidations_total";
+
+/// Gives every family its help text (once per process, after the recorder is installed).
+pub fn describe() {
+    describe_counter!(REQUESTS, "Public requests by route and status code.");
+    describe_counter!(
+        CACHE,
+        "Cache lookups by outcome (hit, coalesced, miss, stale, failed)."
+    );
+    describe_histogram!(RENDER, "Time spent reading and rendering on cache misses.");
+    describe_counter!(
+        INVALIDATIONS,
+        "Status or incident changes that emptied the cache."
+    );
+}
+
+/// The dashboard's instruments. Cache outcomes, renders and invalidations
+/// are registered, when made, with the current recorder; a request's series
+/// (route and code) when first seen.
+#[derive(Debug)]
 pub struct DashboardMetrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    cache: Mutex<BTreeMap<&'static str, u64>>,
-    render_count: AtomicU64,
-    render_micros: AtomicU64,
-    invalidations: AtomicU64,
+    cache: [(Outcome, Counter); 5],
+    render: Histogram,
+    invalidations: Counter,
+}
+
+impl Default for DashboardMetrics {
+    fn default() -> Self {
+        let outcome = |o: Outcome| (o, counter!(CACHE, "outcome" => name(o)));
+        Self {
+            cache: [
+                outcome(Outcome::Hit),
+                outcome(Outcome::Coalesced),
+                outcome(Outcome::Miss),
+                outcome(Outcome::Stale),
+                outcome(Outcome::Failed),
+            ],
+            render: histogram!(RENDER),
+            invalidations: counter!(INVALIDATIONS),
+        }
+    }
+}
+
+fn name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Hit => "hit",
+        Outcome::Coalesced => "coalesced",
+        Outcome::Miss => "miss",
+        Outcome::Stale => "stale",
+        Outcome::Failed => "failed",
+    }
 }
 
 impl DashboardMetrics {
     /// Counts a request.
     pub fn request(&self, route: &'static str, code: u16) {
-        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((route, code)).or_default() += 1;
+        counter!(REQUESTS, "route" => route, "code" => code.to_string()).increment(1);
     }
 
     /// Counts a cache outcome.
     pub fn cache(&self, outcome: Outcome) {
-        let name = match outcome {
-            Outcome::Hit => "hit",
-            Outcome::Coalesced => "coalesced",
-            Outcome::Miss => "miss",
-            Outcome::Stale => "stale",
-            Outcome::Failed => "failed",
-        };
-        let mut m = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(name).or_default() += 1;
+        if let Some((_, c)) = self.cache.iter().find(|(o, _)| *o == outcome) {
+            c.increment(1);
+        }
     }
 
     /// Records a render's duration.
-    pub fn render(&self, took: std::time::Duration) {
-        self.render_count.fetch_add(1, Ordering::Relaxed);
-        self.render_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    pub fn render(&self, took: Duration) {
+        self.render.record(took.as_secs_f64());
     }
 
     /// Counts an invalidation.
     pub fn invalidated(&self) {
-        self.invalidations.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The text exposition format.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP statuspage_dashboard_requests_total Public requests by route and status code.\n");
-        out.push_str("# TYPE statuspage_dashboard_requests_total counter\n");
-        for ((route, code), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "statuspage_dashboard_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP statuspage_dashboard_cache_total Cache lookups by outcome (hit, coalesced, miss, stale, failed).\n");
-        out.push_str("# TYPE statuspage_dashboard_cache_total counter\n");
-        for (outcome, n) in self.cache.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "statuspage_dashboard_cache_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP statuspage_dashboard_render_seconds Time spent reading and rendering on cache misses.\n");
-        out.push_str("# TYPE statuspage_dashboard_render_seconds summary\n");
-        let _ = writeln!(
-            out,
-            "statuspage_dashboard_render_seconds_sum {}",
-            self.render_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "statuspage_dashboard_render_seconds_count {}",
-            self.render_count.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP statuspage_dashboard_cache_invalidations_total Status or incident changes that emptied the cache.\n");
-        out.push_str("# TYPE statuspage_dashboard_cache_invalidations_total counter\n");
-        let _ = writeln!(
-            out,
-            "statuspage_dashboard_cache_invalidations_total {}",
-            self.invalidations.load(Ordering::Relaxed)
-        );
-        out
+        self.invalidations.increment(1);
     }
 }

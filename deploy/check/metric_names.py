@@ -2,8 +2,8 @@
 
     python deploy/check/metric_names.py ALERTS_YAML DASHBOARD_JSON METRICS_TXT
 
-METRICS_TXT is the /metrics text of a running `statuspage standalone` (agent, ingest and
-dashboard metrics in one); its `# HELP` lines name every family, samples or not. A renamed
+METRICS_TXT is the /metrics text of a running `statuspage demo --metrics-listen` (agent, ingest and
+dashboard metrics in one); its `# HELP` lines name every family that has samples. A renamed
 metric would otherwise leave an alert that can never fire.
 """
 
@@ -15,7 +15,7 @@ import yaml
 
 NAME = re.compile(r"\b((?:probe|statuspage)_[a-z_]+)\b")
 # Exported only in the distributed shape: ingest reports the DLQ's depth when it is given
-# --dead-letter-queue-url, which standalone (no queue) never is.
+# --dead-letter-queue-url, which standalone and demo (no queue) never are.
 DISTRIBUTED_ONLY = {"statuspage_dead_letter_queue_messages"}
 
 

@@ -160,14 +160,65 @@ async fn work(
     }
     let snapshot = Snapshot {
         checks: store.check_statuses().await?,
-        agents: store
-            .agents_seen()
-            .await?
-            .into_iter()
-            .map(|(a, z, t)| (a, z, t as f64 / 1000.0))
-            .collect(),
+        agents: exported_agents(
+            store.agents_seen().await?,
+            settings.retire_after.as_millis() as i64,
+        ),
         incidents_open: store.open_incidents().await?,
     };
     metrics.set_snapshot(Some(snapshot));
     Ok(())
+}
+
+/// The agents the export shows, with their last word in unix seconds: one
+/// silent for `retire_after_ms` while another was heard since is pruned (a
+/// node scaled away); the one heard last never is, so a fleet gone silent
+/// stays in the export and `ProbeAgentsSilent` keeps firing.
+fn exported_agents(
+    agents: Vec<(String, String, crate::state::Millis)>,
+    retire_after_ms: i64,
+) -> Vec<(String, String, f64)> {
+    let newest = agents.iter().map(|a| a.2).max().unwrap_or(0);
+    agents
+        .into_iter()
+        .filter(|a| newest - a.2 <= retire_after_ms)
+        .map(|(a, z, t)| (a, z, t as f64 / 1000.0))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exported_agents;
+
+    #[test]
+    fn an_agent_silent_while_others_report_is_pruned_but_never_the_last_heard() {
+        let agents = |seen: &[(&str, i64)]| -> Vec<(String, String, i64)> {
+            seen.iter()
+                .map(|(a, t)| (a.to_string(), "z".to_string(), *t))
+                .collect()
+        };
+        let names =
+            |v: Vec<(String, String, f64)>| -> Vec<String> { v.into_iter().map(|a| a.0).collect() };
+        assert_eq!(
+            names(exported_agents(
+                agents(&[("gone", 1_000), ("here", 700_000)]),
+                600_000
+            )),
+            ["here"]
+        );
+        assert_eq!(
+            names(exported_agents(
+                agents(&[("a", 1_000), ("b", 601_000)]),
+                600_000
+            )),
+            ["a", "b"],
+            "exactly retire_after apart: kept"
+        );
+        assert_eq!(
+            names(exported_agents(agents(&[("only", 1_000)]), 600_000)),
+            ["only"],
+            "the fleet's last word stays, however old"
+        );
+        assert!(exported_agents(Vec::new(), 600_000).is_empty());
+    }
 }

@@ -1,16 +1,26 @@
-//! Ingest's `/metrics` (DESIGN §4.5). Every name is written down here and
+//! Ingest's metrics (DESIGN §4.5), recorded through the `metrics` facade;
+//! the process's exporter renders them. Every name is written down here and
 //! in the README's metrics table.
 //!
-//! Per-check and per-agent series come from the database and are exported
+//! Counters and the histogram are handles registered when [`IngestMetrics`]
+//! is made, with whatever recorder is current then (the process's, or a
+//! test's local one). Gauges describe the present and are set by
+//! [`IngestMetrics::publish`] just before each scrape, so a series that is no
+//! longer published (a retired check, a pruned agent, a lost leadership)
+//! leaves the exposition at the next scrape.
+//!
+//! Per-check and per-agent series come from the database and are published
 //! only by the replica holding the leader lock, so replicas never disagree.
 
 use crate::screen::Rejection;
 use crate::status::Status;
 use crate::store::CheckUp;
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// The outcome of one SQS (or channel) message: the `outcome` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,7 +36,7 @@ pub enum MessageOutcome {
 }
 
 impl MessageOutcome {
-    /// Every value, for zeroed series.
+    /// Every value, each a series from the start.
     pub const ALL: [MessageOutcome; 4] = [
         MessageOutcome::Stored,
         MessageOutcome::Undecodable,
@@ -56,18 +66,68 @@ pub struct Snapshot {
     pub incidents_open: i64,
 }
 
-/// Upper bounds of the database latency histogram, in seconds.
-const DB_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+const RESULTS: &str = "statuspage_ingest_results_total";
+const REJECTED: &str = "statuspage_ingest_rejected_total";
+const LATE: &str = "statuspage_ingest_late_results_total";
+const MESSAGES: &str = "statuspage_sqs_messages_total";
+const LAG: &str = "statuspage_ingest_lag_seconds";
+const DEAD_LETTER: &str = "statuspage_dead_letter_queue_messages";
+const DB_UP: &str = "statuspage_ingest_db_up";
+const DB_TRANSACTION: &str = "statuspage_ingest_db_transaction_seconds";
+const LEADER: &str = "statuspage_ingest_leader";
+const CHECK_UP: &str = "statuspage_check_up";
+const CHECK_STATUS: &str = "statuspage_check_status";
+const AGENT_SEEN: &str = "statuspage_agent_last_seen_timestamp_seconds";
+const INCIDENTS_OPEN: &str = "statuspage_incidents_open";
 
-/// Everything ingest's `/metrics` shows.
-#[derive(Debug, Default)]
+/// Histograms and their bucket bounds (seconds), for the exporter.
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[(
+    DB_TRANSACTION,
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+)];
+
+/// Gives every family its help text (once per process, after the recorder is installed).
+pub fn describe() {
+    describe_counter!(RESULTS, "Results by what happened to them.");
+    describe_counter!(REJECTED, "Refused results by reason.");
+    describe_counter!(
+        LATE,
+        "Results stored too late (after R newer ones of their pair) to move state."
+    );
+    describe_counter!(MESSAGES, "Messages by outcome.");
+    describe_gauge!(
+        LAG,
+        "Now minus the SQS SentTimestamp of the newest message handled (0 when the queue is empty)."
+    );
+    describe_gauge!(DEAD_LETTER, "Messages in the dead-letter queue.");
+    describe_gauge!(DB_UP, "1 while the database answers.");
+    describe_histogram!(
+        DB_TRANSACTION,
+        "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction."
+    );
+    describe_gauge!(LEADER, "1 on the replica that holds the leader lock.");
+    describe_gauge!(
+        CHECK_UP,
+        "The quorum verdict: 1 up or degraded, 0 down; absent in maintenance or unknown."
+    );
+    describe_gauge!(
+        CHECK_STATUS,
+        "1 for the check's current status, 0 for the others."
+    );
+    describe_gauge!(AGENT_SEEN, "When each agent's newest message was sent.");
+    describe_gauge!(INCIDENTS_OPEN, "Incidents not resolved.");
+}
+
+/// Ingest's instruments, and the state its gauges publish.
+#[derive(Debug)]
 pub struct IngestMetrics {
-    inserted: AtomicU64,
-    duplicate: AtomicU64,
-    too_old: AtomicU64,
-    rejected: Mutex<BTreeMap<Rejection, u64>>,
-    messages: Mutex<BTreeMap<MessageOutcome, u64>>,
-    db: Mutex<([u64; DB_BUCKETS.len()], u64, f64)>,
+    inserted: Counter,
+    duplicate: Counter,
+    refused: Counter,
+    late: Counter,
+    rejected: Vec<(Rejection, Counter)>,
+    messages: Vec<(MessageOutcome, Counter)>,
+    db_transaction: Histogram,
     /// Now minus the newest message's SQS `SentTimestamp`, in ms (0 when the queue is empty).
     pub lag_ms: AtomicI64,
     /// The dead-letter queue's depth; -1 when not known.
@@ -79,72 +139,62 @@ pub struct IngestMetrics {
     snapshot: Mutex<Option<Snapshot>>,
 }
 
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl IngestMetrics {
-    /// Zeroed metrics.
+    /// Registers every counter (at zero) with the current recorder.
     pub fn new() -> Self {
-        let m = Self::default();
-        m.dead_letter.store(-1, Ordering::Relaxed);
-        m
+        Self {
+            inserted: counter!(RESULTS, "result" => "inserted"),
+            duplicate: counter!(RESULTS, "result" => "duplicate"),
+            refused: counter!(RESULTS, "result" => "rejected"),
+            late: counter!(LATE),
+            rejected: Rejection::ALL
+                .iter()
+                .map(|why| (*why, counter!(REJECTED, "reason" => why.as_str())))
+                .collect(),
+            messages: MessageOutcome::ALL
+                .iter()
+                .map(|o| (*o, counter!(MESSAGES, "outcome" => o.as_str())))
+                .collect(),
+            db_transaction: histogram!(DB_TRANSACTION),
+            lag_ms: AtomicI64::new(0),
+            dead_letter: AtomicI64::new(-1),
+            db_ready: AtomicBool::new(false),
+            leader: AtomicBool::new(false),
+            snapshot: Mutex::new(None),
+        }
     }
 
     /// Counts what storing one message did.
     pub fn stored(&self, inserted: u64, duplicate: u64, too_old: u64) {
-        self.inserted.fetch_add(inserted, Ordering::Relaxed);
-        self.duplicate.fetch_add(duplicate, Ordering::Relaxed);
-        self.too_old.fetch_add(too_old, Ordering::Relaxed);
+        self.inserted.increment(inserted);
+        self.duplicate.increment(duplicate);
+        self.late.increment(too_old);
     }
 
     /// Counts a refused result.
     pub fn rejected(&self, why: Rejection) {
-        if let Ok(mut r) = self.rejected.lock() {
-            *r.entry(why).or_default() += 1;
+        self.refused.increment(1);
+        if let Some((_, c)) = self.rejected.iter().find(|(w, _)| *w == why) {
+            c.increment(1);
         }
     }
 
     /// Counts a message's outcome.
     pub fn message(&self, outcome: MessageOutcome) {
-        if let Ok(mut m) = self.messages.lock() {
-            *m.entry(outcome).or_default() += 1;
+        if let Some((_, c)) = self.messages.iter().find(|(o, _)| *o == outcome) {
+            c.increment(1);
         }
-    }
-
-    /// How many results were refused for `why`.
-    pub fn rejected_count(&self, why: Rejection) -> u64 {
-        self.rejected
-            .lock()
-            .map(|r| r.get(&why).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
-    /// How many messages had this outcome.
-    pub fn messages(&self, outcome: MessageOutcome) -> u64 {
-        self.messages
-            .lock()
-            .map(|m| m.get(&outcome).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
-    /// Results inserted, duplicate and rejected so far.
-    pub fn results(&self) -> (u64, u64, u64) {
-        let rejected = self.rejected.lock().map(|r| r.values().sum()).unwrap_or(0);
-        (
-            self.inserted.load(Ordering::Relaxed),
-            self.duplicate.load(Ordering::Relaxed),
-            rejected,
-        )
     }
 
     /// Records one database transaction's latency.
     pub fn db_latency(&self, seconds: f64) {
-        if let Ok(mut h) = self.db.lock() {
-            for (i, bound) in DB_BUCKETS.iter().enumerate() {
-                if seconds <= *bound {
-                    h.0[i] += 1;
-                }
-            }
-            h.1 += 1;
-            h.2 += seconds;
-        }
+        self.db_transaction.record(seconds);
     }
 
     /// Replaces the leader's export (or clears it when leadership is lost).
@@ -154,207 +204,38 @@ impl IngestMetrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        head(
-            &mut out,
-            "statuspage_ingest_results_total",
-            "counter",
-            "Results by what happened to them.",
-        );
-        let (inserted, duplicate, rejected) = self.results();
-        for (label, v) in [
-            ("inserted", inserted),
-            ("duplicate", duplicate),
-            ("rejected", rejected),
-        ] {
-            let _ = writeln!(
-                out,
-                "statuspage_ingest_results_total{{result=\"{label}\"}} {v}"
-            );
-        }
-        head(
-            &mut out,
-            "statuspage_ingest_rejected_total",
-            "counter",
-            "Refused results by reason.",
-        );
-        let rej = self.rejected.lock().map(|r| r.clone()).unwrap_or_default();
-        for why in Rejection::ALL {
-            let v = rej.get(&why).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "statuspage_ingest_rejected_total{{reason=\"{why}\"}} {v}"
-            );
-        }
-        head(
-            &mut out,
-            "statuspage_ingest_late_results_total",
-            "counter",
-            "Results stored too late (after R newer ones of their pair) to move state.",
-        );
-        let _ = writeln!(
-            out,
-            "statuspage_ingest_late_results_total {}",
-            self.too_old.load(Ordering::Relaxed)
-        );
-        head(
-            &mut out,
-            "statuspage_sqs_messages_total",
-            "counter",
-            "Messages by outcome.",
-        );
-        for o in MessageOutcome::ALL {
-            let _ = writeln!(
-                out,
-                "statuspage_sqs_messages_total{{outcome=\"{}\"}} {}",
-                o.as_str(),
-                self.messages(o)
-            );
-        }
-        head(
-            &mut out,
-            "statuspage_ingest_lag_seconds",
-            "gauge",
-            "Now minus the SQS SentTimestamp of the newest message handled (0 when the queue is empty).",
-        );
-        let _ = writeln!(
-            out,
-            "statuspage_ingest_lag_seconds {}",
-            self.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        );
+    /// Sets every gauge from the present state, with the current recorder;
+    /// called just before each scrape.
+    pub fn publish(&self) {
+        gauge!(LAG).set(self.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         let dlq = self.dead_letter.load(Ordering::Relaxed);
         if dlq >= 0 {
-            head(
-                &mut out,
-                "statuspage_dead_letter_queue_messages",
-                "gauge",
-                "Messages in the dead-letter queue.",
-            );
-            let _ = writeln!(out, "statuspage_dead_letter_queue_messages {dlq}");
+            gauge!(DEAD_LETTER).set(dlq as f64);
         }
-        head(
-            &mut out,
-            "statuspage_ingest_db_up",
-            "gauge",
-            "1 while the database answers.",
-        );
-        let _ = writeln!(
-            out,
-            "statuspage_ingest_db_up {}",
-            u8::from(self.db_ready.load(Ordering::Relaxed))
-        );
-        head(
-            &mut out,
-            "statuspage_ingest_db_transaction_seconds",
-            "histogram",
-            "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction.",
-        );
-        let (buckets, count, sum) = self.db.lock().map(|h| *h).unwrap_or_default();
-        for (bound, n) in DB_BUCKETS.iter().zip(buckets) {
-            let _ = writeln!(
-                out,
-                "statuspage_ingest_db_transaction_seconds_bucket{{le=\"{bound}\"}} {n}"
-            );
+        gauge!(DB_UP).set(f64::from(u8::from(self.db_ready.load(Ordering::Relaxed))));
+        gauge!(LEADER).set(f64::from(u8::from(self.leader.load(Ordering::Relaxed))));
+        let snapshot = self.snapshot.lock().ok().and_then(|s| s.clone());
+        if let Some(s) = snapshot {
+            publish_snapshot(&s);
         }
-        let _ = writeln!(
-            out,
-            "statuspage_ingest_db_transaction_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(out, "statuspage_ingest_db_transaction_seconds_sum {sum}");
-        let _ = writeln!(
-            out,
-            "statuspage_ingest_db_transaction_seconds_count {count}"
-        );
-        head(
-            &mut out,
-            "statuspage_ingest_leader",
-            "gauge",
-            "1 on the replica that holds the leader lock.",
-        );
-        let _ = writeln!(
-            out,
-            "statuspage_ingest_leader {}",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        );
-        if let Some(s) = self.snapshot.lock().ok().and_then(|s| s.clone()) {
-            render_snapshot(&mut out, &s, &mut head);
-        }
-        out
     }
 }
 
-fn render_snapshot(
-    out: &mut String,
-    s: &Snapshot,
-    head: &mut impl FnMut(&mut String, &str, &str, &str),
-) {
-    head(
-        out,
-        "statuspage_check_up",
-        "gauge",
-        "The quorum verdict: 1 up or degraded, 0 down; absent in maintenance or unknown.",
-    );
+fn publish_snapshot(s: &Snapshot) {
     for c in &s.checks {
-        let v = match c.status {
-            Status::Up | Status::Degraded => "1",
-            Status::Down => "0",
-            Status::Maintenance | Status::Unknown => continue,
-        };
-        let _ = writeln!(
-            out,
-            "statuspage_check_up{{check=\"{}\",group=\"{}\"}} {v}",
-            escape(&c.slug),
-            escape(&c.group)
-        );
-    }
-    head(
-        out,
-        "statuspage_check_status",
-        "gauge",
-        "1 for the check's current status, 0 for the others.",
-    );
-    for c in &s.checks {
+        let labels = [("check", c.slug.clone()), ("group", c.group.clone())];
+        match c.status {
+            Status::Up | Status::Degraded => gauge!(CHECK_UP, &labels).set(1.0),
+            Status::Down => gauge!(CHECK_UP, &labels).set(0.0),
+            Status::Maintenance | Status::Unknown => {}
+        }
         for st in Status::ALL {
-            let _ = writeln!(
-                out,
-                "statuspage_check_status{{check=\"{}\",group=\"{}\",status=\"{st}\"}} {}",
-                escape(&c.slug),
-                escape(&c.group),
-                u8::from(st == c.status)
-            );
+            gauge!(CHECK_STATUS, "check" => c.slug.clone(), "group" => c.group.clone(), "status" => st.as_str())
+                .set(f64::from(u8::from(st == c.status)));
         }
     }
-    head(
-        out,
-        "statuspage_agent_last_seen_timestamp_seconds",
-        "gauge",
-        "When each agent's newest message was sent.",
-    );
     for (agent, zone, seen) in &s.agents {
-        let _ = writeln!(
-            out,
-            "statuspage_agent_last_seen_timestamp_seconds{{agent=\"{}\",zone=\"{}\"}} {seen}",
-            escape(agent),
-            escape(zone)
-        );
+        gauge!(AGENT_SEEN, "agent" => agent.clone(), "zone" => zone.clone()).set(*seen);
     }
-    head(
-        out,
-        "statuspage_incidents_open",
-        "gauge",
-        "Incidents not resolved.",
-    );
-    let _ = writeln!(out, "statuspage_incidents_open {}", s.incidents_open);
-}
-
-/// A label value escaped for the text exposition.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    gauge!(INCIDENTS_OPEN).set(s.incidents_open as f64);
 }

@@ -223,7 +223,19 @@ fn agent_bench(seconds: u64, checks: usize) -> Res {
         .build()?;
     let (runs, lag, cpu, delivered, not_up) = runtime.block_on(async move {
         let prober = Prober::new("bench")?;
-        let stats = Arc::new(SchedulerStats::default());
+        // The scheduler's instruments record into a recorder of the bench's own.
+        let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+        for (name, buckets) in probe_agent::telemetry::HISTOGRAMS {
+            builder = builder.set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full((*name).into()),
+                buckets,
+            )?;
+        }
+        let recorder = builder.build_recorder();
+        let stats = Arc::new(metrics::with_local_recorder(
+            &recorder,
+            SchedulerStats::default,
+        ));
         let (results_tx, results_rx) = tokio::sync::mpsc::channel(4096);
         let (batches_tx, mut batches_rx) = tokio::sync::mpsc::channel(1024);
         let delivered = Arc::new(AtomicU64::new(0));
@@ -303,11 +315,14 @@ fn agent_bench(seconds: u64, checks: usize) -> Res {
         let _ = publishing.await;
         let _ = sink.await;
         let cpu = cpu_seconds("self") - cpu0;
+        let text = recorder.handle().render();
+        let lag = probe_agent::telemetry::SCHEDULE_LAG;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
-            stats.runs.get(),
+            config::exposition::value(&text, probe_agent::telemetry::RUNS, &[]).unwrap_or(0.0)
+                as u64,
             (
-                stats.lag.quantile_bound(0.5),
-                stats.lag.quantile_bound(0.99),
+                config::exposition::quantile_bound(&text, lag, 0.5),
+                config::exposition::quantile_bound(&text, lag, 0.99),
             ),
             cpu,
             delivered.load(Ordering::Relaxed),

@@ -3,12 +3,13 @@
 //! never overlap, a global bound on concurrent probes, and tokio time so tests
 //! can pause and advance the clock.
 
-use crate::telemetry::{Counter, Histogram, LAG_BUCKETS};
+use crate::telemetry::{RUNS, SCHEDULE_LAG, SKIPPED_RUNS};
 use chrono::{DateTime, Utc};
 use config::catalog::Schedule;
 use config::fleet::score;
 use config::wire::{ProbeResult, Timestamp};
 use config::{Check, CheckId};
+use metrics::{Counter, Histogram, counter, histogram};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -83,7 +84,8 @@ pub fn gap_after(schedule: &Schedule, phase: Duration, slot: DateTime<Utc>) -> D
         .unwrap_or(schedule.period())
 }
 
-/// What the scheduler counts.
+/// What the scheduler counts: handles registered, when made, with the
+/// current recorder.
 #[derive(Debug)]
 pub struct SchedulerStats {
     /// Actual start minus slot.
@@ -97,9 +99,9 @@ pub struct SchedulerStats {
 impl Default for SchedulerStats {
     fn default() -> Self {
         Self {
-            lag: Histogram::new(LAG_BUCKETS),
-            skipped: Counter::default(),
-            runs: Counter::default(),
+            lag: histogram!(SCHEDULE_LAG),
+            skipped: counter!(SKIPPED_RUNS),
+            runs: counter!(RUNS),
         }
     }
 }
@@ -148,9 +150,12 @@ pub async fn run_check<F, Fut>(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.cancelled() => return,
         };
-        stats
-            .lag
-            .observe((clock.now() - slot).to_std().unwrap_or_default());
+        stats.lag.record(
+            (clock.now() - slot)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
         // Boxed: the probe's future is large, and 10,000 idle loops must stay small.
         let result = Box::pin(probe(Slot {
             check: check.clone(),
@@ -160,7 +165,7 @@ pub async fn run_check<F, Fut>(
         }))
         .await;
         drop(permit);
-        stats.runs.add(1);
+        stats.runs.increment(1);
         if results.send(result).await.is_err() {
             return;
         }
@@ -171,7 +176,7 @@ pub async fn run_check<F, Fut>(
             if next > now {
                 break;
             }
-            stats.skipped.add(1);
+            stats.skipped.increment(1);
             after = next;
         }
     }

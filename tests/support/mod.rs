@@ -57,12 +57,9 @@ pub fn metrics(port: u16) -> String {
     out
 }
 
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
+/// The sample `name` with these labels in a scrape's exposition (-1 when absent).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    config::exposition::value(text, name, labels).unwrap_or(-1.0)
 }
 
 /// A fresh, empty database on the test server (`DATABASE_URL`, which

@@ -25,20 +25,8 @@ async fn readyz(state: &dashboard::AppState) -> (StatusCode, String) {
     }
 }
 
-fn metric(state: &dashboard::AppState, name: &str) -> u64 {
-    state
-        .metrics
-        .render_text()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name} "))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap_or(0)
-}
-
 async fn a_crowd_of_misses_costs_one_render(db: Db) {
-    let state = db.state(Duration::from_secs(60));
+    let (state, meter) = db.metered_state(Duration::from_secs(60));
     let mut crowd = Vec::new();
     for _ in 0..25 {
         let state = state.clone();
@@ -53,7 +41,7 @@ async fn a_crowd_of_misses_costs_one_render(db: Db) {
     etags.dedup();
     assert_eq!(etags.len(), 1, "everyone got the same render");
     assert_eq!(
-        metric(&state, "statuspage_dashboard_render_seconds_count"),
+        meter.value("statuspage_dashboard_render_seconds_count", &[]),
         1
     );
 }
@@ -72,7 +60,7 @@ fn web_status(v: &serde_json::Value) -> String {
 
 async fn a_status_change_reaches_the_page_at_once_not_after_the_ttl(db: Db) {
     // An hour's TTL: only the invalidation can show the change in time.
-    let state = db.state(Duration::from_secs(3600));
+    let (state, meter) = db.metered_state(Duration::from_secs(3600));
     let changes = match &db.store {
         Store::Pg(s) => Changes::Listen(s.pool().clone()),
         Store::Sqlite(s) => Changes::Signal(s.subscribe()),
@@ -87,7 +75,7 @@ async fn a_status_change_reaches_the_page_at_once_not_after_the_ttl(db: Db) {
     if matches!(db.store, Store::Pg(_)) {
         // LISTEN is up once the follower has emptied the cache the first time.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while metric(&state, "statuspage_dashboard_cache_invalidations_total") == 0 {
+        while meter.value("statuspage_dashboard_cache_invalidations_total", &[]) == 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "LISTEN never started"

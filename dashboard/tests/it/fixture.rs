@@ -206,6 +206,18 @@ impl Db {
         )
     }
 
+    /// [`Db::state`], with its metrics recorded into a recorder of their own
+    /// (never the process's: tests run side by side).
+    pub fn metered_state(&self, ttl: Duration) -> (AppState, Meter) {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let mut state = self.state(ttl);
+        state.metrics = std::sync::Arc::new(metrics::with_local_recorder(
+            &recorder,
+            dashboard::metrics::DashboardMetrics::default,
+        ));
+        (state, Meter(recorder))
+    }
+
     /// Runs SQL written for both databases.
     pub async fn exec(&self, sql: &str) {
         exec(&self.store, sql).await
@@ -472,4 +484,19 @@ macro_rules! both {
             }
         )*
     };
+}
+
+/// A dashboard's metrics, read back through the exposition.
+pub struct Meter(metrics_exporter_prometheus::PrometheusRecorder);
+
+impl Meter {
+    /// The exposition, as a scrape sees it.
+    pub fn text(&self) -> String {
+        self.0.handle().render()
+    }
+
+    /// The sample `name` with these labels (0 when absent).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        config::exposition::value(&self.text(), name, labels).unwrap_or(0.0) as u64
+    }
 }

@@ -294,7 +294,7 @@ async fn a_slow_message_stays_invisible_while_it_is_worked_on(pool: PgPool) {
 async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPool) {
     let store = store(pool.clone()).await;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+    let metrics = Meter::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let settings = ingest::Settings {
         source: ingest::Source::Channel(rx),
@@ -313,7 +313,7 @@ async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPoo
     let task = tokio::spawn(ingest::run(
         settings,
         store,
-        metrics.clone(),
+        metrics.handle(),
         std::sync::Arc::new(now),
         shutdown.clone(),
     ));
@@ -388,11 +388,11 @@ async fn a_bad_yaml_reload_keeps_the_last_good_catalog(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn one_receive_is_stored_together_and_each_message_answered_in_order(pool: PgPool) {
     let store = store(pool.clone()).await;
-    let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+    let metrics = Meter::new();
     let clock: ingest::consume::Clock = std::sync::Arc::new(now);
     let handler = ingest::consume::Handler::new(
         store,
-        metrics.clone(),
+        metrics.handle(),
         clock,
         256 * 1024,
         std::time::Duration::from_secs(7 * 86_400),

@@ -445,9 +445,80 @@ pub async fn depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> i64 {
         + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
 }
 
+/// Ingest's metrics recorded into a recorder of their own (never the
+/// process's: tests run side by side), read back through the exposition.
+pub struct Meter {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    metrics: std::sync::Arc<ingest::metrics::IngestMetrics>,
+}
+
+impl Meter {
+    pub fn new() -> Meter {
+        let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+        for (name, buckets) in ingest::metrics::HISTOGRAMS {
+            builder = builder
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full((*name).into()),
+                    buckets,
+                )
+                .expect("buckets");
+        }
+        let recorder = builder.build_recorder();
+        let metrics = metrics::with_local_recorder(&recorder, || {
+            ingest::metrics::describe();
+            std::sync::Arc::new(ingest::metrics::IngestMetrics::new())
+        });
+        Meter { recorder, metrics }
+    }
+
+    /// The instruments, to hand to ingest.
+    pub fn handle(&self) -> std::sync::Arc<ingest::metrics::IngestMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The exposition, as a scrape sees it.
+    pub fn render(&self) -> String {
+        metrics::with_local_recorder(&self.recorder, || self.metrics.publish());
+        self.recorder.handle().render()
+    }
+
+    fn count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        config::exposition::value(&self.render(), name, labels).unwrap_or(0.0) as u64
+    }
+
+    /// How many messages had this outcome.
+    pub fn messages(&self, outcome: ingest::metrics::MessageOutcome) -> u64 {
+        self.count(
+            "statuspage_sqs_messages_total",
+            &[("outcome", outcome.as_str())],
+        )
+    }
+
+    /// How many results were refused for `why`.
+    pub fn rejected_count(&self, why: ingest::screen::Rejection) -> u64 {
+        self.count(
+            "statuspage_ingest_rejected_total",
+            &[("reason", why.as_str())],
+        )
+    }
+
+    /// Results inserted, duplicate and rejected so far.
+    pub fn results(&self) -> (u64, u64, u64) {
+        let n = |r| self.count("statuspage_ingest_results_total", &[("result", r)]);
+        (n("inserted"), n("duplicate"), n("rejected"))
+    }
+}
+
+impl std::ops::Deref for Meter {
+    type Target = ingest::metrics::IngestMetrics;
+    fn deref(&self) -> &Self::Target {
+        &self.metrics
+    }
+}
+
 /// A running in-process ingest ("replica").
 pub struct Replica {
-    pub metrics: std::sync::Arc<ingest::metrics::IngestMetrics>,
+    pub metrics: Meter,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub task: tokio::task::JoinHandle<Result<(), ingest::store::StoreError>>,
 }
@@ -462,7 +533,7 @@ impl Replica {
         config: Vec<PathBuf>,
         max_message_bytes: usize,
     ) -> Replica {
-        let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+        let metrics = Meter::new();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let settings = ingest::Settings {
             source: ingest::Source::Sqs(
@@ -494,7 +565,7 @@ impl Replica {
         let task = tokio::spawn(ingest::run(
             settings,
             store,
-            metrics.clone(),
+            metrics.handle(),
             clock,
             shutdown.clone(),
         ));
@@ -529,17 +600,12 @@ where
 }
 
 /// The consumer's handler over `store`, with its metrics.
-pub fn handler(
-    store: &Store,
-) -> (
-    ingest::consume::Handler,
-    std::sync::Arc<ingest::metrics::IngestMetrics>,
-) {
-    let metrics = std::sync::Arc::new(ingest::metrics::IngestMetrics::new());
+pub fn handler(store: &Store) -> (ingest::consume::Handler, Meter) {
+    let metrics = Meter::new();
     let clock: ingest::consume::Clock = std::sync::Arc::new(now);
     let handler = ingest::consume::Handler::new(
         store.clone(),
-        metrics.clone(),
+        metrics.handle(),
         clock,
         256 * 1024,
         std::time::Duration::from_secs(7 * 86_400),

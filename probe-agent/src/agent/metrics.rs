@@ -1,11 +1,18 @@
-//! The agent's `/metrics`: blackbox_exporter-compatible `probe_*` gauges per
-//! check, and `statuspage_agent_*` for the agent itself (DESIGN §4.5).
+//! The agent's gauges: blackbox_exporter-compatible `probe_*` per check, and
+//! `statuspage_agent_*` for the agent itself (DESIGN §4.5). Counters live
+//! where they are counted (scheduler, publisher); gauges describe the present
+//! and are set by [`AgentMetrics::publish`] just before each scrape, so a
+//! check this agent no longer probes leaves the exposition at the next one.
 
 use crate::publish::PublishStats;
 use crate::scheduler::SchedulerStats;
+use crate::telemetry::{
+    ASSIGNED, BUFFER, CONFIG_OK, PROBE_CERT_EXPIRY, PROBE_DNS_LOOKUP, PROBE_DURATION,
+    PROBE_HTTP_DURATION, PROBE_HTTP_STATUS, PROBE_SUCCESS,
+};
 use config::wire::{Outcome, ProbeResult};
+use metrics::{Label, gauge};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +29,18 @@ pub struct CheckLabels {
     pub location: String,
 }
 
-/// Everything `/metrics` shows.
+impl CheckLabels {
+    fn labels(&self) -> Vec<Label> {
+        vec![
+            Label::new("check", self.check.clone()),
+            Label::new("group", self.group.clone()),
+            Label::new("kind", self.kind.clone()),
+            Label::new("location", self.location.clone()),
+        ]
+    }
+}
+
+/// The agent's state its gauges publish, and its counters.
 #[derive(Debug)]
 pub struct AgentMetrics {
     last: Mutex<BTreeMap<CheckLabels, ProbeResult>>,
@@ -39,7 +57,7 @@ pub struct AgentMetrics {
 }
 
 impl AgentMetrics {
-    /// Empty metrics around the scheduler's and publisher's counters.
+    /// Empty state around the scheduler's and publisher's counters.
     pub fn new(scheduler: Arc<SchedulerStats>, publish: Arc<PublishStats>) -> Self {
         Self {
             last: Mutex::new(BTreeMap::new()),
@@ -65,219 +83,42 @@ impl AgentMetrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    /// Sets every gauge from the present state, with the current recorder;
+    /// called just before each scrape.
+    pub fn publish(&self) {
         let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
-        let series =
-            |out: &mut String, name: &str, help: &str, kind: &str, rows: Vec<(String, f64)>| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (labels, v) in rows {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
-            };
-        let lbl = |l: &CheckLabels| {
-            format!(
-                "check=\"{}\",group=\"{}\",kind=\"{}\",location=\"{}\"",
-                esc(&l.check),
-                esc(&l.group),
-                esc(&l.kind),
-                esc(&l.location)
-            )
-        };
-        series(
-            &mut out,
-            "probe_success",
-            "Whether the last probe succeeded (degraded counts as success).",
-            "gauge",
-            last.iter()
-                .map(|(l, r)| (lbl(l), if r.outcome == Outcome::Down { 0.0 } else { 1.0 }))
-                .collect(),
-        );
-        series(
-            &mut out,
-            "probe_duration_seconds",
-            "How long the last probe took.",
-            "gauge",
-            last.iter()
-                .map(|(l, r)| (lbl(l), r.duration_us as f64 / 1e6))
-                .collect(),
-        );
-        let mut phases = Vec::new();
-        for (l, r) in last.iter().filter(|(l, _)| l.kind == "http") {
-            for (phase, us) in [
-                ("resolve", r.phases.dns_us),
-                ("connect", r.phases.connect_us),
-                ("tls", r.phases.tls_us),
-                ("processing", r.phases.ttfb_us),
-                ("transfer", r.phases.transfer_us),
-            ] {
-                if let Some(us) = us {
-                    phases.push((format!("{},phase=\"{phase}\"", lbl(l)), us as f64 / 1e6));
+        for (l, r) in &last {
+            let labels = l.labels();
+            let success = if r.outcome == Outcome::Down { 0.0 } else { 1.0 };
+            gauge!(PROBE_SUCCESS, labels.clone()).set(success);
+            gauge!(PROBE_DURATION, labels.clone()).set(r.duration_us as f64 / 1e6);
+            if l.kind == "http" {
+                for (phase, us) in [
+                    ("resolve", r.phases.dns_us),
+                    ("connect", r.phases.connect_us),
+                    ("tls", r.phases.tls_us),
+                    ("processing", r.phases.ttfb_us),
+                    ("transfer", r.phases.transfer_us),
+                ] {
+                    if let Some(us) = us {
+                        let mut with_phase = labels.clone();
+                        with_phase.push(Label::new("phase", phase));
+                        gauge!(PROBE_HTTP_DURATION, with_phase).set(us as f64 / 1e6);
+                    }
                 }
             }
+            if let Some(code) = r.facts.http_status {
+                gauge!(PROBE_HTTP_STATUS, labels.clone()).set(f64::from(code));
+            }
+            if let Some(expiry) = r.facts.chain_not_after.or(r.facts.cert_not_after) {
+                gauge!(PROBE_CERT_EXPIRY, labels.clone()).set((expiry.unix_ms() / 1000) as f64);
+            }
+            if let Some(us) = r.phases.dns_us {
+                gauge!(PROBE_DNS_LOOKUP, labels).set(us as f64 / 1e6);
+            }
         }
-        series(
-            &mut out,
-            "probe_http_duration_seconds",
-            "Duration of each phase of the last HTTP probe.",
-            "gauge",
-            phases,
-        );
-        series(
-            &mut out,
-            "probe_http_status_code",
-            "Status code of the last HTTP probe.",
-            "gauge",
-            last.iter()
-                .filter_map(|(l, r)| Some((lbl(l), f64::from(r.facts.http_status?))))
-                .collect(),
-        );
-        series(
-            &mut out,
-            "probe_ssl_earliest_cert_expiry",
-            "Earliest not-after of the certificate chain, Unix seconds.",
-            "gauge",
-            last.iter()
-                .filter_map(|(l, r)| {
-                    Some((
-                        lbl(l),
-                        (r.facts
-                            .chain_not_after
-                            .or(r.facts.cert_not_after)?
-                            .unix_ms()
-                            / 1000) as f64,
-                    ))
-                })
-                .collect(),
-        );
-        series(
-            &mut out,
-            "probe_dns_lookup_time_seconds",
-            "Duration of the DNS part of the last probe.",
-            "gauge",
-            last.iter()
-                .filter_map(|(l, r)| Some((lbl(l), r.phases.dns_us? as f64 / 1e6)))
-                .collect(),
-        );
-
-        let p = &self.publish;
-        let agent = |out: &mut String, name: &str, help: &str, kind: &str, v: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        };
-        agent(
-            &mut out,
-            "statuspage_agent_buffer_results",
-            "Results waiting to be published.",
-            "gauge",
-            p.depth.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_results_dropped_total",
-            "Results dropped because the buffer was full.",
-            "counter",
-            p.dropped.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_batches_sent_total",
-            "Messages published.",
-            "counter",
-            p.batches.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_bytes_sent_total",
-            "Bytes published.",
-            "counter",
-            p.bytes.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_spooled_results_total",
-            "Results written to the disk spool.",
-            "counter",
-            p.spooled.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_spool_corrupt_total",
-            "Spool lines that could not be read back (skipped).",
-            "counter",
-            p.spool_corrupt.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_publish_errors_total",
-            "Messages that failed to publish (kept for retry).",
-            "counter",
-            p.errors.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_skipped_runs_total",
-            "Slots skipped because the previous run overran.",
-            "counter",
-            self.scheduler.skipped.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_runs_total",
-            "Probes run.",
-            "counter",
-            self.scheduler.runs.get() as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_assigned_checks",
-            "Checks this agent probes.",
-            "gauge",
-            self.assigned.load(Ordering::Relaxed) as f64,
-        );
-        agent(
-            &mut out,
-            "statuspage_agent_config_last_reload_successful",
-            "1 if the last config (re)load succeeded.",
-            "gauge",
-            if self.config_ok.load(Ordering::Relaxed) {
-                1.0
-            } else {
-                0.0
-            },
-        );
-        let lag = &self.scheduler.lag;
-        let _ = writeln!(
-            out,
-            "# HELP statuspage_agent_schedule_lag_seconds Actual probe start minus its slot.\n# TYPE statuspage_agent_schedule_lag_seconds histogram"
-        );
-        for (le, n) in lag.cumulative() {
-            let _ = writeln!(
-                out,
-                "statuspage_agent_schedule_lag_seconds_bucket{{le=\"{le}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "statuspage_agent_schedule_lag_seconds_bucket{{le=\"+Inf\"}} {}",
-            lag.count()
-        );
-        let _ = writeln!(
-            out,
-            "statuspage_agent_schedule_lag_seconds_sum {}\nstatuspage_agent_schedule_lag_seconds_count {}",
-            lag.sum_seconds(),
-            lag.count()
-        );
-        out
+        gauge!(BUFFER).set(self.publish.depth.load(Ordering::Relaxed) as f64);
+        gauge!(ASSIGNED).set(self.assigned.load(Ordering::Relaxed) as f64);
+        gauge!(CONFIG_OK).set(f64::from(u8::from(self.config_ok.load(Ordering::Relaxed))));
     }
-}
-
-/// Escapes a label value.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

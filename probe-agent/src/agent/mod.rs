@@ -206,12 +206,8 @@ pub async fn run<P: Publisher + 'static>(
     scheduler.drain().await;
     // The scheduler held the last sender: the publisher now drains and returns.
     let left = publishing.await.map(|b| b.len()).unwrap_or(0);
-    tracing::info!(
-        event = "agent_stopped",
-        unsent = left,
-        runs = metrics.scheduler.runs.get(),
-        dropped = metrics.publish.dropped.get()
-    );
+    let (results, dropped) = metrics.publish.totals();
+    tracing::info!(event = "agent_stopped", unsent = left, results, dropped);
     Ok(())
 }
 

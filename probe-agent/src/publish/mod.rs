@@ -10,11 +10,13 @@ pub mod sqs;
 
 use crate::buffer::{Buffer, Limits};
 use crate::spool::Spool;
-use crate::telemetry::Counter;
+use crate::telemetry::{BATCHES, BYTES, DROPPED, PUBLISH_ERRORS, SPOOL_CORRUPT, SPOOLED};
 use chrono::Utc;
 use config::wire::{self, AgentInfo, Encoded, ProbeResult, ResultBatch, Timestamp};
+use metrics::{Counter, counter};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -123,23 +125,63 @@ pub struct Settings {
     pub spool: Option<Spool>,
 }
 
-/// What the publishing loop counts.
-#[derive(Debug, Default)]
+/// What the publishing loop counts: handles registered, when made, with the
+/// current recorder.
+#[derive(Debug)]
 pub struct PublishStats {
-    /// Results dropped because the buffer was full.
-    pub dropped: Counter,
+    /// Results dropped because the buffer (or the spool) was full.
+    dropped: Counter,
     /// Messages sent.
     pub batches: Counter,
     /// Bytes sent.
     pub bytes: Counter,
     /// Sends that failed (the results were kept).
     pub errors: Counter,
-    /// Results held right now.
-    pub depth: Counter,
+    /// Results held right now (a gauge, published at scrape time).
+    pub depth: AtomicU64,
     /// Results written to the disk spool.
     pub spooled: Counter,
     /// Spool lines that could not be read back (skipped).
     pub spool_corrupt: Counter,
+    /// Lifetime totals for the agent's stop log (a counter cannot be read back).
+    taken: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Default for PublishStats {
+    fn default() -> Self {
+        Self {
+            dropped: counter!(DROPPED),
+            batches: counter!(BATCHES),
+            bytes: counter!(BYTES),
+            errors: counter!(PUBLISH_ERRORS),
+            depth: AtomicU64::new(0),
+            spooled: counter!(SPOOLED),
+            spool_corrupt: counter!(SPOOL_CORRUPT),
+            taken: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }
+    }
+}
+
+impl PublishStats {
+    /// Results taken from the probes, and results dropped, so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.taken.load(Ordering::Relaxed),
+            self.lost.load(Ordering::Relaxed),
+        )
+    }
+
+    fn take(&self, buffer: &mut Buffer, r: ProbeResult) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        self.drop_results(buffer.push(r));
+    }
+
+    fn drop_results(&self, n: u64) {
+        self.dropped.increment(n);
+        self.lost.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Moves results from `results` through the buffer to `publisher` until
@@ -159,7 +201,7 @@ pub async fn run<P: Publisher>(
         tokio::select! {
             got = results.recv() => match got {
                 Some(r) => {
-                    stats.dropped.add(buffer.push(r));
+                    stats.take(&mut buffer, r);
                     if buffer.bytes() >= settings.max_message_bytes {
                         send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent).await;
                     }
@@ -177,7 +219,7 @@ pub async fn run<P: Publisher>(
     }
     // Drain: what the probes still hand over, then everything buffered.
     while let Ok(r) = results.try_recv() {
-        stats.dropped.add(buffer.push(r));
+        stats.take(&mut buffer, r);
     }
     let deadline = Instant::now() + settings.drain_deadline;
     while !buffer.is_empty() && Instant::now() < deadline {
@@ -201,14 +243,7 @@ pub async fn run<P: Publisher>(
 }
 
 fn set_depth(stats: &PublishStats, buffer: &Buffer) {
-    let now = buffer.len() as u64;
-    let was = stats.depth.get();
-    // A gauge kept in a counter's cell: only this loop writes it.
-    if now > was {
-        stats.depth.add(now - was);
-    } else if now < was {
-        stats.depth.sub(was - now);
-    }
+    stats.depth.store(buffer.len() as u64, Ordering::Relaxed);
 }
 
 /// Sends everything buffered (or a heartbeat) in messages under the limit.
@@ -237,10 +272,10 @@ async fn send<P: Publisher>(
     let failed = publisher.publish(outgoing).await;
     let failed_count = failed.len() as u64;
     let failed_bytes: usize = failed.iter().map(Outgoing::size).sum();
-    stats.batches.add(count - failed_count);
-    stats.bytes.add((sizes - failed_bytes) as u64);
+    stats.batches.increment(count - failed_count);
+    stats.bytes.increment((sizes - failed_bytes) as u64);
     if !failed.is_empty() {
-        stats.errors.add(failed_count);
+        stats.errors.increment(failed_count);
         let results: Vec<ProbeResult> = failed.into_iter().flat_map(|o| o.batch.results).collect();
         keep(settings, buffer, stats, results);
     } else {
@@ -254,8 +289,8 @@ fn keep(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, results:
     if let Some(spool) = &settings.spool {
         match spool.spill(&results) {
             Ok(dropped) => {
-                stats.spooled.add(results.len() as u64);
-                stats.dropped.add(dropped);
+                stats.spooled.increment(results.len() as u64);
+                stats.drop_results(dropped);
                 return;
             }
             Err(e) => {
@@ -263,7 +298,7 @@ fn keep(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, results:
             }
         }
     }
-    stats.dropped.add(buffer.requeue(results));
+    stats.drop_results(buffer.requeue(results));
 }
 
 /// Sends spooled results, oldest file first, while SQS takes them; a file is
@@ -286,11 +321,11 @@ async fn send_spooled<P: Publisher>(settings: &Settings, publisher: &P, stats: &
         );
         let count = outgoing.len() as u64;
         if !publisher.publish(outgoing).await.is_empty() {
-            stats.errors.add(1);
+            stats.errors.increment(1);
             return;
         }
-        stats.batches.add(count);
-        stats.spool_corrupt.add(spooled.corrupt);
+        stats.batches.increment(count);
+        stats.spool_corrupt.increment(spooled.corrupt);
         if spooled.corrupt > 0 {
             tracing::warn!(event = "spool_corrupt_lines", file = %spooled.path.display(), lines = spooled.corrupt);
         }

@@ -1,6 +1,7 @@
 //! Probes against real local servers: every reason, every assertion kind
 //! passing and failing, and targets that misbehave.
 
+mod meter;
 mod targets;
 
 use config::Check;
@@ -97,3 +98,15 @@ mod redirects;
 mod scheduling;
 mod tcp_probe;
 mod tls_probe;
+
+/// Polls `what` every 50 ms until it holds, or panics after `secs`.
+pub async fn eventually(secs: u64, what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !holds() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -2,10 +2,13 @@
 //! scripts/test), behind a loopback proxy the test can cut to simulate an
 //! outage without losing moto's in-memory queue.
 
+use crate::eventually;
+use crate::meter::Meter;
 use config::wire::{self, AgentInfo, Phases, ProbeResult, ResultBatch, Timestamp};
 use probe_agent::buffer::Limits;
 use probe_agent::publish::sqs::{Backoff, SqsPublisher};
 use probe_agent::publish::{PublishStats, Settings, channel::ChannelPublisher, messages, run};
+use probe_agent::telemetry::{BATCHES, DROPPED, PUBLISH_ERRORS, SPOOL_CORRUPT, SPOOLED};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -238,7 +241,8 @@ async fn results_and_heartbeats_arrive_in_the_queue_with_their_ids() {
         Backoff::default(),
     ));
     let (tx, rx) = mpsc::channel(64);
-    let stats = Arc::new(PublishStats::default());
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(PublishStats::default));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(
         settings(16 * 1024, Limits::default()),
@@ -251,7 +255,11 @@ async fn results_and_heartbeats_arrive_in_the_queue_with_their_ids() {
     for r in &sent {
         tx.send(r.clone()).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The results go out at once (they fill a message); a heartbeat follows a flush later.
+    eventually(10, "the results and a heartbeat are sent", || {
+        meter.value(BATCHES) >= 2 && stats.depth.load(Ordering::Relaxed) == 0
+    })
+    .await;
     shutdown.cancel();
     let left = task.await.unwrap();
     assert!(left.is_empty());
@@ -268,7 +276,6 @@ async fn results_and_heartbeats_arrive_in_the_queue_with_their_ids() {
         .find(|r| r.id == sent[0].id)
         .unwrap();
     assert_eq!(got.phases.connect_us, Some(100));
-    assert!(stats.batches.get() >= 2);
 }
 
 #[tokio::test]
@@ -289,7 +296,8 @@ async fn an_outage_loses_nothing_within_the_bound_and_exactly_the_overflow_past_
         backoff,
     ));
     let (tx, rx) = mpsc::channel(256);
-    let stats = Arc::new(PublishStats::default());
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(PublishStats::default));
     let shutdown = CancellationToken::new();
     let limits = Limits {
         results: 30,
@@ -308,15 +316,20 @@ async fn an_outage_loses_nothing_within_the_bound_and_exactly_the_overflow_past_
     for r in &sent {
         tx.send(r.clone()).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(stats.errors.get() > 0, "sends failed during the outage");
+    eventually(15, "sends fail and the overflow is dropped", || {
+        meter.value(PUBLISH_ERRORS) > 0 && meter.value(DROPPED) >= 5
+    })
+    .await;
     assert_eq!(
-        stats.dropped.get(),
+        meter.value(DROPPED),
         5,
         "exactly the overflow past 30 results is dropped"
     );
     proxy.restore();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(15, "the buffer empties once SQS is back", || {
+        stats.depth.load(Ordering::Relaxed) == 0
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap();
 
@@ -355,7 +368,12 @@ async fn shutdown_flushes_buffered_results_before_returning() {
     for r in &sent {
         tx.send(r.clone()).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The publisher has taken them all (the interval's first, immediate tick
+    // may have sent some; the rest wait for a flush an hour away).
+    eventually(5, "the publisher takes every result", || {
+        tx.capacity() == tx.max_capacity()
+    })
+    .await;
     shutdown.cancel();
     assert!(task.await.unwrap().is_empty());
     let batches = drain(&sqs, &queue).await;
@@ -411,7 +429,8 @@ async fn spooled_results_survive_a_killed_agent_and_are_delivered_after_restart(
         backoff,
     ));
     let (tx, rx) = mpsc::channel(256);
-    let stats = Arc::new(PublishStats::default());
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(PublishStats::default));
     let first = tokio::spawn(run(
         with_spool(Limits::default()),
         publisher.clone(),
@@ -423,8 +442,8 @@ async fn spooled_results_survive_a_killed_agent_and_are_delivered_after_restart(
     for r in &sent {
         tx.send(r.clone()).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stats.spooled.get(), 12, "all results are on disk");
+    eventually(10, "all results are on disk", || meter.value(SPOOLED) >= 12).await;
+    assert_eq!(meter.value(SPOOLED), 12, "all results are on disk, once");
     first.abort();
     let _ = first.await;
     drop(tx);
@@ -440,7 +459,8 @@ async fn spooled_results_survive_a_killed_agent_and_are_delivered_after_restart(
     // Second life: SQS is back.
     proxy.restore();
     let (tx, rx) = mpsc::channel(16);
-    let stats = Arc::new(PublishStats::default());
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(PublishStats::default));
     let shutdown = CancellationToken::new();
     let second = tokio::spawn(run(
         with_spool(Limits::default()),
@@ -449,12 +469,19 @@ async fn spooled_results_survive_a_killed_agent_and_are_delivered_after_restart(
         stats.clone(),
         shutdown.clone(),
     ));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(15, "the spool is sent and emptied", || {
+        meter.value(SPOOL_CORRUPT) >= 1
+            && std::fs::read_dir(&spool_dir)
+                .map(|d| d.count())
+                .unwrap_or(0)
+                == 0
+    })
+    .await;
     shutdown.cancel();
     second.await.unwrap();
     drop(tx);
     assert_eq!(
-        stats.spool_corrupt.get(),
+        meter.value(SPOOL_CORRUPT),
         1,
         "the corrupt line is skipped and counted"
     );

@@ -1,10 +1,12 @@
 //! The scheduler on a paused tokio clock: spread, alignment, overruns,
 //! the concurrency bound, shutdown and reload.
 
+use crate::meter::Meter;
 use chrono::{TimeZone, Utc};
 use config::Check;
 use config::wire::ProbeResult;
 use probe_agent::scheduler::{Clock, Scheduler, Slot, next_slot, phase, run_check};
+use probe_agent::telemetry::{RUNS, SCHEDULE_LAG, SKIPPED_RUNS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -98,7 +100,8 @@ async fn runs_never_overlap_and_an_overrun_skips_the_next_slots() {
     let check = one("10s", "Slow");
     let clock = Clock::starting_at(start());
     let (tx, mut rx) = mpsc::channel(16);
-    let stats = Arc::new(probe_agent::scheduler::SchedulerStats::default());
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(probe_agent::scheduler::SchedulerStats::default));
     let shutdown = CancellationToken::new();
     let active = Arc::new(AtomicUsize::new(0));
     let probe = {
@@ -133,9 +136,9 @@ async fn runs_never_overlap_and_an_overrun_skips_the_next_slots() {
     let gap = second.scheduled_at.unix_ms() - first.scheduled_at.unix_ms();
     assert_eq!(gap, 30_000, "the two slots during the 25 s run are skipped");
     assert!(
-        stats.skipped.get() >= 2,
+        meter.value(SKIPPED_RUNS) >= 2,
         "skips counted: {}",
-        stats.skipped.get()
+        meter.text()
     );
     shutdown.cancel();
     task.await.unwrap();
@@ -183,7 +186,8 @@ async fn the_slot_time_is_the_result_id_and_lag_is_measured() {
     let check = one("30s", "Id");
     let clock = Clock::starting_at(start());
     let (tx, mut rx) = mpsc::channel(4);
-    let stats = Arc::new(probe_agent::scheduler::SchedulerStats::default());
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(probe_agent::scheduler::SchedulerStats::default));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run_check(
         check.clone(),
@@ -209,9 +213,16 @@ async fn the_slot_time_is_the_result_id_and_lag_is_measured() {
         format!("s-id/agent-a/{}", expected.timestamp_millis())
     );
     assert_eq!(r.assigned, 3);
-    assert_eq!(stats.lag.count(), 1);
     assert_eq!(
-        stats.lag.quantile_bound(0.99),
+        config::exposition::value(
+            &meter.text(),
+            "statuspage_agent_schedule_lag_seconds_count",
+            &[]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        meter.quantile_bound(SCHEDULE_LAG, 0.99),
         Some(0.0005),
         "on a paused clock the start is on time"
     );
@@ -257,20 +268,21 @@ async fn reload_keeps_unchanged_checks_on_their_schedule() {
     let clock = Clock::starting_at(start());
     let (tx, mut rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
+    let meter = Meter::new();
     let mut scheduler = Scheduler::new(
         "agent-a",
         clock,
         4,
         |s: Slot| async move { result_for(&s) },
         tx,
-        Default::default(),
+        Arc::new(meter.make(probe_agent::scheduler::SchedulerStats::default)),
         shutdown,
     );
     let a = one("10s", "A");
     let b = one("10s", "B");
     scheduler.apply(vec![(a.clone(), 1), (b.clone(), 1)]);
     tokio::time::sleep(Duration::from_secs(25)).await;
-    let runs_before = scheduler.stats().runs.get();
+    let runs_before = meter.value(RUNS);
     // Reload: A unchanged, B changed (new interval), C new.
     let b2 = one("20s", "B");
     let c = one("10s", "C");
@@ -283,7 +295,7 @@ async fn reload_keeps_unchanged_checks_on_their_schedule() {
             a_slots.push(r.scheduled_at.unix_ms());
         }
     }
-    assert!(scheduler.stats().runs.get() > runs_before);
+    assert!(meter.value(RUNS) > runs_before);
     assert!(
         a_slots.windows(2).all(|w| w[1] - w[0] == 10_000),
         "A kept its 10 s rhythm across the reload: {a_slots:?}"
