@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    crate::logging(&args.log_format)?;
+    args.ops.start_logging()?;
     if args.agent_id.is_empty() || args.agent_id.contains('/') {
         anyhow::bail!(
             "--agent-id must be non-empty and may not contain `/`, found {:?}",
@@ -41,7 +41,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut settings = Settings {
-        config: args.config.clone(),
+        config: args.config.paths.clone(),
         me: Peer::new(args.agent_id.clone(), args.zone.clone()),
         region: args.region.clone(),
         location_label: args.location_label.clone(),
@@ -49,7 +49,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         discovery,
         rediscover_every: Duration::from_secs(30),
         concurrency: args.max_concurrency,
-        max_message_bytes: args.max_message_bytes,
+        max_message_bytes: args.queue.max_message_bytes,
         limits: Limits {
             results: args.buffer_max_results,
             bytes: args.buffer_max_bytes,
@@ -73,11 +73,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         if settings.me.zone.is_empty() && let Some(discovery) = &settings.discovery {
             settings.me.zone = zone_from_slices(discovery, &settings.me.id).await;
         }
-        let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue_url.clone(), args.max_message_bytes, Backoff::default()));
+        let publisher = Arc::new(SqsPublisher::new(aws_sdk_sqs::Client::new(&aws), args.queue.queue_url.clone(), args.queue.max_message_bytes, Backoff::default()));
         let exporter = crate::ops::exporter()?;
         let metrics = Arc::new(AgentMetrics::new(Arc::new(SchedulerStats::default()), Arc::new(PublishStats::default())));
         let shutdown = CancellationToken::new();
-        let listener = crate::ops::bind(&args.metrics_listen).await?;
+        let listener = crate::ops::bind(args.ops.metrics_listen()?).await?;
         // Ready means the config is loaded (and, with discovery, the peers are
         // known); never SQS, so the headless Service keeps listing agents
         // through a queue outage.

@@ -74,7 +74,7 @@ pub(crate) fn address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
 }
 
 pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
-    crate::logging(&args.log_format)?;
+    args.ops.start_logging()?;
     let listen = address("--listen", &args.listen)?;
     if let Some(logo) = &args.logo_url {
         anyhow::ensure!(
@@ -92,15 +92,17 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
     };
     let tokens = admin_tokens(args.admin_token_file.as_deref())?;
     crate::ingest::runtime()?.block_on(async move {
-        let reader =
-            Reader::connect_lazy(args.database_url.expose(), args.database_max_connections)
-                .context("--database-url")?;
+        let reader = Reader::connect_lazy(
+            args.database.url()?.expose(),
+            args.database.database_max_connections,
+        )
+        .context("--database-url")?;
         let admin = match tokens {
             Some(tokens) => {
                 let url = args
                     .admin_database_url
                     .as_ref()
-                    .unwrap_or(&args.database_url);
+                    .map_or_else(|| args.database.url(), Ok)?;
                 let writer =
                     Writer::connect_lazy(url.expose(), 4).context("--admin-database-url")?;
                 tracing::info!(event = "admin_api_enabled", tokens = ?tokens);
@@ -117,7 +119,7 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         state.admin = admin;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());
-        let listener = crate::ops::bind(&args.metrics_listen).await?;
+        let listener = crate::ops::bind(args.ops.metrics_listen()?).await?;
         let ops = {
             let ready = state.clone();
             crate::ops::router(

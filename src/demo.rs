@@ -315,7 +315,7 @@ async fn narrate(db: PathBuf, url: String, stop: CancellationToken) {
 
 /// `statuspage demo`.
 pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::logging(&args.log_format)?;
+    args.ops.start_logging()?;
     let listen = crate::dashboard::address("--listen", &args.listen)?;
     let dir = std::env::temp_dir().join(format!("statuspage-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -344,6 +344,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
             Options {
                 config: vec![config],
                 database_url: format!("sqlite://{}", db.display()).into(),
+                database_max_connections: 8,
                 listen,
                 site: Site {
                     title: "Demo status".into(),
@@ -354,7 +355,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                 tokens: None,
                 cache_ttl: Duration::from_secs(5),
                 tick: Duration::from_secs(2),
-                metrics_listen: args.metrics_listen.clone(),
+                metrics_listen: args.ops.metrics_listen.clone(),
             },
             reload,
             shutdown,

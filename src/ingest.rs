@@ -12,18 +12,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    crate::logging(&args.log_format)?;
-    let catalog = if args.config.is_empty() {
+    args.ops.start_logging()?;
+    let catalog = if args.config.paths.is_empty() {
         None
     } else {
-        match crate::load_catalog(&args.config) {
+        match crate::load_catalog(&args.config.paths) {
             Some(c) => Some(c),
             None => return Ok(ExitCode::from(2)),
         }
     };
     runtime()?.block_on(async move {
-        let store = Store::connect_lazy(args.database_url.expose(), args.database_max_connections)
-            .context("--database-url")?;
+        let store = Store::connect_lazy(
+            args.database.url()?.expose(),
+            args.database.database_max_connections,
+        )
+        .context("--database-url")?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -37,7 +40,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let exporter = crate::ops::exporter()?;
         let metrics = Arc::new(IngestMetrics::new());
         let shutdown = CancellationToken::new();
-        let listener = crate::ops::bind(&args.metrics_listen).await?;
+        let listener = crate::ops::bind(args.ops.metrics_listen()?).await?;
         // Ready means the database answers (and is migrated); the SQS queue
         // never affects it.
         let (publish, flag) = (metrics.clone(), metrics.clone());
@@ -57,16 +60,16 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             source: ingest::Source::Sqs(
                 sqs.clone(),
                 ingest::consume::sqs::Settings {
-                    queue_url: args.queue_url.clone(),
+                    queue_url: args.queue.queue_url.clone(),
                     workers: args.workers,
                     wait_seconds: args.wait_seconds,
                     visibility_timeout: Duration::from_secs(args.visibility_timeout_seconds),
                 },
             ),
-            max_message_bytes: args.max_message_bytes,
+            max_message_bytes: args.queue.max_message_bytes,
             raw_retention: args.raw_retention,
             leader: ingest::leader::Settings {
-                config: args.config.clone(),
+                config: args.config.paths.clone(),
                 // `${VAR}` in checks reads the process environment, here at the edge.
                 env: Arc::new(|name: &str| std::env::var(name).ok()),
                 tick_every: Duration::from_secs(args.tick_seconds.max(1)),
@@ -86,7 +89,8 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store = Store::connect_lazy(args.database_url.expose(), 2).context("--database-url")?;
+        let store =
+            Store::connect_lazy(args.database.url()?.expose(), 2).context("--database-url")?;
         if args.check {
             return match store.migrated().await {
                 Ok(true) => {

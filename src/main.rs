@@ -3,7 +3,7 @@
 
 use ::ingest::store::DatabaseUrl;
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,32 +38,126 @@ enum Command {
     Schema(SchemaArgs),
 }
 
+// Flags shared by several subcommands are declared once each, below, and
+// flattened in; `per_role` gives each subcommand its own default or makes the
+// flag required, so names, environment variables and help text never drift.
+
+/// `--config`.
 #[derive(Debug, Args)]
-struct ValidateArgs {
-    /// A YAML file or a directory of them; repeat for more.
+pub(crate) struct ConfigFlag {
+    /// The check YAML: a file or a directory of them; repeat or separate with commas. Agent, ingest and standalone reload it when it changes (agent and standalone on SIGHUP too); ingest keeps results for checks not in it under placeholder checks.
     #[arg(
         long = "config",
         env = "STATUSPAGE_CONFIG",
         value_name = "PATH",
         value_delimiter = ','
     )]
-    config: Vec<PathBuf>,
+    pub paths: Vec<PathBuf>,
+}
+
+/// `--database-url` and `--database-max-connections`.
+#[derive(Debug, Args)]
+pub(crate) struct DatabaseFlags {
+    /// The database: `postgres://...` or `sqlite://PATH` (created if missing); never logged. SQLite serves a single ingest, or standalone.
+    #[arg(long, env = "STATUSPAGE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
+    /// The most database connections.
+    #[arg(
+        long,
+        env = "STATUSPAGE_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub database_max_connections: u32,
+}
+
+impl DatabaseFlags {
+    /// The URL (required or defaulted per role by `per_role`, so always given).
+    pub fn url(&self) -> anyhow::Result<&DatabaseUrl> {
+        self.database_url
+            .as_ref()
+            .context("--database-url (or STATUSPAGE_DATABASE_URL) is required")
+    }
+}
+
+/// `--metrics-listen` and `--log-format`: every long-running role's.
+#[derive(Debug, Args)]
+pub(crate) struct OpsFlags {
+    /// Where /metrics, /healthz and /readyz are served, never on the public port. Standalone and demo serve no /metrics without it, so two of them never collide on a port.
+    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Log format: `json` (one event per line) or `text`.
+    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", value_parser = ["json", "text"])]
+    pub log_format: Option<String>,
+}
+
+impl OpsFlags {
+    /// The ops address (defaulted per role by `per_role` where there is one).
+    pub fn metrics_listen(&self) -> anyhow::Result<&str> {
+        self.metrics_listen
+            .as_deref()
+            .context("--metrics-listen (or STATUSPAGE_METRICS_LISTEN) is required")
+    }
+
+    /// Starts logging in the chosen format.
+    pub fn start_logging(&self) -> anyhow::Result<()> {
+        logging(self.log_format.as_deref().unwrap_or("json"))
+    }
+}
+
+/// `--queue-url` and `--max-message-bytes`: the agent's and ingest's.
+#[derive(Debug, Args)]
+pub(crate) struct QueueFlags {
+    /// The SQS queue URL results go through. AWS settings come from the SDK's environment (AWS_REGION, AWS_ENDPOINT_URL, IRSA).
+    #[arg(long, env = "STATUSPAGE_QUEUE_URL", required = true)]
+    pub queue_url: String,
+    /// The largest SQS message (and SendMessageBatch) the agent sends, and the largest body, decompressed, ingest accepts, in bytes.
+    #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+}
+
+/// Each subcommand's defaults, and which shared flags it requires.
+fn per_role(cli: clap::Command) -> clap::Command {
+    let default = |value: &'static str| move |a: clap::Arg| a.default_value(value);
+    cli.mut_subcommand("check", |c| c.mut_arg("paths", |a| a.required(true)))
+        .mut_subcommand("agent", |c| {
+            c.mut_arg("paths", |a| a.required(true))
+                .mut_arg("metrics_listen", default("0.0.0.0:9090"))
+                .mut_arg("log_format", default("json"))
+        })
+        .mut_subcommand("ingest", |c| {
+            c.mut_arg("database_url", |a| a.required(true))
+                .mut_arg("metrics_listen", default("0.0.0.0:9091"))
+                .mut_arg("log_format", default("json"))
+        })
+        .mut_subcommand("dashboard", |c| {
+            c.mut_arg("database_url", |a| a.required(true))
+                .mut_arg("metrics_listen", default("0.0.0.0:9092"))
+                .mut_arg("log_format", default("json"))
+        })
+        .mut_subcommand("standalone", |c| {
+            c.mut_arg("paths", |a| a.required(true))
+                .mut_arg("database_url", default("sqlite://statuspage.db"))
+                .mut_arg("log_format", default("text"))
+        })
+        .mut_subcommand("demo", |c| c.mut_arg("log_format", default("text")))
+        .mut_subcommand("migrate", |c| {
+            c.mut_arg("database_url", |a| a.required(true))
+        })
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    config: ConfigFlag,
     /// Files or directories, as an alternative to --config.
     #[arg(value_name = "PATH")]
-    paths: Vec<PathBuf>,
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct CheckArgs {
-    /// A YAML file or a directory of them; repeat for more.
-    #[arg(
-        long,
-        env = "STATUSPAGE_CONFIG",
-        value_name = "PATH",
-        value_delimiter = ',',
-        required = true
-    )]
-    config: Vec<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFlag,
     /// Run only this check id (repeat for more).
     #[arg(long = "check", value_name = "ID")]
     check: Vec<String>,
@@ -77,18 +171,10 @@ struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
-    /// A YAML file or a directory of them (reloaded on change and on SIGHUP).
-    #[arg(
-        long,
-        env = "STATUSPAGE_CONFIG",
-        value_name = "PATH",
-        value_delimiter = ',',
-        required = true
-    )]
-    pub config: Vec<PathBuf>,
-    /// The SQS queue URL results are sent to. AWS settings come from the SDK's environment (AWS_REGION, AWS_ENDPOINT_URL, IRSA).
-    #[arg(long, env = "STATUSPAGE_QUEUE_URL", required = true)]
-    pub queue_url: String,
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    #[command(flatten)]
+    pub queue: QueueFlags,
     /// This agent's stable id (the node name in Kubernetes); may not contain `/`.
     #[arg(long, env = "STATUSPAGE_AGENT_ID", required = true)]
     pub agent_id: String,
@@ -113,16 +199,8 @@ pub(crate) struct AgentArgs {
     /// The most bytes the spool holds; the oldest files are dropped past it.
     #[arg(long, env = "STATUSPAGE_SPOOL_MAX_BYTES", default_value_t = 256 << 20)]
     pub spool_max_bytes: u64,
-    /// The largest SQS message, and SendMessageBatch, in bytes.
-    #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(
-        long,
-        env = "STATUSPAGE_METRICS_LISTEN",
-        default_value = "0.0.0.0:9090"
-    )]
-    pub metrics_listen: String,
+    #[command(flatten)]
+    pub ops: OpsFlags,
     /// The most probes running at once.
     #[arg(long, env = "STATUSPAGE_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
@@ -135,52 +213,21 @@ pub(crate) struct AgentArgs {
     /// How long a shutdown may spend publishing what is buffered, in seconds.
     #[arg(long, env = "STATUSPAGE_DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
-    /// Log format: `json` (one event per line) or `text`.
-    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct IngestArgs {
-    /// The check YAML (a file or a directory), reloaded when it changes. Results for checks not in it are kept under placeholder checks.
-    #[arg(
-        long,
-        env = "STATUSPAGE_CONFIG",
-        value_name = "PATH",
-        value_delimiter = ','
-    )]
-    pub config: Vec<PathBuf>,
-    /// The SQS queue URL results are received from. AWS settings come from the SDK's environment (AWS_REGION, AWS_ENDPOINT_URL, IRSA).
-    #[arg(long, env = "STATUSPAGE_QUEUE_URL", required = true)]
-    pub queue_url: String,
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    #[command(flatten)]
+    pub queue: QueueFlags,
     /// The dead-letter queue, whose depth is exported as statuspage_dead_letter_queue_messages.
     #[arg(long, env = "STATUSPAGE_DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
-    /// The database: `postgres://...`, or `sqlite://PATH` for a single ingest; never logged.
-    #[arg(
-        long,
-        env = "STATUSPAGE_DATABASE_URL",
-        hide_env_values = true,
-        required = true
-    )]
-    pub database_url: DatabaseUrl,
-    /// The most database connections.
-    #[arg(
-        long,
-        env = "STATUSPAGE_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 10
-    )]
-    pub database_max_connections: u32,
-    /// The largest message body accepted, decompressed, in bytes.
-    #[arg(long, env = "STATUSPAGE_MAX_MESSAGE_BYTES", default_value_t = config::wire::DEFAULT_MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(
-        long,
-        env = "STATUSPAGE_METRICS_LISTEN",
-        default_value = "0.0.0.0:9091"
-    )]
-    pub metrics_listen: String,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
+    #[command(flatten)]
+    pub ops: OpsFlags,
     /// Workers receiving from SQS at once (each takes 10 messages a receive; a process writes one receive at a time).
     #[arg(long, env = "STATUSPAGE_WORKERS", default_value_t = 4)]
     pub workers: usize,
@@ -203,28 +250,12 @@ pub(crate) struct IngestArgs {
     /// A check absent from the YAML and silent this long is retired, in seconds; an agent silent this long while another reports leaves the metrics export.
     #[arg(long, env = "STATUSPAGE_RETIRE_AFTER_SECONDS", default_value_t = 600)]
     pub retire_after_seconds: u64,
-    /// Log format: `json` (one event per line) or `text`.
-    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct DashboardArgs {
-    /// The database, read through a read-only role: `postgres://...`, or `sqlite://PATH`; never logged.
-    #[arg(
-        long,
-        env = "STATUSPAGE_DATABASE_URL",
-        hide_env_values = true,
-        required = true
-    )]
-    pub database_url: DatabaseUrl,
-    /// The most database connections.
-    #[arg(
-        long,
-        env = "STATUSPAGE_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 10
-    )]
-    pub database_max_connections: u32,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// The database for the admin API's writes, through a role limited to incidents and maintenance windows; defaults to --database-url. Never logged.
     #[arg(long, env = "STATUSPAGE_ADMIN_DATABASE_URL", hide_env_values = true)]
     pub admin_database_url: Option<DatabaseUrl>,
@@ -234,13 +265,8 @@ pub(crate) struct DashboardArgs {
     /// The public HTTP address (the status page and its JSON API).
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
-    /// Where /metrics, /healthz and /readyz are served (never on the public port).
-    #[arg(
-        long,
-        env = "STATUSPAGE_METRICS_LISTEN",
-        default_value = "0.0.0.0:9092"
-    )]
-    pub metrics_listen: String,
+    #[command(flatten)]
+    pub ops: OpsFlags,
     /// How long a rendered page or API answer is reused; a status or incident change empties the cache at once.
     #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub cache_ttl: std::time::Duration,
@@ -265,36 +291,19 @@ pub(crate) struct DashboardArgs {
         value_delimiter = ','
     )]
     pub links: Vec<String>,
-    /// Log format: `json` (one event per line) or `text`.
-    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct StandaloneArgs {
-    /// The check YAML (a file or a directory of them), reloaded when it changes or on SIGHUP.
-    #[arg(
-        long,
-        env = "STATUSPAGE_CONFIG",
-        value_name = "PATH",
-        value_delimiter = ',',
-        required = true
-    )]
-    pub config: Vec<PathBuf>,
-    /// The database: `sqlite://PATH` (created and migrated on first start) or `postgres://...`; never logged.
-    #[arg(
-        long,
-        env = "STATUSPAGE_DATABASE_URL",
-        hide_env_values = true,
-        default_value = "sqlite://statuspage.db"
-    )]
-    pub database_url: DatabaseUrl,
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// The one public HTTP address: the page, the APIs, badges, feed, admin API and /healthz.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Where /metrics, /healthz and /readyz are served (the three roles' metrics in one exposition); without it there is no /metrics, so two standalones never collide on a port.
-    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub ops: OpsFlags,
     /// Where the page is published (http or https, no path): the base of the feed's links and ids.
     #[arg(long, env = "STATUSPAGE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -307,9 +316,6 @@ pub(crate) struct StandaloneArgs {
     /// How long a rendered page is reused; every status or incident change empties the cache at once.
     #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub cache_ttl: std::time::Duration,
-    /// Log format: `json` (one event per line) or `text`.
-    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -317,24 +323,14 @@ pub(crate) struct DemoArgs {
     /// The HTTP address of the demo page.
     #[arg(long, env = "STATUSPAGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Where /metrics, /healthz and /readyz are served; without it there is no /metrics.
-    #[arg(long, env = "STATUSPAGE_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
-    /// Log format: `json` (one event per line) or `text`.
-    #[arg(long, env = "STATUSPAGE_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    #[command(flatten)]
+    pub ops: OpsFlags,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
-    /// The database: `postgres://...` or `sqlite://PATH` (created if missing); never logged.
-    #[arg(
-        long,
-        env = "STATUSPAGE_DATABASE_URL",
-        hide_env_values = true,
-        required = true
-    )]
-    pub database_url: DatabaseUrl,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// Exit 0 only if the database is reachable and fully migrated; change nothing.
     #[arg(long)]
     pub check: bool,
@@ -350,7 +346,10 @@ struct SchemaArgs {
 fn main() -> ExitCode {
     // One crypto provider for the whole process, before anything builds a TLS config.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&per_role(Cli::command()).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -426,8 +425,8 @@ fn load_catalog(paths: &[PathBuf]) -> Option<config::Catalog> {
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let mut paths = args.config;
-    paths.extend(args.paths);
+    let mut paths = args.config.paths;
+    paths.extend(args.files);
     if paths.is_empty() {
         anyhow::bail!(
             "no config given: pass --config PATH (or set STATUSPAGE_CONFIG), or a bare PATH"
@@ -463,4 +462,55 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     config::units::parse_duration(text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("expected a duration such as `7d`, `36h` or `90m`, found {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clap's own consistency checks, on every subcommand as `per_role` leaves it
+    /// (a flattened flag whose id clashes with a subcommand's own is caught here).
+    #[test]
+    fn every_subcommand_is_consistent() {
+        per_role(Cli::command()).debug_assert();
+    }
+
+    #[test]
+    fn shared_flags_take_each_role_s_default_or_are_required() {
+        let parse = |args: &[&str]| {
+            Cli::from_arg_matches(&per_role(Cli::command()).try_get_matches_from(args)?)
+        };
+        let Ok(Cli {
+            command: Command::Ingest(ingest),
+        }) = parse(&[
+            "statuspage",
+            "ingest",
+            "--queue-url",
+            "q",
+            "--database-url",
+            "sqlite://x.db",
+        ])
+        else {
+            panic!("ingest parses");
+        };
+        assert_eq!(ingest.ops.metrics_listen.as_deref(), Some("0.0.0.0:9091"));
+        assert_eq!(ingest.ops.log_format.as_deref(), Some("json"));
+        let Ok(Cli {
+            command: Command::Standalone(standalone),
+        }) = parse(&["statuspage", "standalone", "--config", "c.yaml"])
+        else {
+            panic!("standalone parses");
+        };
+        assert_eq!(standalone.ops.metrics_listen, None);
+        assert_eq!(standalone.ops.log_format.as_deref(), Some("text"));
+        assert!(standalone.database.url().is_ok());
+        let missing =
+            parse(&["statuspage", "dashboard"]).expect_err("the dashboard needs a database");
+        assert!(missing.to_string().contains("--database-url"), "{missing}");
+        let bad = parse(&["statuspage", "demo", "--log-format", "yaml"]).expect_err("json or text");
+        assert!(
+            bad.to_string().contains("possible values: json, text"),
+            "{bad}"
+        );
+    }
 }

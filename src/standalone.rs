@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub config: Vec<PathBuf>,
     /// `sqlite://PATH` or `postgres://...`.
     pub database_url: ingest::store::DatabaseUrl,
+    /// The most database connections.
+    pub database_max_connections: u32,
     /// The one HTTP port.
     pub listen: SocketAddr,
     /// The page's branding.
@@ -93,7 +95,8 @@ pub(crate) async fn run(
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
     })?;
-    let store = Store::connect_lazy(o.database_url.expose(), 8).context("--database-url")?;
+    let store = Store::connect_lazy(o.database_url.expose(), o.database_max_connections)
+        .context("--database-url")?;
     store
         .migrate()
         .await
@@ -244,7 +247,7 @@ pub(crate) async fn run(
 
 /// `statuspage standalone`.
 pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::logging(&args.log_format)?;
+    args.ops.start_logging()?;
     let listen = crate::dashboard::address("--listen", &args.listen)?;
     let public_url = crate::dashboard::public_url(
         args.public_url
@@ -253,8 +256,9 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
     )?;
     let tokens = crate::dashboard::admin_tokens(args.admin_token_file.as_deref())?;
     let options = Options {
-        config: args.config.clone(),
-        database_url: args.database_url.clone(),
+        config: args.config.paths.clone(),
+        database_url: args.database.url()?.clone(),
+        database_max_connections: args.database.database_max_connections,
         listen,
         site: Site {
             title: args.title.clone(),
@@ -265,7 +269,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
         tokens,
         cache_ttl: args.cache_ttl,
         tick: Duration::from_secs(2),
-        metrics_listen: args.metrics_listen.clone(),
+        metrics_listen: args.ops.metrics_listen.clone(),
     };
     crate::ingest::runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();
