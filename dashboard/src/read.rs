@@ -6,6 +6,7 @@
 use ingest::rollup::Rollup;
 use ingest::state::Millis;
 use ingest::status::Status;
+use ingest::store::sql::{Arg, Dialect, Pool as SqlPool};
 use sqlx::{FromRow, PgPool, SqlitePool, postgres::PgRow, sqlite::SqliteRow};
 
 /// A read-only connection to the store.
@@ -245,43 +246,15 @@ impl Reader {
         )
     }
 
-    /// `col` as integer milliseconds.
-    fn ms(&self, col: &str) -> String {
-        match self {
-            Reader::Pg(_) => format!("(extract(epoch FROM {col}) * 1000)::int8"),
-            Reader::Sqlite(_) => col.to_string(),
-        }
+    /// Its dialect.
+    fn d(&self) -> Dialect {
+        self.pool().dialect()
     }
 
-    /// The instant in integer parameter `n` (milliseconds).
-    fn at(&self, n: u8) -> String {
+    fn pool(&self) -> SqlPool {
         match self {
-            Reader::Pg(_) => format!("to_timestamp(${n}::int8 / 1000.0)"),
-            Reader::Sqlite(_) => format!("?{n}"),
-        }
-    }
-
-    /// Integer parameter `n`.
-    fn p(&self, n: u8) -> String {
-        match self {
-            Reader::Pg(_) => format!("${n}"),
-            Reader::Sqlite(_) => format!("?{n}"),
-        }
-    }
-
-    /// A column holding a list of text, as a JSON array in text.
-    fn json_list(&self, col: &str) -> String {
-        match self {
-            Reader::Pg(_) => format!("array_to_json({col})::text"),
-            Reader::Sqlite(_) => col.to_string(),
-        }
-    }
-
-    /// `col` (an integer or boolean) as a 64-bit integer.
-    fn int(&self, col: &str) -> String {
-        match self {
-            Reader::Pg(_) => format!("({col})::int8"),
-            Reader::Sqlite(_) => format!("({col})"),
+            Reader::Pg(p) => SqlPool::Pg(p.clone()),
+            Reader::Sqlite(p) => SqlPool::Sqlite(p.clone()),
         }
     }
 
@@ -289,22 +262,8 @@ impl Reader {
     where
         T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
     {
-        Ok(match self {
-            Reader::Pg(pool) => {
-                let mut q = sqlx::query_as(sql);
-                for b in binds {
-                    q = q.bind(*b);
-                }
-                q.fetch_all(pool).await?
-            }
-            Reader::Sqlite(pool) => {
-                let mut q = sqlx::query_as(sql);
-                for b in binds {
-                    q = q.bind(*b);
-                }
-                q.fetch_all(pool).await?
-            }
-        })
+        let args: Vec<Arg> = binds.iter().map(|b| Arg::Int(*b)).collect();
+        Ok(self.pool().rows(sql, &args).await?)
     }
 
     /// A cheap round trip: readiness.
@@ -321,14 +280,14 @@ impl Reader {
                     {}, latest, {}, {}, {}
              FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
              ORDER BY position, id",
-            self.int("id"),
-            self.int("position"),
-            self.ms("created_at"),
-            self.ms("status_since"),
-            self.int("interval_ms"),
-            self.ms("cert_not_after"),
-            self.int("locations"),
-            self.ms("decided_through"),
+            self.d().int("id"),
+            self.d().int("position"),
+            self.d().ms("created_at"),
+            self.d().ms("status_since"),
+            self.d().int("interval_ms"),
+            self.d().ms("cert_not_after"),
+            self.d().int("locations"),
+            self.d().ms("decided_through"),
         );
         type Row = (
             i64,
@@ -393,11 +352,11 @@ impl Reader {
                AND s.at >= COALESCE((SELECT MAX(t.at) FROM status_changes t
                                      WHERE t.check_id = s.check_id AND t.at < {}), {})
              ORDER BY s.check_id, s.at",
-            self.int("s.check_id"),
-            self.ms("s.at"),
+            self.d().int("s.check_id"),
+            self.d().ms("s.at"),
             id_list(checks),
-            self.at(1),
-            self.at(1),
+            self.d().at(1),
+            self.d().at(1),
         );
         let rows: Vec<(i64, i64, String)> = self.rows(&sql, &[from]).await?;
         Ok(rows
@@ -426,7 +385,7 @@ impl Reader {
             let n = first + binds.len() as u8;
             clauses.push(format!(
                 "(i.resolved_at IS NULL OR i.resolved_at > {})",
-                self.at(n)
+                self.d().at(n)
             ));
             binds.push(since);
         }
@@ -434,7 +393,7 @@ impl Reader {
             let n = first + binds.len() as u8;
             clauses.push(format!(
                 "EXISTS (SELECT 1 FROM incident_checks x WHERE x.incident_id = i.id AND x.check_id = {})",
-                self.p(n)
+                self.d().p(n)
             ));
             binds.push(check);
         }
@@ -457,8 +416,8 @@ impl Reader {
             "SELECT {} FROM incidents i
              WHERE {clause} ORDER BY i.started_at DESC, i.id DESC LIMIT {} OFFSET {}",
             self.incident_columns(),
-            self.p(1),
-            self.p(2),
+            self.d().p(1),
+            self.d().p(2),
         );
         let mut binds = vec![limit, offset];
         binds.extend(more);
@@ -471,7 +430,7 @@ impl Reader {
         let (clause, binds) = self.incident_where(filter, None, None, 1);
         let sql = format!(
             "SELECT {} FROM incidents i WHERE {clause}",
-            self.int("COUNT(*)")
+            self.d().int("COUNT(*)")
         );
         let rows: Vec<(i64,)> = self.rows(&sql, &binds).await?;
         Ok(rows.first().map_or(0, |r| r.0))
@@ -483,12 +442,12 @@ impl Reader {
     fn incident_columns(&self) -> String {
         format!(
             "{}, i.title, i.impact, i.state, {}, {}, {}, i.earlier_open_ms + {} - {}",
-            self.int("i.id"),
-            self.int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
-            self.ms("i.started_at"),
-            self.ms("i.resolved_at"),
-            self.ms("i.resolved_at"),
-            self.ms("COALESCE(i.reopened_at, i.started_at)"),
+            self.d().int("i.id"),
+            self.d().int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
+            self.d().ms("i.started_at"),
+            self.d().ms("i.resolved_at"),
+            self.d().ms("i.resolved_at"),
+            self.d().ms("COALESCE(i.reopened_at, i.started_at)"),
         )
     }
 
@@ -521,7 +480,7 @@ impl Reader {
             "SELECT {} FROM incidents i
              WHERE i.id = {} AND {PUBLIC_INCIDENT}",
             self.incident_columns(),
-            self.p(1),
+            self.d().p(1),
         );
         let rows: Vec<IncidentTuple> = self.rows(&sql, &[id]).await?;
         Ok(self.with_checks(rows).await?.into_iter().next())
@@ -531,7 +490,7 @@ impl Reader {
     pub async fn public_incident_ids(&self) -> Result<Vec<i64>, ReadError> {
         let sql = format!(
             "SELECT {} FROM incidents i WHERE {PUBLIC_INCIDENT} ORDER BY i.id",
-            self.int("i.id")
+            self.d().int("i.id")
         );
         let rows: Vec<(i64,)> = self.rows(&sql, &[]).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
@@ -546,7 +505,7 @@ impl Reader {
             "SELECT {}, c.slug FROM incident_checks x JOIN checks c ON c.id = x.check_id
              WHERE x.incident_id IN ({}) AND c.public AND NOT c.placeholder
              ORDER BY x.incident_id, c.position, c.id",
-            self.int("x.incident_id"),
+            self.d().int("x.incident_id"),
             id_list(ids)
         );
         self.rows(&sql, &[]).await
@@ -560,8 +519,8 @@ impl Reader {
         let sql = format!(
             "SELECT {}, {}, state, message, author FROM incident_updates
              WHERE incident_id IN ({}) ORDER BY incident_id, at, id",
-            self.int("incident_id"),
-            self.ms("at"),
+            self.d().int("incident_id"),
+            self.d().ms("at"),
             id_list(ids)
         );
         let rows: Vec<(i64, i64, String, String, String)> = self.rows(&sql, &[]).await?;
@@ -582,11 +541,11 @@ impl Reader {
         let sql = format!(
             "SELECT {}, name, description, {}, {}, {} FROM maintenance_windows
              WHERE ends_at > {} ORDER BY starts_at, id LIMIT 50",
-            self.int("id"),
-            self.json_list("checks"),
-            self.ms("starts_at"),
-            self.ms("ends_at"),
-            self.at(1),
+            self.d().int("id"),
+            self.d().json_list("checks"),
+            self.d().ms("starts_at"),
+            self.d().ms("ends_at"),
+            self.d().at(1),
         );
         let rows: Vec<(i64, String, Option<String>, String, i64, i64)> =
             self.rows(&sql, &[now]).await?;
@@ -607,9 +566,9 @@ impl Reader {
     pub async fn agents(&self) -> Result<Vec<AgentRow>, ReadError> {
         let sql = format!(
             "SELECT {}, name, zone, label, {}, {} FROM agents ORDER BY id",
-            self.int("id"),
-            self.ms("first_seen"),
-            self.ms("last_seen"),
+            self.d().int("id"),
+            self.d().ms("first_seen"),
+            self.d().ms("last_seen"),
         );
         let rows: Vec<(i64, String, String, String, i64, i64)> = self.rows(&sql, &[]).await?;
         Ok(rows
@@ -640,13 +599,13 @@ impl Reader {
             "SELECT {}, {}, {}, {}, measures FROM rollups
              WHERE level = {} AND check_id IN ({}) AND bucket >= {}
              ORDER BY check_id, bucket",
-            self.int("check_id"),
-            self.ms("bucket"),
-            self.int("count"),
-            self.int("up"),
-            self.p(1),
+            self.d().int("check_id"),
+            self.d().ms("bucket"),
+            self.d().int("count"),
+            self.d().int("up"),
+            self.d().p(1),
             id_list(checks),
-            self.at(2),
+            self.d().at(2),
         );
         let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> =
             self.rows(&sql, &[i64::from(level.code()), from]).await?;

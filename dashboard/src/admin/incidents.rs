@@ -80,10 +80,10 @@ fn state(v: &str) -> Result<ingest::incident::State, AdminError> {
 async fn load(tx: &mut Tx, id: i64) -> Result<(IncidentRow, Vec<UpdateRow>), AdminError> {
     let sql = format!(
         "SELECT title, impact, state, {}, {}, {} FROM incidents WHERE id = {}",
-        tx.int("CASE WHEN auto THEN 1 ELSE 0 END"),
-        tx.ms("started_at"),
-        tx.ms("resolved_at"),
-        tx.p(1)
+        tx.dialect().int("CASE WHEN auto THEN 1 ELSE 0 END"),
+        tx.dialect().ms("started_at"),
+        tx.dialect().ms("resolved_at"),
+        tx.dialect().p(1)
     );
     let rows: Vec<(String, String, String, i64, i64, Option<i64>)> =
         tx.rows(&sql, &[Arg::Int(id)]).await?;
@@ -95,7 +95,7 @@ async fn load(tx: &mut Tx, id: i64) -> Result<(IncidentRow, Vec<UpdateRow>), Adm
             &format!(
                 "SELECT c.slug FROM incident_checks x JOIN checks c ON c.id = x.check_id
                  WHERE x.incident_id = {} ORDER BY c.position, c.id",
-                tx.p(1)
+                tx.dialect().p(1)
             ),
             &[Arg::Int(id)],
         )
@@ -105,8 +105,8 @@ async fn load(tx: &mut Tx, id: i64) -> Result<(IncidentRow, Vec<UpdateRow>), Adm
             &format!(
                 "SELECT {}, state, message, author FROM incident_updates
                  WHERE incident_id = {} ORDER BY at, id",
-                tx.ms("at"),
-                tx.p(1)
+                tx.dialect().ms("at"),
+                tx.dialect().p(1)
             ),
             &[Arg::Int(id)],
         )
@@ -145,8 +145,8 @@ async fn lock(tx: &mut Tx, id: i64) -> Result<String, AdminError> {
         .rows(
             &format!(
                 "SELECT {} FROM incidents WHERE id = {}",
-                tx.int("check_id"),
-                tx.p(1)
+                tx.dialect().int("check_id"),
+                tx.dialect().p(1)
             ),
             &[Arg::Int(id)],
         )
@@ -157,16 +157,16 @@ async fn lock(tx: &mut Tx, id: i64) -> Result<String, AdminError> {
     if let Some(c) = check {
         let sql = format!(
             "SELECT {} FROM checks WHERE id = {}{}",
-            tx.int("id"),
-            tx.p(1),
-            tx.for_update()
+            tx.dialect().int("id"),
+            tx.dialect().p(1),
+            tx.dialect().for_update()
         );
         let _: Vec<(i64,)> = tx.rows(&sql, &[Arg::Int(c)]).await?;
     }
     let sql = format!(
         "SELECT state FROM incidents WHERE id = {}{}",
-        tx.p(1),
-        tx.for_update()
+        tx.dialect().p(1),
+        tx.dialect().for_update()
     );
     let rows: Vec<(String,)> = tx.rows(&sql, &[Arg::Int(id)]).await?;
     rows.into_iter()
@@ -179,8 +179,8 @@ async fn link_checks(tx: &mut Tx, id: i64, checks: &[(String, i64)]) -> Result<(
     for (_, check) in checks {
         let sql = format!(
             "INSERT INTO incident_checks (incident_id, check_id) VALUES ({}, {})",
-            tx.p(1),
-            tx.p(2)
+            tx.dialect().p(1),
+            tx.dialect().p(2)
         );
         tx.exec(&sql, &[Arg::Int(id), Arg::Int(*check)]).await?;
     }
@@ -198,11 +198,11 @@ async fn add_update(
     let sql = format!(
         "INSERT INTO incident_updates (incident_id, at, state, message, author)
          VALUES ({}, {}, {}, {}, {})",
-        tx.p(1),
-        tx.at(2),
-        tx.p(3),
-        tx.p(4),
-        tx.p(5)
+        tx.dialect().p(1),
+        tx.dialect().at(2),
+        tx.dialect().p(3),
+        tx.dialect().p(4),
+        tx.dialect().p(5)
     );
     tx.exec(
         &sql,
@@ -226,7 +226,7 @@ async fn finish(
     status: StatusCode,
 ) -> Result<Response, AdminError> {
     let (i, updates) = load(&mut tx, id).await?;
-    tx.announce().await?;
+    super::write::announce(&mut tx).await?;
     tx.commit().await?;
     s.cache.invalidate();
     Ok(super::json_response(
@@ -255,12 +255,12 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
         let sql = format!(
             "INSERT INTO incidents (title, impact, state, auto, started_at, operator_updated, updated_at)
              VALUES ({}, {}, {}, false, {}, true, {}) RETURNING {}",
-            tx.p(1),
-            tx.p(2),
-            tx.p(3),
-            tx.at(4),
-            tx.at(4),
-            tx.int("id")
+            tx.dialect().p(1),
+            tx.dialect().p(2),
+            tx.dialect().p(3),
+            tx.dialect().at(4),
+            tx.dialect().at(4),
+            tx.dialect().int("id")
         );
         let ids: Vec<(i64,)> = tx
             .rows(
@@ -318,10 +318,10 @@ pub async fn edit(
         let sql = format!(
             "UPDATE incidents SET title = COALESCE({}, title), impact = COALESCE({}, impact),
                  operator_updated = true, updated_at = {} WHERE id = {}",
-            tx.p(1),
-            tx.p(2),
-            tx.at(3),
-            tx.p(4)
+            tx.dialect().p(1),
+            tx.dialect().p(2),
+            tx.dialect().at(3),
+            tx.dialect().p(4)
         );
         tx.exec(
             &sql,
@@ -336,7 +336,7 @@ pub async fn edit(
         if let Some(checks) = checks {
             let sql = format!(
                 "DELETE FROM incident_checks WHERE incident_id = {}",
-                tx.p(1)
+                tx.dialect().p(1)
             );
             tx.exec(&sql, &[Arg::Int(id)]).await?;
             link_checks(&mut tx, id, &checks).await?;
@@ -371,11 +371,11 @@ async fn update(
         "UPDATE incidents SET state = {}, operator_updated = true, updated_at = {},
              resolved_at = CASE WHEN {} = 1 THEN {} ELSE resolved_at END
          WHERE id = {}",
-        tx.p(1),
-        tx.at(2),
-        tx.p(3),
-        tx.at(2),
-        tx.p(4)
+        tx.dialect().p(1),
+        tx.dialect().at(2),
+        tx.dialect().p(3),
+        tx.dialect().at(2),
+        tx.dialect().p(4)
     );
     tx.exec(
         &sql,

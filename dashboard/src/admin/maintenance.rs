@@ -61,10 +61,10 @@ async fn windows(
     let sql = format!(
         "SELECT {}, source, name, description, {}, {}, {}, created_by FROM maintenance_windows
          WHERE {clause} ORDER BY starts_at, id",
-        tx.int("id"),
-        tx.json_list("checks"),
-        tx.ms("starts_at"),
-        tx.ms("ends_at"),
+        tx.dialect().int("id"),
+        tx.dialect().json_list("checks"),
+        tx.dialect().ms("starts_at"),
+        tx.dialect().ms("ends_at"),
     );
     let rows: Vec<WindowTuple> = tx.rows(&sql, args).await?;
     Ok(rows
@@ -91,7 +91,7 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let run = async {
         let (admin, _) = authorize(&s, &headers)?;
         let mut tx = admin.writer.begin().await?;
-        let clause = format!("ends_at > {}", tx.at(1));
+        let clause = format!("ends_at > {}", tx.dialect().at(1));
         let all = windows(&mut tx, &clause, &[Arg::Int((s.clock)())]).await?;
         tx.commit().await?;
         Ok::<_, AdminError>(json_response(
@@ -144,14 +144,14 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
             "INSERT INTO maintenance_windows (source, name, description, checks, starts_at, ends_at,
                                               created_by, created_at)
              VALUES ('api', {}, {}, {}, {}, {}, {}, {}) RETURNING {}",
-            tx.p(1),
-            tx.p(2),
-            tx.list(3),
-            tx.at(4),
-            tx.at(5),
-            tx.p(6),
-            tx.at(7),
-            tx.int("id")
+            tx.dialect().p(1),
+            tx.dialect().p(2),
+            tx.dialect().list_value(3),
+            tx.dialect().at(4),
+            tx.dialect().at(5),
+            tx.dialect().p(6),
+            tx.dialect().at(7),
+            tx.dialect().int("id")
         );
         let inserted = tx
             .rows::<(i64,)>(
@@ -179,9 +179,9 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
             }
             Err(e) => return Err(e.into()),
         };
-        let clause = format!("id = {}", tx.p(1));
+        let clause = format!("id = {}", tx.dialect().p(1));
         let made = windows(&mut tx, &clause, &[Arg::Int(id)]).await?;
-        tx.announce().await?;
+        super::write::announce(&mut tx).await?;
         tx.commit().await?;
         s.cache.invalidate();
         tracing::info!(event = "maintenance_created", window = id, author = %author);
@@ -206,10 +206,10 @@ pub async fn remove(
         let mut tx = admin.writer.begin().await?;
         let sql = format!(
             "SELECT source, {}, {} FROM maintenance_windows WHERE id = {}{}",
-            tx.ms("starts_at"),
-            tx.ms("ends_at"),
-            tx.p(1),
-            tx.for_update()
+            tx.dialect().ms("starts_at"),
+            tx.dialect().ms("ends_at"),
+            tx.dialect().p(1),
+            tx.dialect().for_update()
         );
         let rows: Vec<(String, i64, i64)> = tx.rows(&sql, &[Arg::Int(id)]).await?;
         let Some((source, starts, ends)) = rows.into_iter().next() else {
@@ -226,22 +226,25 @@ pub async fn remove(
             )));
         }
         let answer = if starts > now {
-            let sql = format!("DELETE FROM maintenance_windows WHERE id = {}", tx.p(1));
+            let sql = format!(
+                "DELETE FROM maintenance_windows WHERE id = {}",
+                tx.dialect().p(1)
+            );
             tx.exec(&sql, &[Arg::Int(id)]).await?;
             StatusCode::NO_CONTENT.into_response()
         } else {
             let sql = format!(
                 "UPDATE maintenance_windows SET ends_at = {} WHERE id = {}",
-                tx.at(1),
-                tx.p(2)
+                tx.dialect().at(1),
+                tx.dialect().p(2)
             );
             tx.exec(&sql, &[Arg::Int(now.max(starts + 1)), Arg::Int(id)])
                 .await?;
-            let clause = format!("id = {}", tx.p(1));
+            let clause = format!("id = {}", tx.dialect().p(1));
             let w = windows(&mut tx, &clause, &[Arg::Int(id)]).await?;
             json_response(StatusCode::OK, &w.into_iter().next().unwrap_or_default())
         };
-        tx.announce().await?;
+        super::write::announce(&mut tx).await?;
         tx.commit().await?;
         s.cache.invalidate();
         tracing::info!(event = "maintenance_removed", window = id, author = %author);

@@ -179,7 +179,7 @@ async fn checks_named(
     }
     let sql = format!(
         "SELECT slug, {} FROM checks WHERE NOT placeholder AND retired_at IS NULL",
-        tx.int("id")
+        tx.dialect().int("id")
     );
     let known: Vec<(String, i64)> = tx.rows(&sql, &[]).await?;
     let mut out: Vec<(String, i64)> = Vec::new();

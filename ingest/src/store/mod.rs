@@ -14,6 +14,7 @@ mod pg_ops;
 mod pg_rollups;
 mod retention;
 mod rows;
+pub mod sql;
 mod sqlite;
 mod sqlite_incidents;
 mod sqlite_ops;

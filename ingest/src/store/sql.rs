@@ -1,0 +1,278 @@
+//! One SQL text for both databases, shared by ingest and the dashboard.
+//!
+//! Instants travel as integer milliseconds: a parameter becomes a timestamp
+//! through [`Dialect::at`], a column is read back through [`Dialect::ms`], so
+//! Rust code sees one time representation whatever the database stores
+//! (timestamps in PostgreSQL, milliseconds in SQLite). Lists travel as a JSON
+//! array in text ([`Dialect::list`]). Where the dialects really differ (row
+//! locks, advisory locks, binary `COPY`, partitions) the caller matches on
+//! [`Tx`] and names the part for what it does.
+
+use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, postgres::PgRow, sqlite::SqliteRow};
+
+/// Which SQL the text is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+impl Dialect {
+    /// Parameter `n`.
+    pub fn p(self, n: u8) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite => format!("?{n}"),
+        }
+    }
+
+    /// The instant in integer parameter `n` (milliseconds).
+    pub fn at(self, n: u8) -> String {
+        match self {
+            Dialect::Postgres => format!("to_timestamp(${n}::int8 / 1000.0)"),
+            Dialect::Sqlite => format!("?{n}"),
+        }
+    }
+
+    /// Column (or expression) `col`, an instant, as integer milliseconds.
+    pub fn ms(self, col: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("(extract(epoch FROM {col}) * 1000)::int8"),
+            Dialect::Sqlite => col.to_string(),
+        }
+    }
+
+    /// `col` (an integer or boolean) as a 64-bit integer.
+    pub fn int(self, col: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("({col})::int8"),
+            Dialect::Sqlite => format!("({col})"),
+        }
+    }
+
+    /// The rows of the JSON array of text in parameter `n`, as a subquery
+    /// (`x IN (...)`).
+    pub fn list(self, n: u8) -> String {
+        match self {
+            Dialect::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+            Dialect::Sqlite => format!("SELECT value FROM json_each(?{n})"),
+        }
+    }
+
+    /// The JSON array of text in parameter `n`, as a value to store in a
+    /// list column (`text[]` in PostgreSQL, JSON text in SQLite).
+    pub fn list_value(self, n: u8) -> String {
+        match self {
+            Dialect::Postgres => format!("ARRAY({})", self.list(n)),
+            Dialect::Sqlite => format!("?{n}"),
+        }
+    }
+
+    /// A list column, as a JSON array in text.
+    pub fn json_list(self, col: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("array_to_json({col})::text"),
+            Dialect::Sqlite => col.to_string(),
+        }
+    }
+
+    /// Whether list column `col` holds the text `item`.
+    pub fn contains(self, col: &str, item: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{item} = ANY({col})"),
+            Dialect::Sqlite => {
+                format!("EXISTS (SELECT 1 FROM json_each({col}) WHERE value = {item})")
+            }
+        }
+    }
+
+    /// The larger of two values.
+    pub fn greatest(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("GREATEST({a}, {b})"),
+            Dialect::Sqlite => format!("max({a}, {b})"),
+        }
+    }
+
+    /// `a` differs from `b`, NULL being a value like any other.
+    pub fn differs(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{a} IS DISTINCT FROM {b}"),
+            Dialect::Sqlite => format!("{a} IS NOT {b}"),
+        }
+    }
+
+    /// `FOR UPDATE` where the database has row locks (SQLite's write
+    /// transactions hold the whole file).
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+}
+
+/// One value bound to a statement.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    /// An integer.
+    Int(i64),
+    /// An integer or NULL.
+    MaybeInt(Option<i64>),
+    /// Text.
+    Text(String),
+    /// Text or NULL.
+    MaybeText(Option<String>),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Arg {
+    /// A list, as the JSON array in text that [`Dialect::list`] reads.
+    pub fn list<S: AsRef<str>>(items: &[S]) -> Arg {
+        let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        Arg::Text(serde_json::Value::from(items).to_string())
+    }
+}
+
+/// `sql` marked as written through this module. sqlx caches prepared
+/// statements by their text: a statement of the same text that other code
+/// prepared with `int4` parameters must never be reused for these `int8` ones.
+fn marked(sql: &str) -> String {
+    format!("/* both */ {sql}")
+}
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Int(v) => q.bind(*v),
+                Arg::MaybeInt(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+                Arg::MaybeText(v) => q.bind(v.clone()),
+                Arg::Bool(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+/// A pool of either database.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    /// PostgreSQL.
+    Pg(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+impl Pool {
+    /// Its dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Pool::Pg(_) => Dialect::Postgres,
+            Pool::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Rows of a query, each on a connection of the pool.
+    pub async fn rows<T>(&self, sql: &str, args: &[Arg]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let sql = marked(sql);
+        match self {
+            Pool::Pg(pool) => bind_all!(sqlx::query_as(&sql), args).fetch_all(pool).await,
+            Pool::Sqlite(pool) => bind_all!(sqlx::query_as(&sql), args).fetch_all(pool).await,
+        }
+    }
+
+    /// Runs a statement; returns the rows it touched.
+    pub async fn exec(&self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        let sql = marked(sql);
+        Ok(match self {
+            Pool::Pg(pool) => bind_all!(sqlx::query(&sql), args)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Pool::Sqlite(pool) => bind_all!(sqlx::query(&sql), args)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Begins a transaction (SQLite's `IMMEDIATE`: it holds the write lock
+    /// from the start, so two writers never deadlock upgrading).
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Pg(p) => Tx::Pg(p.begin().await?),
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+}
+
+/// A transaction on either database.
+#[derive(Debug)]
+pub enum Tx {
+    /// PostgreSQL.
+    Pg(sqlx::Transaction<'static, Postgres>),
+    /// SQLite, begun `IMMEDIATE`.
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    /// Its dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Pg(_) => Dialect::Postgres,
+            Tx::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Runs a statement; returns the rows it touched.
+    pub async fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        let sql = marked(sql);
+        Ok(match self {
+            Tx::Pg(tx) => bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Sqlite(tx) => bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Rows of a query.
+    pub async fn rows<T>(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let sql = marked(sql);
+        match self {
+            Tx::Pg(tx) => {
+                bind_all!(sqlx::query_as(&sql), args)
+                    .fetch_all(&mut **tx)
+                    .await
+            }
+            Tx::Sqlite(tx) => {
+                bind_all!(sqlx::query_as(&sql), args)
+                    .fetch_all(&mut **tx)
+                    .await
+            }
+        }
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Pg(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+}
