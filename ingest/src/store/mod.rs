@@ -507,25 +507,6 @@ impl Store {
         }
     }
 
-    /// Brings checks and config maintenance windows in step with the catalog.
-    pub async fn sync_catalog(
-        &self,
-        catalog: &config::Catalog,
-        now: Millis,
-        retire_after: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        both!(self, s => s.sync_catalog(catalog, now, retire_after).await)
-    }
-
-    /// Decides silence and maintenance up to `now`.
-    pub async fn tick(
-        &self,
-        now: Millis,
-        lag_ms: Option<Millis>,
-    ) -> Result<TickReport, StoreError> {
-        both!(self, s => s.tick(now, lag_ms).await)
-    }
-
     /// Drops raw results and rollups past their retention.
     pub async fn retain(
         &self,
@@ -535,40 +516,22 @@ impl Store {
         both!(self, s => s.retain(now, raw_retention_ms).await)
     }
 
-    /// Every active, configured check's status.
-    pub async fn check_statuses(&self) -> Result<Vec<CheckUp>, StoreError> {
-        both!(self, s => s.check_statuses().await)
-    }
-
-    /// Folds changed minute rollups into hours, and hours into days.
-    pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
-        match self {
-            Store::Pg(s) => {
-                retrying(|| async move {
-                    let mut tx = s.pool.begin().await?;
-                    let n = flow::fold(&mut pg_ops::PgOps(&mut tx, pg_ops::Writes::Upsert)).await?;
-                    tx.commit().await?;
-                    Ok(n)
-                })
-                .await
-            }
-            Store::Sqlite(s) => s.fold_rollups().await,
-        }
-    }
-
-    /// Each agent's id, zone and last-seen instant (ms).
-    pub async fn agents_seen(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
-        both!(self, s => s.agents_seen().await)
-    }
-
-    /// How many incidents are open.
-    pub async fn open_incidents(&self) -> Result<i64, StoreError> {
-        both!(self, s => s.open_incidents().await)
-    }
-
     /// Receives the ids of the checks whose status or incident changed.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
         both!(self, s => s.subscribe())
+    }
+
+    /// Tells subscribers these checks' status or incident changed.
+    pub(crate) fn announce(&self, changed: Vec<String>) {
+        let _ = both!(self, s => s.changes.send(changed));
+    }
+
+    /// The pool, for SQL written once for both databases.
+    pub(crate) fn sql(&self) -> sql::Pool {
+        match self {
+            Store::Pg(s) => sql::Pool::Pg(s.pool.clone()),
+            Store::Sqlite(s) => sql::Pool::Sqlite(s.pool().clone()),
+        }
     }
 
     /// Keeps, or tries to take, the leader lock: a PostgreSQL advisory lock

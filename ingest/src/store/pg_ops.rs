@@ -5,6 +5,8 @@
 use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::pg_columns::{COPY_COLUMNS, Columns};
 use super::rows::{parse_state, parse_status};
+use super::sql::Dialect;
+use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, ms, reason_text, ts};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
@@ -33,57 +35,6 @@ pub(crate) enum Writes {
     Known,
     /// Trusts nothing: every row by `INSERT ... ON CONFLICT`.
     Upsert,
-}
-
-/// The columns of [`CheckRow`], as selected.
-pub(crate) const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
-    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest, locations";
-
-type CheckTuple = (
-    i32,
-    String,
-    String,
-    i64,
-    i32,
-    i32,
-    Option<i32>,
-    i64,
-    Option<DateTime<Utc>>,
-    DateTime<Utc>,
-    Option<Vec<u8>>,
-    Option<i32>,
-);
-
-/// A selected check row.
-pub(crate) fn check_row(t: CheckTuple) -> CheckRow {
-    CheckRow {
-        id: t.0,
-        slug: t.1,
-        name: t.2,
-        interval_ms: t.3,
-        failure_threshold: t.4,
-        success_threshold: t.5,
-        quorum: t.6,
-        reopen_window_ms: t.7,
-        decided_through: t.8.map(ms),
-        created_at: ms(t.9),
-        latest: t.10.as_deref().and_then(super::decode_latest),
-        locations: t.11.map(super::locations_of),
-    }
-}
-
-/// Selects check rows with `CHECK_COLUMNS` from a query ending in a filter.
-pub(crate) async fn select_checks<'e, E: sqlx::PgExecutor<'e>>(
-    ex: E,
-    tail: &str,
-    ids: &[i32],
-) -> Result<Vec<CheckRow>, StoreError> {
-    let rows: Vec<CheckTuple> =
-        sqlx::query_as(&format!("SELECT {CHECK_COLUMNS} FROM checks {tail}"))
-            .bind(ids)
-            .fetch_all(ex)
-            .await?;
-    Ok(rows.into_iter().map(check_row).collect())
 }
 
 /// A pair to write, with its key.
@@ -148,14 +99,15 @@ impl Ops for PgOps<'_, '_> {
     async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
         let (slugs, intervals): (Vec<&str>, Vec<i64>) = wanted.iter().copied().unzip();
         let select = format!(
-            "SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ANY($1) ORDER BY id FOR UPDATE"
+            "SELECT {} FROM checks WHERE slug = ANY($1) ORDER BY id FOR UPDATE",
+            check_columns(Dialect::Postgres)
         );
-        let rows: Vec<CheckTuple> = sqlx::query_as(&select)
+        let rows: Vec<StoredCheck> = sqlx::query_as(&select)
             .bind(&slugs)
             .fetch_all(&mut **self.0)
             .await?;
         if rows.len() == slugs.len() {
-            return Ok(rows.into_iter().map(check_row).collect());
+            return Ok(rows.into_iter().map(CheckRow::from).collect());
         }
         // Some are new: placeholders (in slug order), then every row locked again.
         sqlx::query(
@@ -173,11 +125,11 @@ impl Ops for PgOps<'_, '_> {
         .bind(BUILT_IN.reopen_window.as_millis() as i64)
         .execute(&mut **self.0)
         .await?;
-        let rows: Vec<CheckTuple> = sqlx::query_as(&select)
+        let rows: Vec<StoredCheck> = sqlx::query_as(&select)
             .bind(&slugs)
             .fetch_all(&mut **self.0)
             .await?;
-        Ok(rows.into_iter().map(check_row).collect())
+        Ok(rows.into_iter().map(CheckRow::from).collect())
     }
 
     async fn load_pairs(

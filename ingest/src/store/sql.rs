@@ -61,6 +61,14 @@ impl Dialect {
         }
     }
 
+    /// The rows of the JSON array of integers in parameter `n`, as a subquery.
+    pub fn int_list(self, n: u8) -> String {
+        match self {
+            Dialect::Postgres => format!("SELECT json_array_elements_text(${n}::json)::int8"),
+            Dialect::Sqlite => format!("SELECT value FROM json_each(?{n})"),
+        }
+    }
+
     /// The JSON array of text in parameter `n`, as a value to store in a
     /// list column (`text[]` in PostgreSQL, JSON text in SQLite).
     pub fn list_value(self, n: u8) -> String {
@@ -93,6 +101,14 @@ impl Dialect {
         match self {
             Dialect::Postgres => format!("GREATEST({a}, {b})"),
             Dialect::Sqlite => format!("max({a}, {b})"),
+        }
+    }
+
+    /// The smaller of two values.
+    pub fn least(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("LEAST({a}, {b})"),
+            Dialect::Sqlite => format!("min({a}, {b})"),
         }
     }
 
@@ -133,6 +149,12 @@ impl Arg {
     /// A list, as the JSON array in text that [`Dialect::list`] reads.
     pub fn list<S: AsRef<str>>(items: &[S]) -> Arg {
         let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        Arg::Text(serde_json::Value::from(items).to_string())
+    }
+
+    /// Integers, as the JSON array that [`Dialect::int_list`] reads.
+    pub fn ints<I: Into<i64> + Copy>(items: &[I]) -> Arg {
+        let items: Vec<i64> = items.iter().map(|i| (*i).into()).collect();
         Arg::Text(serde_json::Value::from(items).to_string())
     }
 }

@@ -10,6 +10,8 @@
 
 use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey, stored_rollup};
 use super::rows::{detail, outcome_code, parse_state, parse_status};
+use super::sql::Dialect;
+use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
@@ -24,57 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A SQLite transaction seen as [`Ops`].
 pub(crate) struct SqliteOps<'a, 'c>(pub &'a mut Transaction<'c, Sqlite>);
 
-/// The columns of [`CheckRow`], as selected.
-const CHECK_COLUMNS: &str = "id, slug, name, interval_ms, failure_threshold, \
-    success_threshold, quorum, reopen_window_ms, decided_through, created_at, latest, locations";
-
 /// at, status, assigned, reporting, failing, reasons
 type ChangeRow = (i64, String, i32, i32, i32, Json<Vec<String>>);
-
-type CheckTuple = (
-    i32,
-    String,
-    String,
-    i64,
-    i32,
-    i32,
-    Option<i32>,
-    i64,
-    Option<i64>,
-    i64,
-    Option<Vec<u8>>,
-    Option<i32>,
-);
-
-fn check_row(t: CheckTuple) -> CheckRow {
-    CheckRow {
-        id: t.0,
-        slug: t.1,
-        name: t.2,
-        interval_ms: t.3,
-        failure_threshold: t.4,
-        success_threshold: t.5,
-        quorum: t.6,
-        reopen_window_ms: t.7,
-        decided_through: t.8,
-        created_at: t.9,
-        latest: t.10.as_deref().and_then(super::decode_latest),
-        locations: t.11.map(super::locations_of),
-    }
-}
-
-/// The check with this id, if any.
-pub(crate) async fn check_by_id(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: i32,
-) -> Result<Option<CheckRow>, StoreError> {
-    let row: Option<CheckTuple> =
-        sqlx::query_as(&format!("SELECT {CHECK_COLUMNS} FROM checks WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(row.map(check_row))
-}
 
 fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
@@ -124,13 +77,14 @@ impl Ops for SqliteOps<'_, '_> {
             .bind(now_ms())
             .execute(&mut **self.0)
             .await?;
-            let row: CheckTuple = sqlx::query_as(&format!(
-                "SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ?1"
+            let row: StoredCheck = sqlx::query_as(&format!(
+                "SELECT {} FROM checks WHERE slug = ?1",
+                check_columns(Dialect::Sqlite)
             ))
             .bind(slug)
             .fetch_one(&mut **self.0)
             .await?;
-            out.push(check_row(row));
+            out.push(CheckRow::from(row));
         }
         out.sort_by_key(|c| c.id);
         Ok(out)

@@ -1,13 +1,16 @@
-//! The leader's work on the store: partitions made ahead, catalog sync
-//! (checks, retirement, config maintenance windows), the silence and
-//! maintenance tick, and what the metrics export reads.
+//! The leader's work on the store, written once for both databases
+//! ([`super::sql`]): catalog sync (checks, retirement, config maintenance
+//! windows), the silence and maintenance tick, rollup folding, and what the
+//! metrics export reads. Partitions (PostgreSQL's alone) are made here too.
 
-use super::flow::{Due, recompute, retire};
-use super::pg_ops::{PgOps, Writes, select_checks};
-use super::{PgStore, StoreError, ms, retrying, ts};
+use super::flow::{self, Due};
+use super::pg_ops::{PgOps, Writes};
+use super::sql::{Arg, Dialect, Tx};
+use super::sqlite_ops::SqliteOps;
+use super::{CheckRow, PgStore, Store, StoreError, retrying, ts};
 use crate::state::Millis;
 use crate::status::Status;
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::Duration as ChronoDuration;
 use config::Catalog;
 use config::defaults::Quorum;
 use std::time::Duration;
@@ -38,6 +41,456 @@ pub struct TickReport {
     pub lagging: usize,
     /// Checks whose status or incident changed.
     pub changed: Vec<String>,
+}
+
+/// A check row as both databases give it: every integer widened to 64 bits
+/// and every instant in milliseconds (see [`check_columns`]).
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredCheck {
+    id: i64,
+    slug: String,
+    name: String,
+    interval_ms: i64,
+    failure_threshold: i64,
+    success_threshold: i64,
+    quorum: Option<i64>,
+    reopen_window_ms: i64,
+    decided_through: Option<i64>,
+    created_at: i64,
+    latest: Option<Vec<u8>>,
+    locations: Option<i64>,
+}
+
+/// The columns of a [`StoredCheck`], as `d` selects them.
+pub(crate) fn check_columns(d: Dialect) -> String {
+    format!(
+        "{} AS id, slug, name, interval_ms, {} AS failure_threshold, {} AS success_threshold,
+         {} AS quorum, reopen_window_ms, {} AS decided_through, {} AS created_at, latest,
+         {} AS locations",
+        d.int("id"),
+        d.int("failure_threshold"),
+        d.int("success_threshold"),
+        d.int("quorum"),
+        d.ms("decided_through"),
+        d.ms("created_at"),
+        d.int("locations"),
+    )
+}
+
+impl From<StoredCheck> for CheckRow {
+    fn from(c: StoredCheck) -> CheckRow {
+        let small = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+        CheckRow {
+            id: small(c.id),
+            slug: c.slug,
+            name: c.name,
+            interval_ms: c.interval_ms,
+            failure_threshold: small(c.failure_threshold),
+            success_threshold: small(c.success_threshold),
+            quorum: c.quorum.map(small),
+            reopen_window_ms: c.reopen_window_ms,
+            decided_through: c.decided_through,
+            created_at: c.created_at,
+            latest: c.latest.as_deref().and_then(super::decode_latest),
+            locations: c.locations.map(|l| super::locations_of(small(l))),
+        }
+    }
+}
+
+/// The checks with these ids that are not retired, locked (PostgreSQL), in id order.
+async fn lock_checks(tx: &mut Tx, ids: &[i32]) -> Result<Vec<CheckRow>, StoreError> {
+    let d = tx.dialect();
+    let sql = format!(
+        "SELECT {} FROM checks WHERE id IN ({}) AND retired_at IS NULL ORDER BY id{}",
+        check_columns(d),
+        d.int_list(1),
+        d.for_update()
+    );
+    let rows: Vec<StoredCheck> = tx.rows(&sql, &[Arg::ints(ids)]).await?;
+    Ok(rows.into_iter().map(CheckRow::from).collect())
+}
+
+/// Runs `$body` with `$ops`, the flow's view of transaction `$tx`.
+macro_rules! with_ops {
+    ($tx:expr, |$ops:ident| $body:expr) => {
+        match $tx {
+            Tx::Pg(t) => {
+                let $ops = &mut PgOps(t, Writes::Upsert);
+                $body
+            }
+            Tx::Sqlite(t) => {
+                let $ops = &mut SqliteOps(t);
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Brings the checks table in step with the catalog: upserts every check
+    /// (turning placeholders into real checks), marks missing ones absent,
+    /// and retires those absent and silent for `retire_after`. Config
+    /// maintenance windows are materialized too; API windows are never touched.
+    pub async fn sync_catalog(
+        &self,
+        catalog: &Catalog,
+        now: Millis,
+        retire_after: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let retired = retrying(|| async move {
+            let mut tx = self.sql().begin().await?;
+            let d = tx.dialect();
+            upsert_checks(&mut tx, catalog, now).await?;
+            let slugs: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
+            tx.exec(
+                &format!(
+                    "UPDATE checks SET absent_since = {}
+                     WHERE slug NOT IN ({}) AND retired_at IS NULL AND absent_since IS NULL",
+                    d.at(2),
+                    d.list(1)
+                ),
+                &[Arg::list(&slugs), Arg::Int(now)],
+            )
+            .await?;
+            let gone: Vec<(i64,)> = tx
+                .rows(
+                    &format!(
+                        "SELECT {} FROM checks
+                         WHERE retired_at IS NULL AND absent_since <= {cutoff}
+                           AND NOT EXISTS (SELECT 1 FROM results r
+                                           WHERE r.check_id = checks.id AND r.scheduled_at > {cutoff})
+                         ORDER BY id",
+                        d.int("id"),
+                        cutoff = d.at(1)
+                    ),
+                    &[Arg::Int(now - retire_after.as_millis() as i64)],
+                )
+                .await?;
+            let ids: Vec<i32> = gone.iter().map(|g| g.0 as i32).collect();
+            let gone = lock_checks(&mut tx, &ids).await?;
+            for check in &gone {
+                with_ops!(&mut tx, |ops| flow::retire(ops, check, now).await)?;
+                tx.exec(
+                    &format!("UPDATE checks SET retired_at = {} WHERE id = {}", d.at(2), d.p(1)),
+                    &[Arg::Int(check.id.into()), Arg::Int(now)],
+                )
+                .await?;
+                tracing::info!(event = "check_retired", check = %check.slug);
+            }
+            sync_maintenance(&mut tx, catalog, now).await?;
+            tx.commit().await?;
+            Ok(gone.into_iter().map(|c| c.slug).collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(retired)
+    }
+
+    /// Decides silence and maintenance up to `now` for every active check,
+    /// each hundred in a short transaction of its own. While ingest lags more
+    /// than a check's interval (`lag_ms`), that check is left alone: our own
+    /// backlog is never the target's outage.
+    pub async fn tick(
+        &self,
+        now: Millis,
+        lag_ms: Option<Millis>,
+    ) -> Result<TickReport, StoreError> {
+        let pool = &self.sql();
+        let d = pool.dialect();
+        // A check that got results lately was decided up to them: it is due
+        // again after a quarter interval (at most 15 s), or at once when a
+        // maintenance window starts or ends.
+        let due: Vec<(i64,)> = pool
+            .rows(
+                &format!(
+                    "SELECT {} FROM checks c WHERE retired_at IS NULL AND (
+                         decided_through IS NULL
+                         OR {} <= {} - {} / 4
+                         OR EXISTS (SELECT 1 FROM maintenance_windows m
+                                    WHERE {}
+                                      AND ((m.starts_at > c.decided_through AND m.starts_at <= {now})
+                                        OR (m.ends_at > c.decided_through AND m.ends_at <= {now}))))
+                     ORDER BY id",
+                    d.int("id"),
+                    d.ms("decided_through"),
+                    d.p(1),
+                    d.least("interval_ms", "60000"),
+                    d.contains("m.checks", "c.slug"),
+                    now = d.at(1),
+                ),
+                &[Arg::Int(now)],
+            )
+            .await?;
+        let ids: Vec<i32> = due.iter().map(|r| r.0 as i32).collect();
+        let mut report = TickReport::default();
+        for chunk in ids.chunks(100) {
+            let (checked, lagging, changed) = retrying(|| async move {
+                let mut tx = pool.begin().await?;
+                let checks = lock_checks(&mut tx, chunk).await?;
+                let mut due = Vec::new();
+                let mut lagging = 0;
+                for check in checks.iter() {
+                    if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
+                        lagging += 1;
+                        continue;
+                    }
+                    let from = match check.decided_through {
+                        Some(through) => through,
+                        // Never decided: from its first result, which may
+                        // predate the row (as with a placeholder).
+                        None => first_result(&mut tx, check.id)
+                            .await?
+                            .map_or(check.created_at, |f| f.min(check.created_at)),
+                    };
+                    due.push(Due {
+                        check: check.clone(),
+                        from: from.min(now),
+                        fresh: None,
+                        cert_not_after: None,
+                    });
+                }
+                let changed =
+                    with_ops!(&mut tx, |ops| flow::recompute(ops, &due, Some(now)).await)?;
+                tx.commit().await?;
+                Ok((checks.len(), lagging, changed))
+            })
+            .await?;
+            report.checks += checked;
+            report.lagging += lagging;
+            if !changed.is_empty() {
+                self.announce(changed.clone());
+            }
+            report.changed.extend(changed);
+        }
+        Ok(report)
+    }
+
+    /// Folds changed minute rollups into hours, and hours into days.
+    pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
+        retrying(|| async move {
+            let mut tx = self.sql().begin().await?;
+            let n = with_ops!(&mut tx, |ops| flow::fold(ops).await)?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Every active, configured check's status.
+    pub async fn check_statuses(&self) -> Result<Vec<CheckUp>, StoreError> {
+        let rows: Vec<(String, String, String)> = self
+            .sql()
+            .rows(
+                "SELECT slug, group_name, status FROM checks
+                 WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
+                &[],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(slug, group, status)| {
+                Ok(CheckUp {
+                    slug,
+                    group,
+                    status: super::rows::parse_status(&status)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Each agent's id, zone and last-seen instant (ms).
+    pub async fn agents_seen(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        let pool = self.sql();
+        let sql = format!(
+            "SELECT name, zone, {} FROM agents ORDER BY name",
+            pool.dialect().ms("last_seen")
+        );
+        Ok(pool.rows(&sql, &[]).await?)
+    }
+
+    /// How many incidents are open.
+    pub async fn open_incidents(&self) -> Result<i64, StoreError> {
+        let open: Vec<(i64,)> = self
+            .sql()
+            .rows(
+                "SELECT count(*) FROM incidents WHERE state <> 'resolved'",
+                &[],
+            )
+            .await?;
+        Ok(open.first().map_or(0, |o| o.0))
+    }
+}
+
+/// When a check's first stored result was scheduled.
+async fn first_result(tx: &mut Tx, check: i32) -> Result<Option<Millis>, StoreError> {
+    let d = tx.dialect();
+    let first: Vec<(Option<i64>,)> = tx
+        .rows(
+            &format!(
+                "SELECT {} FROM results WHERE check_id = {}",
+                d.ms("min(scheduled_at)"),
+                d.p(1)
+            ),
+            &[Arg::Int(check.into())],
+        )
+        .await?;
+    Ok(first.first().and_then(|f| f.0))
+}
+
+/// Upserts every check of the catalog, in slug order (the order writers lock
+/// them in), touching only rows that differ.
+async fn upsert_checks(tx: &mut Tx, catalog: &Catalog, now: Millis) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let changed = [
+        "config_hash",
+        "name",
+        "group_name",
+        "position",
+        "public",
+        "locations",
+    ]
+    .map(|c| d.differs(&format!("checks.{c}"), &format!("excluded.{c}")))
+    .join(" OR ");
+    let sql = format!(
+        "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
+             interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
+             config_hash, placeholder, locations, created_at)
+         VALUES ({}, false, {}, {})
+         ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
+             group_name = excluded.group_name, description = excluded.description,
+             public = excluded.public, kind = excluded.kind, position = excluded.position,
+             interval_ms = excluded.interval_ms,
+             failure_threshold = excluded.failure_threshold,
+             success_threshold = excluded.success_threshold, quorum = excluded.quorum,
+             reopen_window_ms = excluded.reopen_window_ms,
+             config_hash = excluded.config_hash, placeholder = false,
+             locations = excluded.locations, absent_since = NULL, retired_at = NULL
+         WHERE {changed} OR checks.placeholder
+            OR checks.absent_since IS NOT NULL OR checks.retired_at IS NOT NULL",
+        (1..=13).map(|n| d.p(n)).collect::<Vec<_>>().join(", "),
+        d.p(14),
+        d.at(15),
+    );
+    let mut sorted: Vec<(usize, &config::Check)> = catalog.checks.iter().enumerate().collect();
+    sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    for (position, c) in sorted {
+        let quorum = match c.quorum {
+            Quorum::Majority => None,
+            Quorum::Count(n) => Some(i64::from(n)),
+        };
+        tx.exec(
+            &sql,
+            &[
+                Arg::Text(c.id.to_string()),
+                Arg::Text(c.name.clone()),
+                Arg::Text(c.group.clone()),
+                Arg::MaybeText(c.description.clone()),
+                Arg::Bool(c.public),
+                Arg::Text(c.probe.kind().as_str().into()),
+                Arg::Int(position as i64),
+                Arg::Int(c.schedule.period().as_millis().max(1) as i64),
+                Arg::Int(i64::from(c.failure_threshold)),
+                Arg::Int(i64::from(c.success_threshold)),
+                Arg::MaybeInt(quorum),
+                Arg::Int(c.reopen_window.as_millis() as i64),
+                Arg::Text(c.config_hash.clone()),
+                Arg::Int(i64::from(super::locations_code(c.locations))),
+                Arg::Int(now),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Materializes config windows ending after `now` and starting within the
+/// horizon; a running one starts at `now`, never in the past. Future config
+/// windows no longer in the YAML are deleted; API windows are never touched.
+async fn sync_maintenance(tx: &mut Tx, catalog: &Catalog, now: Millis) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let upsert = format!(
+        "INSERT INTO maintenance_windows (source, name, description, checks, starts_at,
+             ends_at, created_by, created_at)
+         VALUES ('config', {}, {}, {}, {}, {}, 'config', {})
+         ON CONFLICT (source, name, ends_at) DO UPDATE SET description = excluded.description,
+             checks = excluded.checks",
+        d.p(1),
+        d.p(2),
+        d.list_value(3),
+        d.greatest(&d.at(4), &d.at(5)),
+        d.at(6),
+        d.at(5),
+    );
+    let mut kept: Vec<(String, Millis)> = Vec::new();
+    for w in &catalog.maintenance {
+        let checks: Vec<&str> = w.checks.iter().map(|c| c.as_str()).collect();
+        for (start, end) in occurrences(w, now) {
+            tx.exec(
+                &upsert,
+                &[
+                    Arg::Text(w.name.clone()),
+                    Arg::MaybeText(w.description.clone()),
+                    Arg::list(&checks),
+                    Arg::Int(start),
+                    Arg::Int(now),
+                    Arg::Int(end),
+                ],
+            )
+            .await?;
+            kept.push((w.name.clone(), end));
+        }
+    }
+    let future: Vec<(i64, String, i64)> = tx
+        .rows(
+            &format!(
+                "SELECT {}, name, {} FROM maintenance_windows
+                 WHERE source = 'config' AND starts_at > {}",
+                d.int("id"),
+                d.ms("ends_at"),
+                d.at(1)
+            ),
+            &[Arg::Int(now)],
+        )
+        .await?;
+    let dropped: Vec<i64> = future
+        .into_iter()
+        .filter(|(_, name, end)| !kept.iter().any(|k| k.0 == *name && k.1 == *end))
+        .map(|(id, _, _)| id)
+        .collect();
+    if !dropped.is_empty() {
+        tx.exec(
+            &format!(
+                "DELETE FROM maintenance_windows WHERE id IN ({})",
+                d.int_list(1)
+            ),
+            &[Arg::ints(&dropped)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The occurrences of a config window to materialize at `now`: the running
+/// one, and those starting within [`MAINTENANCE_HORIZON_MS`].
+pub(crate) fn occurrences(
+    w: &config::catalog::MaintenanceWindow,
+    now: Millis,
+) -> Vec<(Millis, Millis)> {
+    let at = ts(now);
+    let horizon = at + ChronoDuration::milliseconds(MAINTENANCE_HORIZON_MS);
+    let mut out = Vec::new();
+    if let Some(active) = w.active_at(at) {
+        out.push(active);
+    }
+    let mut cursor = at;
+    while let Some((start, end)) = w.next_after(cursor) {
+        if start > horizon || out.len() > 500 {
+            break;
+        }
+        out.push((start, end));
+        cursor = start;
+    }
+    out.into_iter()
+        .map(|(s, e)| (s.timestamp_millis(), e.timestamp_millis()))
+        .collect()
 }
 
 impl PgStore {
@@ -78,306 +531,4 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
-
-    /// Brings the checks table in step with the catalog: upserts every check
-    /// (turning placeholders into real checks), marks missing ones absent,
-    /// and retires those absent and silent for `retire_after`. Config
-    /// maintenance windows are materialized too; API windows are never touched.
-    pub async fn sync_catalog(
-        &self,
-        catalog: &Catalog,
-        now: Millis,
-        retire_after: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        retrying(|| async move {
-            let mut tx = self.pool.begin().await?;
-            upsert_checks(&mut tx, catalog).await?;
-            let slugs: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
-            sqlx::query(
-                "UPDATE checks SET absent_since = $2
-                 WHERE slug <> ALL($1) AND retired_at IS NULL AND absent_since IS NULL",
-            )
-            .bind(&slugs)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
-            let cutoff = ts(now - retire_after.as_millis() as i64);
-            let gone: Vec<super::CheckRow> = {
-                let rows: Vec<(i32,)> = sqlx::query_as(
-                    "SELECT id FROM checks
-                     WHERE retired_at IS NULL AND absent_since <= $1
-                       AND NOT EXISTS (SELECT 1 FROM results r
-                                       WHERE r.check_id = checks.id AND r.scheduled_at > $1)
-                     ORDER BY id FOR UPDATE",
-                )
-                .bind(cutoff)
-                .fetch_all(&mut *tx)
-                .await?;
-                let ids: Vec<i32> = rows.into_iter().map(|r| r.0).collect();
-                select_checks(&mut *tx, "WHERE id = ANY($1) ORDER BY id", &ids).await?
-            };
-            for check in &gone {
-                retire(&mut PgOps(&mut tx, Writes::Upsert), check, now).await?;
-                sqlx::query("UPDATE checks SET retired_at = $2 WHERE id = $1")
-                    .bind(check.id)
-                    .bind(ts(now))
-                    .execute(&mut *tx)
-                    .await?;
-                tracing::info!(event = "check_retired", check = %check.slug);
-            }
-            sync_maintenance(&mut tx, catalog, now).await?;
-            tx.commit().await?;
-            Ok(gone.into_iter().map(|c| c.slug).collect())
-        })
-        .await
-    }
-
-    /// Decides silence and maintenance up to `now` for every active check,
-    /// each in its own short transaction. While ingest lags more than a
-    /// check's interval (`lag_ms`), that check is left alone: our own
-    /// backlog is never the target's outage.
-    pub async fn tick(
-        &self,
-        now: Millis,
-        lag_ms: Option<Millis>,
-    ) -> Result<TickReport, StoreError> {
-        // A check that got results lately was decided up to them: it is due
-        // again after a quarter interval (at most 15 s), or at once when a
-        // maintenance window starts or ends.
-        let ids: Vec<i32> = sqlx::query_scalar(
-            "SELECT id FROM checks c WHERE retired_at IS NULL AND (
-                 decided_through IS NULL
-                 OR decided_through <= $1 - make_interval(secs => LEAST(interval_ms, 60000) / 4000.0)
-                 OR EXISTS (SELECT 1 FROM maintenance_windows m
-                            WHERE c.slug = ANY(m.checks)
-                              AND ((m.starts_at > c.decided_through AND m.starts_at <= $1)
-                                OR (m.ends_at > c.decided_through AND m.ends_at <= $1))))
-             ORDER BY id",
-        )
-        .bind(ts(now))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut report = TickReport::default();
-        for chunk in ids.chunks(100) {
-            let (checked, lagging, changed) = retrying(|| async move {
-                let mut tx = self.pool.begin().await?;
-                let checks = select_checks(
-                    &mut *tx,
-                    "WHERE id = ANY($1) AND retired_at IS NULL ORDER BY id FOR UPDATE",
-                    chunk,
-                )
-                .await?;
-                // A check never decided starts from its first result (which
-                // may predate the row, as with a placeholder).
-                let firsts: Vec<(i32, Option<DateTime<Utc>>)> = sqlx::query_as(
-                    "SELECT c, (SELECT min(scheduled_at) FROM results WHERE check_id = c)
-                     FROM UNNEST($1::int4[]) AS c WHERE c = ANY($2)",
-                )
-                .bind(chunk)
-                .bind(
-                    checks
-                        .iter()
-                        .filter(|c| c.decided_through.is_none())
-                        .map(|c| c.id)
-                        .collect::<Vec<_>>(),
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-                let firsts: std::collections::BTreeMap<i32, Option<DateTime<Utc>>> =
-                    firsts.into_iter().collect();
-                let mut due = Vec::new();
-                let mut lagging = 0;
-                for check in &checks {
-                    if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
-                        lagging += 1;
-                        continue;
-                    }
-                    let first = firsts.get(&check.id).copied().flatten().map(ms);
-                    let from = check.decided_through.unwrap_or_else(|| {
-                        first.map_or(check.created_at, |f| f.min(check.created_at))
-                    });
-                    due.push(Due {
-                        check: check.clone(),
-                        from: from.min(now),
-                        fresh: None,
-                        cert_not_after: None,
-                    });
-                }
-                let changed =
-                    recompute(&mut PgOps(&mut tx, Writes::Upsert), &due, Some(now)).await?;
-                tx.commit().await?;
-                Ok((checks.len(), lagging, changed))
-            })
-            .await?;
-            report.checks += checked;
-            report.lagging += lagging;
-            if !changed.is_empty() {
-                let _ = self.changes.send(changed.clone());
-            }
-            report.changed.extend(changed);
-        }
-        Ok(report)
-    }
-
-    /// Every active, configured check's status.
-    pub async fn check_statuses(&self) -> Result<Vec<CheckUp>, StoreError> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT slug, group_name, status FROM checks
-             WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(slug, group, status)| {
-                Ok(CheckUp {
-                    slug,
-                    group,
-                    status: Status::parse(&status)
-                        .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
-                })
-            })
-            .collect()
-    }
-
-    /// Each agent's id, zone and last-seen instant.
-    pub async fn agents_seen(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
-        let rows: Vec<(String, String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT name, zone, last_seen FROM agents ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().map(|(a, z, t)| (a, z, ms(t))).collect())
-    }
-
-    /// How many incidents are open.
-    pub async fn open_incidents(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM incidents WHERE state <> 'resolved'")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-}
-
-async fn upsert_checks(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    catalog: &Catalog,
-) -> Result<(), StoreError> {
-    let mut sorted: Vec<(usize, &config::Check)> = catalog.checks.iter().enumerate().collect();
-    sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-    for (position, c) in sorted {
-        let quorum = match c.quorum {
-            Quorum::Majority => None,
-            Quorum::Count(n) => Some(n as i32),
-        };
-        sqlx::query(
-            "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
-                 interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
-                 config_hash, placeholder, locations)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, false, $14)
-             ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
-                 group_name = excluded.group_name, description = excluded.description,
-                 public = excluded.public, kind = excluded.kind, position = excluded.position,
-                 interval_ms = excluded.interval_ms,
-                 failure_threshold = excluded.failure_threshold,
-                 success_threshold = excluded.success_threshold, quorum = excluded.quorum,
-                 reopen_window_ms = excluded.reopen_window_ms,
-                 config_hash = excluded.config_hash, placeholder = false,
-                 locations = excluded.locations, absent_since = NULL, retired_at = NULL
-             WHERE (checks.config_hash, checks.name, checks.group_name, checks.position,
-                    checks.public, checks.placeholder, checks.absent_since IS NULL,
-                    checks.retired_at IS NULL, checks.locations)
-                   IS DISTINCT FROM
-                   (excluded.config_hash, excluded.name, excluded.group_name, excluded.position,
-                    excluded.public, false, true, true, excluded.locations)",
-        )
-        .bind(c.id.as_str())
-        .bind(&c.name)
-        .bind(&c.group)
-        .bind(&c.description)
-        .bind(c.public)
-        .bind(c.probe.kind().as_str())
-        .bind(position as i32)
-        .bind(c.schedule.period().as_millis().max(1) as i64)
-        .bind(c.failure_threshold as i32)
-        .bind(c.success_threshold as i32)
-        .bind(quorum)
-        .bind(c.reopen_window.as_millis() as i64)
-        .bind(&c.config_hash)
-        .bind(super::locations_code(c.locations))
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Materializes config windows ending after `now` and starting within the
-/// horizon; a running one starts at `now`, never in the past. Future config
-/// windows no longer in the YAML are deleted; API windows are never touched.
-async fn sync_maintenance(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    catalog: &Catalog,
-    now: Millis,
-) -> Result<(), StoreError> {
-    let at = ts(now);
-    let (mut names, mut ends) = (Vec::new(), Vec::new());
-    for w in &catalog.maintenance {
-        let occurrences: Vec<_> = occurrences(w, now)
-            .into_iter()
-            .map(|(s, e)| (ts(s), ts(e)))
-            .collect();
-        let checks: Vec<&str> = w.checks.iter().map(|c| c.as_str()).collect();
-        for (start, end) in occurrences {
-            sqlx::query(
-                "INSERT INTO maintenance_windows (source, name, description, checks, starts_at,
-                     ends_at, created_by)
-                 VALUES ('config', $1, $2, $3, GREATEST($4, $5), $6, 'config')
-                 ON CONFLICT (source, name, ends_at) DO UPDATE SET description = excluded.description,
-                     checks = excluded.checks",
-            )
-            .bind(&w.name)
-            .bind(&w.description)
-            .bind(&checks)
-            .bind(start)
-            .bind(at)
-            .bind(end)
-            .execute(&mut **tx)
-            .await?;
-            names.push(w.name.clone());
-            ends.push(end);
-        }
-    }
-    sqlx::query(
-        "DELETE FROM maintenance_windows m WHERE source = 'config' AND starts_at > $1
-           AND NOT EXISTS (SELECT 1 FROM UNNEST($2::text[], $3::timestamptz[]) AS k(name, ends_at)
-                           WHERE k.name = m.name AND k.ends_at = m.ends_at)",
-    )
-    .bind(at)
-    .bind(&names)
-    .bind(&ends)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The occurrences of a config window to materialize at `now`: the running
-/// one, and those starting within [`MAINTENANCE_HORIZON_MS`].
-pub(crate) fn occurrences(
-    w: &config::catalog::MaintenanceWindow,
-    now: Millis,
-) -> Vec<(Millis, Millis)> {
-    let at = ts(now);
-    let horizon = at + ChronoDuration::milliseconds(MAINTENANCE_HORIZON_MS);
-    let mut out = Vec::new();
-    if let Some(active) = w.active_at(at) {
-        out.push(active);
-    }
-    let mut cursor = at;
-    while let Some((start, end)) = w.next_after(cursor) {
-        if start > horizon || out.len() > 500 {
-            break;
-        }
-        out.push((start, end));
-        cursor = start;
-    }
-    out.into_iter().map(|(s, e)| (ms(s), ms(e))).collect()
 }
