@@ -5,18 +5,17 @@
 //! SQLite behind the same operations.
 
 mod flow;
+mod incidents;
 #[cfg(test)]
 mod mem;
 mod ops;
 mod pg_columns;
-mod pg_incidents;
 mod pg_ops;
 mod pg_rollups;
 mod retention;
 mod rows;
 pub mod sql;
 mod sqlite;
-mod sqlite_incidents;
 mod sqlite_ops;
 mod sync;
 mod url;

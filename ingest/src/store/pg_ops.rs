@@ -595,7 +595,7 @@ impl Ops for PgOps<'_, '_> {
     }
 
     async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        super::pg_incidents::apply(self.0, check, action).await
+        super::incidents::apply(super::sql::Conn::Pg(self.0), check, action).await
     }
 
     async fn set_statuses(

@@ -8,7 +8,10 @@
 //! locks, advisory locks, binary `COPY`, partitions) the caller matches on
 //! [`Tx`] and names the part for what it does.
 
-use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, postgres::PgRow, sqlite::SqliteRow};
+use sqlx::{
+    FromRow, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, postgres::PgRow,
+    sqlite::SqliteRow,
+};
 
 /// Which SQL the text is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,16 +258,64 @@ impl Tx {
         }
     }
 
+    /// The transaction's connection, for statements.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Pg(tx) => Conn::Pg(tx),
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+        }
+    }
+
+    /// Runs a statement; returns the rows it touched.
+    pub async fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        self.conn().exec(sql, args).await
+    }
+
+    /// Rows of a query.
+    pub async fn rows<T>(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        self.conn().rows(sql, args).await
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Pg(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// A connection of either database, borrowed (from a transaction, most often).
+#[derive(Debug)]
+pub enum Conn<'a> {
+    /// PostgreSQL.
+    Pg(&'a mut PgConnection),
+    /// SQLite.
+    Sqlite(&'a mut SqliteConnection),
+}
+
+impl Conn<'_> {
+    /// Its dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Pg(_) => Dialect::Postgres,
+            Conn::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
     /// Runs a statement; returns the rows it touched.
     pub async fn exec(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         let sql = marked(sql);
         Ok(match self {
-            Tx::Pg(tx) => bind_all!(sqlx::query(&sql), args)
-                .execute(&mut **tx)
+            Conn::Pg(c) => bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **c)
                 .await?
                 .rows_affected(),
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(&sql), args)
-                .execute(&mut **tx)
+            Conn::Sqlite(c) => bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **c)
                 .await?
                 .rows_affected(),
         })
@@ -277,24 +328,16 @@ impl Tx {
     {
         let sql = marked(sql);
         match self {
-            Tx::Pg(tx) => {
+            Conn::Pg(c) => {
                 bind_all!(sqlx::query_as(&sql), args)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut **c)
                     .await
             }
-            Tx::Sqlite(tx) => {
+            Conn::Sqlite(c) => {
                 bind_all!(sqlx::query_as(&sql), args)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut **c)
                     .await
             }
-        }
-    }
-
-    /// Commits.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Pg(tx) => tx.commit().await,
-            Tx::Sqlite(tx) => tx.commit().await,
         }
     }
 }

@@ -507,7 +507,7 @@ impl Ops for SqliteOps<'_, '_> {
     }
 
     async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        super::sqlite_incidents::apply_action(self.0, check, action).await
+        super::incidents::apply(super::sql::Conn::Sqlite(self.0), check, action).await
     }
 
     async fn set_statuses(
