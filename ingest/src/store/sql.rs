@@ -146,6 +146,8 @@ pub enum Arg {
     MaybeText(Option<String>),
     /// A boolean.
     Bool(bool),
+    /// Bytes.
+    Bytes(Vec<u8>),
 }
 
 impl Arg {
@@ -179,6 +181,7 @@ macro_rules! bind_all {
                 Arg::Text(v) => q.bind(v.clone()),
                 Arg::MaybeText(v) => q.bind(v.clone()),
                 Arg::Bool(v) => q.bind(*v),
+                Arg::Bytes(v) => q.bind(v.clone()),
             };
         }
         q

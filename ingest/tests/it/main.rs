@@ -8,3 +8,4 @@ mod hostile;
 mod outage;
 mod store;
 mod support;
+mod upgrade;
