@@ -212,23 +212,27 @@ async fn fill(pool: &Pool, t0: i64) {
     .unwrap();
 }
 
+/// A check as the 0001 schema has it: id, slug, name, group, interval,
+/// reopen window, created, status, status since, public, placeholder.
+type CheckSnapshot = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    bool,
+    bool,
+);
+
 /// Every row of every 0001 table, by its 0001 columns, instants in ms.
 async fn snapshot(pool: &Pool) -> Vec<String> {
     let d = pool.dialect();
     let mut out = Vec::new();
-    let checks: Vec<(
-        i64,
-        String,
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        String,
-        Option<i64>,
-        bool,
-        bool,
-    )> = pool
+    let checks: Vec<CheckSnapshot> = pool
         .rows(
             &format!(
                 "SELECT {}, slug, name, group_name, interval_ms, reopen_window_ms, {}, status,
