@@ -228,6 +228,10 @@ type CheckSnapshot = (
     bool,
 );
 
+/// A result: check, slot, agent, start delay, duration, connect, outcome,
+/// reason, state.
+type ResultSnapshot = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>);
+
 /// Every row of every 0001 table, by its 0001 columns, instants in ms.
 async fn snapshot(pool: &Pool) -> Vec<String> {
     let d = pool.dialect();
@@ -260,7 +264,7 @@ async fn snapshot(pool: &Pool) -> Vec<String> {
         .await
         .unwrap();
     out.extend(agents.iter().map(|r| format!("agent {r:?}")));
-    let results: Vec<(i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>)> = pool
+    let results: Vec<ResultSnapshot> = pool
         .rows(
             &format!(
                 "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {} FROM results
