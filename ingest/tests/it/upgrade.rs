@@ -232,6 +232,12 @@ type CheckSnapshot = (
 /// reason, state.
 type ResultSnapshot = (i64, i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>);
 
+/// A rollup: level, check, bucket, count, up, measures, folded.
+type RollupSnapshot = (i64, i64, i64, i64, i64, Vec<u8>, bool);
+
+/// An incident: id, title, impact, state, auto, started, resolved, resolved automatically.
+type IncidentSnapshot = (i64, String, String, String, bool, i64, Option<i64>, bool);
+
 /// Every row of every 0001 table, by its 0001 columns, instants in ms.
 async fn snapshot(pool: &Pool) -> Vec<String> {
     let d = pool.dialect();
@@ -298,7 +304,7 @@ async fn snapshot(pool: &Pool) -> Vec<String> {
         .await
         .unwrap();
     out.extend(changes.iter().map(|r| format!("status change {r:?}")));
-    let rollups: Vec<(i64, i64, i64, i64, i64, Vec<u8>, bool)> = pool
+    let rollups: Vec<RollupSnapshot> = pool
         .rows(
             &format!(
                 "SELECT {}, {}, {}, {}, {}, measures, folded FROM rollups ORDER BY level, bucket",
@@ -325,7 +331,7 @@ async fn snapshot(pool: &Pool) -> Vec<String> {
         .await
         .unwrap();
     out.extend(pairs.iter().map(|r| format!("pair {r:?}")));
-    let incidents: Vec<(i64, String, String, String, bool, i64, Option<i64>, bool)> = pool
+    let incidents: Vec<IncidentSnapshot> = pool
         .rows(
             &format!(
                 "SELECT {}, title, impact, state, auto, {}, {}, resolved_automatically
