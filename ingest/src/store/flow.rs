@@ -35,23 +35,6 @@ pub struct Message<'a> {
     pub results: &'a [ProbeResult],
 }
 
-/// Stores one screened batch; the caller commits.
-#[cfg(test)]
-pub(crate) async fn write_message<O: Ops>(
-    ops: &mut O,
-    agent: &AgentInfo,
-    sent_at: Timestamp,
-    results: &[ProbeResult],
-    now: Millis,
-) -> Result<Stored, StoreError> {
-    let one = [Message {
-        agent,
-        sent_at,
-        results,
-    }];
-    write_messages(ops, &one, now).await
-}
-
 /// A result and its (locked) check row.
 #[derive(Clone, Copy)]
 struct Res<'a> {

@@ -434,7 +434,12 @@ mod tests {
                 match step {
                     Some((agent, rs)) => {
                         let info = agent_info(agent);
-                        flow::write_message(&mut db, &info, rs[0].scheduled_at, rs, *now)
+                        let message = flow::Message {
+                            agent: &info,
+                            sent_at: rs[0].scheduled_at,
+                            results: rs,
+                        };
+                        flow::write_messages(&mut db, &[message], *now)
                             .await
                             .expect("stored");
                     }

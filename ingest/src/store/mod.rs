@@ -12,6 +12,7 @@ mod ops;
 mod pg_columns;
 mod pg_ops;
 mod pg_rollups;
+mod reads;
 mod retention;
 mod rows;
 pub mod sql;
@@ -172,29 +173,6 @@ impl PgStore {
         MIGRATIONS.run(&self.pool).await?;
         Ok(())
     }
-
-    /// Whether every migration is applied (and none is unknown).
-    pub async fn migrated(&self) -> Result<bool, StoreError> {
-        let table: Option<String> =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-                .fetch_one(&self.pool)
-                .await?;
-        if table.is_none() {
-            return Ok(false);
-        }
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(all_applied(&MIGRATIONS, &applied))
-    }
-
-    /// A cheap round trip: the readiness probe.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
 }
 
 /// The stored code of a reason: its index in the documented list, or 255
@@ -213,14 +191,6 @@ pub(crate) fn reason_text(code: i16) -> &'static str {
         .and_then(|i| config::wire::Reason::KNOWN.get(i))
         .copied()
         .unwrap_or("other")
-}
-
-/// Whether `applied` (versions, in order) is exactly every migration known.
-pub(crate) fn all_applied(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> bool {
-    migrator
-        .iter()
-        .map(|m| m.version)
-        .eq(applied.iter().copied())
 }
 
 /// Each location's newest sample, as stored in `checks.latest`: 20 bytes a
@@ -451,9 +421,29 @@ impl Store {
         both!(self, s => s.migrate().await)
     }
 
-    /// Whether every migration is applied.
+    /// Whether every migration is applied (and none is unknown).
     pub async fn migrated(&self) -> Result<bool, StoreError> {
-        both!(self, s => s.migrated().await)
+        let pool = self.sql();
+        let has: Vec<(bool,)> = pool
+            .rows(&pool.dialect().has_table("_sqlx_migrations"), &[])
+            .await?;
+        if !has.first().is_some_and(|h| h.0) {
+            return Ok(false);
+        }
+        let applied: Vec<(i64,)> = pool
+            .rows(
+                "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+                &[],
+            )
+            .await?;
+        let migrator = match self {
+            Store::Pg(_) => &MIGRATIONS,
+            Store::Sqlite(_) => &SQLITE_MIGRATIONS,
+        };
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .eq(applied.iter().map(|a| a.0)))
     }
 
     /// How many migrations this version has.
@@ -464,9 +454,10 @@ impl Store {
         }
     }
 
-    /// The readiness probe.
+    /// A cheap round trip: the readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        both!(self, s => s.ping().await)
+        self.sql().exec("SELECT 1", &[]).await?;
+        Ok(())
     }
 
     /// Stores a screened batch in one transaction.

@@ -4,14 +4,14 @@
 
 use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::pg_columns::{COPY_COLUMNS, Columns};
-use super::rows::{parse_state, parse_status};
+use super::reads;
 use super::sql::Dialect;
 use super::sync::{StoredCheck, check_columns};
-use super::{CheckRow, StoreError, ms, reason_text, ts};
+use super::{CheckRow, StoreError, ms, ts};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Detail, Member, Sample, Status};
+use crate::status::{Change, Member, Sample, Status};
 use chrono::{DateTime, Utc};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
@@ -39,23 +39,6 @@ pub(crate) enum Writes {
 
 /// A pair to write, with its key.
 type PairRow<'a> = (&'a PairKey, &'a Pair);
-
-type SampleRow = (i32, i32, DateTime<Utc>, i16, i32, i16, i16);
-type ChangeRow = (i32, DateTime<Utc>, String, i32, i32, i32, Vec<String>);
-/// A check's newest automatic incident, as `load_latest` selects it.
-#[derive(sqlx::FromRow)]
-struct IncidentRow {
-    c: i32,
-    id: i64,
-    state: String,
-    started_at: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-    resolved_automatically: bool,
-    operator_updated: bool,
-    impact: String,
-    reopened_at: Option<DateTime<Utc>>,
-    earlier_open_ms: i64,
-}
 
 impl Ops for PgOps<'_, '_> {
     async fn upsert_agents(
@@ -137,21 +120,7 @@ impl Ops for PgOps<'_, '_> {
         agents: &[i32],
         checks: &[i32],
     ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
-        let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT agent_id, check_id, pair FROM pairs
-             WHERE agent_id = ANY($1) AND check_id = ANY($2)",
-        )
-        .bind(agents)
-        .bind(checks)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.into_iter()
-            .map(|(a, c, bytes)| {
-                let pair = Pair::decode(&bytes)
-                    .ok_or_else(|| StoreError::Corrupt(format!("pair of check {c}")))?;
-                Ok(((a, c), pair))
-            })
-            .collect()
+        reads::load_pairs(super::sql::Conn::Pg(self.0), agents, checks).await
     }
 
     async fn insert_results(
@@ -299,19 +268,14 @@ impl Ops for PgOps<'_, '_> {
     }
 
     async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE checks SET interval_ms = $2 WHERE id = $1")
-            .bind(check)
-            .bind(interval_ms)
-            .execute(&mut **self.0)
-            .await?;
-        Ok(())
+        reads::widen_interval(super::sql::Conn::Pg(self.0), check, interval_ms).await
     }
 
     async fn load_rollups(
         &mut self,
         keys: &[(Level, i32, Millis)],
     ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        super::pg_rollups::load_rollups(self.0, keys).await
+        reads::load_rollups(super::sql::Conn::Pg(self.0), keys).await
     }
 
     async fn save_rollups(
@@ -332,7 +296,7 @@ impl Ops for PgOps<'_, '_> {
     }
 
     async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
-        super::pg_rollups::unfolded(self.0, level).await
+        reads::unfolded(super::sql::Conn::Pg(self.0), level).await
     }
 
     async fn load_level(
@@ -342,7 +306,7 @@ impl Ops for PgOps<'_, '_> {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<Rollup>, StoreError> {
-        super::pg_rollups::load_level(self.0, level, check, from, to).await
+        reads::load_level(super::sql::Conn::Pg(self.0), level, check, from, to).await
     }
 
     async fn mark_folded(
@@ -352,7 +316,7 @@ impl Ops for PgOps<'_, '_> {
         from: Millis,
         to: Millis,
     ) -> Result<(), StoreError> {
-        super::pg_rollups::mark_folded(self.0, level, check, from, to).await
+        reads::mark_folded(super::sql::Conn::Pg(self.0), level, check, from, to).await
     }
 
     async fn load_samples(
@@ -360,97 +324,15 @@ impl Ops for PgOps<'_, '_> {
         lows: &[At],
         _froms: &[At],
     ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
-        // Usually the lows are close together: one index scan from the
-        // earliest, then each check's own in Rust. A far-back one (a late
-        // spool) gets a range scan per check instead.
-        let low_of: BTreeMap<i32, Millis> = lows.iter().copied().collect();
-        let ids: Vec<i32> = low_of.keys().copied().collect();
-        let earliest = lows.iter().map(|l| l.1).min().unwrap_or(0);
-        let latest = lows.iter().map(|l| l.1).max().unwrap_or(0);
-        let rows: Vec<SampleRow> = if latest - earliest <= 600_000 {
-            sqlx::query_as(
-                "SELECT check_id, agent_id, scheduled_at, state, interval_ms, assigned, reason
-                 FROM results WHERE check_id = ANY($1) AND scheduled_at >= $2 AND state IS NOT NULL",
-            )
-            .bind(&ids)
-            .bind(ts(earliest))
-            .fetch_all(&mut **self.0)
-            .await?
-        } else {
-            let (ids, lows): (Vec<i32>, Vec<DateTime<Utc>>) =
-                lows.iter().map(|(c, l)| (*c, ts(*l))).unzip();
-            sqlx::query_as(
-                "SELECT q.check_id, r.agent_id, r.scheduled_at, r.state, r.interval_ms, r.assigned, r.reason
-                 FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, low)
-                 CROSS JOIN LATERAL (SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason
-                                     FROM results WHERE check_id = q.check_id AND scheduled_at >= q.low
-                                       AND state IS NOT NULL) r",
-            )
-            .bind(&ids)
-            .bind(&lows)
-            .fetch_all(&mut **self.0)
-            .await?
-        };
-        let rows = rows
-            .into_iter()
-            .filter(|r| low_of.get(&r.0).is_some_and(|low| ms(r.2) >= *low));
-        let mut out: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
-        for (check, agent, at, state, interval, assigned, reason) in rows {
-            out.entry(check).or_default().push(Sample {
-                pair: i64::from(agent),
-                at: ms(at),
-                state: PairState::from_code(state).unwrap_or(PairState::Passing),
-                interval_ms: i64::from(interval),
-                assigned: assigned.max(0) as u32,
-                reason: reason_text(reason),
-            });
-        }
-        Ok(out)
+        reads::load_samples(super::sql::Conn::Pg(self.0), lows).await
     }
 
     async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
-        let (ids, froms): (Vec<i32>, Vec<DateTime<Utc>>) =
-            froms.iter().map(|(c, f)| (*c, ts(*f))).unzip();
-        let rows: Vec<(i32, String)> = sqlx::query_as(
-            "SELECT q.check_id, s.status FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, f)
-             CROSS JOIN LATERAL (SELECT status FROM status_changes
-                                 WHERE check_id = q.check_id AND at < q.f ORDER BY at DESC LIMIT 1) s",
-        )
-        .bind(&ids)
-        .bind(&froms)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.into_iter()
-            .map(|(c, s)| Ok((c, parse_status(&s)?)))
-            .collect()
+        reads::load_before(super::sql::Conn::Pg(self.0), froms).await
     }
 
     async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
-        let (ids, froms): (Vec<i32>, Vec<DateTime<Utc>>) =
-            froms.iter().map(|(c, f)| (*c, ts(*f))).unzip();
-        let rows: Vec<ChangeRow> = sqlx::query_as(
-            "SELECT s.check_id, s.at, s.status, s.assigned, s.reporting, s.failing, s.reasons
-             FROM UNNEST($1::int4[], $2::timestamptz[]) AS q(check_id, f)
-             JOIN status_changes s ON s.check_id = q.check_id AND s.at >= q.f ORDER BY s.check_id, s.at",
-        )
-        .bind(&ids)
-        .bind(&froms)
-        .fetch_all(&mut **self.0)
-        .await?;
-        let mut out: BTreeMap<i32, Vec<Change>> = BTreeMap::new();
-        for (check, at, status, assigned, reporting, failing, reasons) in rows {
-            out.entry(check).or_default().push(Change {
-                at: ms(at),
-                status: parse_status(&status)?,
-                detail: Detail {
-                    assigned: assigned.max(0) as u32,
-                    reporting: reporting.max(0) as u32,
-                    failing: failing.max(0) as u32,
-                    reasons,
-                },
-            });
-        }
-        Ok(out)
+        reads::load_old(super::sql::Conn::Pg(self.0), froms).await
     }
 
     async fn load_windows(
@@ -458,74 +340,15 @@ impl Ops for PgOps<'_, '_> {
         slugs: &[&str],
         low: Millis,
     ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
-        let rows: Vec<(Vec<String>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT checks, starts_at, ends_at FROM maintenance_windows
-             WHERE checks && $1::text[] AND ends_at >= $2",
-        )
-        .bind(slugs)
-        .bind(ts(low))
-        .fetch_all(&mut **self.0)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(c, a, b)| (c, ms(a), ms(b)))
-            .collect())
+        reads::load_windows(super::sql::Conn::Pg(self.0), slugs, low).await
     }
 
     async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Agent {
-            id: i32,
-            name: String,
-            zone: String,
-            first_seen: DateTime<Utc>,
-            last_seen: DateTime<Utc>,
-        }
-        let rows: Vec<Agent> =
-            sqlx::query_as("SELECT id, name, zone, first_seen, last_seen FROM agents")
-                .fetch_all(&mut **self.0)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|a| Member {
-                key: i64::from(a.id),
-                id: a.name,
-                zone: a.zone,
-                first_seen: ms(a.first_seen),
-                last_seen: ms(a.last_seen),
-            })
-            .collect())
+        reads::load_fleet(super::sql::Conn::Pg(self.0)).await
     }
 
     async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(
-            "SELECT q.c, i.id, i.state, i.started_at, i.resolved_at, i.resolved_automatically,
-                    i.operator_updated, i.impact, i.reopened_at, i.earlier_open_ms
-             FROM UNNEST($1::int4[]) AS q(c)
-             CROSS JOIN LATERAL (SELECT * FROM incidents WHERE auto AND check_id = q.c
-                                 ORDER BY id DESC LIMIT 1) i",
-        )
-        .bind(checks)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.into_iter()
-            .map(|i| {
-                Ok((
-                    i.c,
-                    Latest {
-                        id: i.id,
-                        state: parse_state(&i.state)?,
-                        started_at: ms(i.started_at),
-                        resolved_at: i.resolved_at.map(ms),
-                        resolved_automatically: i.resolved_automatically,
-                        operator_updated: i.operator_updated,
-                        major: i.impact == "major",
-                        opened_at: ms(i.reopened_at.unwrap_or(i.started_at)),
-                        earlier_open_ms: i.earlier_open_ms,
-                    },
-                ))
-            })
-            .collect()
+        reads::load_latest(super::sql::Conn::Pg(self.0), checks).await
     }
 
     async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {

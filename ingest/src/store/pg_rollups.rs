@@ -1,49 +1,12 @@
-//! Rollup rows on PostgreSQL: read and write a message's minute buckets, and
-//! the folding of minutes into hours and hours into days.
+//! Rollup rows written on PostgreSQL, a message's buckets in one statement
+//! of arrays (reading them is `reads.rs`'s, for both databases).
 
-use super::ops::{At, RollupKey, stored_rollup};
-use super::rows::parse_level;
-use super::{StoreError, ms, ts};
-use crate::rollup::{Level, Rollup, Rollups};
-use crate::state::Millis;
+use super::ops::RollupKey;
+use super::{StoreError, ts};
+use crate::rollup::{Rollup, Rollups};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use std::collections::BTreeSet;
-
-/// level, check, bucket, count, up, measures
-type RollupRow = (i16, i32, DateTime<Utc>, i32, i32, Vec<u8>);
-
-/// The stored rollups of these buckets.
-pub(crate) async fn load_rollups(
-    tx: &mut Transaction<'_, Postgres>,
-    keys: &[RollupKey],
-) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-    // One index scan with `= ANY` on each key column (a message's rows
-    // share a level and mostly a bucket), then the exact keys in Rust.
-    let wanted: BTreeSet<RollupKey> = keys.iter().copied().collect();
-    let levels: BTreeSet<i16> = keys.iter().map(|k| k.0.code()).collect();
-    let checks: BTreeSet<i32> = keys.iter().map(|k| k.1).collect();
-    let buckets: BTreeSet<Millis> = keys.iter().map(|k| k.2).collect();
-    let rows: Vec<RollupRow> = sqlx::query_as(
-        "SELECT level, check_id, bucket, count, up, measures FROM rollups
-         WHERE level = ANY($1) AND check_id = ANY($2) AND bucket = ANY($3)",
-    )
-    .bind(levels.into_iter().collect::<Vec<_>>())
-    .bind(checks.into_iter().collect::<Vec<_>>())
-    .bind(buckets.into_iter().map(ts).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut out = Vec::new();
-    for (level, check, bucket, count, up, bytes) in rows {
-        let key = (parse_level(level)?, check, ms(bucket));
-        if !wanted.contains(&key) {
-            continue;
-        }
-        let r = stored_rollup(check, count, up, &bytes)?;
-        out.push((key, r));
-    }
-    Ok(out)
-}
 
 /// Writes these rollups (already merged with the stored ones). With the
 /// keys that are `stored` known, those are updated and the rest inserted
@@ -123,61 +86,4 @@ impl RollupColumns {
             .bind(&self.ups)
             .bind(&self.measures)
     }
-}
-
-/// `(check, bucket)` of every row of `level` changed since it was folded.
-pub(crate) async fn unfolded(
-    tx: &mut Transaction<'_, Postgres>,
-    level: Level,
-) -> Result<Vec<At>, StoreError> {
-    let rows: Vec<(i32, DateTime<Utc>)> =
-        sqlx::query_as("SELECT check_id, bucket FROM rollups WHERE level = $1 AND NOT folded")
-            .bind(level.code())
-            .fetch_all(&mut **tx)
-            .await?;
-    Ok(rows.into_iter().map(|(c, b)| (c, ms(b))).collect())
-}
-
-/// The rows of `level` of a check in `[from, to)`.
-pub(crate) async fn load_level(
-    tx: &mut Transaction<'_, Postgres>,
-    level: Level,
-    check: i32,
-    from: Millis,
-    to: Millis,
-) -> Result<Vec<Rollup>, StoreError> {
-    let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
-        "SELECT count, up, measures FROM rollups
-         WHERE level = $1 AND check_id = $2 AND bucket >= $3 AND bucket < $4",
-    )
-    .bind(level.code())
-    .bind(check)
-    .bind(ts(from))
-    .bind(ts(to))
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.into_iter()
-        .map(|(count, up, bytes)| stored_rollup(check, count, up, &bytes))
-        .collect()
-}
-
-/// Marks the rows of `level` of a check in `[from, to)` folded.
-pub(crate) async fn mark_folded(
-    tx: &mut Transaction<'_, Postgres>,
-    level: Level,
-    check: i32,
-    from: Millis,
-    to: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE rollups SET folded = true
-         WHERE level = $1 AND check_id = $2 AND bucket >= $3 AND bucket < $4 AND NOT folded",
-    )
-    .bind(level.code())
-    .bind(check)
-    .bind(ts(from))
-    .bind(ts(to))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

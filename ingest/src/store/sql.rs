@@ -33,9 +33,34 @@ impl Dialect {
 
     /// The instant in integer parameter `n` (milliseconds).
     pub fn at(self, n: u8) -> String {
+        self.instant(&self.p(n))
+    }
+
+    /// The instant of integer expression `ms` (milliseconds).
+    pub fn instant(self, ms: &str) -> String {
         match self {
-            Dialect::Postgres => format!("to_timestamp(${n}::int8 / 1000.0)"),
-            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("to_timestamp(({ms})::int8 / 1000.0)"),
+            Dialect::Sqlite => ms.to_string(),
+        }
+    }
+
+    /// The rows of the JSON array of integer tuples in parameter `n` (see
+    /// [`Arg::tuples`]), as a subquery whose columns are `names`.
+    pub fn tuples(self, n: u8, names: &[&str]) -> String {
+        let columns: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match self {
+                Dialect::Postgres => format!("(e.v->>{i})::int8 AS {name}"),
+                Dialect::Sqlite => format!("json_extract(e.value, '$[{i}]') AS {name}"),
+            })
+            .collect();
+        match self {
+            Dialect::Postgres => format!(
+                "SELECT {} FROM json_array_elements(${n}::json) AS e(v)",
+                columns.join(", ")
+            ),
+            Dialect::Sqlite => format!("SELECT {} FROM json_each(?{n}) AS e", columns.join(", ")),
         }
     }
 
@@ -123,6 +148,16 @@ impl Dialect {
         }
     }
 
+    /// A query answering whether table `name` (a literal, never input) exists.
+    pub fn has_table(self, name: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("SELECT to_regclass('{name}') IS NOT NULL"),
+            Dialect::Sqlite => format!(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{name}')"
+            ),
+        }
+    }
+
     /// `FOR UPDATE` where the database has row locks (SQLite's write
     /// transactions hold the whole file).
     pub fn for_update(self) -> &'static str {
@@ -154,6 +189,12 @@ impl Arg {
     /// A list, as the JSON array in text that [`Dialect::list`] reads.
     pub fn list<S: AsRef<str>>(items: &[S]) -> Arg {
         let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        Arg::Text(serde_json::Value::from(items).to_string())
+    }
+
+    /// Tuples of integers, as the JSON array that [`Dialect::tuples`] reads.
+    pub fn tuples<const N: usize>(items: impl IntoIterator<Item = [i64; N]>) -> Arg {
+        let items: Vec<Vec<i64>> = items.into_iter().map(|t| t.to_vec()).collect();
         Arg::Text(serde_json::Value::from(items).to_string())
     }
 

@@ -58,30 +58,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Whether every migration is applied (and none is unknown).
-    pub async fn migrated(&self) -> Result<bool, StoreError> {
-        let table: Option<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if table.is_none() {
-            return Ok(false);
-        }
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(super::all_applied(&SQLITE_MIGRATIONS, &applied))
-    }
-
-    /// A cheap round trip: the readiness probe.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }

@@ -8,15 +8,16 @@
 //! implied. In WAL mode readers (the dashboard) never block the writer nor
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
-use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey, stored_rollup};
-use super::rows::{detail, outcome_code, parse_state, parse_status};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::reads;
+use super::rows::{detail, outcome_code};
 use super::sql::Dialect;
 use super::sync::{StoredCheck, check_columns};
-use super::{CheckRow, StoreError, reason_code, reason_text};
+use super::{CheckRow, StoreError, reason_code};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Detail, Member, Sample, Status};
+use crate::status::{Change, Member, Sample, Status};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
 use sqlx::types::Json;
@@ -25,9 +26,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A SQLite transaction seen as [`Ops`].
 pub(crate) struct SqliteOps<'a, 'c>(pub &'a mut Transaction<'c, Sqlite>);
-
-/// at, status, assigned, reporting, failing, reasons
-type ChangeRow = (i64, String, i32, i32, i32, Json<Vec<String>>);
 
 fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
@@ -95,24 +93,7 @@ impl Ops for SqliteOps<'_, '_> {
         agents: &[i32],
         checks: &[i32],
     ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
-        let mut out = BTreeMap::new();
-        for agent in agents {
-            for check in checks {
-                let pair: Option<Vec<u8>> = sqlx::query_scalar(
-                    "SELECT pair FROM pairs WHERE check_id = ?1 AND agent_id = ?2",
-                )
-                .bind(check)
-                .bind(agent)
-                .fetch_optional(&mut **self.0)
-                .await?;
-                if let Some(bytes) = pair {
-                    let pair = Pair::decode(&bytes)
-                        .ok_or_else(|| StoreError::Corrupt(format!("pair of check {check}")))?;
-                    out.insert((*agent, *check), pair);
-                }
-            }
-        }
-        Ok(out)
+        reads::load_pairs(super::sql::Conn::Sqlite(self.0), agents, checks).await
     }
 
     async fn insert_results(
@@ -192,34 +173,14 @@ impl Ops for SqliteOps<'_, '_> {
     }
 
     async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE checks SET interval_ms = ?2 WHERE id = ?1")
-            .bind(check)
-            .bind(interval_ms)
-            .execute(&mut **self.0)
-            .await?;
-        Ok(())
+        reads::widen_interval(super::sql::Conn::Sqlite(self.0), check, interval_ms).await
     }
 
     async fn load_rollups(
         &mut self,
         keys: &[RollupKey],
     ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        let mut out = Vec::new();
-        for key in keys {
-            let row: Option<(i32, i32, Vec<u8>)> = sqlx::query_as(
-                "SELECT count, up, measures FROM rollups WHERE level = ?1 AND check_id = ?2 AND bucket = ?3",
-            )
-            .bind(key.0.code())
-            .bind(key.1)
-            .bind(key.2)
-            .fetch_optional(&mut **self.0)
-            .await?;
-            if let Some((count, up, bytes)) = row {
-                let r = stored_rollup(key.1, count, up, &bytes)?;
-                out.push((*key, r));
-            }
-        }
-        Ok(out)
+        reads::load_rollups(super::sql::Conn::Sqlite(self.0), keys).await
     }
 
     async fn save_rollups(
@@ -252,12 +213,7 @@ impl Ops for SqliteOps<'_, '_> {
     }
 
     async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT check_id, bucket FROM rollups WHERE level = ?1 AND NOT folded")
-                .bind(level.code())
-                .fetch_all(&mut **self.0)
-                .await?,
-        )
+        reads::unfolded(super::sql::Conn::Sqlite(self.0), level).await
     }
 
     async fn load_level(
@@ -267,19 +223,7 @@ impl Ops for SqliteOps<'_, '_> {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<Rollup>, StoreError> {
-        let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT count, up, measures FROM rollups
-             WHERE level = ?1 AND check_id = ?2 AND bucket >= ?3 AND bucket < ?4",
-        )
-        .bind(level.code())
-        .bind(check)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut **self.0)
-        .await?;
-        rows.into_iter()
-            .map(|(count, up, bytes)| stored_rollup(check, count, up, &bytes))
-            .collect()
+        reads::load_level(super::sql::Conn::Sqlite(self.0), level, check, from, to).await
     }
 
     async fn mark_folded(
@@ -289,17 +233,7 @@ impl Ops for SqliteOps<'_, '_> {
         from: Millis,
         to: Millis,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE rollups SET folded = 1
-             WHERE level = ?1 AND check_id = ?2 AND bucket >= ?3 AND bucket < ?4 AND NOT folded",
-        )
-        .bind(level.code())
-        .bind(check)
-        .bind(from)
-        .bind(to)
-        .execute(&mut **self.0)
-        .await?;
-        Ok(())
+        reads::mark_folded(super::sql::Conn::Sqlite(self.0), level, check, from, to).await
     }
 
     async fn load_samples(
@@ -307,72 +241,15 @@ impl Ops for SqliteOps<'_, '_> {
         lows: &[At],
         _froms: &[At],
     ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
-        let mut out: BTreeMap<i32, Vec<Sample>> = BTreeMap::new();
-        for (check, low) in lows {
-            let rows: Vec<(i32, i64, i16, i64, i64, i16)> = sqlx::query_as(
-                "SELECT agent_id, scheduled_at, state, interval_ms, assigned, reason FROM results
-                 WHERE check_id = ?1 AND scheduled_at >= ?2 AND state IS NOT NULL",
-            )
-            .bind(check)
-            .bind(low)
-            .fetch_all(&mut **self.0)
-            .await?;
-            out.entry(*check).or_default().extend(rows.into_iter().map(
-                |(agent, at, state, interval, assigned, reason)| Sample {
-                    pair: i64::from(agent),
-                    at,
-                    state: PairState::from_code(state).unwrap_or(PairState::Passing),
-                    interval_ms: interval,
-                    assigned: assigned.max(0) as u32,
-                    reason: reason_text(reason),
-                },
-            ));
-        }
-        Ok(out)
+        reads::load_samples(super::sql::Conn::Sqlite(self.0), lows).await
     }
 
     async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
-        let mut out = BTreeMap::new();
-        for (check, from) in froms {
-            let s: Option<String> = sqlx::query_scalar(
-                "SELECT status FROM status_changes WHERE check_id = ?1 AND at < ?2 ORDER BY at DESC LIMIT 1",
-            )
-            .bind(check)
-            .bind(from)
-            .fetch_optional(&mut **self.0)
-            .await?;
-            if let Some(s) = s {
-                out.insert(*check, parse_status(&s)?);
-            }
-        }
-        Ok(out)
+        reads::load_before(super::sql::Conn::Sqlite(self.0), froms).await
     }
 
     async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
-        let mut out: BTreeMap<i32, Vec<Change>> = BTreeMap::new();
-        for (check, from) in froms {
-            let rows: Vec<ChangeRow> = sqlx::query_as(
-                "SELECT at, status, assigned, reporting, failing, reasons FROM status_changes
-                 WHERE check_id = ?1 AND at >= ?2 ORDER BY at",
-            )
-            .bind(check)
-            .bind(from)
-            .fetch_all(&mut **self.0)
-            .await?;
-            for (at, status, assigned, reporting, failing, reasons) in rows {
-                out.entry(*check).or_default().push(Change {
-                    at,
-                    status: parse_status(&status)?,
-                    detail: Detail {
-                        assigned: assigned.max(0) as u32,
-                        reporting: reporting.max(0) as u32,
-                        failing: failing.max(0) as u32,
-                        reasons: reasons.0,
-                    },
-                });
-            }
-        }
-        Ok(out)
+        reads::load_old(super::sql::Conn::Sqlite(self.0), froms).await
     }
 
     async fn load_windows(
@@ -380,85 +257,15 @@ impl Ops for SqliteOps<'_, '_> {
         slugs: &[&str],
         low: Millis,
     ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
-        let rows: Vec<(Json<Vec<String>>, i64, i64)> = sqlx::query_as(
-            "SELECT checks, starts_at, ends_at FROM maintenance_windows WHERE ends_at >= ?1",
-        )
-        .bind(low)
-        .fetch_all(&mut **self.0)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter(|(c, _, _)| c.0.iter().any(|x| slugs.contains(&x.as_str())))
-            .map(|(c, a, b)| (c.0, a, b))
-            .collect())
+        reads::load_windows(super::sql::Conn::Sqlite(self.0), slugs, low).await
     }
 
     async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Agent {
-            id: i32,
-            name: String,
-            zone: String,
-            first_seen: i64,
-            last_seen: i64,
-        }
-        let rows: Vec<Agent> =
-            sqlx::query_as("SELECT id, name, zone, first_seen, last_seen FROM agents")
-                .fetch_all(&mut **self.0)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|a| Member {
-                key: i64::from(a.id),
-                id: a.name,
-                zone: a.zone,
-                first_seen: a.first_seen,
-                last_seen: a.last_seen,
-            })
-            .collect())
+        reads::load_fleet(super::sql::Conn::Sqlite(self.0)).await
     }
 
     async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            id: i64,
-            state: String,
-            started_at: i64,
-            resolved_at: Option<i64>,
-            resolved_automatically: bool,
-            operator_updated: bool,
-            impact: String,
-            reopened_at: Option<i64>,
-            earlier_open_ms: i64,
-        }
-        let mut out = BTreeMap::new();
-        for check in checks {
-            let row: Option<Row> = sqlx::query_as(
-                "SELECT id, state, started_at, resolved_at, resolved_automatically, operator_updated,
-                        impact, reopened_at, earlier_open_ms
-                 FROM incidents WHERE auto AND check_id = ?1 ORDER BY id DESC LIMIT 1",
-            )
-            .bind(check)
-            .fetch_optional(&mut **self.0)
-            .await?;
-            if let Some(i) = row {
-                out.insert(
-                    *check,
-                    Latest {
-                        id: i.id,
-                        state: parse_state(&i.state)?,
-                        started_at: i.started_at,
-                        resolved_at: i.resolved_at,
-                        resolved_automatically: i.resolved_automatically,
-                        operator_updated: i.operator_updated,
-                        major: i.impact == "major",
-                        opened_at: i.reopened_at.unwrap_or(i.started_at),
-                        earlier_open_ms: i.earlier_open_ms,
-                    },
-                );
-            }
-        }
-        Ok(out)
+        reads::load_latest(super::sql::Conn::Sqlite(self.0), checks).await
     }
 
     async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {
