@@ -2,7 +2,7 @@
 //! recompute ([`super::flow`]) without a database: the same code the
 //! PostgreSQL and SQLite stores run, over plain maps.
 
-use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, Reads, RollupKey, RowKey};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
@@ -50,7 +50,7 @@ impl MemDb {
     }
 }
 
-impl Ops for MemDb {
+impl Reads for MemDb {
     async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
         // Heard from at no instant: the electorate comes from the samples.
         Ok(self
@@ -64,51 +64,6 @@ impl Ops for MemDb {
                 last_seen: Millis::MIN / 2,
             })
             .collect())
-    }
-
-    async fn upsert_agents(
-        &mut self,
-        agents: &[(&AgentInfo, Millis)],
-    ) -> Result<Vec<i32>, StoreError> {
-        let mut ids = Vec::with_capacity(agents.len());
-        for (agent, _) in agents {
-            let next = self.agents.len() as i32 + 1;
-            ids.push(*self.agents.entry(agent.id.clone()).or_insert(next));
-        }
-        Ok(ids)
-    }
-
-    async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
-        let mut out = Vec::new();
-        for (slug, interval) in wanted {
-            let id = match self.checks.values().find(|c| c.slug == *slug) {
-                Some(c) => c.id,
-                None => {
-                    let id = self.checks.len() as i32 + 1;
-                    self.checks.insert(
-                        id,
-                        CheckRow {
-                            id,
-                            slug: slug.to_string(),
-                            name: slug.to_string(),
-                            interval_ms: *interval,
-                            failure_threshold: BUILT_IN.failure_threshold as i32,
-                            success_threshold: BUILT_IN.success_threshold as i32,
-                            quorum: None,
-                            reopen_window_ms: BUILT_IN.reopen_window.as_millis() as i64,
-                            decided_through: None,
-                            created_at: 0,
-                            latest: None,
-                            locations: None,
-                        },
-                    );
-                    id
-                }
-            };
-            out.push(self.checks[&id].clone());
-        }
-        out.sort_by_key(|c| c.id);
-        Ok(out)
     }
 
     async fn load_pairs(
@@ -127,61 +82,6 @@ impl Ops for MemDb {
         Ok(out)
     }
 
-    async fn insert_results(
-        &mut self,
-        rows: &[NewRow<'_>],
-    ) -> Result<BTreeSet<RowKey>, StoreError> {
-        let mut out = BTreeSet::new();
-        for row in rows {
-            let at = row.result.scheduled_at.unix_ms();
-            let key = (row.check, at, row.agent);
-            if self.results.contains_key(&key) {
-                continue;
-            }
-            self.results.insert(
-                key,
-                Row {
-                    state: row.state.and_then(PairState::from_code),
-                    interval_ms: super::flow::interval_ms(row.result),
-                    assigned: row.result.assigned,
-                    reason: reason_code(&row.result.reason),
-                },
-            );
-            out.insert((row.agent, row.check, at));
-        }
-        Ok(out)
-    }
-
-    async fn write_states(
-        &mut self,
-        states: &BTreeMap<RowKey, PairState>,
-    ) -> Result<(), StoreError> {
-        for ((agent, check, at), s) in states {
-            if let Some(r) = self.results.get_mut(&(*check, *at, *agent)) {
-                r.state = Some(*s);
-            }
-        }
-        Ok(())
-    }
-
-    async fn save_pairs(
-        &mut self,
-        pairs: &BTreeMap<PairKey, Pair>,
-        _stored: &BTreeSet<PairKey>,
-    ) -> Result<(), StoreError> {
-        for ((a, c), p) in pairs {
-            self.pairs.insert((*c, *a), p.clone());
-        }
-        Ok(())
-    }
-
-    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
-        if let Some(c) = self.checks.get_mut(&check) {
-            c.interval_ms = interval_ms;
-        }
-        Ok(())
-    }
-
     async fn load_rollups(
         &mut self,
         keys: &[RollupKey],
@@ -190,21 +90,6 @@ impl Ops for MemDb {
             .iter()
             .filter_map(|k| Some((*k, self.rollups.get(k)?.0.clone())))
             .collect())
-    }
-
-    async fn save_rollups(
-        &mut self,
-        rollups: &Rollups,
-        _stored: Option<&BTreeSet<RollupKey>>,
-    ) -> Result<(), StoreError> {
-        for (k, r) in rollups {
-            self.rollups.insert(*k, (r.clone(), false));
-        }
-        Ok(())
-    }
-
-    async fn lock_ids(&mut self, _checks: &[i32]) -> Result<(), StoreError> {
-        Ok(())
     }
 
     async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
@@ -242,6 +127,13 @@ impl Ops for MemDb {
             .range_mut((level, check, from)..(level, check, to))
         {
             v.1 = true;
+        }
+        Ok(())
+    }
+
+    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
+        if let Some(c) = self.checks.get_mut(&check) {
+            c.interval_ms = interval_ms;
         }
         Ok(())
     }
@@ -318,6 +210,116 @@ impl Ops for MemDb {
                 Some((*c, l.clone()))
             })
             .collect())
+    }
+}
+
+impl Ops for MemDb {
+    async fn upsert_agents(
+        &mut self,
+        agents: &[(&AgentInfo, Millis)],
+    ) -> Result<Vec<i32>, StoreError> {
+        let mut ids = Vec::with_capacity(agents.len());
+        for (agent, _) in agents {
+            let next = self.agents.len() as i32 + 1;
+            ids.push(*self.agents.entry(agent.id.clone()).or_insert(next));
+        }
+        Ok(ids)
+    }
+
+    async fn lock_checks(&mut self, wanted: &[(&str, i64)]) -> Result<Vec<CheckRow>, StoreError> {
+        let mut out = Vec::new();
+        for (slug, interval) in wanted {
+            let id = match self.checks.values().find(|c| c.slug == *slug) {
+                Some(c) => c.id,
+                None => {
+                    let id = self.checks.len() as i32 + 1;
+                    self.checks.insert(
+                        id,
+                        CheckRow {
+                            id,
+                            slug: slug.to_string(),
+                            name: slug.to_string(),
+                            interval_ms: *interval,
+                            failure_threshold: BUILT_IN.failure_threshold as i32,
+                            success_threshold: BUILT_IN.success_threshold as i32,
+                            quorum: None,
+                            reopen_window_ms: BUILT_IN.reopen_window.as_millis() as i64,
+                            decided_through: None,
+                            created_at: 0,
+                            latest: None,
+                            locations: None,
+                        },
+                    );
+                    id
+                }
+            };
+            out.push(self.checks[&id].clone());
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    async fn insert_results(
+        &mut self,
+        rows: &[NewRow<'_>],
+    ) -> Result<BTreeSet<RowKey>, StoreError> {
+        let mut out = BTreeSet::new();
+        for row in rows {
+            let at = row.result.scheduled_at.unix_ms();
+            let key = (row.check, at, row.agent);
+            if self.results.contains_key(&key) {
+                continue;
+            }
+            self.results.insert(
+                key,
+                Row {
+                    state: row.state.and_then(PairState::from_code),
+                    interval_ms: super::flow::interval_ms(row.result),
+                    assigned: row.result.assigned,
+                    reason: reason_code(&row.result.reason),
+                },
+            );
+            out.insert((row.agent, row.check, at));
+        }
+        Ok(out)
+    }
+
+    async fn write_states(
+        &mut self,
+        states: &BTreeMap<RowKey, PairState>,
+    ) -> Result<(), StoreError> {
+        for ((agent, check, at), s) in states {
+            if let Some(r) = self.results.get_mut(&(*check, *at, *agent)) {
+                r.state = Some(*s);
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_pairs(
+        &mut self,
+        pairs: &BTreeMap<PairKey, Pair>,
+        _stored: &BTreeSet<PairKey>,
+    ) -> Result<(), StoreError> {
+        for ((a, c), p) in pairs {
+            self.pairs.insert((*c, *a), p.clone());
+        }
+        Ok(())
+    }
+
+    async fn save_rollups(
+        &mut self,
+        rollups: &Rollups,
+        _stored: Option<&BTreeSet<RollupKey>>,
+    ) -> Result<(), StoreError> {
+        for (k, r) in rollups {
+            self.rollups.insert(*k, (r.clone(), false));
+        }
+        Ok(())
+    }
+
+    async fn lock_ids(&mut self, _checks: &[i32]) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {

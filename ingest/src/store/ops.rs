@@ -60,25 +60,12 @@ pub(crate) struct Decided {
     pub cert_not_after: Option<Millis>,
 }
 
-/// One database's side of a transaction.
-pub(crate) trait Ops: Send {
+/// What a write reads, and folding's small updates: the steps both
+/// databases answer with the same SQL (`reads.rs`).
+pub(crate) trait Reads: Send {
     /// Every agent ingest has heard from, with when: the fleet it decides
     /// votes with.
     fn load_fleet(&mut self) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
-
-    /// The agents' rows (last seen raised to each one's `seen`); their ids,
-    /// in the order given. Callers give distinct agents in id order.
-    fn upsert_agents(
-        &mut self,
-        agents: &[(&AgentInfo, Millis)],
-    ) -> impl Future<Output = Result<Vec<i32>, StoreError>> + Send;
-
-    /// Placeholder rows for checks not known yet (`(slug, interval ms)`), then
-    /// every named check locked, in id order.
-    fn lock_checks(
-        &mut self,
-        wanted: &[(&str, i64)],
-    ) -> impl Future<Output = Result<Vec<CheckRow>, StoreError>> + Send;
 
     /// The stored pairs of these agents with these checks.
     fn load_pairs(
@@ -87,51 +74,11 @@ pub(crate) trait Ops: Send {
         checks: &[i32],
     ) -> impl Future<Output = Result<BTreeMap<PairKey, Pair>, StoreError>> + Send;
 
-    /// Inserts the rows that are not there yet; returns the keys of those
-    /// inserted.
-    fn insert_results(
-        &mut self,
-        rows: &[NewRow<'_>],
-    ) -> impl Future<Output = Result<BTreeSet<RowKey>, StoreError>> + Send;
-
-    /// New states of stored rows (nothing to do when empty).
-    fn write_states(
-        &mut self,
-        states: &BTreeMap<RowKey, PairState>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Writes these pairs back. `stored` are the keys [`Ops::load_pairs`]
-    /// found under the check locks: the others are new.
-    fn save_pairs(
-        &mut self,
-        pairs: &BTreeMap<PairKey, Pair>,
-        stored: &BTreeSet<PairKey>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Raises a check's interval (a result said it is longer).
-    fn widen_interval(
-        &mut self,
-        check: i32,
-        interval_ms: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
     /// The stored rollups of these buckets.
     fn load_rollups(
         &mut self,
         keys: &[(Level, i32, Millis)],
     ) -> impl Future<Output = Result<Vec<(RollupKey, Rollup)>, StoreError>> + Send;
-
-    /// Writes these rollups (already merged with the stored ones). `stored`,
-    /// when known, are the keys [`Ops::load_rollups`] found under the check
-    /// locks: the others are new.
-    fn save_rollups(
-        &mut self,
-        rollups: &Rollups,
-        stored: Option<&BTreeSet<RollupKey>>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Locks these checks' rows, in id order (writers take them first).
-    fn lock_ids(&mut self, checks: &[i32]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// `(check, bucket)` of every row of `level` changed since it was folded.
     fn unfolded(
@@ -155,6 +102,13 @@ pub(crate) trait Ops: Send {
         check: i32,
         from: Millis,
         to: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Raises a check's interval (a result said it is longer).
+    fn widen_interval(
+        &mut self,
+        check: i32,
+        interval_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Each check's admitted samples at or after its `low`; a store may leave
@@ -191,6 +145,56 @@ pub(crate) trait Ops: Send {
         &mut self,
         checks: &[i32],
     ) -> impl Future<Output = Result<BTreeMap<i32, Latest>, StoreError>> + Send;
+}
+
+/// One database's side of a transaction: its reads, and its writes.
+pub(crate) trait Ops: Reads {
+    /// The agents' rows (last seen raised to each one's `seen`); their ids,
+    /// in the order given. Callers give distinct agents in id order.
+    fn upsert_agents(
+        &mut self,
+        agents: &[(&AgentInfo, Millis)],
+    ) -> impl Future<Output = Result<Vec<i32>, StoreError>> + Send;
+
+    /// Placeholder rows for checks not known yet (`(slug, interval ms)`), then
+    /// every named check locked, in id order.
+    fn lock_checks(
+        &mut self,
+        wanted: &[(&str, i64)],
+    ) -> impl Future<Output = Result<Vec<CheckRow>, StoreError>> + Send;
+
+    /// Inserts the rows that are not there yet; returns the keys of those
+    /// inserted.
+    fn insert_results(
+        &mut self,
+        rows: &[NewRow<'_>],
+    ) -> impl Future<Output = Result<BTreeSet<RowKey>, StoreError>> + Send;
+
+    /// New states of stored rows (nothing to do when empty).
+    fn write_states(
+        &mut self,
+        states: &BTreeMap<RowKey, PairState>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes these pairs back. `stored` are the keys [`Ops::load_pairs`]
+    /// found under the check locks: the others are new.
+    fn save_pairs(
+        &mut self,
+        pairs: &BTreeMap<PairKey, Pair>,
+        stored: &BTreeSet<PairKey>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes these rollups (already merged with the stored ones). `stored`,
+    /// when known, are the keys [`Ops::load_rollups`] found under the check
+    /// locks: the others are new.
+    fn save_rollups(
+        &mut self,
+        rollups: &Rollups,
+        stored: Option<&BTreeSet<RollupKey>>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Locks these checks' rows, in id order (writers take them first).
+    fn lock_ids(&mut self, checks: &[i32]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records up to where each check's status is decided, each location's
     /// newest sample, and the newest certificate expiry (when there is one).

@@ -2,16 +2,16 @@
 //! `LATERAL`, a binary `COPY` for new result rows), whatever the number of
 //! agents and checks, and `SELECT ... FOR UPDATE` on check rows in id order.
 
-use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::ops::{Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::pg_columns::{COPY_COLUMNS, Columns};
 use super::reads;
 use super::sql::Dialect;
 use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, ms, ts};
-use crate::incident::{Action, Latest};
-use crate::rollup::{Level, Rollup, Rollups};
+use crate::incident::Action;
+use crate::rollup::Rollups;
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Member, Sample, Status};
+use crate::status::{Change, Status};
 use chrono::{DateTime, Utc};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
@@ -39,6 +39,12 @@ pub(crate) enum Writes {
 
 /// A pair to write, with its key.
 type PairRow<'a> = (&'a PairKey, &'a Pair);
+
+impl reads::Connected for PgOps<'_, '_> {
+    fn conn(&mut self) -> super::sql::Conn<'_> {
+        super::sql::Conn::Pg(self.0)
+    }
+}
 
 impl Ops for PgOps<'_, '_> {
     async fn upsert_agents(
@@ -113,14 +119,6 @@ impl Ops for PgOps<'_, '_> {
             .fetch_all(&mut **self.0)
             .await?;
         Ok(rows.into_iter().map(CheckRow::from).collect())
-    }
-
-    async fn load_pairs(
-        &mut self,
-        agents: &[i32],
-        checks: &[i32],
-    ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
-        reads::load_pairs(super::sql::Conn::Pg(self.0), agents, checks).await
     }
 
     async fn insert_results(
@@ -267,17 +265,6 @@ impl Ops for PgOps<'_, '_> {
         Ok(())
     }
 
-    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
-        reads::widen_interval(super::sql::Conn::Pg(self.0), check, interval_ms).await
-    }
-
-    async fn load_rollups(
-        &mut self,
-        keys: &[(Level, i32, Millis)],
-    ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        reads::load_rollups(super::sql::Conn::Pg(self.0), keys).await
-    }
-
     async fn save_rollups(
         &mut self,
         rollups: &Rollups,
@@ -293,62 +280,6 @@ impl Ops for PgOps<'_, '_> {
             .execute(&mut **self.0)
             .await?;
         Ok(())
-    }
-
-    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
-        reads::unfolded(super::sql::Conn::Pg(self.0), level).await
-    }
-
-    async fn load_level(
-        &mut self,
-        level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<Rollup>, StoreError> {
-        reads::load_level(super::sql::Conn::Pg(self.0), level, check, from, to).await
-    }
-
-    async fn mark_folded(
-        &mut self,
-        level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<(), StoreError> {
-        reads::mark_folded(super::sql::Conn::Pg(self.0), level, check, from, to).await
-    }
-
-    async fn load_samples(
-        &mut self,
-        lows: &[At],
-        _froms: &[At],
-    ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
-        reads::load_samples(super::sql::Conn::Pg(self.0), lows).await
-    }
-
-    async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
-        reads::load_before(super::sql::Conn::Pg(self.0), froms).await
-    }
-
-    async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
-        reads::load_old(super::sql::Conn::Pg(self.0), froms).await
-    }
-
-    async fn load_windows(
-        &mut self,
-        slugs: &[&str],
-        low: Millis,
-    ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
-        reads::load_windows(super::sql::Conn::Pg(self.0), slugs, low).await
-    }
-
-    async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
-        reads::load_fleet(super::sql::Conn::Pg(self.0)).await
-    }
-
-    async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
-        reads::load_latest(super::sql::Conn::Pg(self.0), checks).await
     }
 
     async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {

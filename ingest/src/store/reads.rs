@@ -5,7 +5,7 @@
 //! they keep to themselves only the bulk writes, where PostgreSQL's binary
 //! `COPY` and arrays and SQLite's statement loops really differ.
 
-use super::ops::{At, PairKey, RollupKey, stored_rollup};
+use super::ops::{At, PairKey, Reads, RollupKey, stored_rollup};
 use super::rows::{parse_level, parse_state, parse_status};
 use super::sql::{Arg, Conn};
 use super::{StoreError, reason_text};
@@ -455,4 +455,87 @@ pub(crate) async fn load_latest(
             ))
         })
         .collect()
+}
+
+/// A transaction that answers [`Reads`] through its connection.
+pub(crate) trait Connected: Send {
+    /// The transaction's connection.
+    fn conn(&mut self) -> Conn<'_>;
+}
+
+impl<T: Connected> Reads for T {
+    async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
+        load_fleet(self.conn()).await
+    }
+
+    async fn load_pairs(
+        &mut self,
+        agents: &[i32],
+        checks: &[i32],
+    ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
+        load_pairs(self.conn(), agents, checks).await
+    }
+
+    async fn load_rollups(
+        &mut self,
+        keys: &[RollupKey],
+    ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
+        load_rollups(self.conn(), keys).await
+    }
+
+    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
+        widen_interval(self.conn(), check, interval_ms).await
+    }
+
+    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
+        unfolded(self.conn(), level).await
+    }
+
+    async fn load_level(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Rollup>, StoreError> {
+        load_level(self.conn(), level, check, from, to).await
+    }
+
+    async fn mark_folded(
+        &mut self,
+        level: Level,
+        check: i32,
+        from: Millis,
+        to: Millis,
+    ) -> Result<(), StoreError> {
+        mark_folded(self.conn(), level, check, from, to).await
+    }
+
+    async fn load_samples(
+        &mut self,
+        lows: &[At],
+        _froms: &[At],
+    ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
+        load_samples(self.conn(), lows).await
+    }
+
+    async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
+        load_before(self.conn(), froms).await
+    }
+
+    async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
+        load_old(self.conn(), froms).await
+    }
+
+    async fn load_windows(
+        &mut self,
+        slugs: &[&str],
+        low: Millis,
+    ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
+        load_windows(self.conn(), slugs, low).await
+    }
+
+    async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
+        load_latest(self.conn(), checks).await
+    }
 }

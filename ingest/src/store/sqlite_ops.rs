@@ -8,16 +8,16 @@
 //! implied. In WAL mode readers (the dashboard) never block the writer nor
 //! it them, and a `busy_timeout` makes a second writer wait instead of fail.
 
-use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
+use super::ops::{Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::reads;
 use super::rows::{detail, outcome_code};
 use super::sql::Dialect;
 use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, reason_code};
-use crate::incident::{Action, Latest};
-use crate::rollup::{Level, Rollup, Rollups};
+use crate::incident::Action;
+use crate::rollup::Rollups;
 use crate::state::{Millis, Pair, PairState};
-use crate::status::{Change, Member, Sample, Status};
+use crate::status::{Change, Status};
 use config::defaults::BUILT_IN;
 use config::wire::AgentInfo;
 use sqlx::types::Json;
@@ -29,6 +29,12 @@ pub(crate) struct SqliteOps<'a, 'c>(pub &'a mut Transaction<'c, Sqlite>);
 
 fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
+}
+
+impl reads::Connected for SqliteOps<'_, '_> {
+    fn conn(&mut self) -> super::sql::Conn<'_> {
+        super::sql::Conn::Sqlite(self.0)
+    }
 }
 
 impl Ops for SqliteOps<'_, '_> {
@@ -86,14 +92,6 @@ impl Ops for SqliteOps<'_, '_> {
         }
         out.sort_by_key(|c| c.id);
         Ok(out)
-    }
-
-    async fn load_pairs(
-        &mut self,
-        agents: &[i32],
-        checks: &[i32],
-    ) -> Result<BTreeMap<PairKey, Pair>, StoreError> {
-        reads::load_pairs(super::sql::Conn::Sqlite(self.0), agents, checks).await
     }
 
     async fn insert_results(
@@ -172,17 +170,6 @@ impl Ops for SqliteOps<'_, '_> {
         Ok(())
     }
 
-    async fn widen_interval(&mut self, check: i32, interval_ms: i64) -> Result<(), StoreError> {
-        reads::widen_interval(super::sql::Conn::Sqlite(self.0), check, interval_ms).await
-    }
-
-    async fn load_rollups(
-        &mut self,
-        keys: &[RollupKey],
-    ) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        reads::load_rollups(super::sql::Conn::Sqlite(self.0), keys).await
-    }
-
     async fn save_rollups(
         &mut self,
         rollups: &Rollups,
@@ -210,62 +197,6 @@ impl Ops for SqliteOps<'_, '_> {
 
     async fn lock_ids(&mut self, _checks: &[i32]) -> Result<(), StoreError> {
         Ok(()) // BEGIN IMMEDIATE already holds the only write lock
-    }
-
-    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
-        reads::unfolded(super::sql::Conn::Sqlite(self.0), level).await
-    }
-
-    async fn load_level(
-        &mut self,
-        level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<Rollup>, StoreError> {
-        reads::load_level(super::sql::Conn::Sqlite(self.0), level, check, from, to).await
-    }
-
-    async fn mark_folded(
-        &mut self,
-        level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<(), StoreError> {
-        reads::mark_folded(super::sql::Conn::Sqlite(self.0), level, check, from, to).await
-    }
-
-    async fn load_samples(
-        &mut self,
-        lows: &[At],
-        _froms: &[At],
-    ) -> Result<BTreeMap<i32, Vec<Sample>>, StoreError> {
-        reads::load_samples(super::sql::Conn::Sqlite(self.0), lows).await
-    }
-
-    async fn load_before(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Status>, StoreError> {
-        reads::load_before(super::sql::Conn::Sqlite(self.0), froms).await
-    }
-
-    async fn load_old(&mut self, froms: &[At]) -> Result<BTreeMap<i32, Vec<Change>>, StoreError> {
-        reads::load_old(super::sql::Conn::Sqlite(self.0), froms).await
-    }
-
-    async fn load_windows(
-        &mut self,
-        slugs: &[&str],
-        low: Millis,
-    ) -> Result<Vec<(Vec<String>, Millis, Millis)>, StoreError> {
-        reads::load_windows(super::sql::Conn::Sqlite(self.0), slugs, low).await
-    }
-
-    async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
-        reads::load_fleet(super::sql::Conn::Sqlite(self.0)).await
-    }
-
-    async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
-        reads::load_latest(super::sql::Conn::Sqlite(self.0), checks).await
     }
 
     async fn set_decided(&mut self, decided: &[Decided]) -> Result<(), StoreError> {
