@@ -59,7 +59,7 @@ pub struct CheckRow {
 }
 
 /// An incident, as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct IncidentRow {
     /// Its id.
     pub id: i64,
@@ -79,11 +79,12 @@ pub struct IncidentRow {
     /// reopened incident does not count the time it was resolved.
     pub open_ms: Option<Millis>,
     /// The slugs of the checks it concerns.
+    #[sqlx(skip)]
     pub checks: Vec<String>,
 }
 
 /// One update of an incident.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct UpdateRow {
     /// The incident it belongs to.
     pub incident: i64,
@@ -115,7 +116,7 @@ pub struct WindowRow {
 }
 
 /// A probe agent.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct AgentRow {
     /// Its internal id.
     pub id: i64,
@@ -163,17 +164,6 @@ const PUBLIC_INCIDENT: &str =
     "(NOT EXISTS (SELECT 1 FROM incident_checks x WHERE x.incident_id = i.id)
       OR EXISTS (SELECT 1 FROM incident_checks x JOIN checks c ON c.id = x.check_id
                  WHERE x.incident_id = i.id AND c.public AND NOT c.placeholder))";
-
-type IncidentTuple = (
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
 
 /// Why a database URL was refused.
 #[derive(Debug, thiserror::Error)]
@@ -421,7 +411,7 @@ impl Reader {
         );
         let mut binds = vec![limit, offset];
         binds.extend(more);
-        let rows: Vec<IncidentTuple> = self.rows(&sql, &binds).await?;
+        let rows: Vec<IncidentRow> = self.rows(&sql, &binds).await?;
         self.with_checks(rows).await
     }
 
@@ -436,14 +426,14 @@ impl Reader {
         Ok(rows.first().map_or(0, |r| r.0))
     }
 
-    /// The columns of an [`IncidentTuple`], from `incidents i`. Its open
+    /// The columns of an [`IncidentRow`], from `incidents i`. Its open
     /// time counts only its open periods (a reopened incident's earlier
     /// periods, then its last one).
     fn incident_columns(&self) -> String {
         format!(
-            "{}, i.title, i.impact, i.state, {}, {}, {}, i.earlier_open_ms + {} - {}",
+            "{} AS id, i.title, i.impact, i.state, i.auto, {} AS started_at,
+             {} AS resolved_at, i.earlier_open_ms + {} - {} AS open_ms",
             self.d().int("i.id"),
-            self.d().int("CASE WHEN i.auto THEN 1 ELSE 0 END"),
             self.d().ms("i.started_at"),
             self.d().ms("i.resolved_at"),
             self.d().ms("i.resolved_at"),
@@ -451,27 +441,17 @@ impl Reader {
         )
     }
 
-    async fn with_checks(&self, rows: Vec<IncidentTuple>) -> Result<Vec<IncidentRow>, ReadError> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    async fn with_checks(&self, mut rows: Vec<IncidentRow>) -> Result<Vec<IncidentRow>, ReadError> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let links = self.incident_checks(&ids).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| IncidentRow {
-                checks: links
-                    .iter()
-                    .filter(|l| l.0 == r.0)
-                    .map(|l| l.1.clone())
-                    .collect(),
-                id: r.0,
-                title: r.1,
-                impact: r.2,
-                state: r.3,
-                auto: r.4 != 0,
-                started_at: r.5,
-                resolved_at: r.6,
-                open_ms: r.7,
-            })
-            .collect())
+        for r in &mut rows {
+            r.checks = links
+                .iter()
+                .filter(|l| l.0 == r.id)
+                .map(|l| l.1.clone())
+                .collect();
+        }
+        Ok(rows)
     }
 
     /// One public incident by id.
@@ -482,7 +462,7 @@ impl Reader {
             self.incident_columns(),
             self.d().p(1),
         );
-        let rows: Vec<IncidentTuple> = self.rows(&sql, &[id]).await?;
+        let rows: Vec<IncidentRow> = self.rows(&sql, &[id]).await?;
         Ok(self.with_checks(rows).await?.into_iter().next())
     }
 
@@ -517,23 +497,13 @@ impl Reader {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {}, {}, state, message, author FROM incident_updates
+            "SELECT {} AS incident, {} AS at, state, message, author FROM incident_updates
              WHERE incident_id IN ({}) ORDER BY incident_id, at, id",
             self.d().int("incident_id"),
             self.d().ms("at"),
             id_list(ids)
         );
-        let rows: Vec<(i64, i64, String, String, String)> = self.rows(&sql, &[]).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| UpdateRow {
-                incident: r.0,
-                at: r.1,
-                state: r.2,
-                message: r.3,
-                author: r.4,
-            })
-            .collect())
+        self.rows(&sql, &[]).await
     }
 
     /// Maintenance windows that end after `now`, soonest first.
@@ -565,23 +535,13 @@ impl Reader {
     /// Every agent.
     pub async fn agents(&self) -> Result<Vec<AgentRow>, ReadError> {
         let sql = format!(
-            "SELECT {}, name, zone, label, {}, {} FROM agents ORDER BY id",
+            "SELECT {} AS id, name, zone, label, {} AS first_seen, {} AS last_seen
+             FROM agents ORDER BY id",
             self.d().int("id"),
             self.d().ms("first_seen"),
             self.d().ms("last_seen"),
         );
-        let rows: Vec<(i64, String, String, String, i64, i64)> = self.rows(&sql, &[]).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AgentRow {
-                id: r.0,
-                name: r.1,
-                zone: r.2,
-                label: r.3,
-                first_seen: r.4,
-                last_seen: r.5,
-            })
-            .collect())
+        self.rows(&sql, &[]).await
     }
 
     /// The rollups of `level` for `checks` from `from` on: `(check, bucket,
