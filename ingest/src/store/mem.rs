@@ -2,7 +2,7 @@
 //! recompute ([`super::flow`]) without a database: the same code the
 //! PostgreSQL and SQLite stores run, over plain maps.
 
-use super::ops::{At, Decided, NewRow, Ops, PairKey, Reads, RollupKey, RowKey};
+use super::ops::{At, Decided, NewRow, Ops, PairKey, RollupKey, RowKey, Shared};
 use super::{CheckRow, StoreError, reason_code, reason_text};
 use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup, Rollups};
@@ -50,7 +50,7 @@ impl MemDb {
     }
 }
 
-impl Reads for MemDb {
+impl Shared for MemDb {
     async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
         // Heard from at no instant: the electorate comes from the samples.
         Ok(self
@@ -211,6 +211,28 @@ impl Reads for MemDb {
             })
             .collect())
     }
+
+    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
+        let latest = self
+            .incidents
+            .iter()
+            .rev()
+            .find(|i| i.1 == check.id)
+            .map(|i| i.2.clone());
+        let id = match action {
+            Action::Open { .. } => self.incidents.len() as i64 + 1,
+            Action::Reopen { id, .. }
+            | Action::Resolve { id, .. }
+            | Action::Monitor { id, .. }
+            | Action::Revise { id, .. } => *id,
+        };
+        let after = crate::incident::apply(latest.as_ref(), action, id);
+        match self.incidents.iter_mut().find(|i| i.0 == id) {
+            Some(i) => i.2 = after,
+            None => self.incidents.push((id, check.id, after)),
+        }
+        Ok(id)
+    }
 }
 
 impl Ops for MemDb {
@@ -343,28 +365,6 @@ impl Ops for MemDb {
             }
         }
         Ok(())
-    }
-
-    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        let latest = self
-            .incidents
-            .iter()
-            .rev()
-            .find(|i| i.1 == check.id)
-            .map(|i| i.2.clone());
-        let id = match action {
-            Action::Open { .. } => self.incidents.len() as i64 + 1,
-            Action::Reopen { id, .. }
-            | Action::Resolve { id, .. }
-            | Action::Monitor { id, .. }
-            | Action::Revise { id, .. } => *id,
-        };
-        let after = crate::incident::apply(latest.as_ref(), action, id);
-        match self.incidents.iter_mut().find(|i| i.0 == id) {
-            Some(i) => i.2 = after,
-            None => self.incidents.push((id, check.id, after)),
-        }
-        Ok(id)
     }
 
     async fn set_statuses(

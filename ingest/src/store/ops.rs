@@ -60,9 +60,9 @@ pub(crate) struct Decided {
     pub cert_not_after: Option<Millis>,
 }
 
-/// What a write reads, and folding's small updates: the steps both
-/// databases answer with the same SQL (`reads.rs`).
-pub(crate) trait Reads: Send {
+/// The steps both databases answer with the same SQL (`reads.rs`): what a
+/// write reads, folding's small updates, and incident actions.
+pub(crate) trait Shared: Send {
     /// Every agent ingest has heard from, with when: the fleet it decides
     /// votes with.
     fn load_fleet(&mut self) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
@@ -145,10 +145,17 @@ pub(crate) trait Reads: Send {
         &mut self,
         checks: &[i32],
     ) -> impl Future<Output = Result<BTreeMap<i32, Latest>, StoreError>> + Send;
+
+    /// Applies one incident action; returns the incident's id.
+    fn apply_action(
+        &mut self,
+        check: &CheckRow,
+        action: &Action,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
 /// One database's side of a transaction: its reads, and its writes.
-pub(crate) trait Ops: Reads {
+pub(crate) trait Ops: Shared {
     /// The agents' rows (last seen raised to each one's `seen`); their ids,
     /// in the order given. Callers give distinct agents in id order.
     fn upsert_agents(
@@ -208,13 +215,6 @@ pub(crate) trait Ops: Reads {
         &mut self,
         rewrites: &[(i32, Millis, &[Change])],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Applies one incident action; returns the incident's id.
-    fn apply_action(
-        &mut self,
-        check: &CheckRow,
-        action: &Action,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
     /// Sets the current status of checks that changed, and announces them.
     fn set_statuses(

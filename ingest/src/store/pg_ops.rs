@@ -8,7 +8,6 @@ use super::reads;
 use super::sql::Dialect;
 use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, ms, ts};
-use crate::incident::Action;
 use crate::rollup::Rollups;
 use crate::state::{Millis, Pair, PairState};
 use crate::status::{Change, Status};
@@ -346,10 +345,6 @@ impl Ops for PgOps<'_, '_> {
         .execute(&mut **self.0)
         .await?;
         Ok(())
-    }
-
-    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        super::incidents::apply(super::sql::Conn::Pg(self.0), check, action).await
     }
 
     async fn set_statuses(

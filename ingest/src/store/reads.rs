@@ -1,15 +1,16 @@
 //! The steps of a write that both databases answer with the same SQL
 //! ([`super::sql`]): what the flow reads (the fleet, pairs, rollups, samples,
-//! status changes, windows, incidents) and the small updates of folding.
+//! status changes, windows, incidents), the small updates of folding, and
+//! incident actions (`incidents.rs`).
 //! [`super::pg_ops`] and [`super::sqlite_ops`] hand these their connection;
 //! they keep to themselves only the bulk writes, where PostgreSQL's binary
 //! `COPY` and arrays and SQLite's statement loops really differ.
 
-use super::ops::{At, PairKey, Reads, RollupKey, stored_rollup};
+use super::ops::{At, PairKey, RollupKey, Shared, stored_rollup};
 use super::rows::{parse_level, parse_state, parse_status};
 use super::sql::{Arg, Conn};
-use super::{StoreError, reason_text};
-use crate::incident::Latest;
+use super::{CheckRow, StoreError, reason_text};
+use crate::incident::{Action, Latest};
 use crate::rollup::{Level, Rollup};
 use crate::state::{Millis, Pair, PairState};
 use crate::status::{Change, Detail, Member, Sample, Status};
@@ -154,29 +155,45 @@ pub(crate) async fn load_level(
     to: Millis,
 ) -> Result<Vec<Rollup>, StoreError> {
     let d = c.dialect();
+    let (range, args) = level_range(d, level, check, from, to);
     let rows: Vec<(i64, i64, Vec<u8>)> = c
         .rows(
             &format!(
-                "SELECT {}, {}, measures FROM rollups
-                 WHERE level = {} AND check_id = {} AND bucket >= {} AND bucket < {}",
+                "SELECT {}, {}, measures FROM rollups WHERE {range}",
                 d.int("count"),
-                d.int("up"),
-                d.p(1),
-                d.p(2),
-                d.at(3),
-                d.at(4)
+                d.int("up")
             ),
-            &[
-                Arg::Int(i64::from(level.code())),
-                Arg::Int(check.into()),
-                Arg::Int(from),
-                Arg::Int(to),
-            ],
+            &args,
         )
         .await?;
     rows.into_iter()
         .map(|(count, up, bytes)| stored_rollup(check, count as i32, up as i32, &bytes))
         .collect()
+}
+
+/// The rows of `level` of a check in `[from, to)`: the condition and its arguments.
+fn level_range(
+    d: super::sql::Dialect,
+    level: Level,
+    check: i32,
+    from: Millis,
+    to: Millis,
+) -> (String, [Arg; 4]) {
+    (
+        format!(
+            "level = {} AND check_id = {} AND bucket >= {} AND bucket < {}",
+            d.p(1),
+            d.p(2),
+            d.at(3),
+            d.at(4)
+        ),
+        [
+            Arg::Int(i64::from(level.code())),
+            Arg::Int(check.into()),
+            Arg::Int(from),
+            Arg::Int(to),
+        ],
+    )
 }
 
 /// Marks the rows of `level` of a check in `[from, to)` folded.
@@ -187,22 +204,10 @@ pub(crate) async fn mark_folded(
     from: Millis,
     to: Millis,
 ) -> Result<(), StoreError> {
-    let d = c.dialect();
+    let (range, args) = level_range(c.dialect(), level, check, from, to);
     c.exec(
-        &format!(
-            "UPDATE rollups SET folded = true
-             WHERE level = {} AND check_id = {} AND bucket >= {} AND bucket < {} AND NOT folded",
-            d.p(1),
-            d.p(2),
-            d.at(3),
-            d.at(4)
-        ),
-        &[
-            Arg::Int(i64::from(level.code())),
-            Arg::Int(check.into()),
-            Arg::Int(from),
-            Arg::Int(to),
-        ],
+        &format!("UPDATE rollups SET folded = true WHERE {range} AND NOT folded"),
+        &args,
     )
     .await?;
     Ok(())
@@ -457,13 +462,13 @@ pub(crate) async fn load_latest(
         .collect()
 }
 
-/// A transaction that answers [`Reads`] through its connection.
+/// A transaction that answers [`Shared`] through its connection.
 pub(crate) trait Connected: Send {
     /// The transaction's connection.
     fn conn(&mut self) -> Conn<'_>;
 }
 
-impl<T: Connected> Reads for T {
+impl<T: Connected> Shared for T {
     async fn load_fleet(&mut self) -> Result<Vec<Member>, StoreError> {
         load_fleet(self.conn()).await
     }
@@ -537,5 +542,9 @@ impl<T: Connected> Reads for T {
 
     async fn load_latest(&mut self, checks: &[i32]) -> Result<BTreeMap<i32, Latest>, StoreError> {
         load_latest(self.conn(), checks).await
+    }
+
+    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
+        super::incidents::apply(self.conn(), check, action).await
     }
 }

@@ -14,7 +14,6 @@ use super::rows::{detail, outcome_code};
 use super::sql::Dialect;
 use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, reason_code};
-use crate::incident::Action;
 use crate::rollup::Rollups;
 use crate::state::{Millis, Pair, PairState};
 use crate::status::{Change, Status};
@@ -242,10 +241,6 @@ impl Ops for SqliteOps<'_, '_> {
             }
         }
         Ok(())
-    }
-
-    async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
-        super::incidents::apply(super::sql::Conn::Sqlite(self.0), check, action).await
     }
 
     async fn set_statuses(
