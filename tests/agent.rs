@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, fresh_queue, metric, metrics, signal};
+use support::{free_port, fresh_queue, metric, signal};
 
 fn http_target() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -102,8 +102,13 @@ async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigter
         .spawn()
         .unwrap();
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let m = metrics(metrics_port);
+    let m = poll(20, "the check probed twice", || {
+        let m = support::http_body(metrics_port, "/metrics")?;
+        (metric(&m, "statuspage_agent_runs_total", &[]) >= 2.0
+            && metric(&m, "probe_success", &[("check", "local-web")]) == 1.0)
+            .then_some(m)
+    })
+    .await;
     assert!(
         m.contains(
             "probe_success{check=\"local-web\",group=\"Local\",kind=\"http\",location=\"z1\"} 1"
@@ -124,8 +129,13 @@ async fn the_agent_publishes_results_survives_a_bad_reload_and_flushes_on_sigter
     )
     .unwrap();
     signal(&agent, "HUP");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let m = metrics(metrics_port);
+    let m = poll(20, "the failed reload said, and probing on", || {
+        let m = support::http_body(metrics_port, "/metrics")?;
+        (metric(&m, "statuspage_agent_config_last_reload_successful", &[]) == 0.0
+            && metric(&m, "statuspage_agent_runs_total", &[]) >= runs_before + 2.0)
+            .then_some(m)
+    })
+    .await;
     assert_eq!(
         metric(&m, "statuspage_agent_config_last_reload_successful", &[]),
         0.0,
@@ -281,6 +291,19 @@ impl Proxy {
     }
 }
 
+/// Polls `f` every 100 ms (on the runtime: in-process servers keep serving)
+/// until it gives a value, or panics after `secs`.
+async fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn spooled_ids(dir: &std::path::Path) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -339,7 +362,10 @@ async fn a_killed_agent_delivers_its_spool_after_a_restart() {
     };
 
     let mut first = agent(free_port());
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    poll(30, "results spooled during the outage", || {
+        (spooled_ids(&spool.join("node-s")).len() >= 3).then_some(())
+    })
+    .await;
     signal(&first, "KILL");
     first.wait().unwrap();
     let spooled = spooled_ids(&spool.join("node-s"));
@@ -350,7 +376,10 @@ async fn a_killed_agent_delivers_its_spool_after_a_restart() {
 
     proxy.set_cut(false);
     let mut second = agent(free_port());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    poll(30, "the spool delivered", || {
+        spooled_ids(&spool.join("node-s")).is_empty().then_some(())
+    })
+    .await;
     signal(&second, "TERM");
     assert!(second.wait().unwrap().success());
 

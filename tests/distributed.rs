@@ -215,16 +215,22 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
         status_of(port, "web").filter(|c| c["status"] == "degraded")
     });
     assert_eq!(degraded["locations"]["failing"], 1);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(status_of(port, "web").unwrap()["status"], "degraded");
-    assert!(
-        incidents(port).is_empty(),
-        "one location short of the quorum opens nothing"
-    );
+    support::watch(Duration::from_secs(3), || {
+        let status = status_of(port, "web").map(|c| c["status"].clone());
+        if status != Some("degraded".into()) {
+            return Err(format!("web left degraded: {status:?}"));
+        }
+        if !incidents(port).is_empty() {
+            return Err("one location short of the quorum opened an incident".into());
+        }
+        Ok(())
+    });
 
     // Both fail: one incident, not two (two ingests, and one of them killed).
     mode.store(FAIL_BOTH, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(1500));
+    until(Duration::from_secs(10), "both locations failing", || {
+        status_of(port, "web").filter(|c| c["locations"]["failing"] == 2)
+    });
     signal(&ingest_1, "KILL");
     let _ = ingest_1.wait();
     let (opened, _) = until(Duration::from_secs(15), "an incident", || {
@@ -233,7 +239,9 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     });
     assert_eq!(opened.len(), 1, "{opened:?}");
     ingest_1 = fleet.ingest("ingest-1b", &config);
-    std::thread::sleep(Duration::from_secs(3));
+    until(Duration::from_secs(10), "web down", || {
+        status_of(port, "web").filter(|c| c["status"] == "down")
+    });
 
     // Recovery: the incident is resolved.
     mode.store(OK, Ordering::SeqCst);
@@ -255,8 +263,12 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     until(Duration::from_secs(15), "web unknown", || {
         status_of(port, "web").filter(|c| c["status"] == "unknown")
     });
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(incidents(port).len(), 1, "silence is not an outage");
+    support::watch(Duration::from_secs(2), || match incidents(port).len() {
+        1 => Ok(()),
+        n => Err(format!(
+            "silence is not an outage, yet there are {n} incidents"
+        )),
+    });
 
     // Counts are exact: every result the agents ran is stored once.
     let (runs_a, dropped_a) = fleet.agent_totals("agent-a");

@@ -149,6 +149,19 @@ pub fn until<T>(
     }
 }
 
+/// Watches a property that must keep holding: `holds` is checked every
+/// 100 ms for the whole of `during`, and the first time it does not, the
+/// test fails with what it says.
+pub fn watch(during: std::time::Duration, mut holds: impl FnMut() -> Result<(), String>) {
+    let end = std::time::Instant::now() + during;
+    while std::time::Instant::now() < end {
+        if let Err(why) = holds() {
+            panic!("{why}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// An HTTP target on loopback, each request on a thread of its own: it
 /// answers 503 when `fails(request text)` says so, else 200.
 pub fn http_target(fails: impl Fn(&str) -> bool + Send + Sync + 'static) -> u16 {
