@@ -266,8 +266,9 @@ impl Reader {
     /// are never public).
     pub async fn public_checks(&self) -> Result<Vec<CheckRow>, ReadError> {
         let sql = format!(
-            "SELECT {}, slug, name, group_name, description, kind, {}, {}, status, {},
-                    {}, latest, {}, {}, {}
+            "SELECT {} AS id, slug, name, group_name, description, kind, {} AS position,
+                    {} AS created_at, status, {} AS status_since, {} AS interval_ms, latest,
+                    {} AS cert_not_after, {} AS locations, {} AS decided_through
              FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
              ORDER BY position, id",
             self.d().int("id"),
@@ -279,49 +280,50 @@ impl Reader {
             self.d().int("locations"),
             self.d().ms("decided_through"),
         );
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            i64,
-            i64,
-            String,
-            Option<i64>,
-            i64,
-            Option<Vec<u8>>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        );
-        let rows: Vec<Row> = self.rows(&sql, &[]).await?;
+        #[derive(sqlx::FromRow)]
+        struct Stored {
+            id: i64,
+            slug: String,
+            name: String,
+            group_name: String,
+            description: Option<String>,
+            kind: String,
+            position: i64,
+            created_at: i64,
+            status: String,
+            status_since: Option<i64>,
+            interval_ms: i64,
+            latest: Option<Vec<u8>>,
+            cert_not_after: Option<i64>,
+            locations: Option<i64>,
+            decided_through: Option<i64>,
+        }
+        let rows: Vec<Stored> = self.rows(&sql, &[]).await?;
         Ok(rows
             .into_iter()
             .map(|r| CheckRow {
-                id: r.0,
-                slug: r.1,
-                name: r.2,
-                group: r.3,
-                description: r.4,
-                kind: r.5,
-                position: r.6,
-                created_at: r.7,
-                status: Status::parse(&r.8).unwrap_or(Status::Unknown),
-                status_since: r.9,
-                interval_ms: r.10,
+                id: r.id,
+                slug: r.slug,
+                name: r.name,
+                group: r.group_name,
+                description: r.description,
+                kind: r.kind,
+                position: r.position,
+                created_at: r.created_at,
+                status: Status::parse(&r.status).unwrap_or(Status::Unknown),
+                status_since: r.status_since,
+                interval_ms: r.interval_ms,
                 latest: r
-                    .11
+                    .latest
                     .as_deref()
                     .and_then(ingest::store::decode_latest)
                     .unwrap_or_default(),
-                cert_not_after: r.12,
-                locations: r.13.map(|n| match n {
+                cert_not_after: r.cert_not_after,
+                locations: r.locations.map(|n| match n {
                     n if n > 0 => config::defaults::Locations::Count(n as u32),
                     _ => config::defaults::Locations::All,
                 }),
-                decided_through: r.14,
+                decided_through: r.decided_through,
             })
             .collect())
     }
@@ -509,25 +511,33 @@ impl Reader {
     /// Maintenance windows that end after `now`, soonest first.
     pub async fn windows(&self, now: Millis) -> Result<Vec<WindowRow>, ReadError> {
         let sql = format!(
-            "SELECT {}, name, description, {}, {}, {} FROM maintenance_windows
-             WHERE ends_at > {} ORDER BY starts_at, id LIMIT 50",
+            "SELECT {} AS id, name, description, {} AS checks, {} AS starts_at, {} AS ends_at
+             FROM maintenance_windows WHERE ends_at > {} ORDER BY starts_at, id LIMIT 50",
             self.d().int("id"),
             self.d().json_list("checks"),
             self.d().ms("starts_at"),
             self.d().ms("ends_at"),
             self.d().at(1),
         );
-        let rows: Vec<(i64, String, Option<String>, String, i64, i64)> =
-            self.rows(&sql, &[now]).await?;
+        #[derive(sqlx::FromRow)]
+        struct Stored {
+            id: i64,
+            name: String,
+            description: Option<String>,
+            checks: String,
+            starts_at: i64,
+            ends_at: i64,
+        }
+        let rows: Vec<Stored> = self.rows(&sql, &[now]).await?;
         Ok(rows
             .into_iter()
             .map(|r| WindowRow {
-                id: r.0,
-                name: r.1,
-                description: r.2,
-                checks: serde_json::from_str(&r.3).unwrap_or_default(),
-                starts_at: r.4,
-                ends_at: r.5,
+                id: r.id,
+                name: r.name,
+                description: r.description,
+                checks: serde_json::from_str(&r.checks).unwrap_or_default(),
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
             })
             .collect())
     }
@@ -556,7 +566,7 @@ impl Reader {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {}, {}, {}, {}, measures FROM rollups
+            "SELECT {} AS check_id, {} AS bucket, {} AS count, {} AS up, measures FROM rollups
              WHERE level = {} AND check_id IN ({}) AND bucket >= {}
              ORDER BY check_id, bucket",
             self.d().int("check_id"),
@@ -567,13 +577,24 @@ impl Reader {
             id_list(checks),
             self.d().at(2),
         );
-        let rows: Vec<(i64, i64, i64, i64, Vec<u8>)> =
-            self.rows(&sql, &[i64::from(level.code()), from]).await?;
+        #[derive(sqlx::FromRow)]
+        struct Stored {
+            check_id: i64,
+            bucket: i64,
+            count: i64,
+            up: i64,
+            measures: Vec<u8>,
+        }
+        let rows: Vec<Stored> = self.rows(&sql, &[i64::from(level.code()), from]).await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(c, b, n, up, m)| {
-                let r = Rollup::decode(u32::try_from(n).ok()?, u32::try_from(up).ok()?, &m)?;
-                Some((c, b, r))
+            .filter_map(|r| {
+                let rollup = Rollup::decode(
+                    u32::try_from(r.count).ok()?,
+                    u32::try_from(r.up).ok()?,
+                    &r.measures,
+                )?;
+                Some((r.check_id, r.bucket, rollup))
             })
             .collect())
     }

@@ -78,16 +78,20 @@ fn state(v: &str) -> Result<ingest::incident::State, AdminError> {
 /// Reads an incident back whole (every check, private ones too: this is
 /// the operator's view).
 async fn load(tx: &mut Tx, id: i64) -> Result<(IncidentRow, Vec<UpdateRow>), AdminError> {
+    // An operator's incident is never reopened by ingest: one period.
     let sql = format!(
-        "SELECT title, impact, state, {}, {}, {} FROM incidents WHERE id = {}",
-        tx.dialect().int("CASE WHEN auto THEN 1 ELSE 0 END"),
+        "SELECT {} AS id, title, impact, state, auto, {} AS started_at, {} AS resolved_at,
+                {} - {} AS open_ms
+         FROM incidents WHERE id = {}",
+        tx.dialect().int("id"),
         tx.dialect().ms("started_at"),
         tx.dialect().ms("resolved_at"),
+        tx.dialect().ms("resolved_at"),
+        tx.dialect().ms("started_at"),
         tx.dialect().p(1)
     );
-    let rows: Vec<(String, String, String, i64, i64, Option<i64>)> =
-        tx.rows(&sql, &[Arg::Int(id)]).await?;
-    let Some(r) = rows.into_iter().next() else {
+    let rows: Vec<IncidentRow> = tx.rows(&sql, &[Arg::Int(id)]).await?;
+    let Some(mut incident) = rows.into_iter().next() else {
         return Err(AdminError::NotFound(format!("no incident {id}")));
     };
     let checks: Vec<(String,)> = tx
@@ -100,41 +104,20 @@ async fn load(tx: &mut Tx, id: i64) -> Result<(IncidentRow, Vec<UpdateRow>), Adm
             &[Arg::Int(id)],
         )
         .await?;
-    let updates: Vec<(i64, String, String, String)> = tx
+    let updates: Vec<UpdateRow> = tx
         .rows(
             &format!(
-                "SELECT {}, state, message, author FROM incident_updates
+                "SELECT {} AS incident, {} AS at, state, message, author FROM incident_updates
                  WHERE incident_id = {} ORDER BY at, id",
+                tx.dialect().int("incident_id"),
                 tx.dialect().ms("at"),
                 tx.dialect().p(1)
             ),
             &[Arg::Int(id)],
         )
         .await?;
-    Ok((
-        IncidentRow {
-            id,
-            title: r.0,
-            impact: r.1,
-            state: r.2,
-            auto: r.3 != 0,
-            started_at: r.4,
-            resolved_at: r.5,
-            // An operator's incident is never reopened by ingest: one period.
-            open_ms: r.5.map(|resolved| resolved - r.4),
-            checks: checks.into_iter().map(|c| c.0).collect(),
-        },
-        updates
-            .into_iter()
-            .map(|u| UpdateRow {
-                incident: id,
-                at: u.0,
-                state: u.1,
-                message: u.2,
-                author: u.3,
-            })
-            .collect(),
-    ))
+    incident.checks = checks.into_iter().map(|c| c.0).collect();
+    Ok((incident, updates))
 }
 
 /// Locks an incident for a change (its check first, in the order ingest

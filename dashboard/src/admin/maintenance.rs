@@ -42,16 +42,18 @@ fn parse_time(field: &str, v: &str) -> Result<Millis, AdminError> {
         })
 }
 
-type WindowTuple = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    i64,
-    String,
-);
+/// A window as the admin API shows it.
+#[derive(sqlx::FromRow)]
+struct Window {
+    id: i64,
+    source: String,
+    name: String,
+    description: Option<String>,
+    checks: String,
+    starts_at: i64,
+    ends_at: i64,
+    created_by: String,
+}
 
 async fn windows(
     tx: &mut Tx,
@@ -59,27 +61,28 @@ async fn windows(
     args: &[Arg],
 ) -> Result<Vec<serde_json::Value>, AdminError> {
     let sql = format!(
-        "SELECT {}, source, name, description, {}, {}, {}, created_by FROM maintenance_windows
-         WHERE {clause} ORDER BY starts_at, id",
+        "SELECT {} AS id, source, name, description, {} AS checks, {} AS starts_at,
+                {} AS ends_at, created_by
+         FROM maintenance_windows WHERE {clause} ORDER BY starts_at, id",
         tx.dialect().int("id"),
         tx.dialect().json_list("checks"),
         tx.dialect().ms("starts_at"),
         tx.dialect().ms("ends_at"),
     );
-    let rows: Vec<WindowTuple> = tx.rows(&sql, args).await?;
+    let rows: Vec<Window> = tx.rows(&sql, args).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
-            let checks: Vec<String> = serde_json::from_str(&r.4).unwrap_or_default();
+            let checks: Vec<String> = serde_json::from_str(&r.checks).unwrap_or_default();
             serde_json::json!({
-                "id": r.0,
-                "source": r.1,
-                "name": r.2,
-                "description": r.3,
+                "id": r.id,
+                "source": r.source,
+                "name": r.name,
+                "description": r.description,
                 "checks": checks,
-                "starts_at": instant(r.5),
-                "ends_at": instant(r.6),
-                "created_by": r.7,
+                "starts_at": instant(r.starts_at),
+                "ends_at": instant(r.ends_at),
+                "created_by": r.created_by,
             })
         })
         .collect())
