@@ -142,7 +142,7 @@ async fn an_edited_automatic_incident_is_never_auto_resolved(db: Db) {
     .await;
     assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
     assert_eq!(edited.json()["auto"], true);
-    crate::fixture::recover_web(&db.store).await;
+    crate::fixture::recover_web(&db.store, db.seeded.newest).await;
     state.cache.invalidate();
     let v = get(&state, "/api/v1/incidents?state=open").await.json();
     let web = v

@@ -88,7 +88,7 @@ async fn a_status_change_reaches_the_page_at_once_not_after_the_ttl(db: Db) {
     let cached = get(&state, "/api/v1/status").await;
     assert_eq!(cached.header("x-cache"), "hit");
 
-    crate::fixture::recover_web(&db.store).await;
+    crate::fixture::recover_web(&db.store, db.seeded.newest).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let got = get(&state, "/api/v1/status").await.json();

@@ -108,6 +108,8 @@ fn result(check: &str, agent: &str, at: i64, up: bool) -> ProbeResult {
 /// What the fixture holds.
 #[derive(Debug)]
 pub struct Seeded {
+    /// The slot of the fixture's newest results.
+    pub newest: i64,
     /// `api`'s resolved incident of twelve days ago.
     pub old_incident: i64,
     /// The operator incident's id (no checks, hostile text).
@@ -353,7 +355,10 @@ async fn seed(store: &Store) -> Seeded {
         .await
         .unwrap();
     let old_incident = history(store).await;
-    let start = (now() - 60 * MINUTE) / MINUTE * MINUTE;
+    // The newest slot is one to two minutes old: the page vouches for data
+    // up to three intervals (3 min) old, so a slow run still sees it fresh,
+    // and `recover_web`'s two newer slots are at most a minute ahead.
+    let start = (now() - 59 * MINUTE) / MINUTE * MINUTE;
     // The three agents' hour arrives as one receive: ingest hears the whole
     // fleet at once, as it does when agents send every few seconds.
     let mut batches = Vec::new();
@@ -421,6 +426,7 @@ async fn seed(store: &Store) -> Seeded {
         )
     };
     Seeded {
+        newest: start + 58 * MINUTE,
         old_incident,
         operator_incident: operator,
         secret_incident: int(store, &auto_of("secret")).await,
@@ -428,18 +434,18 @@ async fn seed(store: &Store) -> Seeded {
     }
 }
 
-/// Two up results of `web` from every agent, newer than the fixture's.
-pub async fn recover_web(store: &Store) {
-    let base = (now() - 60 * MINUTE) / MINUTE * MINUTE;
+/// Two up results of `web` from every agent, in the two slots after the
+/// fixture's `newest`.
+pub async fn recover_web(store: &Store, newest: i64) {
     for agent in ["a1", "a2", "a3"] {
-        let results: Vec<ProbeResult> = [59, 60]
+        let results: Vec<ProbeResult> = [1, 2]
             .iter()
             .map(|m| {
                 let mut r = ProbeResult::new(
                     "web",
                     "hash",
                     agent,
-                    Timestamp::from_unix_ms(base + m * MINUTE).unwrap(),
+                    Timestamp::from_unix_ms(newest + m * MINUTE).unwrap(),
                     60_000_000,
                     3,
                 );
