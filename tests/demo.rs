@@ -222,3 +222,25 @@ fn the_demo_workload_shows_every_metric_family_with_its_help() {
     signal(&child, "INT");
     assert!(child.wait().unwrap().success());
 }
+
+/// A bad `--metrics-listen` stops the demo with the flag named, and its
+/// temp dir (database and CA) is removed on the way out.
+#[test]
+fn a_bad_metrics_address_is_a_clear_error_and_leaves_nothing_behind() {
+    let child = Command::new(env!("CARGO_BIN_EXE_statuspage"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--metrics-listen", "nonsense"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("statuspage-demo-{}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("listening on --metrics-listen nonsense: invalid socket address"),
+        "{said}"
+    );
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}

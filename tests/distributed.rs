@@ -185,21 +185,7 @@ async fn quorum_recovery_crash_and_silence_across_separate_processes() {
     let mut ingest_2 = fleet.ingest("ingest-2", &config);
     let mut agent_a = fleet.agent("agent-a", "zone-a", &config);
     let mut agent_b = fleet.agent("agent-b", "zone-b", &config);
-    let port = free_port();
-    let mut dash = fleet.spawn(
-        "dashboard",
-        &[
-            "dashboard",
-            "--database-url",
-            &db,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--cache-ttl",
-            "1s",
-        ],
-    );
+    let (mut dash, port) = fleet.dashboard();
     until(
         Duration::from_secs(30),
         "web up from both locations",
