@@ -81,11 +81,13 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         // Ready means the config is loaded (and, with discovery, the peers are
         // known); never SQS, so the headless Service keeps listing agents
         // through a queue outage.
-        let (publish, flag) = (metrics.clone(), metrics.clone());
+        let (publish, flag, live) = (metrics.clone(), metrics.clone(), metrics.clone());
+        let bound = args.liveness_bound;
         let ops = crate::ops::router(
             exporter.clone(),
             Arc::new(move || publish.publish()),
             crate::ops::ready_when(move || flag.ready.load(std::sync::atomic::Ordering::Relaxed), "ready", "not ready: config or peers not loaded"),
+            Arc::new(move || live.liveness(bound)),
         );
         let server = crate::ops::spawn(listener, ops, exporter, shutdown.clone());
         let (reload_tx, reload_rx) = mpsc::channel(1);

@@ -95,6 +95,7 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         let reader = Reader::connect_lazy(
             args.database.url()?.expose(),
             args.database.database_max_connections,
+            args.database.limits(),
         )
         .context("--database-url")?;
         let admin = match tokens {
@@ -103,8 +104,8 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
                     .admin_database_url
                     .as_ref()
                     .map_or_else(|| args.database.url(), Ok)?;
-                let writer =
-                    Writer::connect_lazy(url.expose(), 4).context("--admin-database-url")?;
+                let writer = Writer::connect_lazy(url.expose(), 4, args.database.limits())
+                    .context("--admin-database-url")?;
                 tracing::info!(event = "admin_api_enabled", tokens = ?tokens);
                 Some(Arc::new(Admin { tokens, writer }))
             }
@@ -116,6 +117,7 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         };
         let exporter = crate::ops::exporter()?;
         let mut state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock());
+        state.deadline = args.database.database_deadline;
         state.admin = admin;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());
@@ -130,6 +132,8 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
                     let state = ready.clone();
                     Box::pin(async move { dashboard::readiness(&state).await })
                 }),
+                // Stateless, and every read has a deadline: nothing to wedge.
+                crate::ops::always_live(),
             )
         };
         let ops_server = crate::ops::spawn(listener, ops, exporter, shutdown.clone());

@@ -278,7 +278,8 @@ groups:
 /// Logs each incident as it opens and resolves, so the newcomer sees it
 /// happen in the terminal too.
 async fn narrate(db: PathBuf, url: String, stop: CancellationToken) {
-    let Ok(reader) = Reader::connect_lazy(&format!("sqlite://{}", db.display()), 1) else {
+    let db_url = format!("sqlite://{}", db.display());
+    let Ok(reader) = Reader::connect_lazy(&db_url, 1, Default::default()) else {
         return;
     };
     let mut seen: Vec<(i64, String)> = Vec::new();
@@ -345,6 +346,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                 config: vec![config],
                 database_url: format!("sqlite://{}", db.display()).into(),
                 database_max_connections: 8,
+                database_limits: Default::default(),
                 listen,
                 site: Site {
                     title: "Demo status".into(),

@@ -13,6 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     args.ops.start_logging()?;
+    let tick = Duration::from_secs(args.tick_seconds.max(1));
+    if args.leader_lease <= 2 * tick {
+        eprintln!(
+            "error: --leader-lease ({:?}) must be more than twice --tick-seconds ({tick:?}): the leader renews it every tick",
+            args.leader_lease
+        );
+        return Ok(ExitCode::from(2));
+    }
     let catalog = if args.config.paths.is_empty() {
         None
     } else {
@@ -25,6 +33,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let store = Store::connect_lazy(
             args.database.url()?.expose(),
             args.database.database_max_connections,
+            args.database.limits(),
         )
         .context("--database-url")?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -43,7 +52,8 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let listener = crate::ops::bind(args.ops.metrics_listen()?).await?;
         // Ready means the database answers (and is migrated); the SQS queue
         // never affects it.
-        let (publish, flag) = (metrics.clone(), metrics.clone());
+        let (publish, flag, live) = (metrics.clone(), metrics.clone(), metrics.clone());
+        let bound = args.liveness_bound;
         let ops = crate::ops::router(
             exporter.clone(),
             Arc::new(move || publish.publish()),
@@ -52,6 +62,20 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 "ready",
                 "database not ready",
             ),
+            // Live while the database answers the consumer or the leader:
+            // a replica wedged on a hung database is restarted (it keeps no
+            // state), however long the outage.
+            Arc::new(move || {
+                let silent = live.db_silent_for();
+                if silent > bound {
+                    Err(format!(
+                        "no database round trip has succeeded for {}s",
+                        silent.as_secs()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }),
         );
         let server = crate::ops::spawn(listener, ops, exporter, shutdown.clone());
         stop_on_signal(shutdown.clone());
@@ -64,6 +88,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                     workers: args.workers,
                     wait_seconds: args.wait_seconds,
                     visibility_timeout: Duration::from_secs(args.visibility_timeout_seconds),
+                    visibility_cap: args.visibility_cap,
                 },
             ),
             max_message_bytes: args.queue.max_message_bytes,
@@ -76,6 +101,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 retire_after: Duration::from_secs(args.retire_after_seconds),
                 dead_letter_queue: args.dead_letter_queue_url.clone().map(|u| (sqs, u)),
                 raw_retention: Duration::ZERO,
+                lease: args.leader_lease,
             },
             catalog,
         };
@@ -89,8 +115,8 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let store =
-            Store::connect_lazy(args.database.url()?.expose(), 2).context("--database-url")?;
+        let store = Store::connect_lazy(args.database.url()?.expose(), 2, args.database.limits())
+            .context("--database-url")?;
         if args.check {
             return match store.migrated().await {
                 Ok(true) => {

@@ -68,9 +68,31 @@ pub(crate) struct DatabaseFlags {
         default_value_t = 10
     )]
     pub database_max_connections: u32,
+    /// The client-side deadline of each database write, leader step and read: past it the call is abandoned and its connection closed. The one that counts when the database hangs (a half-open connection after a failover), since the server never sees the query.
+    #[arg(long, env = "STATUSPAGE_DATABASE_DEADLINE", default_value = "30s", value_parser = parse_duration)]
+    pub database_deadline: std::time::Duration,
+    /// PostgreSQL's statement_timeout for this process's sessions (migrations excepted).
+    #[arg(long, env = "STATUSPAGE_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub database_statement_timeout: std::time::Duration,
+    /// PostgreSQL's lock_timeout for this process's sessions: a write waiting longer on a row lock is retried.
+    #[arg(long, env = "STATUSPAGE_DATABASE_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub database_lock_timeout: std::time::Duration,
+    /// PostgreSQL's idle_in_transaction_session_timeout: the server ends a transaction its client abandoned (and frees its locks).
+    #[arg(long, env = "STATUSPAGE_DATABASE_IDLE_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub database_idle_transaction_timeout: std::time::Duration,
 }
 
 impl DatabaseFlags {
+    /// The database deadlines.
+    pub fn limits(&self) -> ::ingest::store::sql::Limits {
+        ::ingest::store::sql::Limits {
+            deadline: self.database_deadline,
+            statement_timeout: self.database_statement_timeout,
+            lock_timeout: self.database_lock_timeout,
+            idle_in_transaction_timeout: self.database_idle_transaction_timeout,
+        }
+    }
+
     /// The URL (required or defaulted per role by `per_role`, so always given).
     pub fn url(&self) -> anyhow::Result<&DatabaseUrl> {
         self.database_url
@@ -201,6 +223,9 @@ pub(crate) struct AgentArgs {
     pub spool_max_bytes: u64,
     #[command(flatten)]
     pub ops: OpsFlags,
+    /// /healthz fails once the publisher loop has not turned for this long, or no probe has started for this long past the longest check interval. A failing SQS never fails it: the buffer is in memory.
+    #[arg(long, env = "STATUSPAGE_LIVENESS_BOUND", default_value = "90s", value_parser = parse_duration)]
+    pub liveness_bound: std::time::Duration,
     /// The most probes running at once.
     #[arg(long, env = "STATUSPAGE_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
@@ -241,9 +266,18 @@ pub(crate) struct IngestArgs {
         default_value_t = 60
     )]
     pub visibility_timeout_seconds: u64,
+    /// How long a receive's messages are kept invisible at most while they are written; past it they are left to redelivery and counted in statuspage_sqs_visibility_abandoned_total.
+    #[arg(long, env = "STATUSPAGE_VISIBILITY_CAP", default_value = "2m", value_parser = parse_duration)]
+    pub visibility_cap: std::time::Duration,
     /// How often the leader decides silence and maintenance, syncs the catalog and refreshes the export, in seconds.
     #[arg(long, env = "STATUSPAGE_TICK_SECONDS", default_value_t = 5)]
     pub tick_seconds: u64,
+    /// How long the leader's lease lasts: if the leader stops renewing it (each tick), another replica leads this long after its last renewal. More than twice the tick.
+    #[arg(long, env = "STATUSPAGE_LEADER_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub leader_lease: std::time::Duration,
+    /// /healthz fails once no database round trip of the consumer or the leader has succeeded for this long, so Kubernetes restarts an ingest wedged on a hung database (ingest keeps no state).
+    #[arg(long, env = "STATUSPAGE_LIVENESS_BOUND", default_value = "90s", value_parser = parse_duration)]
+    pub liveness_bound: std::time::Duration,
     /// How long raw results are kept: older ones are refused, and their daily partitions dropped (rollups and status history stay).
     #[arg(long, env = "STATUSPAGE_RAW_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub raw_retention: std::time::Duration,

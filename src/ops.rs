@@ -72,8 +72,21 @@ pub(crate) fn ready_when(
     })
 }
 
-/// `/metrics`, `/healthz` (the process answers) and `/readyz`.
-pub(crate) fn router(handle: PrometheusHandle, publish: Publish, ready: Ready) -> Router {
+/// A role's liveness: `Err(why)` when the process should be restarted.
+pub(crate) type Live = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Liveness of a role that has no way to wedge: it answers, so it lives.
+pub(crate) fn always_live() -> Live {
+    Arc::new(|| Ok(()))
+}
+
+/// `/metrics`, `/healthz` (the role's liveness) and `/readyz`.
+pub(crate) fn router(
+    handle: PrometheusHandle,
+    publish: Publish,
+    ready: Ready,
+    live: Live,
+) -> Router {
     // One scrape at a time: publishing and rendering are one step, so a
     // concurrent scrape never sees another's gauges as untouched.
     let scraping = Arc::new(Mutex::new(()));
@@ -89,7 +102,18 @@ pub(crate) fn router(handle: PrometheusHandle, publish: Publish, ready: Ready) -
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let outcome = live();
+                async move {
+                    match outcome {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -42,6 +42,8 @@ pub(crate) struct Options {
     pub database_url: ingest::store::DatabaseUrl,
     /// The most database connections.
     pub database_max_connections: u32,
+    /// The database deadlines.
+    pub database_limits: ingest::store::sql::Limits,
     /// The one HTTP port.
     pub listen: SocketAddr,
     /// The page's branding.
@@ -79,6 +81,8 @@ fn ops_router(
                 }
             })
         }),
+        // One process on a local file: nothing to wedge that a restart mends.
+        crate::ops::always_live(),
     )
 }
 
@@ -95,8 +99,12 @@ pub(crate) async fn run(
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
     })?;
-    let store = Store::connect_lazy(o.database_url.expose(), o.database_max_connections)
-        .context("--database-url")?;
+    let store = Store::connect_lazy(
+        o.database_url.expose(),
+        o.database_max_connections,
+        o.database_limits,
+    )
+    .context("--database-url")?;
     store
         .migrate()
         .await
@@ -152,6 +160,7 @@ pub(crate) async fn run(
                 retire_after: Duration::from_secs(600),
                 dead_letter_queue: None,
                 raw_retention: Duration::ZERO,
+                lease: ingest::store::LEASE,
             },
             catalog: Some(catalog),
         },
@@ -169,6 +178,7 @@ pub(crate) async fn run(
         ),
     };
     let mut state = AppState::new(reader, o.site, o.cache_ttl, dashboard::system_clock());
+    state.deadline = o.database_limits.deadline;
     state.admin = o.tokens.map(|tokens| Arc::new(Admin { tokens, writer }));
     // Stopped when `run` returns, however it returns.
     let ops_stop = CancellationToken::new();
@@ -259,6 +269,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
         config: args.config.paths.clone(),
         database_url: args.database.url()?.clone(),
         database_max_connections: args.database.database_max_connections,
+        database_limits: args.database.limits(),
         listen,
         site: Site {
             title: args.title.clone(),

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, fresh_queue, metric, signal};
+use support::{drain_queue, free_port, fresh_queue, metric, signal};
 
 fn http_target() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -24,47 +24,6 @@ fn http_target() -> u16 {
         }
     });
     port
-}
-
-/// Every batch in the queue, decoded (either encoding), deleting as it goes.
-async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<config::wire::ResultBatch> {
-    let mut out = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let msgs = got.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for msg in msgs {
-            let enc = msg
-                .message_attributes
-                .as_ref()
-                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
-                .and_then(|v| v.string_value().map(str::to_string));
-            out.push(
-                config::wire::decode(
-                    msg.body().unwrap_or_default(),
-                    enc.as_deref(),
-                    config::wire::DEFAULT_MAX_MESSAGE_BYTES,
-                )
-                .unwrap(),
-            );
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(msg.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,75 +181,6 @@ fn the_agent_refuses_an_invalid_config_at_start_with_positions() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A loopback proxy to moto that can be cut (connections dropped) and restored.
-struct Proxy {
-    port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    fn start() -> Proxy {
-        use std::sync::atomic::Ordering;
-        let upstream = std::env::var("AWS_ENDPOINT_URL")
-            .unwrap()
-            .trim_start_matches("http://")
-            .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let c = cut.clone();
-        std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { continue };
-                if c.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(outbound) = std::net::TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let c2 = c.clone();
-                let pipe =
-                    move |mut from: std::net::TcpStream,
-                          mut to: std::net::TcpStream,
-                          cut: std::sync::Arc<std::sync::atomic::AtomicBool>| {
-                        let mut buf = [0u8; 16 * 1024];
-                        let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
-                        loop {
-                            if cut.load(Ordering::SeqCst) {
-                                let _ = to.shutdown(std::net::Shutdown::Both);
-                                return;
-                            }
-                            match from.read(&mut buf) {
-                                Ok(0) => return,
-                                Ok(n) => {
-                                    if to.write_all(&buf[..n]).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e)
-                                    if matches!(
-                                        e.kind(),
-                                        std::io::ErrorKind::WouldBlock
-                                            | std::io::ErrorKind::TimedOut
-                                    ) => {}
-                                Err(_) => return,
-                            }
-                        }
-                    };
-                let (a, b) = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
-                let c3 = c2.clone();
-                std::thread::spawn(move || pipe(inbound, outbound, c2));
-                std::thread::spawn(move || pipe(b, a, c3));
-            }
-        });
-        Proxy { port, cut }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 /// Polls `f` every 100 ms (on the runtime: in-process servers keep serving)
 /// until it gives a value, or panics after `secs`.
 async fn poll<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -324,8 +214,9 @@ async fn a_killed_agent_delivers_its_spool_after_a_restart() {
     std::env::var("AWS_ENDPOINT_URL")
         .expect("AWS_ENDPOINT_URL must point at an SQS-protocol server; scripts/test starts moto");
     let (sqs, queue) = fresh_queue("spool").await;
-    let proxy = Proxy::start();
-    proxy.set_cut(true);
+    let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = support::proxy::Proxy::to(moto.trim_start_matches("http://"));
+    proxy.refuse();
 
     let target = http_target();
     let dir = std::env::temp_dir().join(format!("statuspage-spool-kill-{}", std::process::id()));
@@ -374,7 +265,7 @@ async fn a_killed_agent_delivers_its_spool_after_a_restart() {
         "results went to the spool during the outage: {spooled:?}"
     );
 
-    proxy.set_cut(false);
+    proxy.heal();
     let mut second = agent(free_port());
     poll(30, "the spool delivered", || {
         spooled_ids(&spool.join("node-s")).is_empty().then_some(())

@@ -146,6 +146,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_ingest_rejected_total", "counter"),
     ("statuspage_ingest_late_results_total", "counter"),
     ("statuspage_sqs_messages_total", "counter"),
+    ("statuspage_sqs_visibility_abandoned_total", "counter"),
     ("statuspage_ingest_lag_seconds", "gauge"),
     ("statuspage_ingest_db_up", "gauge"),
     ("statuspage_ingest_db_transaction_seconds", "histogram"),

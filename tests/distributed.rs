@@ -120,6 +120,9 @@ impl Fleet {
                 &metrics,
                 "--tick-seconds",
                 "1",
+                // A killed leader's lease lapses within the test's waits.
+                "--leader-lease",
+                "4s",
                 "--wait-seconds",
                 "1",
                 "--workers",

@@ -43,7 +43,7 @@ fn yaml() -> String {
 }
 
 async fn seed(pool: &sqlx::PgPool, now: i64) -> Result<(), Error> {
-    let store = Store::Pg(PgStore::from_pool(pool.clone()));
+    let store = Store::Pg(PgStore::from_pool(pool.clone(), Default::default()));
     store.migrate().await?;
     let catalog = config::load_str(&[(PathBuf::from("bench.yaml"), yaml())], &|_| None)
         .map_err(|e| format!("{e:?}"))?;

@@ -26,7 +26,7 @@ pub fn app(state: AppState) -> Router {
         .route("/badge/{id}/status.svg", get(embed::status_badge))
         .route("/badge/{id}/uptime/{file}", get(embed::uptime_badge))
         .route("/feed.atom", get(embed::feed))
-        .merge(admin::routes())
+        .merge(admin::routes(&state))
         .fallback(fallback)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -58,6 +58,9 @@ pub struct AppState {
     pub clock: Clock,
     /// The admin API, when tokens are configured.
     pub admin: Option<Arc<admin::Admin>>,
+    /// How long an admin request may wait on the database
+    /// (`--database-deadline`); public reads have the cache's render deadline.
+    pub deadline: Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -79,6 +82,7 @@ impl AppState {
             metrics: Arc::new(DashboardMetrics::default()),
             clock,
             admin: None,
+            deadline: ingest::store::sql::Limits::default().deadline,
         }
     }
 }

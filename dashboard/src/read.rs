@@ -184,29 +184,23 @@ pub(crate) enum Pool {
 }
 
 /// A lazily connecting pool over `url` (`postgres://` or `sqlite://`), with
-/// a 3 s acquire timeout; PostgreSQL connections are named `app`, and SQLite
-/// is opened read-only when `read_only`.
+/// the database deadlines of `limits` (see [`ingest::store::sql::pg_pool`]);
+/// PostgreSQL connections are named `app`, and SQLite is opened read-only
+/// when `read_only`.
 pub(crate) fn lazy_pool(
     url: &str,
     max_connections: u32,
     app: &str,
     read_only: bool,
+    limits: ingest::store::sql::Limits,
 ) -> Result<Pool, UrlError> {
     use std::str::FromStr;
-    let timeout = std::time::Duration::from_secs(3);
     let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
     match scheme.as_str() {
-        "postgres" | "postgresql" => {
-            let options = sqlx::postgres::PgConnectOptions::from_str(url)
-                .map_err(UrlError::Parse)?
-                .application_name(app);
-            Ok(Pool::Pg(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(timeout)
-                    .connect_lazy_with(options),
-            ))
-        }
+        "postgres" | "postgresql" => Ok(Pool::Pg(
+            ingest::store::sql::pg_pool(url, max_connections, app, limits)
+                .map_err(UrlError::Parse)?,
+        )),
         "sqlite" => {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
                 .map_err(UrlError::Parse)?
@@ -215,7 +209,7 @@ pub(crate) fn lazy_pool(
             Ok(Pool::Sqlite(
                 sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(max_connections)
-                    .acquire_timeout(timeout)
+                    .acquire_timeout(std::time::Duration::from_secs(3))
                     .connect_lazy_with(options),
             ))
         }
@@ -227,9 +221,13 @@ impl Reader {
     /// A lazily connecting reader: the dashboard starts (and serves what it
     /// has) while the database is down. SQLite is opened read-only. Only the
     /// URL's scheme is ever echoed in an error.
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Reader, UrlError> {
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        limits: ingest::store::sql::Limits,
+    ) -> Result<Reader, UrlError> {
         Ok(
-            match lazy_pool(url, max_connections, "statuspage-dashboard", true)? {
+            match lazy_pool(url, max_connections, "statuspage-dashboard", true, limits)? {
                 Pool::Pg(p) => Reader::Pg(p),
                 Pool::Sqlite(p) => Reader::Sqlite(p),
             },

@@ -48,7 +48,7 @@ async fn main() -> Result<(), Error> {
         }
     }
 
-    let store = PgStore::connect_lazy(&url, workers as u32 + 2)?;
+    let store = PgStore::connect_lazy(&url, workers as u32 + 2, Default::default())?;
     store.migrate().await?;
     store
         .ensure_partitions(Utc::now().timestamp_millis())

@@ -1,13 +1,13 @@
-//! Leader-only periodic work, under a PostgreSQL advisory lock held on a
-//! connection of its own: partitions, catalog sync (hot reload of the YAML),
-//! the silence and maintenance tick, the DLQ depth and the per-check export.
-//! Losing the connection loses the lock; another replica takes over.
+//! Leader-only periodic work, under the leader's lease (`store/lease.rs`):
+//! partitions, catalog sync (hot reload of the YAML), the silence and
+//! maintenance tick, the DLQ depth and the per-check export. A leader that
+//! cannot renew stops at once; another replica takes over when the lease
+//! expires, or at its next tick when the leader shuts down.
 
 use crate::consume::Clock;
 use crate::metrics::{IngestMetrics, Snapshot};
 use crate::store::{Store, StoreError};
 use config::Catalog;
-use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +32,9 @@ pub struct Settings {
     pub dead_letter_queue: Option<(aws_sdk_sqs::Client, String)>,
     /// How long raw results are kept (set by [`crate::run`] from its settings).
     pub raw_retention: Duration,
+    /// How long a lease lasts: another replica takes over this long after
+    /// the leader's last renewal. Renewed every tick, so longer than it.
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -40,11 +43,14 @@ impl std::fmt::Debug for Settings {
             .field("config", &self.config)
             .field("tick_every", &self.tick_every)
             .field("retire_after", &self.retire_after)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
 
-/// Competes for the lock and, while holding it, does the periodic work.
+/// Competes for the lead and, while holding it, does the periodic work.
+/// Every step runs within the database deadline and only while the lease
+/// is surely still ours; a failed renewal ends the lead at once.
 pub async fn run(
     store: Store,
     settings: Settings,
@@ -53,10 +59,13 @@ pub async fn run(
     clock: Clock,
     shutdown: CancellationToken,
 ) {
-    let mut lock: Option<PgConnection> = None;
+    let holder = holder_id();
+    let fenced = store.fenced(&holder);
     let mut catalog = catalog;
     let mut fingerprint = config::fingerprint(&settings.config);
     let mut synced: Option<tokio::time::Instant> = None;
+    // Until when this replica may act as leader.
+    let mut lead_until: Option<tokio::time::Instant> = None;
     let mut every = tokio::time::interval(settings.tick_every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -82,36 +91,103 @@ pub async fn run(
                 }
             }
         }
-        if !store.hold_lead(&mut lock).await {
-            if metrics.leader.swap(false, Ordering::Relaxed) {
+        // The lease is ours until `asked + lease`, on any clock: the server
+        // counts its span from a moment after we asked. A renewal that comes
+        // after our lead would have lapsed is no use: it is abandoned then.
+        let asked = tokio::time::Instant::now();
+        let lead = Lead {
+            until: asked + settings.lease.mul_f64(0.8),
+            deadline: store.limits().deadline,
+        };
+        let current = lead_until.filter(|u| *u > asked);
+        let wait = current.map_or(lead.deadline, |u| (u - asked).min(lead.deadline));
+        let held = match tokio::time::timeout(wait, store.hold_lead(&holder, settings.lease)).await
+        {
+            Ok(Ok(held)) => {
+                metrics.db_answered();
+                held
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(event = "lease_failed", error = %e);
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    event = "lease_failed",
+                    error = "no answer before the lead lapsed"
+                );
+                false
+            }
+        };
+        if !held {
+            if lead_until.take().is_some() {
                 tracing::warn!(event = "leadership_lost");
             }
+            metrics.set_lead(None);
             metrics.set_snapshot(None);
             continue;
         }
-        if !metrics.leader.swap(true, Ordering::Relaxed) {
-            tracing::info!(event = "leadership_acquired");
+        if lead_until.replace(lead.until).is_none() {
+            tracing::info!(event = "leadership_acquired", holder = %holder);
             synced = None;
         }
-        match work(
-            &store,
+        metrics.set_lead(Some(lead.until));
+        let worked = work(
+            &fenced,
             &settings,
             catalog.as_ref(),
             &mut synced,
             &metrics,
             &clock,
+            lead,
         )
-        .await
-        {
-            Ok(()) => {}
+        .await;
+        match worked {
+            Ok(()) => metrics.db_answered(),
             Err(e) => tracing::warn!(event = "leader_work_failed", error = %e),
         }
     }
-    if let Some(conn) = lock {
-        // Closing the connection releases the lock; incidents are left as they are.
-        let _ = conn.close().await;
+    metrics.set_lead(None);
+    if lead_until.is_some() {
+        // Hand the lead over at once; incidents are left as they are.
+        if let Err(e) = store.release_lead(&holder).await {
+            tracing::warn!(event = "lease_release_failed", error = %e);
+        }
     }
-    metrics.leader.store(false, Ordering::Relaxed);
+}
+
+/// This process's name on the lease: host, process id and a random part,
+/// so a restarted pod never mistakes its predecessor's lease for its own.
+fn holder_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "ingest".into());
+    let nonce = std::collections::hash_map::RandomState::new();
+    let random = std::hash::BuildHasher::hash_one(&nonce, std::process::id());
+    format!("{host}/{}/{random:016x}", std::process::id())
+}
+
+/// How long the lead may still act, and the database deadline.
+#[derive(Clone, Copy, Debug)]
+struct Lead {
+    until: tokio::time::Instant,
+    deadline: Duration,
+}
+
+impl Lead {
+    /// Runs one leader step: only while the lease is surely held, and never
+    /// past its end or the database deadline.
+    async fn step<T>(
+        self,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let left = self
+            .until
+            .saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(StoreError::NotLeader);
+        }
+        crate::store::sql::within(left.min(self.deadline), what, work).await
+    }
 }
 
 async fn work(
@@ -121,6 +197,7 @@ async fn work(
     synced: &mut Option<tokio::time::Instant>,
     metrics: &IngestMetrics,
     clock: &Clock,
+    lead: Lead,
 ) -> Result<(), StoreError> {
     let now = clock();
     // At once after taking the lead or a config change, then every minute:
@@ -128,15 +205,24 @@ async fn work(
     // config windows roll forward.
     if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
         let keep = settings.raw_retention.as_millis() as i64;
-        store.ensure_partitions_back(now, keep).await?;
-        store.fold_rollups().await?;
-        let dropped = store.retain(now, keep).await?;
+        lead.step(
+            "leader: partitions",
+            store.ensure_partitions_back(now, keep),
+        )
+        .await?;
+        lead.step("leader: rollups", store.fold_rollups()).await?;
+        let dropped = lead
+            .step("leader: retention", store.retain(now, keep))
+            .await?;
         if !dropped.partitions.is_empty() || dropped.rollups > 0 {
             tracing::info!(event = "retention", partitions = ?dropped.partitions, rollups = dropped.rollups);
         }
         if let Some(catalog) = catalog {
-            let retired = store
-                .sync_catalog(catalog, now, settings.retire_after)
+            let retired = lead
+                .step(
+                    "leader: catalog",
+                    store.sync_catalog(catalog, now, settings.retire_after),
+                )
                 .await?;
             if synced.is_none() || !retired.is_empty() {
                 tracing::info!(event = "catalog_synced", checks = catalog.checks.len(), retired = ?retired);
@@ -144,8 +230,8 @@ async fn work(
         }
         *synced = Some(tokio::time::Instant::now());
     }
-    let lag = metrics.lag_ms.load(Ordering::Relaxed);
-    let report = store.tick(clock(), Some(lag)).await?;
+    let lag = metrics.lag();
+    let report = lead.step("leader: tick", store.tick(clock(), lag)).await?;
     if report.lagging > 0 {
         tracing::info!(
             event = "silence_deferred",
@@ -158,14 +244,18 @@ async fn work(
     {
         metrics.dead_letter.store(depth, Ordering::Relaxed);
     }
-    let snapshot = Snapshot {
-        checks: store.check_statuses().await?,
-        agents: exported_agents(
-            store.agents_seen().await?,
-            settings.retire_after.as_millis() as i64,
-        ),
-        incidents_open: store.open_incidents().await?,
-    };
+    let snapshot = lead
+        .step("leader: export", async {
+            Ok(Snapshot {
+                checks: store.check_statuses().await?,
+                agents: exported_agents(
+                    store.agents_seen().await?,
+                    settings.retire_after.as_millis() as i64,
+                ),
+                incidents_open: store.open_incidents().await?,
+            })
+        })
+        .await?;
     metrics.set_snapshot(Some(snapshot));
     Ok(())
 }

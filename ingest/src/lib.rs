@@ -75,9 +75,15 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     }
-    store
-        .ensure_partitions_back(clock(), settings.raw_retention.as_millis() as i64)
-        .await?;
+    // Partitions ahead are the leader's job too; this first pass only saves
+    // the first writes a wait, so a failure here is not fatal.
+    let keep = settings.raw_retention.as_millis() as i64;
+    if let Err(e) = store
+        .within("partitions", store.ensure_partitions_back(clock(), keep))
+        .await
+    {
+        tracing::warn!(event = "partitions_failed", error = %e);
+    }
     metrics.db_ready.store(true, Ordering::Relaxed);
     tracing::info!(event = "ingest_started");
 
@@ -107,7 +113,11 @@ pub async fn run(
         Source::Sqs(sqs, s) => {
             consume::sqs::run(sqs, s, handler, metrics, clock, shutdown.clone()).await
         }
-        Source::Channel(rx) => consume::channel::run(handler, rx, shutdown.clone()).await,
+        Source::Channel(rx) => {
+            // In process, nothing queues unseen: the lag is known, and none.
+            metrics.set_lag(0);
+            consume::channel::run(handler, rx, shutdown.clone()).await
+        }
     }
     shutdown.cancel();
     let _ = leading.await;

@@ -71,6 +71,10 @@ const REJECTED: &str = "statuspage_ingest_rejected_total";
 const LATE: &str = "statuspage_ingest_late_results_total";
 const MESSAGES: &str = "statuspage_sqs_messages_total";
 const LAG: &str = "statuspage_ingest_lag_seconds";
+const ABANDONED: &str = "statuspage_sqs_visibility_abandoned_total";
+
+/// The lag before it is known.
+const LAG_UNKNOWN: i64 = i64::MIN;
 const DEAD_LETTER: &str = "statuspage_dead_letter_queue_messages";
 const DB_UP: &str = "statuspage_ingest_db_up";
 const DB_TRANSACTION: &str = "statuspage_ingest_db_transaction_seconds";
@@ -97,7 +101,11 @@ pub fn describe() {
     describe_counter!(MESSAGES, "Messages by outcome.");
     describe_gauge!(
         LAG,
-        "Now minus the SQS SentTimestamp of the newest message handled (0 when the queue is empty)."
+        "Now minus the oldest SQS SentTimestamp of the last receive handled; 0 once a receive is empty and the queue reports no backlog; absent until the first receive cycle."
+    );
+    describe_counter!(
+        ABANDONED,
+        "Messages whose handling outlasted the visibility cap, left to redelivery."
     );
     describe_gauge!(DEAD_LETTER, "Messages in the dead-letter queue.");
     describe_gauge!(DB_UP, "1 while the database answers.");
@@ -105,7 +113,10 @@ pub fn describe() {
         DB_TRANSACTION,
         "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction."
     );
-    describe_gauge!(LEADER, "1 on the replica that holds the leader lock.");
+    describe_gauge!(
+        LEADER,
+        "1 on the replica that holds the leader's lease (and only until it could lapse)."
+    );
     describe_gauge!(
         CHECK_UP,
         "The quorum verdict: 1 up or degraded, 0 down; absent in maintenance or unknown."
@@ -128,14 +139,19 @@ pub struct IngestMetrics {
     rejected: Vec<(Rejection, Counter)>,
     messages: Vec<(MessageOutcome, Counter)>,
     db_transaction: Histogram,
-    /// Now minus the newest message's SQS `SentTimestamp`, in ms (0 when the queue is empty).
-    pub lag_ms: AtomicI64,
+    abandoned: Counter,
+    /// How far behind the queue ingest is, in ms (see [`IngestMetrics::lag`]);
+    /// [`LAG_UNKNOWN`] until the first receive cycle.
+    lag_ms: AtomicI64,
+    /// When a database round trip of the consumer or the leader last
+    /// succeeded (liveness).
+    answered: Mutex<std::time::Instant>,
     /// The dead-letter queue's depth; -1 when not known.
     pub dead_letter: AtomicI64,
     /// The database answers.
     pub db_ready: AtomicBool,
-    /// This replica holds the leader lock.
-    pub leader: AtomicBool,
+    /// Until when this replica may act as leader (see `leader.rs`).
+    lead: Mutex<Option<tokio::time::Instant>>,
     snapshot: Mutex<Option<Snapshot>>,
 }
 
@@ -162,10 +178,13 @@ impl IngestMetrics {
                 .map(|o| (*o, counter!(MESSAGES, "outcome" => o.as_str())))
                 .collect(),
             db_transaction: histogram!(DB_TRANSACTION),
-            lag_ms: AtomicI64::new(0),
+            abandoned: counter!(ABANDONED),
+            lag_ms: AtomicI64::new(LAG_UNKNOWN),
+            // Counted from the start: a database never reached fails liveness too.
+            answered: Mutex::new(std::time::Instant::now()),
             dead_letter: AtomicI64::new(-1),
             db_ready: AtomicBool::new(false),
-            leader: AtomicBool::new(false),
+            lead: Mutex::new(None),
             snapshot: Mutex::new(None),
         }
     }
@@ -192,6 +211,57 @@ impl IngestMetrics {
         }
     }
 
+    /// Counts messages left to redelivery because their handling outlasted
+    /// the visibility cap.
+    pub fn abandoned(&self, messages: usize) {
+        self.abandoned.increment(messages as u64);
+    }
+
+    /// How far behind the queue ingest is, in ms; `None` while not known
+    /// (from the start until the first receive cycle), when silence must not
+    /// be judged: the backlog may hold the results.
+    pub fn lag(&self) -> Option<i64> {
+        Some(self.lag_ms.load(Ordering::Relaxed)).filter(|l| *l != LAG_UNKNOWN)
+    }
+
+    /// Sets the lag (ms, at least 0).
+    pub fn set_lag(&self, ms: i64) {
+        self.lag_ms.store(ms.max(0), Ordering::Relaxed);
+    }
+
+    /// Until when this replica may act as leader; `None` when it does not lead.
+    pub fn set_lead(&self, until: Option<tokio::time::Instant>) {
+        if let Ok(mut lead) = self.lead.lock() {
+            *lead = until;
+        }
+    }
+
+    /// Whether this replica leads now: only until its lead lapses, even
+    /// while its loop still waits on a renewal that will come too late.
+    pub fn leading(&self) -> bool {
+        self.lead
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    /// A database round trip of the consumer or the leader succeeded.
+    pub fn db_answered(&self) {
+        if let Ok(mut at) = self.answered.lock() {
+            *at = std::time::Instant::now();
+        }
+    }
+
+    /// How long since a database round trip of the consumer or the leader
+    /// last succeeded (or since the start, before the first).
+    pub fn db_silent_for(&self) -> std::time::Duration {
+        self.answered
+            .lock()
+            .map(|at| at.elapsed())
+            .unwrap_or_default()
+    }
+
     /// Records one database transaction's latency.
     pub fn db_latency(&self, seconds: f64) {
         self.db_transaction.record(seconds);
@@ -207,14 +277,21 @@ impl IngestMetrics {
     /// Sets every gauge from the present state, with the current recorder;
     /// called just before each scrape.
     pub fn publish(&self) {
-        gauge!(LAG).set(self.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        if let Some(lag) = self.lag() {
+            gauge!(LAG).set(lag as f64 / 1000.0);
+        }
         let dlq = self.dead_letter.load(Ordering::Relaxed);
         if dlq >= 0 {
             gauge!(DEAD_LETTER).set(dlq as f64);
         }
         gauge!(DB_UP).set(f64::from(u8::from(self.db_ready.load(Ordering::Relaxed))));
-        gauge!(LEADER).set(f64::from(u8::from(self.leader.load(Ordering::Relaxed))));
-        let snapshot = self.snapshot.lock().ok().and_then(|s| s.clone());
+        let leading = self.leading();
+        gauge!(LEADER).set(f64::from(u8::from(leading)));
+        // The leader-only series, only while leading: a lapsed lead's
+        // snapshot is gone from the next scrape.
+        let snapshot = leading
+            .then(|| self.snapshot.lock().ok().and_then(|s| s.clone()))
+            .flatten();
         if let Some(s) = snapshot {
             publish_snapshot(&s);
         }

@@ -5,6 +5,7 @@
 //! Scheduling, fleet sharding and publishing come with the agent.
 
 pub mod agent;
+pub mod beat;
 pub mod buffer;
 pub mod discovery;
 pub mod evaluate;

@@ -94,6 +94,8 @@ pub struct SchedulerStats {
     pub skipped: Counter,
     /// Probes run.
     pub runs: Counter,
+    /// When a probe last started (liveness).
+    pub beat: crate::beat::Beat,
 }
 
 impl Default for SchedulerStats {
@@ -102,6 +104,7 @@ impl Default for SchedulerStats {
             lag: histogram!(SCHEDULE_LAG),
             skipped: counter!(SKIPPED_RUNS),
             runs: counter!(RUNS),
+            beat: crate::beat::Beat::default(),
         }
     }
 }
@@ -150,6 +153,7 @@ pub async fn run_check<F, Fut>(
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.cancelled() => return,
         };
+        stats.beat.touch();
         stats.lag.record(
             (clock.now() - slot)
                 .to_std()

@@ -6,8 +6,50 @@ use std::net::TcpListener;
 use std::process::{Child, Command};
 
 pub mod browser;
+pub mod proxy;
 #[allow(unused_imports)]
 pub use browser::{chromium, screenshots_dir};
+
+/// Every batch in the queue, decoded (either encoding), deleting as it goes.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<config::wire::ResultBatch> {
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = got.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for msg in msgs {
+            let enc = msg
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get(config::wire::ENCODING_ATTRIBUTE))
+                .and_then(|v| v.string_value().map(str::to_string));
+            out.push(
+                config::wire::decode(
+                    msg.body().unwrap_or_default(),
+                    enc.as_deref(),
+                    config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+                )
+                .unwrap(),
+            );
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(msg.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
 
 /// A client for moto and a fresh, shallow queue named after `tag`.
 pub async fn fresh_queue(tag: &str) -> (aws_sdk_sqs::Client, String) {
@@ -112,6 +154,21 @@ pub fn http_body(port: u16, path: &str) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// A GET's status code, or `None` while the server is not answering.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A GET's body as JSON.

@@ -55,6 +55,11 @@ pub enum AdminError {
     /// The database failed (503; the detail is logged, never shown).
     #[error("the database cannot be written right now")]
     Database(#[from] sqlx::Error),
+    /// The database did not answer within the deadline (503).
+    #[error(
+        "the database did not answer within {0:?}: the change may or may not have been made, so read it back before trying again"
+    )]
+    Deadline(std::time::Duration),
 }
 
 impl IntoResponse for AdminError {
@@ -68,6 +73,13 @@ impl IntoResponse for AdminError {
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Database(e) => {
                 tracing::error!(event = "admin_write_failed", error = %e);
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AdminError::Deadline(after) => {
+                tracing::error!(
+                    event = "admin_write_failed",
+                    deadline_ms = after.as_millis() as u64
+                );
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
@@ -91,8 +103,21 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// The admin routes, under `/admin/v1`.
-pub fn routes() -> Router<AppState> {
+/// Runs an admin request within the database deadline: past it, the
+/// request is abandoned (its connection closed, not reused) with a 503.
+async fn within_deadline(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(s.deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AdminError::Deadline(s.deadline).into_response(),
+    }
+}
+
+/// The admin routes, under `/admin/v1`, each within the database deadline.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/admin/v1/incidents", post(incidents::create))
         .route("/admin/v1/incidents/{id}", patch(incidents::edit))
@@ -106,6 +131,10 @@ pub fn routes() -> Router<AppState> {
             get(maintenance::list).post(maintenance::create),
         )
         .route("/admin/v1/maintenance/{id}", delete(maintenance::remove))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            within_deadline,
+        ))
 }
 
 /// The admin and the author of a request, or 401 (also when the admin API

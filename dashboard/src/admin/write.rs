@@ -17,14 +17,17 @@ pub enum Writer {
 
 impl Writer {
     /// A lazily connecting writer over `url` (`postgres://` or `sqlite://`).
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Writer, crate::read::UrlError> {
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        limits: ingest::store::sql::Limits,
+    ) -> Result<Writer, crate::read::UrlError> {
         use crate::read::{Pool, lazy_pool};
-        Ok(
-            match lazy_pool(url, max_connections, "statuspage-dashboard-admin", false)? {
-                Pool::Pg(p) => Writer::Pg(p),
-                Pool::Sqlite(p) => Writer::Sqlite(p),
-            },
-        )
+        let app = "statuspage-dashboard-admin";
+        Ok(match lazy_pool(url, max_connections, app, false, limits)? {
+            Pool::Pg(p) => Writer::Pg(p),
+            Pool::Sqlite(p) => Writer::Sqlite(p),
+        })
     }
 
     /// Begins a transaction.

@@ -138,7 +138,7 @@ impl Drop for TempDir {
 
 impl Db {
     pub async fn pg(pool: sqlx::PgPool) -> Db {
-        let store = Store::Pg(PgStore::from_pool(pool.clone()));
+        let store = Store::Pg(PgStore::from_pool(pool.clone(), Default::default()));
         store.migrate().await.unwrap();
         store
             .ensure_partitions_back(now(), ingest::screen::MAX_AGE_MS)
@@ -163,12 +163,15 @@ impl Db {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
-        let store = Store::connect_lazy(&url, 4).unwrap();
+        let store = Store::connect_lazy(&url, 4, Default::default()).unwrap();
         store.migrate().await.unwrap();
         let seeded = seed(&store).await;
-        let reader =
-            Reader::connect_lazy(&format!("sqlite://{}", dir.join("test.db").display()), 4)
-                .unwrap();
+        let reader = Reader::connect_lazy(
+            &format!("sqlite://{}", dir.join("test.db").display()),
+            4,
+            Default::default(),
+        )
+        .unwrap();
         Db {
             store,
             reader,

@@ -164,6 +164,7 @@ impl Handler {
     /// Counts a committed write: the database answers, and its results.
     fn counted(&self, stored: &Stored) {
         self.metrics.db_ready.store(true, Ordering::Relaxed);
+        self.metrics.db_answered();
         self.metrics
             .stored(stored.inserted, stored.duplicate, stored.too_old);
     }

@@ -30,6 +30,9 @@ pub struct Settings {
     pub wait_seconds: i32,
     /// The visibility timeout to assume when the queue does not say.
     pub visibility_timeout: Duration,
+    /// How long a receive's messages are kept invisible at most: past it,
+    /// they are left to redelivery (and counted), whatever holds them.
+    pub visibility_cap: Duration,
 }
 
 /// Runs the workers until `shutdown`; each finishes the message in hand.
@@ -50,8 +53,15 @@ pub async fn run(
         visibility_seconds = visibility.as_secs()
     );
     let tracker = TaskTracker::new();
+    let gate = Arc::new(LagGate {
+        since: tokio::time::Instant::now(),
+        visibility,
+        open: std::sync::atomic::AtomicBool::new(false),
+        holding: std::sync::atomic::AtomicI64::new(0),
+    });
     for worker in 0..settings.workers.max(1) {
         let w = Worker {
+            gate: gate.clone(),
             sqs: sqs.clone(),
             settings: settings.clone(),
             handler: handler.clone(),
@@ -82,7 +92,45 @@ async fn queue_visibility(sqs: &Client, queue: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs.max(1)))
 }
 
+/// When the lag may be trusted. From the start it is unknown: the queue
+/// may hold a backlog this process has not seen, some of it invisible for
+/// now (held by a receive that failed, or by another replica), so fresh
+/// messages received first say nothing of it. It becomes known once the
+/// queue shows nothing beyond what this process holds, or once a
+/// visibility timeout has passed since the start (every message held then
+/// has come back by now).
+#[derive(Debug)]
+struct LagGate {
+    since: tokio::time::Instant,
+    visibility: Duration,
+    open: std::sync::atomic::AtomicBool,
+    /// Messages this process holds right now, across its workers.
+    holding: std::sync::atomic::AtomicI64,
+}
+
+impl LagGate {
+    /// Whether the lag may be set, asking the queue while not yet known.
+    async fn open(&self, sqs: &Client, queue: &str) -> bool {
+        if self.open.load(Ordering::Relaxed) {
+            return true;
+        }
+        let caught_up = match backlog(sqs, queue).await {
+            Some((waiting, in_flight)) => {
+                waiting == 0 && in_flight <= self.holding.load(Ordering::Relaxed)
+            }
+            None => false,
+        };
+        if caught_up || self.since.elapsed() >= self.visibility {
+            self.open.store(true, Ordering::Relaxed);
+            tracing::info!(event = "lag_known", caught_up);
+            return true;
+        }
+        false
+    }
+}
+
 struct Worker {
+    gate: Arc<LagGate>,
     sqs: Client,
     settings: Settings,
     handler: Handler,
@@ -123,10 +171,21 @@ impl Worker {
                 }
             };
             if messages.is_empty() {
-                self.metrics.lag_ms.store(0, Ordering::Relaxed);
+                // Caught up only if the queue says so: an empty receive
+                // also happens while other workers (or a receive that
+                // failed) hold the backlog invisible.
+                if let Some((0, in_flight)) = backlog(&self.sqs, &self.settings.queue_url).await
+                    && in_flight <= self.gate.holding.load(Ordering::Relaxed)
+                {
+                    self.gate.open.store(true, Ordering::Relaxed);
+                    self.metrics.set_lag(0);
+                }
                 continue;
             }
+            let held = messages.len() as i64;
+            self.gate.holding.fetch_add(held, Ordering::Relaxed);
             self.handle(messages).await;
+            self.gate.holding.fetch_sub(held, Ordering::Relaxed);
         }
     }
 
@@ -157,9 +216,13 @@ impl Worker {
         ));
         let keeper = CancellationToken::new();
         let extend = tokio::spawn(keep_invisible(
-            self.sqs.clone(),
-            self.settings.queue_url.clone(),
-            self.visibility,
+            Invisible {
+                sqs: self.sqs.clone(),
+                queue: self.settings.queue_url.clone(),
+                visibility: self.visibility,
+                cap: self.settings.visibility_cap,
+                metrics: self.metrics.clone(),
+            },
             pending.clone(),
             keeper.clone(),
         ));
@@ -182,7 +245,8 @@ impl Worker {
         if let Ok(mut p) = pending.lock() {
             p.clear();
         }
-        // Lag: now minus the newest SentTimestamp handled.
+        // Lag: now minus the oldest SentTimestamp handled (SQS delivers a
+        // backlog in no order, so the newest says nothing of what is left).
         if let Some(sent) = messages
             .iter()
             .filter_map(|m| {
@@ -191,11 +255,10 @@ impl Worker {
                     .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                     .and_then(|v| v.parse::<i64>().ok())
             })
-            .max()
+            .min()
+            && self.gate.open(&self.sqs, &self.settings.queue_url).await
         {
-            self.metrics
-                .lag_ms
-                .store(((self.clock)() - sent).max(0), Ordering::Relaxed);
+            self.metrics.set_lag((self.clock)() - sent);
         }
         // Only committed messages are deleted. Undecodable, unusable or refused
         // ones are left for the redrive policy to move to the DLQ after
@@ -242,25 +305,46 @@ impl Worker {
     }
 }
 
-/// While messages of a receive are still pending, pushes their visibility
-/// timeout out again each half timeout, so a slow transaction never lets a
-/// message be handled twice at once.
-async fn keep_invisible(
+/// Where and how long [`keep_invisible`] keeps messages invisible.
+struct Invisible {
     sqs: Client,
     queue: String,
     visibility: Duration,
+    cap: Duration,
+    metrics: Arc<IngestMetrics>,
+}
+
+/// While messages of a receive are still pending, pushes their visibility
+/// timeout out again each half timeout, so a slow transaction never lets a
+/// message be handled twice at once; but never past the cap, after which
+/// they are abandoned to redelivery (the write has a deadline, so this is
+/// the last line, not the usual path).
+async fn keep_invisible(
+    to: Invisible,
     pending: Arc<std::sync::Mutex<Vec<String>>>,
     done: CancellationToken,
 ) {
+    let until = tokio::time::Instant::now() + to.cap;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(visibility / 2) => {}
+            _ = tokio::time::sleep(to.visibility / 2) => {}
             _ = done.cancelled() => return,
         }
         let receipts = pending.lock().map(|p| p.clone()).unwrap_or_default();
         if receipts.is_empty() {
             return;
         }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            to.metrics.abandoned(receipts.len());
+            tracing::warn!(
+                event = "visibility_abandoned",
+                count = receipts.len(),
+                cap_seconds = to.cap.as_secs()
+            );
+            return;
+        }
+        let seconds = to.visibility.min(left).as_secs().max(1) as i32;
         let entries: Vec<_> = receipts
             .iter()
             .enumerate()
@@ -268,14 +352,15 @@ async fn keep_invisible(
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(format!("v{i}"))
                     .receipt_handle(r)
-                    .visibility_timeout(visibility.as_secs() as i32)
+                    .visibility_timeout(seconds)
                     .build()
                     .ok()
             })
             .collect();
-        let sent = sqs
+        let sent = to
+            .sqs
             .change_message_visibility_batch()
-            .queue_url(&queue)
+            .queue_url(&to.queue)
             .set_entries(Some(entries))
             .send()
             .await;
@@ -286,6 +371,26 @@ async fn keep_invisible(
             }
         }
     }
+}
+
+/// Messages in the queue: waiting (visible or delayed), and in flight
+/// (received by someone, not yet deleted).
+async fn backlog(sqs: &Client, queue: &str) -> Option<(i64, i64)> {
+    let kinds = [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ];
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .set_attribute_names(Some(kinds.to_vec()))
+        .send()
+        .await
+        .ok()?;
+    let attrs = attrs.attributes()?;
+    let n = |kind: &QueueAttributeName| attrs.get(kind)?.parse::<i64>().ok();
+    Some((n(&kinds[0])? + n(&kinds[1])?, n(&kinds[2])?))
 }
 
 /// The dead-letter queue's depth, for the metric.

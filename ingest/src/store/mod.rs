@@ -6,6 +6,7 @@
 
 mod flow;
 mod incidents;
+mod lease;
 #[cfg(test)]
 mod mem;
 mod ops;
@@ -22,6 +23,7 @@ mod sync;
 mod url;
 
 pub use flow::Message;
+pub use lease::LEASE;
 pub use retention::Dropped;
 pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
 pub use sync::{CheckUp, TickReport};
@@ -33,17 +35,16 @@ use chrono::{DateTime, Utc};
 use config::defaults::{Locations, Quorum};
 use config::wire::{AgentInfo, ProbeResult, Timestamp};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The embedded PostgreSQL migrations.
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The advisory lock key of the leader (periodic work); an arbitrary
+/// The advisory lock key under which partitions are made (a transaction
+/// lock: replicas starting together make them once); an arbitrary
 /// constant, "statuspg" in ASCII.
-pub const LEADER_LOCK: i64 = 0x7374_6174_7573_7067;
+pub const PARTITION_LOCK: i64 = 0x7374_6174_7573_7067;
 
 /// A store error.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,18 @@ pub enum StoreError {
     /// write runs again, upserting).
     #[error("{0} changed during the write")]
     Raced(String),
+    /// The database did not answer within the client-side deadline.
+    #[error("database: {0}")]
+    Deadline(sql::Deadline),
+    /// This replica's lead lapsed: leader work it began is not done.
+    #[error("the lead lapsed")]
+    NotLeader,
+}
+
+impl From<sql::Deadline> for StoreError {
+    fn from(e: sql::Deadline) -> Self {
+        StoreError::Deadline(e)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -81,9 +94,13 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 }
 
 impl StoreError {
-    /// A deadlock or serialization failure: run the transaction again.
+    /// A deadlock, a serialization failure or a lock wait past
+    /// `lock_timeout`: run the transaction again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.sql_state().as_deref(), Some("40001" | "40P01"))
+        matches!(
+            self.sql_state().as_deref(),
+            Some("40001" | "40P01" | "55P03")
+        )
     }
 
     /// A row with this key was there already, or one read was gone: the
@@ -95,6 +112,7 @@ impl StoreError {
     /// The database is unreachable or not accepting work: stop receiving.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            StoreError::Deadline(_) => true,
             StoreError::Db(
                 sqlx::Error::Io(_)
                 | sqlx::Error::PoolTimedOut
@@ -132,27 +150,33 @@ pub struct PgStore {
     /// other here rather than on row locks inside PostgreSQL (see
     /// [`PgStore::store_messages`]).
     writing: Arc<tokio::sync::Mutex<()>>,
+    /// The database deadlines its pool was made with.
+    limits: sql::Limits,
+    /// The lease holder fencing this store's transactions (see [`lease`]).
+    lead: Option<Arc<str>>,
 }
 
 impl PgStore {
     /// A lazily connecting pool: ingest starts (and reports not ready) while
     /// the database is down.
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
-        let options = PgConnectOptions::from_str(url)?.application_name("statuspage-ingest");
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        Ok(PgStore::from_pool(pool))
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        limits: sql::Limits,
+    ) -> Result<PgStore, StoreError> {
+        let pool = sql::pg_pool(url, max_connections, "statuspage-ingest", limits)?;
+        Ok(PgStore::from_pool(pool, limits))
     }
 
-    /// A store over an existing pool.
-    pub fn from_pool(pool: PgPool) -> PgStore {
+    /// A store over an existing pool (made with `limits`).
+    pub fn from_pool(pool: PgPool, limits: sql::Limits) -> PgStore {
         let (changes, _) = tokio::sync::broadcast::channel(256);
         PgStore {
             pool,
             changes,
             writing: Arc::default(),
+            limits,
+            lead: None,
         }
     }
 
@@ -168,9 +192,21 @@ impl PgStore {
     }
 
     /// Applies the migrations (sqlx holds an advisory lock meanwhile, so
-    /// replicas starting together migrate once).
+    /// replicas starting together migrate once), through a pool of its own
+    /// without `statement_timeout`: a migration may rewrite a big table.
+    /// `lock_timeout` stays, so it never queues every writer behind it.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATIONS.run(&self.pool).await?;
+        // A later `-c` of the same setting wins over the pool's.
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("statement_timeout", "0")]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.limits.deadline.min(Duration::from_secs(5)))
+            .connect_lazy_with(options);
+        let migrated = MIGRATIONS.run(&pool).await;
+        pool.close().await;
+        migrated?;
         Ok(())
     }
 }
@@ -404,13 +440,19 @@ macro_rules! both {
 
 impl Store {
     /// A lazily connecting store for a `postgres://` or `sqlite://` URL.
-    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        limits: sql::Limits,
+    ) -> Result<Store, StoreError> {
         let scheme = url.split_once(':').map_or("", |(s, _)| s);
         match scheme {
-            "sqlite" => Ok(Store::Sqlite(SqliteStore::connect_lazy(url)?)),
-            "postgres" | "postgresql" => {
-                Ok(Store::Pg(PgStore::connect_lazy(url, max_connections)?))
-            }
+            "sqlite" => Ok(Store::Sqlite(SqliteStore::connect_lazy(url, limits)?)),
+            "postgres" | "postgresql" => Ok(Store::Pg(PgStore::connect_lazy(
+                url,
+                max_connections,
+                limits,
+            )?)),
             // Only the scheme is shown: the rest may hold a password.
             other => Err(StoreError::Url(other.chars().take(16).collect())),
         }
@@ -454,10 +496,27 @@ impl Store {
         }
     }
 
-    /// A cheap round trip: the readiness probe.
+    /// The database deadlines this store was made with.
+    pub fn limits(&self) -> sql::Limits {
+        both!(self, s => s.limits)
+    }
+
+    /// Runs `work` within the client-side deadline (see [`sql::within`]).
+    pub async fn within<T>(
+        &self,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        sql::within(self.limits().deadline, what, work).await
+    }
+
+    /// A cheap round trip, within the deadline: the readiness probe.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.sql().exec("SELECT 1", &[]).await?;
-        Ok(())
+        self.within("ping", async {
+            self.sql().exec("SELECT 1", &[]).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Stores a screened batch in one transaction.
@@ -476,13 +535,18 @@ impl Store {
         self.store_messages(&one, now).await
     }
 
-    /// Stores several screened messages in one transaction: all or none.
+    /// Stores several screened messages in one transaction, all or none,
+    /// within the deadline (counted from the call: a write queued behind
+    /// another spends its own time waiting).
     pub async fn store_messages(
         &self,
         messages: &[Message<'_>],
         now: Millis,
     ) -> Result<Stored, StoreError> {
-        both!(self, s => s.store_messages(messages, now).await)
+        self.within("storing results", async {
+            both!(self, s => s.store_messages(messages, now).await)
+        })
+        .await
     }
 
     /// Makes raw-result partitions from `now - back` ahead (PostgreSQL only).
@@ -521,35 +585,6 @@ impl Store {
         match self {
             Store::Pg(s) => sql::Pool::Pg(s.pool.clone()),
             Store::Sqlite(s) => sql::Pool::Sqlite(s.pool().clone()),
-        }
-    }
-
-    /// Keeps, or tries to take, the leader lock: a PostgreSQL advisory lock
-    /// held on a connection of its own (`lock`). SQLite has one process, which
-    /// always leads.
-    pub async fn hold_lead(&self, lock: &mut Option<sqlx::PgConnection>) -> bool {
-        use sqlx::Connection;
-        let Store::Pg(pg) = self else { return true };
-        if let Some(conn) = lock.as_mut() {
-            if conn.ping().await.is_ok() {
-                return true;
-            }
-            *lock = None;
-        }
-        let Ok(conn) = pg.pool().acquire().await else {
-            return false;
-        };
-        let mut conn = conn.detach();
-        let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK)
-            .fetch_one(&mut conn)
-            .await;
-        if got.unwrap_or(false) {
-            *lock = Some(conn);
-            true
-        } else {
-            let _ = conn.close().await;
-            false
         }
     }
 }

@@ -13,6 +13,103 @@ use sqlx::{
     sqlite::SqliteRow,
 };
 
+/// How long any database call may take, on both sides of the wire.
+///
+/// The client-side deadline is the one that counts when the database hangs
+/// (a half-open connection: the server never sees the query, so its own
+/// timeouts never fire). The server-side ones are the second line: they end
+/// a statement, a lock wait or an abandoned transaction whose client is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Each store write, leader step and dashboard read, client side.
+    pub deadline: std::time::Duration,
+    /// PostgreSQL's `statement_timeout`.
+    pub statement_timeout: std::time::Duration,
+    /// PostgreSQL's `lock_timeout`.
+    pub lock_timeout: std::time::Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        use std::time::Duration;
+        Limits {
+            deadline: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How long returning a connection to the pool may take: sqlx pings it on
+/// the way back without a deadline of its own (launchbadge/sqlx#4349), so a
+/// connection dropped under a deadline on a black-holed socket would hold its
+/// pool slot forever. This bounded ping runs first and closes it instead.
+const RELEASE_PING: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A lazily connecting PostgreSQL pool named `app`, with `limits` set as
+/// session parameters of every connection, acquiring within the deadline
+/// (at most 5 s), and a bounded ping on release (see [`RELEASE_PING`]).
+pub fn pg_pool(
+    url: &str,
+    max_connections: u32,
+    app: &str,
+    limits: Limits,
+) -> Result<PgPool, sqlx::Error> {
+    use std::str::FromStr;
+    let ms = |d: std::time::Duration| format!("{}ms", d.as_millis().max(1));
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?
+        .application_name(app)
+        .options([
+            ("statement_timeout", ms(limits.statement_timeout)),
+            ("lock_timeout", ms(limits.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                ms(limits.idle_in_transaction_timeout),
+            ),
+        ]);
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(limits.deadline.min(std::time::Duration::from_secs(5)))
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                match tokio::time::timeout(RELEASE_PING, conn.ping()).await {
+                    Ok(Ok(())) => Ok(true),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                }
+            })
+        })
+        .connect_lazy_with(options))
+}
+
+/// No answer within the deadline.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("no answer from the database within {after:?} ({what})")]
+pub struct Deadline {
+    /// What was waited for.
+    pub what: &'static str,
+    /// The deadline.
+    pub after: std::time::Duration,
+}
+
+/// Runs `work` within `after`: the client-side deadline of one database
+/// call. Whatever it held is dropped on expiry, and each pooled connection
+/// it dropped is closed within [`RELEASE_PING`] rather than kept.
+pub async fn within<T, E: From<Deadline>>(
+    after: std::time::Duration,
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    match tokio::time::timeout(after, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Deadline { what, after }.into()),
+    }
+}
+
 /// Which SQL the text is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

@@ -22,12 +22,14 @@ const DAY_MS: Millis = 86_400_000;
 pub struct SqliteStore {
     pool: SqlitePool,
     pub(super) changes: tokio::sync::broadcast::Sender<Vec<String>>,
+    /// The deadlines (the client-side one applies; the rest are PostgreSQL's).
+    pub(super) limits: super::sql::Limits,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file of a `sqlite://PATH` URL,
     /// in WAL mode with a 5 s busy timeout.
-    pub fn connect_lazy(url: &str) -> Result<SqliteStore, StoreError> {
+    pub fn connect_lazy(url: &str, limits: super::sql::Limits) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -39,7 +41,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
         let (changes, _) = tokio::sync::broadcast::channel(256);
-        Ok(SqliteStore { pool, changes })
+        Ok(SqliteStore {
+            pool,
+            changes,
+            limits,
+        })
     }
 
     /// The pool, for read-only queries.

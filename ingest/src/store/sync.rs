@@ -138,7 +138,7 @@ impl Store {
         retire_after: Duration,
     ) -> Result<Vec<String>, StoreError> {
         let retired = retrying(|| async move {
-            let mut tx = self.sql().begin().await?;
+            let mut tx = self.begin().await?;
             let d = tx.dialect();
             upsert_checks(&mut tx, catalog, now).await?;
             let slugs: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
@@ -187,8 +187,8 @@ impl Store {
 
     /// Decides silence and maintenance up to `now` for every active check,
     /// each hundred in a short transaction of its own. While ingest lags more
-    /// than a check's interval (`lag_ms`), that check is left alone: our own
-    /// backlog is never the target's outage.
+    /// than a check's interval (`lag_ms`), or its lag is not known (`None`),
+    /// that check is left alone: our own backlog is never the target's outage.
     pub async fn tick(
         &self,
         now: Millis,
@@ -224,12 +224,12 @@ impl Store {
         let mut report = TickReport::default();
         for chunk in ids.chunks(100) {
             let (checked, lagging, changed) = retrying(|| async move {
-                let mut tx = pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let checks = lock_checks(&mut tx, chunk).await?;
                 let mut due = Vec::new();
                 let mut lagging = 0;
                 for check in checks.iter() {
-                    if lag_ms.is_some_and(|lag| lag > check.interval_ms) {
+                    if lag_ms.is_none_or(|lag| lag > check.interval_ms) {
                         lagging += 1;
                         continue;
                     }
@@ -267,7 +267,7 @@ impl Store {
     /// Folds changed minute rollups into hours, and hours into days.
     pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
         retrying(|| async move {
-            let mut tx = self.sql().begin().await?;
+            let mut tx = self.begin().await?;
             let n = with_ops!(&mut tx, |ops| flow::fold(ops).await)?;
             tx.commit().await?;
             Ok(n)
@@ -502,7 +502,13 @@ impl PgStore {
     }
 
     /// Makes the daily partitions from `now - back` to [`PARTITIONS_AHEAD`]
-    /// days ahead.
+    /// days ahead, without ever holding up a reader or a writer of
+    /// `results`: each is made as a table of its own and then attached,
+    /// which takes only a `SHARE UPDATE EXCLUSIVE` lock on `results`
+    /// (`CREATE TABLE ... PARTITION OF` would take `ACCESS EXCLUSIVE`, queue
+    /// behind every reader, and every writer behind it), and that lock is
+    /// waited for at most [`super::retention::DDL_LOCK_TIMEOUT`]: past it,
+    /// the next pass tries again (partitions are made days ahead).
     pub async fn ensure_partitions_back(
         &self,
         now: Millis,
@@ -511,16 +517,37 @@ impl PgStore {
         let today = now.div_euclid(DAY_MS);
         let first = (now - back).div_euclid(DAY_MS);
         let mut tx = self.pool.begin().await?;
-        // Replicas may start together: one creates, the others find them made.
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = '{}'",
+            super::retention::DDL_LOCK_TIMEOUT
+        ))
+        .execute(&mut *tx)
+        .await?;
+        // Replicas may start together: one makes them, the others find them made.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(super::LEADER_LOCK + 1)
+            .bind(super::PARTITION_LOCK)
             .execute(&mut *tx)
             .await?;
+        let attached: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'results'::regclass",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         for day in first..=(today + PARTITIONS_AHEAD) {
             let (start, end) = (ts(day * DAY_MS), ts((day + 1) * DAY_MS));
             let name = format!("results_{}", start.format("%Y%m%d"));
+            if attached.contains(&name) {
+                continue;
+            }
             sqlx::query(&format!(
-                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF results
+                "CREATE TABLE IF NOT EXISTS {name}
+                 (LIKE results INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(&format!(
+                "ALTER TABLE results ATTACH PARTITION {name}
                  FOR VALUES FROM ('{}') TO ('{}')",
                 start.to_rfc3339(),
                 end.to_rfc3339()

@@ -3,7 +3,6 @@
 
 use crate::support::*;
 use sqlx::PgPool;
-use std::sync::atomic::Ordering;
 
 #[sqlx::test(migrations = false)]
 async fn two_replicas_with_duplicates_and_reordering_store_exactly_once(pool: PgPool) {
@@ -41,9 +40,17 @@ async fn two_replicas_with_duplicates_and_reordering_store_exactly_once(pool: Pg
             }
         }
     }
+    // Two stores on pools of their own, as two processes have.
     let replicas = [
         Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024),
-        Replica::start(store.clone(), &sqs, &queue, Some(&dlq), vec![], 256 * 1024),
+        Replica::start(
+            another_store(&pool).await,
+            &sqs,
+            &queue,
+            Some(&dlq),
+            vec![],
+            256 * 1024,
+        ),
     ];
     for b in &order {
         send(&sqs, &queue, b).await;
@@ -79,11 +86,8 @@ async fn two_replicas_with_duplicates_and_reordering_store_exactly_once(pool: Pg
         duplicate >= 24 + 4,
         "every resent result and the overlap were duplicates: {duplicate}"
     );
-    let leaders = replicas
-        .iter()
-        .filter(|r| r.metrics.leader.load(Ordering::Relaxed))
-        .count();
-    assert_eq!(leaders, 1, "one replica holds the leader lock");
+    let leaders = replicas.iter().filter(|r| r.metrics.leading()).count();
+    assert_eq!(leaders, 1, "one replica holds the leader's lease");
     for r in replicas {
         r.stop().await;
     }
@@ -307,6 +311,7 @@ async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPoo
             retire_after: std::time::Duration::from_secs(600),
             dead_letter_queue: None,
             raw_retention: std::time::Duration::ZERO,
+            lease: ingest::store::LEASE,
         },
         catalog: None,
     };

@@ -3,6 +3,7 @@
 //! `scripts/test`. These fail, never skip, when a service is missing.
 
 mod consumer;
+mod ddl;
 mod harness;
 mod hostile;
 mod outage;

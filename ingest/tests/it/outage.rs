@@ -155,7 +155,7 @@ impl Drop for TempPostgres {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_mid_run_loses_nothing_doubles_nothing_and_burns_no_receives() {
     let postgres = TempPostgres::start();
-    let store = PgStore::connect_lazy(&postgres.url(), 5).unwrap();
+    let store = PgStore::connect_lazy(&postgres.url(), 5, Default::default()).unwrap();
     let both = ingest::store::Store::Pg(store.clone());
     let sqs = sqs_client().await;
     // Three receives and a message is dead-lettered: a consumer that kept

@@ -333,11 +333,12 @@ async fn migrated_is_false_on_an_empty_database_and_true_after_migrate(db: Db) {
             let empty = sqlx::PgPool::connect_with(options.database(&name))
                 .await
                 .unwrap();
-            ingest::store::Store::Pg(ingest::store::PgStore::from_pool(empty))
+            ingest::store::Store::Pg(ingest::store::PgStore::from_pool(empty, Default::default()))
         }
         ingest::store::Store::Sqlite(_) => ingest::store::Store::connect_lazy(
             &format!("sqlite://{}", dir.join("e.db").display()),
             1,
+            Default::default(),
         )
         .unwrap(),
     };

@@ -53,13 +53,25 @@ pub fn batch(agent: &str, results: Vec<ProbeResult>) -> ResultBatch {
 
 /// A migrated PostgreSQL store over the test's database, with partitions made.
 pub async fn store(pool: PgPool) -> Store {
-    let store = Store::Pg(PgStore::from_pool(pool));
+    let store = Store::Pg(PgStore::from_pool(pool, Default::default()));
     store.migrate().await.expect("migrations apply");
     store
         .ensure_partitions_back(now(), ingest::screen::MAX_AGE_MS)
         .await
         .expect("partitions");
     store
+}
+
+/// Another store on the same database over a pool of its own, as a second
+/// ingest process has: its own connections, its own write turn, its own
+/// lease holder.
+pub async fn another_store(pool: &PgPool) -> Store {
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .expect("a second pool");
+    Store::Pg(PgStore::from_pool(own, Default::default()))
 }
 
 /// Stores a batch as the consumer would.
@@ -132,7 +144,7 @@ impl Db {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("test.db").display());
-        let store = Store::connect_lazy(&url, 4).unwrap();
+        let store = Store::connect_lazy(&url, 4, Default::default()).unwrap();
         store.migrate().await.expect("migrations apply");
         let Store::Sqlite(s) = &store else {
             unreachable!("a sqlite URL")
@@ -543,6 +555,7 @@ impl Replica {
                     workers: 2,
                     wait_seconds: 1,
                     visibility_timeout: std::time::Duration::from_secs(30),
+                    visibility_cap: std::time::Duration::from_secs(120),
                 },
             ),
             max_message_bytes,
@@ -554,6 +567,7 @@ impl Replica {
                 retire_after: std::time::Duration::from_secs(600),
                 dead_letter_queue: dlq.map(|d| (sqs.clone(), d.to_string())),
                 raw_retention: std::time::Duration::ZERO,
+                lease: ingest::store::LEASE,
             },
             catalog: if config.is_empty() {
                 None

@@ -455,7 +455,7 @@ async fn an_old_postgres_database_migrates_with_everything_intact(pool: sqlx::Pg
         now()
     ));
     an_old_database_migrates_with_everything_intact(
-        Store::Pg(PgStore::from_pool(pool.clone())),
+        Store::Pg(PgStore::from_pool(pool.clone(), Default::default())),
         Pool::Pg(pool),
         &MIGRATIONS,
         dir,
@@ -472,7 +472,7 @@ async fn an_old_sqlite_database_migrates_with_everything_intact() {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("old.db").display());
-    let store = Store::connect_lazy(&url, 4).unwrap();
+    let store = Store::connect_lazy(&url, 4, Default::default()).unwrap();
     let Store::Sqlite(s) = &store else {
         unreachable!("a sqlite URL")
     };

@@ -54,6 +54,8 @@ pub struct AgentMetrics {
     pub assigned: AtomicU64,
     /// Loaded: `/readyz` answers 200.
     pub ready: AtomicBool,
+    /// The longest interval among the checks this agent probes, in ms.
+    pub longest_interval_ms: AtomicU64,
 }
 
 impl AgentMetrics {
@@ -66,7 +68,30 @@ impl AgentMetrics {
             config_ok: AtomicBool::new(false),
             assigned: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            longest_interval_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Liveness: fails only when the publisher loop has stopped turning,
+    /// or no probe has started for `bound` past the longest interval while
+    /// checks are assigned. A failing SQS never fails it: sends that fail
+    /// are attempts, and the buffer is in memory.
+    pub fn liveness(&self, bound: std::time::Duration) -> Result<(), String> {
+        let publisher = self.publish.beat.idle();
+        if publisher > bound {
+            return Err(format!(
+                "the publisher loop has not turned for {}s",
+                publisher.as_secs()
+            ));
+        }
+        let longest = self.longest_interval_ms.load(Ordering::Relaxed);
+        let scheduler = self.scheduler.beat.idle();
+        if self.assigned.load(Ordering::Relaxed) > 0
+            && scheduler > bound + std::time::Duration::from_millis(longest)
+        {
+            return Err(format!("no probe has started for {}s", scheduler.as_secs()));
+        }
+        Ok(())
     }
 
     /// Records the latest result of a check.

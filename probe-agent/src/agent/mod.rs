@@ -283,5 +283,13 @@ fn apply<F, Fut>(
     let ids: Vec<String> = mine.iter().map(|(c, _)| c.id.to_string()).collect();
     metrics.retain(|id| ids.iter().any(|i| i == id));
     metrics.assigned.store(mine.len() as u64, Ordering::Relaxed);
+    let longest = mine
+        .iter()
+        .map(|(c, _)| c.schedule.period().as_millis() as u64)
+        .max()
+        .unwrap_or(0);
+    metrics
+        .longest_interval_ms
+        .store(longest, Ordering::Relaxed);
     scheduler.apply(mine);
 }

@@ -143,6 +143,8 @@ pub struct PublishStats {
     pub spooled: Counter,
     /// Spool lines that could not be read back (skipped).
     pub spool_corrupt: Counter,
+    /// When the loop last turned or a send last ran (liveness).
+    pub beat: crate::beat::Beat,
     /// Lifetime totals for the agent's stop log (a counter cannot be read back).
     taken: AtomicU64,
     lost: AtomicU64,
@@ -158,6 +160,7 @@ impl Default for PublishStats {
             depth: AtomicU64::new(0),
             spooled: counter!(SPOOLED),
             spool_corrupt: counter!(SPOOL_CORRUPT),
+            beat: crate::beat::Beat::default(),
             taken: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         }
@@ -198,19 +201,20 @@ pub async fn run<P: Publisher>(
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sent = Instant::now();
     loop {
+        stats.beat.touch();
         tokio::select! {
             got = results.recv() => match got {
                 Some(r) => {
                     stats.take(&mut buffer, r);
                     if buffer.bytes() >= settings.max_message_bytes {
-                        send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent).await;
+                        stats.beat.during(send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent)).await;
                     }
                 }
                 None => break,
             },
             _ = flush.tick() => {
                 if !buffer.is_empty() || last_sent.elapsed() >= settings.heartbeat_every {
-                    send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent).await;
+                    stats.beat.during(send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent)).await;
                 }
             }
             _ = shutdown.cancelled() => break,
