@@ -126,8 +126,10 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             let ready = state.clone();
             crate::ops::router(
                 exporter.clone(),
-                // The dashboard has no gauges: counters and a histogram only.
-                Arc::new(|| {}),
+                {
+                    let cache = state.cache.clone();
+                    Arc::new(move || dashboard::metrics::publish(&cache))
+                },
                 Arc::new(move || {
                     let state = ready.clone();
                     Box::pin(async move { dashboard::readiness(&state).await })

@@ -102,6 +102,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 dead_letter_queue: args.dead_letter_queue_url.clone().map(|u| (sqs, u)),
                 raw_retention: Duration::ZERO,
                 lease: args.leader_lease,
+                prune_after: args.prune_after,
             },
             catalog,
         };

@@ -275,6 +275,9 @@ pub(crate) struct IngestArgs {
     /// How long the leader's lease lasts: if the leader stops renewing it (each tick), another replica leads this long after its last renewal. More than twice the tick.
     #[arg(long, env = "STATUSPAGE_LEADER_LEASE", default_value = "30s", value_parser = parse_duration)]
     pub leader_lease: std::time::Duration,
+    /// Agents unseen this long are deleted with their pairs (never sooner than --raw-retention, so every stored result keeps its agent).
+    #[arg(long, env = "STATUSPAGE_PRUNE_AFTER", default_value = "7d", value_parser = parse_duration)]
+    pub prune_after: std::time::Duration,
     /// /healthz fails once no database round trip of the consumer or the leader has succeeded for this long, so Kubernetes restarts an ingest wedged on a hung database (ingest keeps no state).
     #[arg(long, env = "STATUSPAGE_LIVENESS_BOUND", default_value = "90s", value_parser = parse_duration)]
     pub liveness_bound: std::time::Duration,

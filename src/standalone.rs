@@ -64,6 +64,7 @@ fn ops_router(
     exporter: metrics_exporter_prometheus::PrometheusHandle,
     agent: Arc<AgentMetrics>,
     ingest: Arc<IngestMetrics>,
+    cache: Arc<dashboard::cache::Cache>,
     store: Store,
 ) -> axum::Router {
     crate::ops::router(
@@ -71,6 +72,7 @@ fn ops_router(
         Arc::new(move || {
             agent.publish();
             ingest.publish();
+            dashboard::metrics::publish(&cache);
         }),
         Arc::new(move || {
             let store = store.clone();
@@ -161,6 +163,7 @@ pub(crate) async fn run(
                 dead_letter_queue: None,
                 raw_retention: Duration::ZERO,
                 lease: ingest::store::LEASE,
+                prune_after: std::time::Duration::from_secs(7 * 86_400),
             },
             catalog: Some(catalog),
         },
@@ -188,6 +191,7 @@ pub(crate) async fn run(
             exporter.clone(),
             agent_metrics,
             ingest_metrics,
+            state.cache.clone(),
             store.clone(),
         );
         crate::ops::spawn(

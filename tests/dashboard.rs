@@ -294,3 +294,79 @@ fn bad_dashboard_flags_get_clear_errors() {
         "the URL is never echoed: {stderr}"
     );
 }
+
+/// The resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A flood of distinct `?page=` values cannot grow the cache: a page past
+/// the last is a 404 (HTML) or `[]` (JSON) decided from a cached count,
+/// without a slot; the cache holds at most its capacity, memory stays flat,
+/// and `/` is still served from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_distinct_pages_neither_grow_the_cache_nor_evict_the_home_page() {
+    let (db, _) = fresh_database("cacheflood").await;
+    let (port, ops) = (free_port(), free_port());
+    let mut dashboard = support::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["dashboard", "--database-url", &db])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{ops}")])
+            .args(["--cache-ttl", "60s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::until(Duration::from_secs(30), "the page", || {
+        support::http_body(port, "/")
+    });
+    let hits = || {
+        support::metric(
+            &support::http_body(ops, "/metrics").unwrap_or_default(),
+            "statuspage_dashboard_cache_total",
+            &[("outcome", "hit")],
+        )
+    };
+    // Warm: every fixed key rendered once.
+    for path in ["/", "/incidents", "/api/v1/incidents"] {
+        assert!(support::http_body(port, path).is_some());
+    }
+    let rss_before = rss_kib(dashboard.id());
+    let hits_before = hits();
+    for n in 2..10_002 {
+        let (path, expected) = if n % 2 == 0 {
+            (format!("/incidents?page={n}"), 404)
+        } else {
+            (format!("/api/v1/incidents?page={n}"), 200)
+        };
+        assert_eq!(support::http_status(port, &path), Some(expected), "{path}");
+    }
+    assert_eq!(
+        support::http_body(port, "/api/v1/incidents?page=9999").as_deref(),
+        Some("[]"),
+        "past the end, the API answers as it always has"
+    );
+    assert!(support::http_body(port, "/").is_some());
+    assert!(
+        hits() > hits_before,
+        "/ came from the cache after the flood"
+    );
+    let text = support::http_body(ops, "/metrics").unwrap_or_default();
+    let entries = support::metric(&text, "statuspage_dashboard_cache_entries", &[]);
+    assert!(
+        (0.0..=16.0).contains(&entries),
+        "the flood made no cache slot: {entries} entries"
+    );
+    let grown = rss_kib(dashboard.id()).saturating_sub(rss_before);
+    assert!(grown <= 20 * 1024, "RSS grew {grown} KiB");
+    signal(&dashboard, "TERM");
+    assert!(dashboard.wait().unwrap().success());
+}

@@ -150,6 +150,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_ingest_lag_seconds", "gauge"),
     ("statuspage_ingest_db_up", "gauge"),
     ("statuspage_ingest_db_transaction_seconds", "histogram"),
+    ("statuspage_ingest_db_retries_total", "counter"),
+    ("statuspage_ingest_pruned_total", "counter"),
     ("statuspage_ingest_leader", "gauge"),
     ("statuspage_check_up", "gauge"),
     ("statuspage_check_status", "gauge"),
@@ -159,6 +161,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_dashboard_cache_total", "counter"),
     ("statuspage_dashboard_render_seconds", "summary"),
     ("statuspage_dashboard_cache_invalidations_total", "counter"),
+    ("statuspage_dashboard_cache_entries", "gauge"),
 ];
 
 #[test]

@@ -7,35 +7,38 @@
 mod support;
 
 use sqlx::{Connection, PgConnection};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::{
-    drain_queue, free_port, fresh_database, fresh_queue, http_body, http_status, metric, signal,
+    Reaped, drain_queue, free_port, fresh_database, fresh_queue, http_body, http_status, metric,
+    signal,
 };
 
 /// An ingest process on `db`, with every deadline compressed.
-fn ingest(db: &str, queue: &str, config: &std::path::Path, port: u16, connections: u32) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_statuspage"))
-        .args(["ingest", "--queue-url", queue, "--wait-seconds", "1"])
-        .args(["--config", config.to_str().unwrap()])
-        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-max-connections", &connections.to_string()])
-        .args([
-            "--database-deadline",
-            "2s",
-            "--database-statement-timeout",
-            "2s",
-        ])
-        .args(["--database-lock-timeout", "1s"])
-        .args(["--database-idle-transaction-timeout", "3s"])
-        .args(["--tick-seconds", "1", "--leader-lease", "4s"])
-        .args(["--liveness-bound", "6s"])
-        .env("STATUSPAGE_DATABASE_URL", db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn ingest(db: &str, queue: &str, config: &std::path::Path, port: u16, connections: u32) -> Reaped {
+    Reaped(
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["ingest", "--queue-url", queue, "--wait-seconds", "1"])
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-max-connections", &connections.to_string()])
+            .args([
+                "--database-deadline",
+                "2s",
+                "--database-statement-timeout",
+                "2s",
+            ])
+            .args(["--database-lock-timeout", "1s"])
+            .args(["--database-idle-transaction-timeout", "3s"])
+            .args(["--tick-seconds", "1", "--leader-lease", "4s"])
+            .args(["--liveness-bound", "6s"])
+            .env("STATUSPAGE_DATABASE_URL", db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Whether the ingest on `port` says it leads.
@@ -299,19 +302,21 @@ async fn a_hung_queue_never_fails_the_agents_liveness_and_loses_nothing() {
     )
     .unwrap();
     let port = free_port();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_statuspage"))
-        .args(["agent", "--config", config.to_str().unwrap()])
-        .args(["--queue-url", &queue, "--agent-id", "node-h"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-        .args(["--liveness-bound", "3s"])
-        .env(
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", proxy.port),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["agent", "--config", config.to_str().unwrap()])
+            .args(["--queue-url", &queue, "--agent-id", "node-h"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .args(["--liveness-bound", "3s"])
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", proxy.port),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     support::until(Duration::from_secs(30), "the agent ready", || {
         (http_status(port, "/readyz") == Some(200)).then_some(())
     });
@@ -382,24 +387,28 @@ async fn an_ingest_outage_of_six_intervals_never_shows_a_check_unknown() {
         format!("defaults: {{ failure_threshold: 1, success_threshold: 1 }}\ngroups:\n  - name: G\n    checks:\n      - {{ name: db, id: db, interval: 2s, timeout: 1s, tcp: {{ host: 127.0.0.1, port: {target_port} }} }}\n"),
     )
     .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_statuspage"))
-        .args(["agent", "--config", config.to_str().unwrap()])
-        .args(["--queue-url", &queue, "--agent-id", "node-l"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = |port: u16| {
+    let mut agent = Reaped(
         Command::new(env!("CARGO_BIN_EXE_statuspage"))
-            .args(["ingest", "--queue-url", &queue, "--wait-seconds", "1"])
-            .args(["--config", config.to_str().unwrap(), "--tick-seconds", "1"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-            .env("STATUSPAGE_DATABASE_URL", &db)
+            .args(["agent", "--config", config.to_str().unwrap()])
+            .args(["--queue-url", &queue, "--agent-id", "node-l"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap(),
+    );
+    let start = |port: u16| {
+        Reaped(
+            Command::new(env!("CARGO_BIN_EXE_statuspage"))
+                .args(["ingest", "--queue-url", &queue, "--wait-seconds", "1"])
+                .args(["--config", config.to_str().unwrap(), "--tick-seconds", "1"])
+                .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+                .env("STATUSPAGE_DATABASE_URL", &db)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut ingest = start(free_port());
     let mut watch = PgConnection::connect(&db).await.unwrap();

@@ -8,6 +8,13 @@
 //! - **Stale on error.** When a render fails (the database is down), the last
 //!   good render is served, marked stale; for a second after a failure the
 //!   database is not asked again, so a spike never piles up on a dead one.
+//! - **Bounded.** The keys live in a `moka` cache of at most [`MAX_KEYS`]
+//!   entries (least recently and least frequently used go first), and an
+//!   entry nobody asked for in [`IDLE`] goes. The last good render of the
+//!   [`PINNED`] keys (what the page needs through an outage) is kept apart,
+//!   whatever is evicted. The key space is bounded by the data as well:
+//!   routes answer a page past the last, or an id that does not exist,
+//!   without a slot.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -26,8 +33,19 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// blackholed address during a failover, with no reset) fails the render
 /// like a refused connection would, so the last good page is served.
 pub const RENDER_TIMEOUT: Duration = Duration::from_secs(8);
-/// Past this many keys, entries that are no longer fresh are dropped.
-const MAX_KEYS: usize = 4096;
+/// The most keys kept.
+pub const MAX_KEYS: u64 = 1024;
+/// A key nobody asked for this long is dropped.
+const IDLE: Duration = Duration::from_secs(600);
+/// The keys whose last good render is kept however full the cache is.
+pub const PINNED: &[&str] = &[
+    "/",
+    "api:status",
+    "api:summary",
+    "feed",
+    "ids:checks",
+    "ids:incidents",
+];
 
 /// A finished render.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +93,7 @@ pub fn gzip(body: &[u8]) -> Option<Bytes> {
 }
 
 impl Entry {
-    fn new(rendered: Rendered, generation: u64) -> Entry {
+    pub(crate) fn new(rendered: Rendered, generation: u64) -> Entry {
         let digest = Sha256::digest(&rendered.body);
         let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
         let gzip = (rendered.body.len() >= GZIP_OVER)
@@ -134,7 +152,9 @@ struct Slot {
 pub struct Cache {
     ttl: Duration,
     generation: AtomicU64,
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    slots: moka::sync::Cache<String, Arc<Slot>>,
+    /// The last good render of each [`PINNED`] key.
+    pinned: Mutex<HashMap<&'static str, Arc<Entry>>>,
 }
 
 impl Cache {
@@ -143,8 +163,24 @@ impl Cache {
         Cache {
             ttl,
             generation: AtomicU64::new(0),
-            slots: Mutex::new(HashMap::new()),
+            slots: moka::sync::Cache::builder()
+                .max_capacity(MAX_KEYS)
+                .time_to_idle(IDLE)
+                .build(),
+            pinned: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many keys are kept (for the metric).
+    pub fn entries(&self) -> u64 {
+        self.slots.run_pending_tasks();
+        self.slots.entry_count()
+    }
+
+    /// The last good render of a pinned key.
+    fn pinned(&self, key: &str) -> Option<Arc<Entry>> {
+        let pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        pinned.get(key).cloned()
     }
 
     /// The TTL.
@@ -155,13 +191,13 @@ impl Cache {
     /// Whether a render of `key` is kept, fresh or not: what this replica
     /// can still serve while the database cannot be read.
     pub fn has(&self, key: &str) -> bool {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.get(key).is_some_and(|slot| {
-            slot.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some()
-        })
+        self.pinned(key).is_some()
+            || self.slots.get(key).is_some_and(|slot| {
+                slot.current
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some()
+            })
     }
 
     /// Makes every entry stale: the next request renders anew.
@@ -170,15 +206,7 @@ impl Cache {
     }
 
     fn slot(&self, key: &str) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = slots.get(key) {
-            return s.clone();
-        }
-        if slots.len() >= MAX_KEYS {
-            let g = self.generation.load(Ordering::SeqCst);
-            slots.retain(|_, s| self.fresh(s, g).is_some());
-        }
-        slots.entry(key.to_string()).or_default().clone()
+        self.slots.get_with_by_ref(key, Arc::default)
     }
 
     fn fresh(&self, slot: &Slot, generation: u64) -> Option<Arc<Entry>> {
@@ -194,9 +222,12 @@ impl Cache {
         failed.is_some_and(|t| t.elapsed() < RETRY_AFTER)
     }
 
-    fn last(slot: &Slot) -> Served {
+    fn last(&self, key: &str, slot: &Slot) -> Served {
         let current = slot.current.read().unwrap_or_else(|p| p.into_inner());
-        current.clone().map_or(Served::Failed, Served::Stale)
+        current
+            .clone()
+            .or_else(|| self.pinned(key))
+            .map_or(Served::Failed, Served::Stale)
     }
 
     /// The answer for `key`: a fresh entry, or `render`'s (which only one
@@ -214,7 +245,7 @@ impl Cache {
             return (Served::Fresh(e), Outcome::Hit);
         }
         if Self::recently_failed(&slot) {
-            return Self::failed(&slot);
+            return self.failed(key, &slot);
         }
         let _turn = slot.render.lock().await;
         let generation = self.generation.load(Ordering::SeqCst);
@@ -222,7 +253,7 @@ impl Cache {
             return (Served::Fresh(e), Outcome::Coalesced);
         }
         if Self::recently_failed(&slot) {
-            return Self::failed(&slot);
+            return self.failed(key, &slot);
         }
         let outcome = match tokio::time::timeout(RENDER_TIMEOUT, render()).await {
             Ok(done) => done.map_err(|e| e.to_string()),
@@ -234,19 +265,23 @@ impl Cache {
                 *slot.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if cacheable {
                     *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+                    if let Some(pinned) = PINNED.iter().find(|p| **p == key) {
+                        let mut kept = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+                        kept.insert(pinned, entry.clone());
+                    }
                 }
                 (Served::Fresh(entry), Outcome::Miss)
             }
             Err(e) => {
                 tracing::warn!(event = "render_failed", key, error = %e);
                 *slot.failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-                Self::failed(&slot)
+                self.failed(key, &slot)
             }
         }
     }
 
-    fn failed(slot: &Slot) -> (Served, Outcome) {
-        match Self::last(slot) {
+    fn failed(&self, key: &str, slot: &Slot) -> (Served, Outcome) {
+        match self.last(key, slot) {
             Served::Stale(e) => (Served::Stale(e), Outcome::Stale),
             other => (other, Outcome::Failed),
         }
@@ -275,6 +310,34 @@ mod tests {
             }
             Served::Failed => "failed".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn the_cache_never_holds_more_than_its_capacity_and_keeps_the_pinned_pages() {
+        let cache = Cache::new(Duration::from_secs(60));
+        cache
+            .get("/", || async { Ok::<_, String>((page("home"), true)) })
+            .await;
+        for n in 0..(3 * MAX_KEYS) {
+            cache
+                .get(&format!("k{n}"), || async {
+                    Ok::<_, String>((page("x"), true))
+                })
+                .await;
+        }
+        assert!(cache.entries() <= MAX_KEYS, "{} keys", cache.entries());
+        // Whatever was evicted, the home page's last good render is served
+        // when a render fails.
+        cache.invalidate();
+        let (served, outcome) = cache
+            .get("/", || async {
+                Err::<(Rendered, bool), _>("database down")
+            })
+            .await;
+        assert_eq!(
+            (body(&served), outcome),
+            ("home".to_string(), Outcome::Stale)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,13 +3,17 @@
 //! through the `metrics` facade; the process's exporter renders them.
 
 use crate::cache::Outcome;
-use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use std::time::Duration;
 
 const REQUESTS: &str = "statuspage_dashboard_requests_total";
 const CACHE: &str = "statuspage_dashboard_cache_total";
 const RENDER: &str = "statuspage_dashboard_render_seconds";
 const INVALIDATIONS: &str = "statuspage_dashboard_cache_invalidations_total";
+const ENTRIES: &str = "statuspage_dashboard_cache_entries";
 
 /// Gives every family its help text (once per process, after the recorder is installed).
 pub fn describe() {
@@ -23,6 +27,15 @@ pub fn describe() {
         INVALIDATIONS,
         "Status or incident changes that emptied the cache."
     );
+    describe_gauge!(
+        ENTRIES,
+        "Keys the cache holds (at most its capacity, statuspage's MAX_KEYS)."
+    );
+}
+
+/// Sets the dashboard's gauges from its cache, just before a scrape.
+pub fn publish(cache: &crate::cache::Cache) {
+    gauge!(ENTRIES).set(cache.entries() as f64);
 }
 
 /// The dashboard's instruments. Cache outcomes, renders and invalidations

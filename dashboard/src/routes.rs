@@ -385,6 +385,35 @@ pub(crate) enum Ids {
     Incidents,
 }
 
+/// The public check (or incident) ids, one a line: the cached list behind
+/// [`known`] and [`incident_pages`].
+async fn ids(s: &AppState, ids: Ids) -> Result<(Rendered, bool), ReadError> {
+    let list: Vec<String> = match ids {
+        Ids::Checks => s
+            .reader
+            .public_checks()
+            .await?
+            .into_iter()
+            .map(|c| c.slug)
+            .collect(),
+        Ids::Incidents => s
+            .reader
+            .public_incident_ids()
+            .await?
+            .iter()
+            .map(i64::to_string)
+            .collect(),
+    };
+    let r = Rendered {
+        status: StatusCode::OK,
+        content_type: "text/plain",
+        body: Bytes::from(list.join("\n")),
+        notice_at: None,
+        at: (s.clock)(),
+    };
+    Ok((r, true))
+}
+
 /// Whether `id` is a public check (or incident) id, from a list cached like
 /// a page: a made-up id is answered without asking the database, so a flood
 /// of them costs one query per TTL. `None` when the list cannot be read.
@@ -393,35 +422,7 @@ pub(crate) async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
         Ids::Checks => "ids:checks",
         Ids::Incidents => "ids:incidents",
     };
-    let (served, outcome) = s
-        .cache
-        .get(key, || async {
-            let list: Vec<String> = match ids {
-                Ids::Checks => s
-                    .reader
-                    .public_checks()
-                    .await?
-                    .into_iter()
-                    .map(|c| c.slug)
-                    .collect(),
-                Ids::Incidents => s
-                    .reader
-                    .public_incident_ids()
-                    .await?
-                    .iter()
-                    .map(i64::to_string)
-                    .collect(),
-            };
-            let r = Rendered {
-                status: StatusCode::OK,
-                content_type: "text/plain",
-                body: Bytes::from(list.join("\n")),
-                notice_at: None,
-                at: (s.clock)(),
-            };
-            Ok::<_, ReadError>((r, true))
-        })
-        .await;
+    let (served, outcome) = s.cache.get(key, || self::ids(s, ids)).await;
     s.metrics.cache(outcome);
     match served {
         Served::Fresh(e) | Served::Stale(e) => Some(
@@ -430,6 +431,29 @@ pub(crate) async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
                 .split(|b| *b == b'\n')
                 .any(|line| line == id.as_bytes()),
         ),
+        Served::Failed => None,
+    }
+}
+
+/// How many pages of `per_page` the public incidents fill (at least one),
+/// from the cached list of their ids: at most one count per TTL, whatever
+/// page numbers are asked for. `None` when the list cannot be read.
+async fn incident_pages(s: &AppState, per_page: i64) -> Option<i64> {
+    let (served, outcome) = s
+        .cache
+        .get("ids:incidents", || ids(s, Ids::Incidents))
+        .await;
+    s.metrics.cache(outcome);
+    match served {
+        Served::Fresh(e) | Served::Stale(e) => {
+            let total = e
+                .rendered
+                .body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as i64;
+            Some(((total + per_page - 1) / per_page).max(1))
+        }
         Served::Failed => None,
     }
 }
@@ -547,6 +571,13 @@ pub(crate) async fn incident_list(
         Ok(p) => p,
         Err(r) => return refuse(&s, Kind::Html, r),
     };
+    // Past the last page: a 404 decided from the cached count, no slot.
+    if incident_pages(&s, incidents::PER_PAGE)
+        .await
+        .is_some_and(|pages| page > pages)
+    {
+        return not_found(&s, "page", Kind::Html);
+    }
     let key = format!("incidents:{page}");
     serve(&s, "incidents", &key, Kind::Html, &headers, || async {
         let now = (s.clock)();
@@ -634,6 +665,30 @@ pub(crate) async fn api_incidents(
         Ok(p) => p,
         Err(r) => return refuse(&s, Kind::Json, r),
     };
+    // Past the last page of all incidents (and so of any filter): `[]`, as
+    // ever, without a slot.
+    if incident_pages(&s, API_PER_PAGE)
+        .await
+        .is_some_and(|pages| page > pages)
+    {
+        let now = (s.clock)();
+        let empty = rendered_json(StatusCode::OK, &serde_json::json!([]), now);
+        let entry = std::sync::Arc::new(crate::cache::Entry::new(empty, 0));
+        let mut response = respond(
+            &s,
+            Served::Fresh(entry),
+            Outcome::Miss,
+            Kind::Json,
+            &headers,
+        );
+        response.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        s.metrics
+            .request("api_incidents", response.status().as_u16());
+        return response;
+    }
     let key = format!("api:incidents:{filter:?}:{page}");
     serve(&s, "api_incidents", &key, Kind::Json, &headers, || async {
         let now = (s.clock)();

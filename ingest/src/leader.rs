@@ -35,6 +35,9 @@ pub struct Settings {
     /// How long a lease lasts: another replica takes over this long after
     /// the leader's last renewal. Renewed every tick, so longer than it.
     pub lease: Duration,
+    /// Agents unseen this long (and never less than the raw retention, so
+    /// every stored result keeps its agent) are deleted with their pairs.
+    pub prune_after: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -142,6 +145,7 @@ pub async fn run(
             lead,
         )
         .await;
+        metrics.db_retries(store.retries());
         match worked {
             Ok(()) => metrics.db_answered(),
             Err(e) => tracing::warn!(event = "leader_work_failed", error = %e),
@@ -216,6 +220,18 @@ async fn work(
             .await?;
         if !dropped.partitions.is_empty() || dropped.rollups > 0 {
             tracing::info!(event = "retention", partitions = ?dropped.partitions, rollups = dropped.rollups);
+        }
+        let unseen = settings.prune_after.max(settings.raw_retention).as_millis() as i64;
+        let pruned = lead
+            .step("leader: prune", store.prune(now - unseen))
+            .await?;
+        if pruned.agents > 0 || pruned.pairs > 0 {
+            metrics.pruned(pruned.agents, pruned.pairs);
+            tracing::info!(
+                event = "pruned",
+                agents = pruned.agents,
+                pairs = pruned.pairs
+            );
         }
         if let Some(catalog) = catalog {
             let retired = lead

@@ -72,6 +72,8 @@ const LATE: &str = "statuspage_ingest_late_results_total";
 const MESSAGES: &str = "statuspage_sqs_messages_total";
 const LAG: &str = "statuspage_ingest_lag_seconds";
 const ABANDONED: &str = "statuspage_sqs_visibility_abandoned_total";
+const DB_RETRIES: &str = "statuspage_ingest_db_retries_total";
+const PRUNED: &str = "statuspage_ingest_pruned_total";
 
 /// The lag before it is known.
 const LAG_UNKNOWN: i64 = i64::MIN;
@@ -102,6 +104,14 @@ pub fn describe() {
     describe_gauge!(
         LAG,
         "Now minus the oldest SQS SentTimestamp of the last receive handled; 0 once a receive is empty and the queue reports no backlog; absent until the first receive cycle."
+    );
+    describe_counter!(
+        PRUNED,
+        "Agents unseen for --prune-after, and their pairs, deleted by the leader."
+    );
+    describe_counter!(
+        DB_RETRIES,
+        "Transactions run again after a deadlock, a serialization failure or a lock wait past lock_timeout."
     );
     describe_counter!(
         ABANDONED,
@@ -140,6 +150,8 @@ pub struct IngestMetrics {
     messages: Vec<(MessageOutcome, Counter)>,
     db_transaction: Histogram,
     abandoned: Counter,
+    db_retries: Counter,
+    pruned: [Counter; 2],
     /// How far behind the queue ingest is, in ms (see [`IngestMetrics::lag`]);
     /// [`LAG_UNKNOWN`] until the first receive cycle.
     lag_ms: AtomicI64,
@@ -179,6 +191,11 @@ impl IngestMetrics {
                 .collect(),
             db_transaction: histogram!(DB_TRANSACTION),
             abandoned: counter!(ABANDONED),
+            db_retries: counter!(DB_RETRIES),
+            pruned: [
+                counter!(PRUNED, "what" => "agents"),
+                counter!(PRUNED, "what" => "pairs"),
+            ],
             lag_ms: AtomicI64::new(LAG_UNKNOWN),
             // Counted from the start: a database never reached fails liveness too.
             answered: Mutex::new(std::time::Instant::now()),
@@ -215,6 +232,17 @@ impl IngestMetrics {
     /// the visibility cap.
     pub fn abandoned(&self, messages: usize) {
         self.abandoned.increment(messages as u64);
+    }
+
+    /// Counts what a prune deleted.
+    pub fn pruned(&self, agents: u64, pairs: u64) {
+        self.pruned[0].increment(agents);
+        self.pruned[1].increment(pairs);
+    }
+
+    /// Sets the store's count of transactions run again.
+    pub fn db_retries(&self, total: u64) {
+        self.db_retries.absolute(total);
     }
 
     /// How far behind the queue ingest is, in ms; `None` while not known

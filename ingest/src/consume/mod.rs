@@ -116,6 +116,7 @@ impl Handler {
             let started = tokio::time::Instant::now();
             let outcome = self.store.store_messages(&together, now).await;
             self.metrics.db_latency(started.elapsed().as_secs_f64());
+            self.metrics.db_retries(self.store.retries());
             match outcome {
                 Ok(stored) => {
                     self.counted(&stored);

@@ -531,6 +531,13 @@ fn cert_expiry(facts: &config::wire::Facts) -> Option<Millis> {
         .min()
 }
 
+/// How long past its reporting window a location's newest sample stays in
+/// `checks.latest`. A location silent that long while another reports is no
+/// longer assigned (a node scaled away): it reports at no instant a later
+/// write or tick decides, and keeping it would grow the row with every node
+/// that ever probed the check, past TOAST size on an autoscaled cluster.
+pub(crate) const LATEST_KEPT_MS: Millis = 3_600_000;
+
 fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {
     let mut by: BTreeMap<i64, Sample> = BTreeMap::new();
     for s in old.into_iter().flatten().chain(used) {
@@ -538,7 +545,13 @@ fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {
             by.insert(s.pair, s.clone());
         }
     }
-    by.into_values().collect()
+    let newest = by.values().map(|s| s.at).max().unwrap_or(0);
+    by.into_values()
+        .filter(|s| {
+            let window = crate::status::REPORTING_INTERVALS * s.interval_ms.max(1);
+            s.at + window + LATEST_KEPT_MS >= newest
+        })
+        .collect()
 }
 
 fn with_id(action: &Action, opened: i64) -> Action {

@@ -26,7 +26,7 @@ pub use flow::Message;
 pub use lease::LEASE;
 pub use retention::Dropped;
 pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
-pub use sync::{CheckUp, TickReport};
+pub use sync::{CheckUp, Pruned, TickReport};
 pub use url::DatabaseUrl;
 
 use crate::state::{Millis, Thresholds};
@@ -154,6 +154,8 @@ pub struct PgStore {
     limits: sql::Limits,
     /// The lease holder fencing this store's transactions (see [`lease`]).
     lead: Option<Arc<str>>,
+    /// Transactions run again (see [`retrying`]).
+    retries: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PgStore {
@@ -177,6 +179,7 @@ impl PgStore {
             writing: Arc::default(),
             limits,
             lead: None,
+            retries: Arc::default(),
         }
     }
 
@@ -356,7 +359,7 @@ impl PgStore {
         now: i64,
     ) -> Result<Stored, StoreError> {
         let _turn = self.writing.lock().await;
-        retrying(|| async move {
+        retrying(&self.retries, || async move {
             let stored = match self.write(messages, now, pg_ops::Writes::Known).await {
                 Err(e) if e.is_conflict() => {
                     // What was read under the locks was not all (see `Writes`).
@@ -398,9 +401,13 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// Runs `f` in a transaction, again after a deadlock or serialization
-/// failure (up to 8 attempts, with a short jittered pause).
-pub(crate) async fn retrying<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+/// Runs `f` in a transaction, again after a deadlock, a serialization
+/// failure or a lock wait past `lock_timeout` (up to 8 attempts, with a
+/// short jittered pause), counting each run again in `retries`.
+pub(crate) async fn retrying<T, F, Fut>(
+    retries: &std::sync::atomic::AtomicU64,
+    mut f: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -410,6 +417,7 @@ where
         match f().await {
             Err(e) if e.is_retryable() && attempt < 7 => {
                 attempt += 1;
+                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(event = "transaction_retry", attempt, error = %e);
                 let jitter = u64::from(std::process::id() % 7) + u64::from(attempt) * 11;
                 tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt) + jitter)).await;
@@ -494,6 +502,18 @@ impl Store {
             Store::Pg(_) => MIGRATIONS.iter().count(),
             Store::Sqlite(_) => SQLITE_MIGRATIONS.iter().count(),
         }
+    }
+
+    /// How many transactions ran again after a deadlock, a serialization
+    /// failure or a lock timeout, since the store was made.
+    pub fn retries(&self) -> u64 {
+        self.retry_count()
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counter of [`Store::retries`].
+    pub(crate) fn retry_count(&self) -> &std::sync::atomic::AtomicU64 {
+        both!(self, s => &s.retries)
     }
 
     /// The database deadlines this store was made with.

@@ -24,6 +24,8 @@ pub struct SqliteStore {
     pub(super) changes: tokio::sync::broadcast::Sender<Vec<String>>,
     /// The deadlines (the client-side one applies; the rest are PostgreSQL's).
     pub(super) limits: super::sql::Limits,
+    /// Transactions run again (see [`super::retrying`]).
+    pub(super) retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqliteStore {
@@ -45,6 +47,7 @@ impl SqliteStore {
             pool,
             changes,
             limits,
+            retries: Default::default(),
         })
     }
 

@@ -110,6 +110,140 @@ async fn lock_checks(tx: &mut Tx, ids: &[i32]) -> Result<Vec<CheckRow>, StoreErr
     Ok(rows.into_iter().map(CheckRow::from).collect())
 }
 
+/// What a prune removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Agents unseen since the cutoff.
+    pub agents: u64,
+    /// Their pairs (one per check they probed).
+    pub pairs: u64,
+}
+
+impl Store {
+    /// Deletes the agents unseen since `cutoff` and their pairs: on an
+    /// autoscaled cluster every node that ever ran an agent would otherwise
+    /// stay forever. (`checks.latest` forgets them on its own; see
+    /// `flow::LATEST_KEPT_MS`.)
+    pub async fn prune(&self, cutoff: Millis) -> Result<Pruned, StoreError> {
+        retrying(self.retry_count(), || async move {
+            let mut tx = self.begin().await?;
+            let d = tx.dialect();
+            let pairs = tx
+                .exec(
+                    &format!(
+                        "DELETE FROM pairs WHERE agent_id IN
+                         (SELECT id FROM agents WHERE last_seen < {})",
+                        d.at(1)
+                    ),
+                    &[Arg::Int(cutoff)],
+                )
+                .await?;
+            let agents = tx
+                .exec(
+                    &format!(
+                        "DELETE FROM agents WHERE last_seen < {}
+                         AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.agent_id = agents.id)",
+                        d.at(1)
+                    ),
+                    &[Arg::Int(cutoff)],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(Pruned { agents, pairs })
+        })
+        .await
+    }
+}
+
+/// Checks a sync transaction holds at most.
+const SYNC_CHUNK: usize = 1_000;
+
+/// What a catalog sync must do, read without locks.
+struct CatalogChanges<'c> {
+    /// Rows to update, by id in id order: with the catalog's check (and its
+    /// position), or `None` for one the catalog no longer has.
+    changing: Vec<(i64, Option<(usize, &'c config::Check)>)>,
+    /// Catalog checks with no row yet.
+    new: Vec<(usize, &'c config::Check)>,
+}
+
+/// A check row as catalog sync compares it.
+#[derive(sqlx::FromRow)]
+struct SyncedCheck {
+    id: i64,
+    slug: String,
+    config_hash: String,
+    name: String,
+    group_name: String,
+    position: i64,
+    public: i64,
+    locations: Option<i64>,
+    /// Not a placeholder, not absent, not retired.
+    settled: i64,
+    /// Neither absent nor retired.
+    present: i64,
+}
+
+impl Store {
+    /// The rows the catalog changes, read without locks (the upsert's own
+    /// `WHERE` still decides, under the lock, whether a row differs).
+    async fn catalog_changes<'c>(
+        &self,
+        catalog: &'c Catalog,
+    ) -> Result<CatalogChanges<'c>, StoreError> {
+        let pool = self.sql();
+        let d = pool.dialect();
+        let rows: Vec<SyncedCheck> = pool
+            .rows(
+                &format!(
+                    "SELECT {} AS id, slug, config_hash, name, group_name, {} AS position,
+                         {} AS public, {} AS locations, {} AS settled, {} AS present
+                     FROM checks",
+                    d.int("id"),
+                    d.int("position"),
+                    d.int("CASE WHEN public THEN 1 ELSE 0 END"),
+                    d.int("locations"),
+                    d.int("CASE WHEN placeholder OR absent_since IS NOT NULL OR retired_at IS NOT NULL THEN 0 ELSE 1 END"),
+                    d.int("CASE WHEN absent_since IS NULL AND retired_at IS NULL THEN 1 ELSE 0 END"),
+                ),
+                &[],
+            )
+            .await?;
+        let by_slug: std::collections::HashMap<&str, &SyncedCheck> =
+            rows.iter().map(|r| (r.slug.as_str(), r)).collect();
+        let mut changes = CatalogChanges {
+            changing: Vec::new(),
+            new: Vec::new(),
+        };
+        for (position, c) in catalog.checks.iter().enumerate() {
+            match by_slug.get(c.id.as_str()) {
+                None => changes.new.push((position, c)),
+                Some(r) => {
+                    let same = r.settled == 1
+                        && r.config_hash == c.config_hash
+                        && r.name == c.name
+                        && r.group_name == c.group
+                        && r.position == position as i64
+                        && r.public == i64::from(c.public)
+                        && r.locations == Some(i64::from(super::locations_code(c.locations)));
+                    if !same {
+                        changes.changing.push((r.id, Some((position, c))));
+                    }
+                }
+            }
+        }
+        let wanted: std::collections::HashSet<&str> =
+            catalog.checks.iter().map(|c| c.id.as_str()).collect();
+        changes.changing.extend(
+            rows.iter()
+                .filter(|r| r.present == 1 && !wanted.contains(r.slug.as_str()))
+                .map(|r| (r.id, None)),
+        );
+        changes.changing.sort_by_key(|c| c.0);
+        Ok(changes)
+    }
+}
+
 /// Runs `$body` with `$ops`, the flow's view of transaction `$tx`.
 macro_rules! with_ops {
     ($tx:expr, |$ops:ident| $body:expr) => {
@@ -131,27 +265,67 @@ impl Store {
     /// (turning placeholders into real checks), marks missing ones absent,
     /// and retires those absent and silent for `retire_after`. Config
     /// maintenance windows are materialized too; API windows are never touched.
+    ///
+    /// Only rows that change are locked, in id order (the order writers lock
+    /// checks in, so the two never deadlock), at most [`SYNC_CHUNK`] to a
+    /// transaction: a sync of 100,000 checks never holds them all at once.
     pub async fn sync_catalog(
         &self,
         catalog: &Catalog,
         now: Millis,
         retire_after: Duration,
     ) -> Result<Vec<String>, StoreError> {
-        let retired = retrying(|| async move {
+        let work = self.catalog_changes(catalog).await?;
+        for chunk in work.changing.chunks(SYNC_CHUNK) {
+            retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                let d = tx.dialect();
+                let ids: Vec<i64> = chunk.iter().map(|c| c.0).collect();
+                tx.exec(
+                    &format!(
+                        "SELECT id FROM checks WHERE id IN ({}) ORDER BY id{}",
+                        d.int_list(1),
+                        d.for_update()
+                    ),
+                    &[Arg::ints(&ids)],
+                )
+                .await?;
+                let wanted: Vec<(usize, &config::Check)> =
+                    chunk.iter().filter_map(|c| c.1).collect();
+                upsert_checks(&mut tx, &wanted, now).await?;
+                let absent: Vec<i64> = chunk
+                    .iter()
+                    .filter(|c| c.1.is_none())
+                    .map(|c| c.0)
+                    .collect();
+                tx.exec(
+                    &format!(
+                        "UPDATE checks SET absent_since = {}
+                         WHERE id IN ({}) AND retired_at IS NULL AND absent_since IS NULL",
+                        d.at(2),
+                        d.int_list(1)
+                    ),
+                    &[Arg::ints(&absent), Arg::Int(now)],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
+        }
+        // Checks new to the database lock nothing but their own new rows.
+        for chunk in work.new.chunks(SYNC_CHUNK) {
+            retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                upsert_checks(&mut tx, chunk, now).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
+        }
+        let retired = retrying(self.retry_count(), || async move {
             let mut tx = self.begin().await?;
             let d = tx.dialect();
-            upsert_checks(&mut tx, catalog, now).await?;
-            let slugs: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
-            tx.exec(
-                &format!(
-                    "UPDATE checks SET absent_since = {}
-                     WHERE slug NOT IN ({}) AND retired_at IS NULL AND absent_since IS NULL",
-                    d.at(2),
-                    d.list(1)
-                ),
-                &[Arg::list(&slugs), Arg::Int(now)],
-            )
-            .await?;
             let gone: Vec<(i64,)> = tx
                 .rows(
                     &format!(
@@ -223,7 +397,7 @@ impl Store {
         let ids: Vec<i32> = due.iter().map(|r| r.0 as i32).collect();
         let mut report = TickReport::default();
         for chunk in ids.chunks(100) {
-            let (checked, lagging, changed) = retrying(|| async move {
+            let (checked, lagging, changed) = retrying(self.retry_count(), || async move {
                 let mut tx = self.begin().await?;
                 let checks = lock_checks(&mut tx, chunk).await?;
                 let mut due = Vec::new();
@@ -266,7 +440,7 @@ impl Store {
 
     /// Folds changed minute rollups into hours, and hours into days.
     pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
-        retrying(|| async move {
+        retrying(self.retry_count(), || async move {
             let mut tx = self.begin().await?;
             let n = with_ops!(&mut tx, |ops| flow::fold(ops).await)?;
             tx.commit().await?;
@@ -335,9 +509,13 @@ async fn first_result(tx: &mut Tx, check: i32) -> Result<Option<Millis>, StoreEr
     Ok(first.first().and_then(|f| f.0))
 }
 
-/// Upserts every check of the catalog, in slug order (the order writers lock
-/// them in), touching only rows that differ.
-async fn upsert_checks(tx: &mut Tx, catalog: &Catalog, now: Millis) -> Result<(), StoreError> {
+/// Upserts these checks of the catalog (each with its position in it),
+/// touching only rows that differ.
+async fn upsert_checks(
+    tx: &mut Tx,
+    checks: &[(usize, &config::Check)],
+    now: Millis,
+) -> Result<(), StoreError> {
     let d = tx.dialect();
     let changed = [
         "config_hash",
@@ -369,9 +547,7 @@ async fn upsert_checks(tx: &mut Tx, catalog: &Catalog, now: Millis) -> Result<()
         d.p(14),
         d.at(15),
     );
-    let mut sorted: Vec<(usize, &config::Check)> = catalog.checks.iter().enumerate().collect();
-    sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-    for (position, c) in sorted {
+    for (position, c) in checks {
         let quorum = match c.quorum {
             Quorum::Majority => None,
             Quorum::Count(n) => Some(i64::from(n)),
@@ -385,7 +561,7 @@ async fn upsert_checks(tx: &mut Tx, catalog: &Catalog, now: Millis) -> Result<()
                 Arg::MaybeText(c.description.clone()),
                 Arg::Bool(c.public),
                 Arg::Text(c.probe.kind().as_str().into()),
-                Arg::Int(position as i64),
+                Arg::Int(*position as i64),
                 Arg::Int(c.schedule.period().as_millis().max(1) as i64),
                 Arg::Int(i64::from(c.failure_threshold)),
                 Arg::Int(i64::from(c.success_threshold)),

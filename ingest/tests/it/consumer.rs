@@ -312,6 +312,7 @@ async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPoo
             dead_letter_queue: None,
             raw_retention: std::time::Duration::ZERO,
             lease: ingest::store::LEASE,
+            prune_after: std::time::Duration::from_secs(7 * 86_400),
         },
         catalog: None,
     };

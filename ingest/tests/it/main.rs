@@ -9,4 +9,5 @@ mod hostile;
 mod outage;
 mod store;
 mod support;
+mod sync;
 mod upgrade;

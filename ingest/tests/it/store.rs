@@ -603,7 +603,73 @@ crate::conformance!(
     the_readme_worked_example_holds,
     rollups_count_each_inserted_result_once_and_estimate_quantiles,
     retention_drops_old_raw_days_and_rollups_but_keeps_history,
+    churning_agents_neither_grow_the_check_row_nor_stay_forever,
 );
+
+/// 501 agent ids churn over a simulated week, three at a time, each for an
+/// hour (nodes of an autoscaled cluster): the check's row keeps only the
+/// locations of the last hours, so it stays far from TOAST size, and a
+/// prune deletes the agents unseen since its cutoff, with their pairs.
+async fn churning_agents_neither_grow_the_check_row_nor_stay_forever(db: Db) {
+    let store = &db.store;
+    let hour = 60 * MINUTE;
+    let first = now() - 7 * 24 * hour + hour;
+    for h in 0..167 {
+        let messages: Vec<_> = (0..3)
+            .map(|k| {
+                let agent = format!("n{}", h * 3 + k);
+                let r = result("web", &agent, first + h * hour, true);
+                ingest::screen::screen(batch(&agent, vec![r]), now(), ingest::screen::MAX_AGE_MS)
+                    .unwrap()
+            })
+            .collect();
+        let messages: Vec<ingest::store::Message> = messages
+            .iter()
+            .map(|s| ingest::store::Message {
+                agent: &s.agent,
+                sent_at: s.sent_at,
+                results: &s.accepted,
+            })
+            .collect();
+        store.store_messages(&messages, now()).await.unwrap();
+    }
+    let latest = db
+        .count("SELECT CAST(length(latest) AS BIGINT) FROM checks WHERE slug = 'web'")
+        .await;
+    assert!(
+        latest <= 10 * 20,
+        "latest keeps the last hours' locations only: {latest} bytes"
+    );
+    if let View::Pg(_) = &*db {
+        let row = db
+            .count("SELECT pg_column_size(c.*)::int8 FROM checks c WHERE slug = 'web'")
+            .await;
+        assert!(row <= 2048, "the check's row is {row} bytes: no TOAST");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM agents").await, 501);
+
+    // The first 300 were last heard eight days ago.
+    let old = match &*db {
+        View::Pg(_) => "now() - interval '8 days'",
+        View::Sqlite(_) => "(CAST(strftime('%s', 'now') AS INTEGER) - 8 * 86400) * 1000",
+    };
+    db.exec(&format!(
+        "UPDATE agents SET last_seen = {old} WHERE CAST(substr(name, 2) AS INTEGER) < 300"
+    ))
+    .await;
+    let pruned = store.prune(now() - 7 * 24 * hour).await.unwrap();
+    assert_eq!(
+        pruned,
+        ingest::store::Pruned {
+            agents: 300,
+            pairs: 300
+        }
+    );
+    assert_eq!(db.count("SELECT count(*) FROM agents").await, 201);
+    assert_eq!(db.count("SELECT count(*) FROM pairs").await, 201);
+    // The results and the status history are untouched.
+    assert_eq!(db.count("SELECT count(*) FROM results").await, 501);
+}
 
 /// Down everywhere opens a major incident; recovered in two of three
 /// locations (`degraded`) lowers it to minor with an update, and only `up`

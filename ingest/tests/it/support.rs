@@ -568,6 +568,7 @@ impl Replica {
                 dead_letter_queue: dlq.map(|d| (sqs.clone(), d.to_string())),
                 raw_retention: std::time::Duration::ZERO,
                 lease: ingest::store::LEASE,
+                prune_after: std::time::Duration::from_secs(7 * 86_400),
             },
             catalog: if config.is_empty() {
                 None
