@@ -152,6 +152,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_ingest_db_transaction_seconds", "histogram"),
     ("statuspage_ingest_db_retries_total", "counter"),
     ("statuspage_ingest_pruned_total", "counter"),
+    ("statuspage_ingest_config_last_reload_successful", "gauge"),
     ("statuspage_ingest_leader", "gauge"),
     ("statuspage_check_up", "gauge"),
     ("statuspage_check_status", "gauge"),

@@ -66,6 +66,9 @@ pub async fn run(
     let fenced = store.fenced(&holder);
     let mut catalog = catalog;
     let mut fingerprint = config::fingerprint(&settings.config);
+    if !settings.config.is_empty() {
+        metrics.config_loaded(catalog.is_some());
+    }
     let mut synced: Option<tokio::time::Instant> = None;
     // Until when this replica may act as leader.
     let mut lead_until: Option<tokio::time::Instant> = None;
@@ -82,11 +85,13 @@ pub async fn run(
                 fingerprint = now;
                 match config::load(&settings.config, &*settings.env) {
                     Ok(c) => {
+                        metrics.config_loaded(true);
                         tracing::info!(event = "config_reloaded", checks = c.checks.len());
                         catalog = Some(c);
                         synced = None;
                     }
                     Err(problems) => {
+                        metrics.config_loaded(false);
                         let problems: Vec<String> =
                             problems.iter().map(ToString::to_string).collect();
                         tracing::error!(event = "config_reload_failed", problems = ?problems, "keeping the last good config");

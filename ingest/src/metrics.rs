@@ -74,6 +74,7 @@ const LAG: &str = "statuspage_ingest_lag_seconds";
 const ABANDONED: &str = "statuspage_sqs_visibility_abandoned_total";
 const DB_RETRIES: &str = "statuspage_ingest_db_retries_total";
 const PRUNED: &str = "statuspage_ingest_pruned_total";
+const CONFIG_OK: &str = "statuspage_ingest_config_last_reload_successful";
 
 /// The lag before it is known.
 const LAG_UNKNOWN: i64 = i64::MIN;
@@ -104,6 +105,10 @@ pub fn describe() {
     describe_gauge!(
         LAG,
         "Now minus the oldest SQS SentTimestamp of the last receive handled; 0 once a receive is empty and the queue reports no backlog; absent until the first receive cycle."
+    );
+    describe_gauge!(
+        CONFIG_OK,
+        "1 after the last (re)load of --config succeeded, 0 after it failed (the last good one is kept); absent without --config."
     );
     describe_counter!(
         PRUNED,
@@ -162,6 +167,8 @@ pub struct IngestMetrics {
     pub dead_letter: AtomicI64,
     /// The database answers.
     pub db_ready: AtomicBool,
+    /// Whether the last load of `--config` succeeded; `None` without one.
+    config_ok: Mutex<Option<bool>>,
     /// Until when this replica may act as leader (see `leader.rs`).
     lead: Mutex<Option<tokio::time::Instant>>,
     snapshot: Mutex<Option<Snapshot>>,
@@ -202,6 +209,7 @@ impl IngestMetrics {
             dead_letter: AtomicI64::new(-1),
             db_ready: AtomicBool::new(false),
             lead: Mutex::new(None),
+            config_ok: Mutex::new(None),
             snapshot: Mutex::new(None),
         }
     }
@@ -232,6 +240,13 @@ impl IngestMetrics {
     /// the visibility cap.
     pub fn abandoned(&self, messages: usize) {
         self.abandoned.increment(messages as u64);
+    }
+
+    /// Records whether the last load of `--config` succeeded.
+    pub fn config_loaded(&self, ok: bool) {
+        if let Ok(mut c) = self.config_ok.lock() {
+            *c = Some(ok);
+        }
     }
 
     /// Counts what a prune deleted.
@@ -313,6 +328,9 @@ impl IngestMetrics {
             gauge!(DEAD_LETTER).set(dlq as f64);
         }
         gauge!(DB_UP).set(f64::from(u8::from(self.db_ready.load(Ordering::Relaxed))));
+        if let Some(ok) = self.config_ok.lock().ok().and_then(|c| *c) {
+            gauge!(CONFIG_OK).set(f64::from(u8::from(ok)));
+        }
         let leading = self.leading();
         gauge!(LEADER).set(f64::from(u8::from(leading)));
         // The leader-only series, only while leading: a lapsed lead's

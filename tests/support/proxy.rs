@@ -43,9 +43,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Forwards `127.0.0.1:port` to `upstream` (`host:port`).
+    /// Forwards a free loopback port to `upstream` (`host:port`).
     pub fn to(upstream: &str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Proxy::to_on(0, upstream)
+    }
+
+    /// Forwards `127.0.0.1:port` to `upstream` (`host:port`).
+    pub fn to_on(port: u16, upstream: &str) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State::default());
         let upstream = upstream.to_string();

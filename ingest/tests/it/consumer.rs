@@ -379,14 +379,25 @@ async fn a_bad_yaml_reload_keeps_the_last_good_catalog(pool: PgPool) {
             == 1
     })
     .await;
-    // A broken ConfigMap: a tab indent and an unknown key.
+    assert_eq!(replica.metrics.config_ok(), Some(1.0));
+    // A broken ConfigMap: a tab indent and an unknown key. The reload runs
+    // (and says it failed) before anything is looked at.
     std::fs::write(&file, "groups:\n\t- name: Shop\n    checkz: []\n").unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM checks WHERE slug = 'home' AND absent_since IS NULL AND retired_at IS NULL").await,
-        1,
-        "the check is still there: the bad file was not taken for an empty catalog"
-    );
+    eventually(20, "the failed reload said", || async {
+        replica.metrics.config_ok() == Some(0.0)
+    })
+    .await;
+    // Watched over four leader ticks from the failed reload on: the check
+    // stays, so the bad file was not taken for an empty catalog.
+    let watched = tokio::time::Instant::now();
+    while watched.elapsed() < std::time::Duration::from_secs(2) {
+        assert_eq!(
+            count(&pool, "SELECT count(*) FROM checks WHERE slug = 'home' AND absent_since IS NULL AND retired_at IS NULL").await,
+            1,
+            "the check is still there: the bad file was not taken for an empty catalog"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     replica.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

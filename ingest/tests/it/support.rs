@@ -498,6 +498,15 @@ impl Meter {
         config::exposition::value(&self.render(), name, labels).unwrap_or(0.0) as u64
     }
 
+    /// Whether the last load of `--config` succeeded, as the gauge says.
+    pub fn config_ok(&self) -> Option<f64> {
+        config::exposition::value(
+            &self.render(),
+            "statuspage_ingest_config_last_reload_successful",
+            &[],
+        )
+    }
+
     /// How many messages had this outcome.
     pub fn messages(&self, outcome: ingest::metrics::MessageOutcome) -> u64 {
         self.count(
