@@ -74,8 +74,16 @@ fn outage_and_kill(tag: &str, db: &str) {
         status_of(port, "web").filter(|c| c["status"] == "up")
     });
 
+    // Up for a while first, and steadily so.
+    support::watch(Duration::from_secs(3), || {
+        match status_of(port, "web").map(|c| c["status"].clone()) {
+            Some(s) if s == "up" => Ok(()),
+            other => Err(format!(
+                "web left up before the target went down: {other:?}"
+            )),
+        }
+    });
     // Off: an incident within failure_threshold × interval + 5 s.
-    std::thread::sleep(Duration::from_secs(3));
     let off = Instant::now();
     down.store(true, Ordering::SeqCst);
     let open_within = Duration::from_secs(FAILURE_THRESHOLD * INTERVAL_S + 5);
@@ -89,8 +97,16 @@ fn outage_and_kill(tag: &str, db: &str) {
     let id = incident["id"].as_i64().unwrap();
     assert_eq!(incident["auto"], true);
 
+    // Down for a while, with its one incident open throughout.
+    support::watch(Duration::from_secs(4), || {
+        let open = http_json(port, "/api/v1/incidents?state=open")
+            .and_then(|v| v.as_array().map(|a| a.len()));
+        match open {
+            Some(1) => Ok(()),
+            other => Err(format!("open incidents while down: {other:?}")),
+        }
+    });
     // On: resolved within success_threshold × interval + 5 s.
-    std::thread::sleep(Duration::from_secs(4));
     let on = Instant::now();
     down.store(false, Ordering::SeqCst);
     let resolve_within = Duration::from_secs(SUCCESS_THRESHOLD * INTERVAL_S + 5);

@@ -182,12 +182,10 @@ async fn the_agent_reshards_when_peers_join() {
         Peer::new("node-a", "z1"),
         Some(discovery(&pki, addr, TOKEN)),
     ));
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        metrics.assigned.load(Ordering::Relaxed),
-        40,
-        "alone, the agent probes everything"
-    );
+    crate::eventually(10, "alone, the agent probes everything", || {
+        metrics.assigned.load(Ordering::Relaxed) == 40
+    })
+    .await;
 
     let nodes = [
         ("node-a", "z1"),
@@ -196,7 +194,6 @@ async fn the_agent_reshards_when_peers_join() {
         ("node-d", "z1"),
     ];
     *body.lock().unwrap() = slices(&nodes);
-    tokio::time::sleep(Duration::from_millis(800)).await;
     let fleet = Fleet::new(
         Peer::new("node-a", "z1"),
         nodes.iter().map(|(n, z)| Peer::new(*n, *z)),
@@ -212,11 +209,10 @@ async fn the_agent_reshards_when_peers_join() {
         })
         .count();
     assert!(expected < 40);
-    assert_eq!(
-        metrics.assigned.load(Ordering::Relaxed),
-        expected as u64,
-        "the agent keeps only its share"
-    );
+    crate::eventually(10, "the agent keeps only its share", || {
+        metrics.assigned.load(Ordering::Relaxed) == expected as u64
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
@@ -299,18 +295,18 @@ async fn a_configmap_style_symlink_swap_reloads_the_checks() {
 
     let (metrics, shutdown, task) =
         start_agent(agent_settings(root.clone(), Peer::new("node-a", ""), None));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(metrics.assigned.load(Ordering::Relaxed), 3);
+    crate::eventually(10, "the first checks run", || {
+        metrics.assigned.load(Ordering::Relaxed) == 3
+    })
+    .await;
 
     // The kubelet's atomic update: a new ..data link renamed over the old one.
     std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
     std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        metrics.assigned.load(Ordering::Relaxed),
-        5,
-        "the swap was noticed and the new checks run"
-    );
+    crate::eventually(10, "the swap was noticed and the new checks run", || {
+        metrics.assigned.load(Ordering::Relaxed) == 5
+    })
+    .await;
     assert!(metrics.config_ok.load(Ordering::Relaxed));
     shutdown.cancel();
     task.await.unwrap().unwrap();
