@@ -116,8 +116,8 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             Reader::Sqlite(_) => Changes::None,
         };
         let exporter = crate::ops::exporter()?;
-        let mut state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock());
-        state.deadline = args.database.database_deadline;
+        let mut state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock())
+            .with_deadline(args.database.database_deadline);
         state.admin = admin;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());

@@ -180,8 +180,8 @@ pub(crate) async fn run(
             Writer::Sqlite(s.pool().clone()),
         ),
     };
-    let mut state = AppState::new(reader, o.site, o.cache_ttl, dashboard::system_clock());
-    state.deadline = o.database_limits.deadline;
+    let mut state = AppState::new(reader, o.site, o.cache_ttl, dashboard::system_clock())
+        .with_deadline(o.database_limits.deadline);
     state.admin = o.tokens.map(|tokens| Arc::new(Admin { tokens, writer }));
     // Stopped when `run` returns, however it returns.
     let ops_stop = CancellationToken::new();

@@ -151,6 +151,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct Cache {
     ttl: Duration,
+    /// The longest a render may take (see [`RENDER_TIMEOUT`]).
+    render_timeout: Duration,
     generation: AtomicU64,
     slots: moka::sync::Cache<String, Arc<Slot>>,
     /// The last good render of each [`PINNED`] key.
@@ -162,6 +164,7 @@ impl Cache {
     pub fn new(ttl: Duration) -> Cache {
         Cache {
             ttl,
+            render_timeout: RENDER_TIMEOUT,
             generation: AtomicU64::new(0),
             slots: moka::sync::Cache::builder()
                 .max_capacity(MAX_KEYS)
@@ -169,6 +172,13 @@ impl Cache {
                 .build(),
             pinned: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Renders (the database reads behind them) within `deadline` when it
+    /// is shorter than [`RENDER_TIMEOUT`] (`--database-deadline`).
+    pub fn with_deadline(mut self, deadline: Duration) -> Cache {
+        self.render_timeout = deadline.min(RENDER_TIMEOUT);
+        self
     }
 
     /// How many keys are kept (for the metric).
@@ -255,9 +265,9 @@ impl Cache {
         if Self::recently_failed(&slot) {
             return self.failed(key, &slot);
         }
-        let outcome = match tokio::time::timeout(RENDER_TIMEOUT, render()).await {
+        let outcome = match tokio::time::timeout(self.render_timeout, render()).await {
             Ok(done) => done.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {RENDER_TIMEOUT:?}")),
+            Err(_) => Err(format!("no answer within {:?}", self.render_timeout)),
         };
         match outcome {
             Ok((rendered, cacheable)) => {

@@ -59,7 +59,7 @@ pub struct AppState {
     /// The admin API, when tokens are configured.
     pub admin: Option<Arc<admin::Admin>>,
     /// How long an admin request may wait on the database
-    /// (`--database-deadline`); public reads have the cache's render deadline.
+    /// (`--database-deadline`; see [`AppState::with_deadline`]).
     pub deadline: Duration,
 }
 
@@ -73,6 +73,15 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// This state with the database deadline (`--database-deadline`): of
+    /// each admin request, and of each public read when shorter than the
+    /// cache's render deadline.
+    pub fn with_deadline(mut self, deadline: Duration) -> AppState {
+        self.deadline = deadline;
+        self.cache = Arc::new(Cache::new(self.cache.ttl()).with_deadline(deadline));
+        self
+    }
+
     /// A state with a fresh cache of `ttl`.
     pub fn new(reader: Reader, site: Site, ttl: Duration, clock: Clock) -> AppState {
         AppState {
