@@ -254,6 +254,49 @@ async fn a_result_for_a_check_not_yet_in_the_yaml_appears_under_it_after_the_rel
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A write held up past the visibility cap: its message is abandoned to
+/// redelivery (and counted) rather than kept invisible forever, and is
+/// still stored exactly once.
+#[sqlx::test(migrations = false)]
+async fn a_message_held_past_the_visibility_cap_is_redelivered_and_stored_once(pool: PgPool) {
+    let store = store(pool.clone()).await;
+    let sqs = sqs_client().await;
+    let (queue, dlq) = fresh_queue(&sqs, "capped", 2, 10).await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE results IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let replica = Replica::capped(
+        store.clone(),
+        &sqs,
+        &queue,
+        Some(&dlq),
+        vec![],
+        256 * 1024,
+        std::time::Duration::from_secs(3),
+    );
+    send(
+        &sqs,
+        &queue,
+        &batch("a", vec![result("web", "a", start(), true)]),
+    )
+    .await;
+    eventually(20, "the message abandoned past the cap", || async {
+        replica.metrics.abandoned() >= 1
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    eventually(30, "stored and the queue drained", || async {
+        count(&pool, "SELECT count(*) FROM results").await == 1 && depth(&sqs, &queue).await == 0
+    })
+    .await;
+    let (inserted, _, rejected) = replica.metrics.results();
+    assert_eq!((inserted, rejected), (1, 0), "stored once");
+    assert_eq!(depth(&sqs, &dlq).await, 0);
+    replica.stop().await;
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_slow_message_stays_invisible_while_it_is_worked_on(pool: PgPool) {
     let store = store(pool.clone()).await;

@@ -507,6 +507,11 @@ impl Meter {
         )
     }
 
+    /// How many messages were left to redelivery past the visibility cap.
+    pub fn abandoned(&self) -> u64 {
+        self.count("statuspage_sqs_visibility_abandoned_total", &[])
+    }
+
     /// How many messages had this outcome.
     pub fn messages(&self, outcome: ingest::metrics::MessageOutcome) -> u64 {
         self.count(
@@ -554,6 +559,20 @@ impl Replica {
         config: Vec<PathBuf>,
         max_message_bytes: usize,
     ) -> Replica {
+        let cap = std::time::Duration::from_secs(120);
+        Replica::capped(store, sqs, queue, dlq, config, max_message_bytes, cap)
+    }
+
+    /// [`Replica::start`], keeping a receive invisible at most `cap`.
+    pub fn capped(
+        store: Store,
+        sqs: &aws_sdk_sqs::Client,
+        queue: &str,
+        dlq: Option<&str>,
+        config: Vec<PathBuf>,
+        max_message_bytes: usize,
+        cap: std::time::Duration,
+    ) -> Replica {
         let metrics = Meter::new();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let settings = ingest::Settings {
@@ -564,7 +583,7 @@ impl Replica {
                     workers: 2,
                     wait_seconds: 1,
                     visibility_timeout: std::time::Duration::from_secs(30),
-                    visibility_cap: std::time::Duration::from_secs(120),
+                    visibility_cap: cap,
                 },
             ),
             max_message_bytes,
