@@ -31,20 +31,14 @@ impl Beat {
         }
     }
 
-    /// Runs `work`, an attempt (a send with its own deadlines and retries)
-    /// for as long as it lasts.
-    pub async fn during<T>(&self, work: impl std::future::Future<Output = T>) -> T {
-        struct Busy<'a>(&'a Beat);
-        impl Drop for Busy<'_> {
-            fn drop(&mut self) {
-                self.0.busy.store(false, Ordering::Relaxed);
-                self.0.touch();
-            }
+    /// Marks an attempt under way (a publish with its own deadlines and
+    /// retries), or over.
+    pub fn set_busy(&self, busy: bool) {
+        if !busy && self.busy.swap(false, Ordering::Relaxed) {
+            self.touch();
+        } else if busy {
+            self.busy.store(true, Ordering::Relaxed);
         }
-        self.touch();
-        self.busy.store(true, Ordering::Relaxed);
-        let _busy = Busy(self);
-        work.await
     }
 
     /// How long since the last attempt: zero while one is under way.

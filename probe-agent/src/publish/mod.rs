@@ -187,8 +187,30 @@ impl PublishStats {
     }
 }
 
+/// How much of the buffer one publish takes: about one SendMessageBatch call
+/// (10 messages; results are ~0.5 KiB and gzip shrinks them several-fold).
+const CHUNK_MESSAGES: usize = 40;
+
+/// One publish under way: the future, and a copy of the results it carries,
+/// so that a publish cut short at shutdown loses nothing that a spool can keep.
+struct Flight<'a> {
+    results: Vec<ProbeResult>,
+    sending: std::pin::Pin<Box<dyn Future<Output = Sent> + Send + 'a>>,
+}
+
+/// What one publish hands back.
+struct Sent {
+    failed: Vec<Outgoing>,
+    count: u64,
+    bytes: usize,
+}
+
 /// Moves results from `results` through the buffer to `publisher` until
 /// `shutdown`, then flushes what is left within the drain deadline.
+///
+/// The results keep flowing into the buffer while a publish is under way:
+/// a queue that hangs fills the buffer (bounded, oldest dropped and
+/// counted), never the channel, so the probes never wait on SQS.
 pub async fn run<P: Publisher>(
     settings: Settings,
     publisher: Arc<P>,
@@ -200,41 +222,68 @@ pub async fn run<P: Publisher>(
     let mut flush = tokio::time::interval(settings.flush_every);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sent = Instant::now();
+    let mut flight: Option<Flight<'_>> = None;
     loop {
         stats.beat.touch();
+        stats.beat.set_busy(flight.is_some());
         tokio::select! {
             got = results.recv() => match got {
                 Some(r) => {
                     stats.take(&mut buffer, r);
-                    if buffer.bytes() >= settings.max_message_bytes {
-                        stats.beat.during(send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent)).await;
+                    if flight.is_none() && buffer.bytes() >= settings.max_message_bytes {
+                        flight = Some(take_off(&settings, &*publisher, &mut buffer, &stats));
                     }
                 }
                 None => break,
             },
-            _ = flush.tick() => {
+            _ = flush.tick(), if flight.is_none() => {
                 if !buffer.is_empty() || last_sent.elapsed() >= settings.heartbeat_every {
-                    stats.beat.during(send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent)).await;
+                    flight = Some(take_off(&settings, &*publisher, &mut buffer, &stats));
+                }
+            }
+            sent = landing(&mut flight) => {
+                flight = None;
+                // A round goes on while it delivers and the buffer holds more.
+                if land(&settings, &mut buffer, &stats, sent) {
+                    last_sent = Instant::now();
+                    if !buffer.is_empty() {
+                        flight = Some(take_off(&settings, &*publisher, &mut buffer, &stats));
+                    }
                 }
             }
             _ = shutdown.cancelled() => break,
         }
         set_depth(&stats, &buffer);
     }
-    // Drain: what the probes still hand over, then everything buffered.
+    stats.beat.set_busy(false);
+    // Drain: what the probes still hand over, the publish under way, then
+    // everything buffered.
     while let Ok(r) = results.try_recv() {
         stats.take(&mut buffer, r);
     }
     let deadline = Instant::now() + settings.drain_deadline;
-    while !buffer.is_empty() && Instant::now() < deadline {
-        let before = buffer.len();
-        let _ = tokio::time::timeout_at(
-            deadline,
-            send(&settings, &*publisher, &mut buffer, &stats, &mut last_sent),
-        )
-        .await;
-        if buffer.len() >= before {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    loop {
+        let next = match flight.take() {
+            Some(f) => f,
+            None if !buffer.is_empty() && Instant::now() < deadline => {
+                take_off(&settings, &*publisher, &mut buffer, &stats)
+            }
+            None => break,
+        };
+        match tokio::time::timeout_at(deadline, next.sending).await {
+            Ok(sent) => {
+                if !land(&settings, &mut buffer, &stats, sent) {
+                    tokio::time::sleep_until(
+                        (Instant::now() + Duration::from_millis(200)).min(deadline),
+                    )
+                    .await;
+                }
+            }
+            Err(_) => {
+                // Cut short: its results are kept like any undelivered ones.
+                keep(&settings, &mut buffer, &stats, next.results);
+                break;
+            }
         }
     }
     // Still undelivered at the deadline: onto the spool, if there is one.
@@ -250,42 +299,63 @@ fn set_depth(stats: &PublishStats, buffer: &Buffer) {
     stats.depth.store(buffer.len() as u64, Ordering::Relaxed);
 }
 
-/// Sends everything buffered (or a heartbeat) in messages under the limit.
-async fn send<P: Publisher>(
-    settings: &Settings,
-    publisher: &P,
+/// Starts publishing the oldest chunk of the buffer (a heartbeat when it is
+/// empty); once the buffer is emptied and all of it delivered, spooled
+/// results follow.
+fn take_off<'a, P: Publisher>(
+    settings: &'a Settings,
+    publisher: &'a P,
     buffer: &mut Buffer,
-    stats: &PublishStats,
-    last_sent: &mut Instant,
-) {
-    let mut outgoing = Vec::new();
-    if buffer.is_empty() {
-        outgoing.extend(messages(
-            &settings.agent,
-            Vec::new(),
-            settings.max_message_bytes,
-        ));
+    stats: &'a PublishStats,
+) -> Flight<'a> {
+    let taken = buffer.take(settings.max_message_bytes * CHUNK_MESSAGES);
+    let last = buffer.is_empty();
+    let outgoing = messages(&settings.agent, taken.clone(), settings.max_message_bytes);
+    let sending = Box::pin(async move {
+        let count = outgoing.len() as u64;
+        let bytes = outgoing.iter().map(Outgoing::size).sum();
+        let failed = publisher.publish(outgoing).await;
+        if failed.is_empty() && last {
+            send_spooled(settings, publisher, stats).await;
+        }
+        Sent {
+            failed,
+            count,
+            bytes,
+        }
+    });
+    Flight {
+        results: taken,
+        sending,
     }
-    while !buffer.is_empty() {
-        // Results are ~0.5 KiB; gzip shrinks them several-fold, so take generously.
-        let taken = buffer.take(settings.max_message_bytes * 4);
-        outgoing.extend(messages(&settings.agent, taken, settings.max_message_bytes));
+}
+
+/// The publish under way, if there is one; never ready otherwise.
+async fn landing(flight: &mut Option<Flight<'_>>) -> Sent {
+    match flight {
+        Some(f) => (&mut f.sending).await,
+        None => std::future::pending().await,
     }
-    let sizes: usize = outgoing.iter().map(Outgoing::size).sum();
-    let count = outgoing.len() as u64;
-    let failed = publisher.publish(outgoing).await;
-    let failed_count = failed.len() as u64;
-    let failed_bytes: usize = failed.iter().map(Outgoing::size).sum();
-    stats.batches.increment(count - failed_count);
-    stats.bytes.increment((sizes - failed_bytes) as u64);
-    if !failed.is_empty() {
-        stats.errors.increment(failed_count);
-        let results: Vec<ProbeResult> = failed.into_iter().flat_map(|o| o.batch.results).collect();
-        keep(settings, buffer, stats, results);
-    } else {
-        *last_sent = Instant::now();
-        send_spooled(settings, publisher, stats).await;
+}
+
+/// Counts what a publish delivered and keeps what it did not; true when
+/// all of it was delivered.
+fn land(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, sent: Sent) -> bool {
+    let failed_count = sent.failed.len() as u64;
+    let failed_bytes: usize = sent.failed.iter().map(Outgoing::size).sum();
+    stats.batches.increment(sent.count - failed_count);
+    stats.bytes.increment((sent.bytes - failed_bytes) as u64);
+    if sent.failed.is_empty() {
+        return true;
     }
+    stats.errors.increment(failed_count);
+    let results: Vec<ProbeResult> = sent
+        .failed
+        .into_iter()
+        .flat_map(|o| o.batch.results)
+        .collect();
+    keep(settings, buffer, stats, results);
+    false
 }
 
 /// Keeps undelivered results: on disk when there is a spool, else back in the buffer.

@@ -1,6 +1,9 @@
 //! The SQS publisher: SendMessageBatch with up to 10 entries and at most the
 //! message limit per call; a failed entry is retried on its own; throttling,
-//! 5xx and network errors back off exponentially with jitter.
+//! 5xx and network errors back off exponentially with jitter. A call that
+//! fails every attempt ends the publish: the queue is unreachable, and the
+//! rest goes back to the buffer (or the spool) at once instead of waiting
+//! out the same failure call after call.
 
 use super::{Outgoing, Publisher};
 use aws_sdk_sqs::Client;
@@ -83,8 +86,9 @@ impl SqsPublisher {
         e.build().ok()
     }
 
-    /// One SendMessageBatch call with retries; returns what was not delivered.
-    async fn call(&self, group: Vec<Outgoing>) -> Vec<Outgoing> {
+    /// One SendMessageBatch call with retries; returns what was not
+    /// delivered, and whether the queue answered at all.
+    async fn call(&self, group: Vec<Outgoing>) -> (Vec<Outgoing>, bool) {
         let mut pending = group;
         for attempt in 1..=self.backoff.attempts {
             let entries: Vec<_> = pending
@@ -107,7 +111,7 @@ impl SqsPublisher {
                         .filter_map(|f| f.id.trim_start_matches('m').parse().ok())
                         .collect();
                     if failed.is_empty() {
-                        return Vec::new();
+                        return (Vec::new(), true);
                     }
                     // Each failed entry is retried on its own.
                     pending = pending
@@ -120,7 +124,7 @@ impl SqsPublisher {
                     for m in pending {
                         still.extend(self.single(m).await);
                     }
-                    return still;
+                    return (still, true);
                 }
                 Err(_) if attempt < self.backoff.attempts => {
                     tokio::time::sleep(self.backoff.pause(attempt, pending.len() as u64)).await;
@@ -128,7 +132,7 @@ impl SqsPublisher {
                 Err(_) => break,
             }
         }
-        pending
+        (pending, false)
     }
 
     async fn single(&self, m: Outgoing) -> Option<Outgoing> {
@@ -160,20 +164,29 @@ impl SqsPublisher {
 impl Publisher for SqsPublisher {
     async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Outgoing> {
         let mut failed = Vec::new();
-        let mut group: Vec<Outgoing> = Vec::new();
+        let mut groups: Vec<Vec<Outgoing>> = Vec::new();
         let mut size = 0;
         for m in messages {
-            if !group.is_empty() && (group.len() == MAX_ENTRIES || size + m.size() > self.max_bytes)
-            {
-                failed.extend(self.call(std::mem::take(&mut group)).await);
-                size = 0;
+            match groups.last_mut() {
+                Some(g) if g.len() < MAX_ENTRIES && size + m.size() <= self.max_bytes => {
+                    size += m.size();
+                    g.push(m);
+                }
+                _ => {
+                    size = m.size();
+                    groups.push(vec![m]);
+                }
             }
-            size += m.size();
-            group.push(m);
         }
-        if !group.is_empty() {
-            failed.extend(self.call(group).await);
+        let mut groups = groups.into_iter();
+        for group in groups.by_ref() {
+            let (undelivered, answered) = self.call(group).await;
+            failed.extend(undelivered);
+            if !answered {
+                break;
+            }
         }
+        failed.extend(groups.flatten());
         failed
     }
 }

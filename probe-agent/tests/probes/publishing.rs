@@ -7,7 +7,9 @@ use crate::meter::Meter;
 use config::wire::{self, AgentInfo, Phases, ProbeResult, ResultBatch, Timestamp};
 use probe_agent::buffer::Limits;
 use probe_agent::publish::sqs::{Backoff, SqsPublisher};
-use probe_agent::publish::{PublishStats, Settings, channel::ChannelPublisher, messages, run};
+use probe_agent::publish::{
+    PublishStats, Publisher, Settings, channel::ChannelPublisher, messages, run,
+};
 use probe_agent::telemetry::{BATCHES, DROPPED, PUBLISH_ERRORS, SPOOL_CORRUPT, SPOOLED};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -339,6 +341,108 @@ async fn an_outage_loses_nothing_within_the_bound_and_exactly_the_overflow_past_
         ids(&batches),
         expected,
         "the newest 30 arrive once SQS is back; the oldest 5 were dropped"
+    );
+}
+
+/// An SQS endpoint that hangs: it takes every connection, counts it, and
+/// never answers, as a black-holed network path does.
+async fn hung_endpoint() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+fn hung_backoff() -> Backoff {
+    Backoff {
+        first: Duration::from_millis(10),
+        max: Duration::from_millis(20),
+        attempts: 2,
+    }
+}
+
+#[tokio::test]
+async fn a_queue_that_never_answers_ends_a_publish_after_its_first_failed_call() {
+    let (endpoint, accepted) = hung_endpoint().await;
+    let publisher = SqsPublisher::new(
+        client(&endpoint).await,
+        format!("{endpoint}/000000000000/hung"),
+        16 * 1024,
+        hung_backoff(),
+    );
+    let agent = settings(16 * 1024, Limits::default()).agent;
+    // Thirty messages: three SendMessageBatch calls' worth.
+    let outgoing: Vec<_> = (0..30)
+        .flat_map(|n| messages(&agent, vec![result(n, "hung")], 16 * 1024))
+        .collect();
+    assert_eq!(outgoing.len(), 30);
+    let undelivered = publisher.publish(outgoing).await;
+    assert_eq!(
+        undelivered.len(),
+        30,
+        "every message comes back undelivered"
+    );
+    let calls = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&calls),
+        "only the first call's two attempts reached the queue, not every call's: {calls} connections"
+    );
+}
+
+#[tokio::test]
+async fn the_probes_never_wait_on_a_hung_queue_and_nothing_is_lost() {
+    let (endpoint, accepted) = hung_endpoint().await;
+    let publisher = Arc::new(SqsPublisher::new(
+        client(&endpoint).await,
+        format!("{endpoint}/000000000000/hung"),
+        16 * 1024,
+        hung_backoff(),
+    ));
+    // A small channel: with the publisher stuck in a send, it would be full
+    // after four results and every probe would wait on SQS.
+    let (tx, rx) = mpsc::channel(4);
+    let meter = Meter::new();
+    let stats = Arc::new(meter.make(PublishStats::default));
+    let shutdown = CancellationToken::new();
+    let mut s = settings(16 * 1024, Limits::default());
+    s.flush_every = Duration::from_millis(100);
+    s.drain_deadline = Duration::from_millis(500);
+    let task = tokio::spawn(run(s, publisher, rx, stats.clone(), shutdown.clone()));
+    eventually(5, "a send under way against the hung queue", || {
+        accepted.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let sent: Vec<_> = (0..60).map(|n| result(n, "during the hang")).collect();
+    // Paced like probes: a result every 20 ms, over a few hung attempts.
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    for r in &sent {
+        pace.tick().await;
+        // Each attempt hangs for two seconds: a publisher that stopped
+        // taking results during it would hold this send that long.
+        tokio::time::timeout(Duration::from_secs(1), tx.send(r.clone()))
+            .await
+            .expect("the publisher took the result while its send hung")
+            .unwrap();
+    }
+    eventually(10, "a failed send counted", || {
+        meter.value(PUBLISH_ERRORS) > 0
+    })
+    .await;
+    shutdown.cancel();
+    let left = task.await.unwrap();
+    assert_eq!(meter.value(DROPPED), 0, "nothing dropped within the bound");
+    assert_eq!(
+        left.len(),
+        sent.len(),
+        "every result is still held when the agent stops"
     );
 }
 
