@@ -78,8 +78,9 @@ impl Handler {
     /// Handles the messages of one receive: `(id, body, encoding)`. The ones
     /// that decode are stored in one transaction (one commit, and the work per
     /// check done once for all). Should that transaction be refused for a
-    /// reason other than the database being unavailable, each message is
-    /// stored alone, so one bad message never holds back the others.
+    /// reason that is not transient ([`StoreError::is_transient`]), each
+    /// message is stored alone, so one bad message never holds back the
+    /// others.
     pub async fn bodies(&self, messages: &[(&str, &str, Option<&str>)]) -> Vec<Handled> {
         let now = (self.clock)();
         let mut handled: Vec<Option<Handled>> = Vec::with_capacity(messages.len());
@@ -127,8 +128,10 @@ impl Handler {
                     tracing::debug!(event = "receive_stored", messages = usable.len(), inserted = stored.inserted, duplicate = stored.duplicate, changed = ?stored.changed);
                     usable.clear();
                 }
-                Err(e) if e.is_unavailable() => {
-                    self.metrics.db_ready.store(false, Ordering::Relaxed);
+                Err(e) if e.is_transient() => {
+                    if e.is_unavailable() {
+                        self.metrics.db_ready.store(false, Ordering::Relaxed);
+                    }
                     let e = Arc::new(e);
                     for (i, _) in &usable {
                         self.metrics.message(MessageOutcome::DatabaseError);
@@ -194,7 +197,7 @@ impl Handler {
     }
 
     /// Stores one screened message in a transaction of its own. Refused for
-    /// a reason other than the database being unavailable, its results are
+    /// a reason that is not transient, its results are
     /// stored one by one: a result the database still refuses is counted and
     /// dropped alone, and the message is done, so it never blocks the consumer.
     async fn store_screened(
@@ -208,7 +211,7 @@ impl Handler {
                 self.stored_one(message_id, &screened);
                 return Handled::Stored;
             }
-            Err(e) if e.is_unavailable() => return self.failed(message_id, e),
+            Err(e) if e.is_transient() => return self.failed(message_id, e),
             Err(e) => e,
         };
         tracing::warn!(event = "message_refused", message_id, results = screened.accepted.len(), error = %e, "storing its results one by one");
@@ -219,7 +222,7 @@ impl Handler {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if e.is_unavailable() => return self.failed(message_id, e),
+                Err(e) if e.is_transient() => return self.failed(message_id, e),
                 Err(e) => {
                     tracing::error!(event = "result_refused", message_id, check = %r.check, result = %r.id, error = %e);
                     refused.push(i);
@@ -260,7 +263,9 @@ impl Handler {
 
     /// A message the database could not take now: it comes back later.
     fn failed(&self, message_id: &str, e: StoreError) -> Handled {
-        self.metrics.db_ready.store(false, Ordering::Relaxed);
+        if e.is_unavailable() {
+            self.metrics.db_ready.store(false, Ordering::Relaxed);
+        }
         self.metrics.message(MessageOutcome::DatabaseError);
         tracing::warn!(event = "message_failed", message_id, error = %e);
         Handled::Failed(Arc::new(e))

@@ -109,6 +109,27 @@ impl StoreError {
         matches!(self, StoreError::Raced(_)) || self.sql_state().as_deref() == Some("23505")
     }
 
+    /// Trying again later may well succeed: the database is unavailable, or
+    /// the write lost out on locks or time (a lock wait past `lock_timeout`,
+    /// a statement past `statement_timeout`, a deadlock or serialization
+    /// failure its retries did not get past, SQLite's busy timeout, a
+    /// server short of resources). Such a message comes back whole; only a
+    /// refusal that is about the data splits it into results to store alone.
+    pub fn is_transient(&self) -> bool {
+        if self.is_unavailable() || self.is_retryable() {
+            return true;
+        }
+        let Some(code) = self.sql_state() else {
+            return false;
+        };
+        // SQLite's codes are numbers: BUSY (5) and LOCKED (6), with their
+        // extended forms in the high bits.
+        if let Ok(n) = code.parse::<u32>() {
+            return matches!(n & 0xff, 5 | 6);
+        }
+        code == "57014" || code.starts_with("53") || code.starts_with("58")
+    }
+
     /// The database is unreachable or not accepting work: stop receiving.
     pub fn is_unavailable(&self) -> bool {
         match self {

@@ -109,7 +109,91 @@ async fn a_result_the_database_refuses_is_dropped_alone(db: Db) {
     );
 }
 
+/// Another session holds the results table, as a replica cut off mid-write
+/// does until the server notices: the write waits out PostgreSQL's
+/// `lock_timeout` (set short on this store's own pool) or SQLite's busy
+/// timeout. That is contention, not a refusal: every message of the
+/// receive comes back whole, none is split and dropped, and once the lock
+/// is gone all of it is stored.
+async fn a_write_that_waits_out_a_lock_comes_back_whole(db: Db) {
+    use sqlx::Connection;
+    enum Holder {
+        Pg(sqlx::Transaction<'static, sqlx::Postgres>),
+        Sqlite(sqlx::SqliteConnection),
+    }
+    let (store, holder) = match &*db {
+        View::Pg(pool) => {
+            let o = pool.connect_options();
+            let url = format!(
+                "postgres://{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or_default()
+            );
+            let limits = ingest::store::sql::Limits {
+                lock_timeout: std::time::Duration::from_millis(300),
+                ..Default::default()
+            };
+            let store = ingest::store::Store::connect_lazy(&url, 2, limits).unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE results IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            (store, Holder::Pg(tx))
+        }
+        View::Sqlite(pool) => {
+            let file = pool.connect_options().get_filename().to_owned();
+            let mut c = sqlx::SqliteConnection::connect_with(
+                &sqlx::sqlite::SqliteConnectOptions::new().filename(file),
+            )
+            .await
+            .unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            (db.store.clone(), Holder::Sqlite(c))
+        }
+    };
+    let t0 = start();
+    let (handler, metrics) = handler(&store);
+    let json = |b: &config::wire::ResultBatch| serde_json::to_string(b).unwrap();
+    let m1 = json(&batch(
+        "a",
+        vec![result("web", "a", t0, true), result("api", "a", t0, true)],
+    ));
+    let m2 = json(&batch("b", vec![result("web", "b", t0, true)]));
+    let receive = [("m1", m1.as_str(), None), ("m2", m2.as_str(), None)];
+    let got = handler.bodies(&receive).await;
+    assert!(
+        got.iter().all(|h| matches!(h, Handled::Failed(_))),
+        "both messages come back: {got:?}"
+    );
+    let alone = handler.bodies(&receive[..1]).await;
+    assert!(matches!(alone[0], Handled::Failed(_)), "{alone:?}");
+    assert_eq!(
+        metrics.rejected_count(ingest::screen::Rejection::Refused),
+        0,
+        "no result refused"
+    );
+    match holder {
+        Holder::Pg(tx) => tx.rollback().await.unwrap(),
+        Holder::Sqlite(mut c) => {
+            sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+        }
+    }
+    let again = handler.bodies(&receive).await;
+    assert!(
+        again.iter().all(|h| matches!(h, Handled::Stored)),
+        "{again:?}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM results").await, 3);
+}
+
 crate::conformance!(
     target_bytes_with_nul_are_stored_beside_the_good_results,
     a_result_the_database_refuses_is_dropped_alone,
+    a_write_that_waits_out_a_lock_comes_back_whole,
 );
