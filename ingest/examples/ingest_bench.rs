@@ -51,7 +51,7 @@ async fn main() -> Result<(), Error> {
     let store = PgStore::connect_lazy(&url, workers as u32 + 2, Default::default())?;
     store.migrate().await?;
     store
-        .ensure_partitions(Utc::now().timestamp_millis())
+        .ensure_partitions_back(Utc::now().timestamp_millis(), ingest::screen::MAX_AGE_MS)
         .await?;
     // Messages per transaction: ingest stores the (up to) ten messages of one
     // SQS receive together. GROUP=1 measures one transaction per message.

@@ -670,13 +670,6 @@ pub(crate) fn occurrences(
 }
 
 impl PgStore {
-    /// Makes the daily partitions of `results` from the default raw
-    /// retention back to [`PARTITIONS_AHEAD`] days ahead.
-    pub async fn ensure_partitions(&self, now: Millis) -> Result<(), StoreError> {
-        self.ensure_partitions_back(now, crate::screen::MAX_AGE_MS)
-            .await
-    }
-
     /// Makes the daily partitions from `now - back` to [`PARTITIONS_AHEAD`]
     /// days ahead, without ever holding up a reader or a writer of
     /// `results`: each is made as a table of its own and then attached,
