@@ -202,3 +202,27 @@ fn validate_refuses_a_secret_in_display_text_without_printing_it() {
     assert!(!stderr.contains("tok-0123456789") && !text(&out.stdout).contains("tok-0123456789"));
     let _ = std::fs::remove_file(config);
 }
+
+/// A lease no longer than two ticks would lapse between renewals, and two
+/// replicas would lead at once: ingest refuses it before touching anything.
+#[test]
+fn ingest_refuses_a_leader_lease_of_two_ticks_or_less() {
+    let out = statuspage(&[
+        "ingest",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--queue-url",
+        "http://127.0.0.1:1/000000000000/none",
+        "--tick-seconds",
+        "5",
+        "--leader-lease",
+        "10s",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("--leader-lease (10s) must be more than twice --tick-seconds (5s)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
