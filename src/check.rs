@@ -7,7 +7,7 @@ use probe_agent::Prober;
 use std::process::ExitCode;
 
 pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let Some(catalog) = load_catalog(&args.config.paths) else {
+    let Some(catalog) = load_catalog(&args.config.paths, config::Sections::Checks) else {
         return Ok(ExitCode::from(2));
     };
     let mut selected = Vec::new();

@@ -22,6 +22,9 @@ pub struct Catalog {
     pub checks: Vec<Check>,
     /// Maintenance windows from the config (`source: config`).
     pub maintenance: Vec<MaintenanceWindow>,
+    /// Notification channels and routes (empty for a role that reads
+    /// only the checks: [`crate::Sections::Checks`]).
+    pub notifications: crate::notify::Notifications,
     /// The files the catalog was read from.
     pub files: Vec<PathBuf>,
 }

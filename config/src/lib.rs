@@ -14,6 +14,7 @@ pub mod diagnostic;
 pub mod exposition;
 pub mod fleet;
 mod load;
+pub mod notify;
 mod raw;
 pub mod schema;
 mod source;
@@ -23,4 +24,4 @@ pub mod wire;
 
 pub use catalog::{Catalog, Check, CheckId, Kind, Probe};
 pub use diagnostic::{Diagnostic, Diagnostics, Mark, Origin};
-pub use load::{Fingerprint, MAX_FILE_BYTES, fingerprint, load, load_str};
+pub use load::{Fingerprint, MAX_FILE_BYTES, Sections, fingerprint, load, load_sections, load_str};

@@ -10,12 +10,31 @@ use std::path::{Path, PathBuf};
 /// A file larger than this is refused before it is parsed.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
+/// The sections of the config a role reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sections {
+    /// Everything: `validate`, ingest and standalone.
+    All,
+    /// Checks and maintenance only: the agent and the dashboard, which
+    /// never read `notifications` (nor interpolate, nor need, its secrets).
+    Checks,
+}
+
 /// Loads every path (a YAML file, or a directory of `*.yaml`/`*.yml` files,
 /// not recursive, hidden files skipped) into one catalog. `env` answers
 /// `${VAR}`. Every problem of every file is returned, not only the first.
 pub fn load(
     paths: &[PathBuf],
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Catalog, Diagnostics> {
+    load_sections(paths, env, Sections::All)
+}
+
+/// [`load`], reading only `sections`.
+pub fn load_sections(
+    paths: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+    sections: Sections,
 ) -> Result<Catalog, Diagnostics> {
     let mut problems = Vec::new();
     let files = expand(paths, &mut problems);
@@ -26,7 +45,7 @@ pub fn load(
             Err(message) => problems.push(Diagnostic::new(file, Mark::START, message)),
         }
     }
-    let catalog = from_sources(&sources, env, &mut problems);
+    let catalog = from_sources(&sources, env, sections, &mut problems);
     if problems.is_empty() {
         Ok(catalog)
     } else {
@@ -40,7 +59,7 @@ pub fn load_str(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Catalog, Diagnostics> {
     let mut problems = Vec::new();
-    let catalog = from_sources(sources, env, &mut problems);
+    let catalog = from_sources(sources, env, Sections::All, &mut problems);
     if problems.is_empty() {
         Ok(catalog)
     } else {
@@ -110,23 +129,33 @@ fn read(file: &Path) -> Result<String, String> {
 fn from_sources(
     sources: &[(PathBuf, String)],
     env: &dyn Fn(&str) -> Option<String>,
+    sections: Sections,
     problems: &mut Vec<Diagnostic>,
 ) -> Catalog {
     let mut catalog = Catalog {
         groups: Vec::new(),
         checks: Vec::new(),
         maintenance: Vec::new(),
+        notifications: crate::notify::Notifications::default(),
         files: sources.iter().map(|(p, _)| p.clone()).collect(),
     };
     let mut references = Vec::new();
     let mut declared = Vec::new();
+    let mut channels = Vec::new();
+    let mut routes = Vec::new();
+    let skipped: &[&str] = match sections {
+        Sections::All => &[],
+        Sections::Checks => &["notifications"],
+    };
     for (file, text) in sources {
-        let Some(doc) = Document::parse(file, text, env, problems) else {
+        let Some(doc) = Document::parse(file, text, env, skipped, problems) else {
             continue;
         };
-        let (items, found) = validate::file(&doc);
+        let (items, found) = validate::file(&doc, sections == Sections::All);
         problems.extend(found);
         declared.extend(items.declared);
+        channels.extend(items.channels);
+        routes.extend(items.routes);
         for g in items.groups {
             let index = match catalog.groups.iter().position(|x| x.name == g.name) {
                 Some(i) => i,
@@ -189,6 +218,7 @@ fn from_sources(
             }
         }
     }
+    catalog.notifications = notifications(&catalog, channels, routes, problems);
     if catalog.checks.is_empty() && problems.is_empty() {
         let file = sources
             .first()
@@ -229,5 +259,65 @@ pub fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
         }
     }
     out.sort();
+    out
+}
+
+/// Puts every file's channels and routes together: channel names unique,
+/// every name a route gives a known channel and group.
+fn notifications(
+    catalog: &Catalog,
+    channels: Vec<validate::FileChannel>,
+    routes: Vec<validate::FileRoute>,
+    problems: &mut Vec<Diagnostic>,
+) -> crate::notify::Notifications {
+    let mut out = crate::notify::Notifications::default();
+    let mut origins: Vec<crate::diagnostic::Origin> = Vec::new();
+    for c in channels {
+        match out.channels.iter().position(|k| k.name == c.channel.name) {
+            Some(i) => problems.push(Diagnostic {
+                origin: c.origin,
+                message: format!(
+                    "duplicate channel name `{}`: it is also defined at {}",
+                    c.channel.name, origins[i]
+                ),
+            }),
+            None => {
+                out.channels.push(c.channel);
+                origins.push(c.origin);
+            }
+        }
+    }
+    let names: Vec<&str> = out.channels.iter().map(|c| c.name.as_str()).collect();
+    let groups: Vec<&str> = catalog.groups.iter().map(|g| g.name.as_str()).collect();
+    let mut resolved = Vec::new();
+    for r in routes {
+        for (name, origin) in &r.channels {
+            if !names.contains(&name.as_str()) {
+                let hint = match crate::decode::did_you_mean(name, &names) {
+                    Some(close) => format!(", did you mean `{close}`?"),
+                    None => String::new(),
+                };
+                problems.push(Diagnostic {
+                    origin: origin.clone(),
+                    message: format!("a route names the unknown channel `{name}`{hint}"),
+                });
+            }
+        }
+        for (name, origin) in &r.groups {
+            if !groups.contains(&name.as_str()) {
+                problems.push(Diagnostic {
+                    origin: origin.clone(),
+                    message: format!("a route names the unknown group `{name}`"),
+                });
+            }
+        }
+        resolved.push(crate::notify::Route {
+            channels: r.channels.into_iter().map(|(n, _)| n).collect(),
+            events: r.events,
+            groups: r.groups.into_iter().map(|(n, _)| n).collect(),
+            min_major: r.min_major,
+        });
+    }
+    out.routes = resolved;
     out
 }

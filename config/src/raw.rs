@@ -24,6 +24,89 @@ pub(crate) struct RawFile {
     pub groups: Option<Field<Vec<Field<RawGroup>>>>,
     /// Planned maintenance: no incident opens and no downtime counts inside a window.
     pub maintenance: Option<Field<Vec<Field<RawMaintenance>>>>,
+    /// Where operators are told of incidents and maintenance. Read (and its `${VAR}`s interpolated) by ingest and standalone only; the agent ignores it.
+    pub notifications: Option<Field<RawNotifications>>,
+}
+
+/// Notification channels, and optionally routes choosing what each hears.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotifications {
+    /// The channels. Names are unique across every file.
+    pub channels: Option<Field<Vec<Field<RawChannel>>>>,
+    /// Without routes, every channel hears every incident and maintenance event (public and private checks alike, unless `public_only`). With routes, a channel hears what a route naming it selects.
+    pub routes: Option<Field<Vec<Field<RawRoute>>>>,
+}
+
+/// One channel: exactly one of `webhook`, `slack` or `pagerduty`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChannel {
+    /// Its name, shown by delivery rows, metrics and the admin API (never its URL).
+    pub name: Field<String>,
+    /// Never hears of private checks. Default false.
+    pub public_only: Option<Field<bool>>,
+    /// A Standard Webhooks receiver: a signed JSON POST.
+    pub webhook: Option<Field<RawWebhook>>,
+    /// A Slack incoming webhook.
+    pub slack: Option<Field<RawSlack>>,
+    /// PagerDuty Events API v2: `trigger` on open and reopen, `resolve` on resolve.
+    pub pagerduty: Option<Field<RawPagerDuty>>,
+    /// Email: not available in this version yet (an error says so).
+    pub email: Option<Field<RawEmail>>,
+}
+
+/// An email channel (not available in this version yet).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmail {
+    /// The recipients.
+    #[expect(dead_code, reason = "email channels are refused until they are built")]
+    pub to: Field<Vec<Field<String>>>,
+}
+
+/// A Standard Webhooks receiver.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    /// Where to POST: http:// or https://, never a link-local or metadata address. Redirects are never followed.
+    pub url: Field<String>,
+    /// The signing secret, `whsec_` and base64 (24 to 64 bytes); usually `${WEBHOOK_SECRET}`.
+    pub secret: Option<Field<String>>,
+    /// Several signing secrets, for rotation: each signs every request.
+    pub secrets: Option<Field<Vec<Field<String>>>>,
+}
+
+/// A Slack incoming webhook.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlack {
+    /// The incoming webhook's URL (a secret: use `${SLACK_WEBHOOK_URL}`).
+    pub url: Field<String>,
+}
+
+/// A PagerDuty Events API v2 integration.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPagerDuty {
+    /// The integration's routing key (a secret: use `${PD_ROUTING_KEY}`).
+    pub routing_key: Field<String>,
+    /// The Events API endpoint. Default `https://events.pagerduty.com/v2/enqueue`.
+    pub url: Option<Field<String>>,
+}
+
+/// Which events some channels hear.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    /// The channels' names.
+    pub channels: Field<Vec<Field<String>>>,
+    /// `incident`, `maintenance` and/or `check` (`check.status_changed`, heard only where routed). Default `[incident, maintenance]`.
+    pub events: Option<Field<Vec<Field<String>>>>,
+    /// Only events about checks of these groups. Default: every group.
+    pub groups: Option<Field<Vec<Field<String>>>>,
+    /// Only incidents of at least this impact: `minor` (default) or `major`.
+    pub min_impact: Option<Field<String>>,
 }
 
 /// Settings every check inherits unless it sets its own.

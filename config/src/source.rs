@@ -97,13 +97,33 @@ pub(crate) struct Document {
     pub root: NodeId,
 }
 
+/// What [`Document::add`] interpolates with, and where it does not.
+struct Scope<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    skipped: &'a [&'a str],
+}
+
+impl Scope<'_> {
+    fn skips(&self, path: &str) -> bool {
+        self.skipped.iter().any(|k| {
+            path.strip_prefix(k).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+            })
+        })
+    }
+}
+
 impl Document {
-    /// Parses `text` and interpolates `${VAR}` through `env`. Problems are
-    /// pushed to `out`; a file that is not YAML at all yields `None`.
+    /// Parses `text` and interpolates `${VAR}` through `env`, except the
+    /// scalars under the top-level keys `skipped`, left as written: a role
+    /// that never reads a section never needs (nor sees) the variables it
+    /// uses. Problems are pushed to `out`; a file that is not YAML at all
+    /// yields `None`.
     pub fn parse(
         file: &Path,
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
+        skipped: &[&str],
         out: &mut Vec<Diagnostic>,
     ) -> Option<Document> {
         if text.trim().is_empty() {
@@ -141,7 +161,7 @@ impl Document {
             nodes: Vec::new(),
             root: 0,
         };
-        doc.root = doc.add(parsed, String::new(), env, out);
+        doc.root = doc.add(parsed, String::new(), &Scope { env, skipped }, out);
         Some(doc)
     }
 
@@ -149,7 +169,7 @@ impl Document {
         &mut self,
         raw: Spanned<RawNode>,
         path: String,
-        env: &dyn Fn(&str) -> Option<String>,
+        scope: &Scope<'_>,
         out: &mut Vec<Diagnostic>,
     ) -> NodeId {
         let mark = mark_of(&raw);
@@ -161,7 +181,8 @@ impl Document {
             RawNode::Bool(b) => Value::Bool(b),
             RawNode::Int(i) => Value::Int(i),
             RawNode::Float(x) => Value::Float(x),
-            RawNode::Str(s) => match interpolate(&s, env) {
+            RawNode::Str(s) if scope.skips(&path) => Value::Str(s),
+            RawNode::Str(s) => match interpolate(&s, scope.env) {
                 Ok((expanded, used)) => {
                     if !used.is_empty() {
                         template = Some(s);
@@ -183,7 +204,7 @@ impl Document {
                 items
                     .into_iter()
                     .enumerate()
-                    .map(|(i, item)| self.add(item, format!("{path}[{i}]"), env, out))
+                    .map(|(i, item)| self.add(item, format!("{path}[{i}]"), scope, out))
                     .collect(),
             ),
             RawNode::Map(entries) => Value::Map(
@@ -197,7 +218,7 @@ impl Document {
                             format!("{path}.{}", key.value)
                         };
                         Entry {
-                            value: self.add(value, child, env, out),
+                            value: self.add(value, child, scope, out),
                             key: key.value,
                             key_mark,
                         }
@@ -570,6 +591,7 @@ mod tests {
             Path::new("t.yaml"),
             "a:\n  - x\n  - ${TOKEN}\n",
             &env,
+            &[],
             &mut out,
         )
         .unwrap();

@@ -12,7 +12,10 @@ use sha2::{Digest, Sha256};
 use std::str::FromStr;
 use std::time::Duration;
 
+mod notify;
 mod probe;
+
+pub(crate) use notify::{FileChannel, FileRoute};
 
 /// What one file defines, before checks from all files are put together.
 #[derive(Debug, Default)]
@@ -22,6 +25,8 @@ pub(crate) struct FileItems {
     /// window naming a broken check does not add a second, misleading error.
     pub declared: Vec<String>,
     pub maintenance: Vec<FileMaintenance>,
+    pub channels: Vec<FileChannel>,
+    pub routes: Vec<FileRoute>,
 }
 
 #[derive(Debug)]
@@ -67,8 +72,8 @@ struct Inherited {
 /// The most consecutive results a threshold may ask for.
 const MAX_THRESHOLD: u32 = 100;
 
-/// Validates one parsed file.
-pub(crate) fn file(doc: &Document) -> (FileItems, Vec<Diagnostic>) {
+/// Validates one parsed file; its `notifications` only when `notifications`.
+pub(crate) fn file(doc: &Document, notifications: bool) -> (FileItems, Vec<Diagnostic>) {
     let cx = Cx::new(doc);
     let mut items = FileItems::default();
     if let Some(raw) = cx.decode::<RawFile>(doc.root) {
@@ -83,7 +88,10 @@ pub(crate) fn file(doc: &Document) -> (FileItems, Vec<Diagnostic>) {
                     }
                 }
             }
-            None if raw.groups.is_none() && raw.maintenance.is_none() => {
+            None if raw.groups.is_none()
+                && raw.maintenance.is_none()
+                && raw.notifications.is_none() =>
+            {
                 cx.error(
                     doc.root,
                     "missing key `groups`: expected a list of groups of checks",
@@ -95,6 +103,9 @@ pub(crate) fn file(doc: &Document) -> (FileItems, Vec<Diagnostic>) {
             if let Some(w) = cx.get(window) {
                 items.maintenance.extend(maintenance(&cx, w, window.id));
             }
+        }
+        if notifications && let Some(n) = cx.opt(raw.notifications) {
+            (items.channels, items.routes) = notify::notifications(&cx, n);
         }
     }
     (items, cx.into_problems())

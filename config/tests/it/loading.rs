@@ -329,3 +329,59 @@ fn the_config_hash_is_over_the_text_before_interpolation() {
     );
     assert_ne!(one, hash(&yaml("/v2"), "1234"), "the text around it is");
 }
+
+/// The agent reads only the checks: a `notifications` section whose
+/// variables are unset where the agent runs is neither interpolated nor
+/// validated there, while ingest (every section) reads and checks it.
+#[test]
+fn only_the_roles_that_read_notifications_interpolate_them() {
+    let yaml = r#"
+groups:
+  - name: Website
+    checks:
+      - name: Homepage
+        http: { url: "https://example.com/" }
+notifications:
+  channels:
+    - name: ops
+      webhook: { url: "https://hooks.example.com/in", secret: "${WEBHOOK_SECRET}" }
+    - name: pager
+      pagerduty: { routing_key: "${PD_KEY}" }
+  routes:
+    - channels: [pager]
+      groups: [Website]
+      min_impact: major
+"#;
+    let sources = [(std::path::PathBuf::from("n.yaml"), yaml.to_string())];
+    let path = std::env::temp_dir().join(format!("statuspage-notify-{}.yaml", std::process::id()));
+    std::fs::write(&path, yaml).unwrap();
+    let none = env_of(&[]);
+    let agent = config::load_sections(std::slice::from_ref(&path), &none, config::Sections::Checks)
+        .expect("the agent never needs the notification secrets");
+    assert_eq!(agent.checks.len(), 1);
+    assert!(agent.notifications.channels.is_empty());
+
+    let problems = config::load_str(&sources, &none).unwrap_err();
+    let text = problems.to_string();
+    assert!(text.contains("`WEBHOOK_SECRET` is not set"), "{text}");
+    assert!(text.contains("`PD_KEY` is not set"), "{text}");
+
+    let env = env_of(&[
+        ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("PD_KEY", "R0UT1NG"),
+    ]);
+    let ingest = config::load_str(&sources, &env).expect("valid");
+    let names: Vec<&str> = ingest
+        .notifications
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["ops", "pager"]);
+    let debug = format!("{:?}", ingest.notifications);
+    assert!(
+        !debug.contains("R0UT1NG") && !debug.contains("MfKQ9r8G"),
+        "no secret in Debug: {debug}"
+    );
+    let _ = std::fs::remove_file(&path);
+}

@@ -76,7 +76,8 @@ pub async fn run<P: Publisher + 'static>(
     mut reload: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let catalog = config::load(&settings.config, &*env).map_err(AgentError::Config)?;
+    let catalog = config::load_sections(&settings.config, &*env, config::Sections::Checks)
+        .map_err(AgentError::Config)?;
     let mut peers = settings.peers.clone();
     if let Some(d) = &settings.discovery {
         // Never a fleet of one by mistake: an agent that took every check
@@ -183,7 +184,7 @@ pub async fn run<P: Publisher + 'static>(
                 "file_change"
             }
         };
-        match config::load(&settings.config, &*env) {
+        match config::load_sections(&settings.config, &*env, config::Sections::Checks) {
             Ok(loaded) => {
                 catalog = loaded;
                 apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);

@@ -1,0 +1,225 @@
+//! Notification channels and routes from the YAML, and the rule for which
+//! addresses a delivery may reach.
+//!
+//! Secrets (webhook signing keys, Slack URLs, PagerDuty routing keys) never
+//! appear in `Debug` output: each is shown as its channel's name and kind.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Every channel and route of the config.
+#[derive(Clone, Debug, Default)]
+pub struct Notifications {
+    /// The channels, in file order; names are unique.
+    pub channels: Vec<Channel>,
+    /// The routes; none means every channel hears every incident and
+    /// maintenance event.
+    pub routes: Vec<Route>,
+}
+
+/// Where events go.
+#[derive(Clone)]
+pub struct Channel {
+    /// Its unique name: what delivery rows, metrics and the admin API show.
+    pub name: String,
+    /// Never hears of private checks.
+    pub public_only: bool,
+    /// How it is reached.
+    pub kind: ChannelKind,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("public_only", &self.public_only)
+            .field("kind", &self.kind.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a channel is reached. Every field may hold a secret.
+#[derive(Clone)]
+pub enum ChannelKind {
+    /// Standard Webhooks: a signed JSON POST.
+    Webhook {
+        /// Where to.
+        url: url::Url,
+        /// The signing keys (the bytes after `whsec_`, decoded): one
+        /// signature each, so a receiver can rotate.
+        secrets: Vec<Vec<u8>>,
+    },
+    /// A Slack incoming webhook.
+    Slack {
+        /// The webhook URL (itself the secret).
+        url: url::Url,
+    },
+    /// PagerDuty Events API v2.
+    PagerDuty {
+        /// The Events API endpoint.
+        url: url::Url,
+        /// The integration's routing key.
+        routing_key: String,
+    },
+}
+
+impl fmt::Debug for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field may be a secret: only the kind is shown.
+        f.write_str(self.as_str())
+    }
+}
+
+impl ChannelKind {
+    /// `webhook`, `slack` or `pagerduty`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Slack { .. } => "slack",
+            ChannelKind::PagerDuty { .. } => "pagerduty",
+        }
+    }
+
+    /// The URL a delivery is sent to.
+    pub fn url(&self) -> &url::Url {
+        match self {
+            ChannelKind::Webhook { url, .. }
+            | ChannelKind::Slack { url }
+            | ChannelKind::PagerDuty { url, .. } => url,
+        }
+    }
+}
+
+/// The Events API v2 endpoint, unless a channel names another.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// A kind of event a route selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventFamily {
+    /// `incident.*`
+    Incident,
+    /// `maintenance.*`
+    Maintenance,
+    /// `check.status_changed`
+    Check,
+}
+
+impl EventFamily {
+    /// The family of an event type such as `incident.opened`.
+    pub fn of(event_type: &str) -> Option<EventFamily> {
+        match event_type.split('.').next()? {
+            "incident" => Some(EventFamily::Incident),
+            "maintenance" => Some(EventFamily::Maintenance),
+            "check" => Some(EventFamily::Check),
+            _ => None,
+        }
+    }
+}
+
+/// Which events a list of channels hears.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The channels' names.
+    pub channels: Vec<String>,
+    /// The event families (default: incident and maintenance).
+    pub events: Vec<EventFamily>,
+    /// Only events about checks of these groups (default: every group).
+    pub groups: Vec<String>,
+    /// Only incidents of at least this impact (`minor` or `major`).
+    pub min_major: bool,
+}
+
+/// What routing needs to know of one event.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    /// Its family.
+    pub family: EventFamily,
+    /// Every check it concerns is public.
+    pub public: bool,
+    /// The groups of the checks it concerns.
+    pub groups: &'a [String],
+    /// Its impact is major (incidents; else true).
+    pub major: bool,
+}
+
+impl Notifications {
+    /// The channels that hear an event with these facts, in config order.
+    /// Without routes, every channel hears incident and maintenance events;
+    /// check events go only where a route names them.
+    pub fn channels_for(&self, facts: Facts<'_>) -> Vec<&Channel> {
+        self.channels
+            .iter()
+            .filter(|c| facts.public || !c.public_only)
+            .filter(|c| {
+                if self.routes.is_empty() {
+                    return facts.family != EventFamily::Check;
+                }
+                self.routes.iter().any(|r| {
+                    r.channels.contains(&c.name)
+                        && r.events.contains(&facts.family)
+                        && (r.groups.is_empty()
+                            || facts.groups.iter().any(|g| r.groups.contains(g)))
+                        && (!r.min_major || facts.family != EventFamily::Incident || facts.major)
+                })
+            })
+            .collect()
+    }
+
+    /// The channel with this name.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+/// Why a delivery may not reach `ip`, if it may not: link-local and
+/// metadata addresses (`169.254.0.0/16`, `fe80::/10`, `fd00:ec2::254`), the
+/// unspecified address, and any of them spelled as IPv4-mapped IPv6.
+/// Loopback and private addresses are allowed: operators run receivers
+/// inside their networks.
+pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(v4) if v4.is_link_local() => {
+            Some("a link-local address (cloud metadata lives there)")
+        }
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => {
+            Some("a link-local address (cloud metadata lives there)")
+        }
+        IpAddr::V6(v6) if v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
+            Some("the cloud metadata address")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_and_link_local_addresses_are_forbidden_in_every_spelling() {
+        for bad in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "0.0.0.0",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::",
+        ] {
+            assert!(forbidden(bad.parse().unwrap()).is_some(), "{bad}");
+        }
+        for good in ["127.0.0.1", "10.0.0.7", "192.168.1.1", "::1", "2001:db8::1"] {
+            assert!(forbidden(good.parse().unwrap()).is_none(), "{good}");
+        }
+    }
+}

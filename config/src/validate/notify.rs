@@ -1,0 +1,278 @@
+//! The `notifications` section: channels and routes. Route names are
+//! resolved once every file is read (a route may name a channel of another
+//! file), in [`crate::load`].
+
+use crate::decode::{Cx, Field};
+use crate::diagnostic::Origin;
+use crate::notify::{Channel, ChannelKind, EventFamily, PAGERDUTY_EVENTS_URL, forbidden};
+use crate::raw::*;
+use crate::source::{NodeId, clip};
+use base64::Engine;
+
+/// A route, with where each channel and group it names is written.
+#[derive(Debug)]
+pub(crate) struct FileRoute {
+    pub channels: Vec<(String, Origin)>,
+    pub events: Vec<EventFamily>,
+    pub groups: Vec<(String, Origin)>,
+    pub min_major: bool,
+}
+
+/// A channel, with where its name is written.
+#[derive(Debug)]
+pub(crate) struct FileChannel {
+    pub channel: Channel,
+    pub origin: Origin,
+}
+
+pub(crate) fn notifications(cx: &Cx, raw: RawNotifications) -> (Vec<FileChannel>, Vec<FileRoute>) {
+    let mut channels = Vec::new();
+    for f in cx.opt(raw.channels).unwrap_or_default() {
+        if let Some(c) = cx.get(f) {
+            channels.extend(channel(cx, c, f.id));
+        }
+    }
+    let mut routes = Vec::new();
+    for f in cx.opt(raw.routes).unwrap_or_default() {
+        if let Some(r) = cx.get(f) {
+            routes.push(route(cx, r));
+        }
+    }
+    (channels, routes)
+}
+
+fn origin(cx: &Cx, id: NodeId) -> Origin {
+    Origin {
+        file: cx.doc.file.clone(),
+        mark: cx.doc.node(id).mark,
+    }
+}
+
+fn channel(cx: &Cx, raw: RawChannel, at: NodeId) -> Option<FileChannel> {
+    let name_at = raw.name.id;
+    let name = cx.get(raw.name).and_then(|n| {
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            cx.error(
+                name_at,
+                format!(
+                    "expected a channel name of letters, digits, `-` and `_` (at most 64), found `{}`",
+                    clip(&n, 60)
+                ),
+            );
+        }
+        ok.then_some(n)
+    });
+    let public_only = cx.opt(raw.public_only).unwrap_or(false);
+    if let Some(f) = raw.email {
+        cx.error(
+            f.id,
+            "email channels are not available in this version yet: use `webhook`, `slack` or `pagerduty`",
+        );
+        return None;
+    }
+    let given = [
+        raw.webhook.is_some(),
+        raw.slack.is_some(),
+        raw.pagerduty.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given != 1 {
+        cx.error(
+            at,
+            "expected exactly one of `webhook`, `slack` or `pagerduty` in a channel",
+        );
+        return None;
+    }
+    let kind = if let Some(f) = raw.webhook {
+        let w = cx.get(f)?;
+        let url = url(cx, w.url);
+        let mut written = Vec::new();
+        written.extend(w.secret);
+        written.extend(cx.opt(w.secrets).unwrap_or_default());
+        if written.is_empty() {
+            cx.error(
+                f.id,
+                "missing key `secret`: a webhook is signed (`whsec_` and base64, usually `${WEBHOOK_SECRET}`)",
+            );
+            return None;
+        }
+        let secrets: Vec<Option<Vec<u8>>> = written.into_iter().map(|s| secret(cx, s)).collect();
+        ChannelKind::Webhook {
+            url: url?,
+            secrets: secrets.into_iter().collect::<Option<Vec<_>>>()?,
+        }
+    } else if let Some(f) = raw.slack {
+        let s = cx.get(f)?;
+        ChannelKind::Slack {
+            url: url(cx, s.url)?,
+        }
+    } else if let Some(f) = raw.pagerduty {
+        let p = cx.get(f)?;
+        let key_at = p.routing_key.id;
+        let routing_key = cx.get(p.routing_key).and_then(|k| {
+            if k.trim().is_empty() || k.len() > 128 {
+                cx.error(
+                    key_at,
+                    "expected a PagerDuty routing key (1 to 128 characters)",
+                );
+                None
+            } else {
+                Some(k)
+            }
+        });
+        let url = match p.url {
+            Some(u) => url(cx, u),
+            None => url::Url::parse(PAGERDUTY_EVENTS_URL).ok(),
+        };
+        ChannelKind::PagerDuty {
+            url: url?,
+            routing_key: routing_key?,
+        }
+    } else {
+        return None;
+    };
+    Some(FileChannel {
+        channel: Channel {
+            name: name?,
+            public_only,
+            kind,
+        },
+        origin: origin(cx, name_at),
+    })
+}
+
+/// A destination URL: http(s), with a host, without credentials, and
+/// never a literal link-local, metadata or non-canonical IPv4 address.
+/// Names are not resolved here (validation runs offline); the sender
+/// checks every address a name resolves to.
+fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
+    let text = cx.get(f)?;
+    let shown = if cx.doc.node(f.id).is_secret() {
+        "a URL from an environment variable".to_string()
+    } else {
+        format!("`{}`", clip(&text, 80))
+    };
+    let parsed = match url::Url::parse(&text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => {
+            cx.error(
+                f.id,
+                format!("expected an http:// or https:// URL with a host, found {shown}"),
+            );
+            return None;
+        }
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        cx.error(f.id, "a destination URL may not carry credentials");
+        return None;
+    }
+    let literal = match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => {
+            // The URL parser reads `0x7f.1` or `2852039166` as an address:
+            // only the dotted quad is accepted, so what is read is what is written.
+            let written = text.split("://").nth(1).unwrap_or("");
+            if !written.starts_with(&v4.to_string()) && !written.contains(&format!("@{v4}")) {
+                cx.error(
+                    f.id,
+                    format!(
+                        "expected an IPv4 address written as a dotted quad ({v4}), found {shown}"
+                    ),
+                );
+                return None;
+            }
+            Some(std::net::IpAddr::V4(v4))
+        }
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    };
+    if let Some(why) = literal.and_then(forbidden) {
+        cx.error(
+            f.id,
+            format!("a destination may not be {why}, found {shown}"),
+        );
+        return None;
+    }
+    Some(parsed)
+}
+
+/// A Standard Webhooks secret: `whsec_` and base64 of 24 to 64 bytes. The
+/// value is never shown in an error.
+fn secret(cx: &Cx, f: Field<String>) -> Option<Vec<u8>> {
+    let text = cx.get(f)?;
+    let key = text
+        .strip_prefix("whsec_")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .filter(|k| (24..=64).contains(&k.len()));
+    if key.is_none() {
+        cx.error(
+            f.id,
+            "expected a Standard Webhooks secret: `whsec_` followed by base64 of 24 to 64 bytes (the value is not shown)",
+        );
+    }
+    key
+}
+
+fn route(cx: &Cx, raw: RawRoute) -> FileRoute {
+    let names = |f: Option<Field<Vec<Field<String>>>>| -> Vec<(String, Origin)> {
+        cx.opt(f)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| cx.get(n).map(|v| (v, origin(cx, n.id))))
+            .collect()
+    };
+    let channels_at = raw.channels.id;
+    let channels = names(Some(raw.channels));
+    if channels.is_empty() {
+        cx.error(
+            channels_at,
+            "expected at least one channel name, found an empty list",
+        );
+    }
+    let mut events = Vec::new();
+    match raw.events {
+        None => events.extend([EventFamily::Incident, EventFamily::Maintenance]),
+        Some(f) => {
+            for e in cx.get(f).unwrap_or_default() {
+                match cx.get(e).as_deref() {
+                    Some("incident") => events.push(EventFamily::Incident),
+                    Some("maintenance") => events.push(EventFamily::Maintenance),
+                    Some("check") => events.push(EventFamily::Check),
+                    Some(other) => cx.error(
+                        e.id,
+                        format!(
+                            "expected `incident`, `maintenance` or `check`, found `{}`",
+                            clip(other, 40)
+                        ),
+                    ),
+                    None => {}
+                }
+            }
+        }
+    }
+    let min_major = match raw.min_impact {
+        None => false,
+        Some(f) => match cx.get(f).as_deref() {
+            Some("minor") => false,
+            Some("major") => true,
+            Some(other) => {
+                cx.error(
+                    f.id,
+                    format!("expected `minor` or `major`, found `{}`", clip(other, 40)),
+                );
+                false
+            }
+            None => false,
+        },
+    };
+    FileRoute {
+        channels,
+        events,
+        groups: names(raw.groups),
+        min_major,
+    }
+}
