@@ -98,6 +98,7 @@ start_moto() {
 # The XML validator of the feed tests: lxml (libxml2's RELAX NG) and rnc2rng, pinned, in a venv.
 LXML_VERSION=6.1.3
 RNC2RNG_VERSION=2.7.0
+STANDARDWEBHOOKS_VERSION=1.1.0
 install_xml_validator() {
   local venv="$target/xml-venv-$LXML_VERSION-$RNC2RNG_VERSION"
   if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import lxml, rnc2rng" 2>/dev/null; then
@@ -107,6 +108,19 @@ install_xml_validator() {
     "$venv/bin/pip" install --quiet --disable-pip-version-check "lxml==$LXML_VERSION" "rnc2rng==$RNC2RNG_VERSION"
   fi
   export STATUSPAGE_TEST_XML_PYTHON="$venv/bin/python"
+}
+
+# The notification tests' receiver verifies every signature with the standardwebhooks package
+# (PyPI, pinned, in a venv): an implementation of Standard Webhooks independent of ours.
+install_webhook_verifier() {
+  local venv="$target/webhooks-venv-$STANDARDWEBHOOKS_VERSION"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
+    say "installing standardwebhooks $STANDARDWEBHOOKS_VERSION in $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+  fi
+  export STATUSPAGE_TEST_WEBHOOK_PYTHON="$venv/bin/python"
 }
 
 # Headless Chromium for the browser test (Debian's package; installed with apt as root).

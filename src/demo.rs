@@ -358,6 +358,10 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                 cache_ttl: Duration::from_secs(5),
                 tick: Duration::from_secs(2),
                 metrics_listen: args.ops.metrics_listen.clone(),
+                notify: ingest::notify::Settings {
+                    public_url: url::Url::parse(&url).ok(),
+                    ..Default::default()
+                },
             },
             reload,
             shutdown,

@@ -21,10 +21,11 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let notify = args.notify.settings(args.public_url.as_deref())?;
     let catalog = if args.config.paths.is_empty() {
         None
     } else {
-        match crate::load_catalog(&args.config.paths) {
+        match crate::load_catalog(&args.config.paths, config::Sections::All) {
             Some(c) => Some(c),
             None => return Ok(ExitCode::from(2)),
         }
@@ -105,6 +106,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 prune_after: args.prune_after,
             },
             catalog,
+            notify: Some(notify),
         };
         let outcome = ingest::run(settings, store, metrics, clock, shutdown.clone()).await;
         shutdown.cancel();

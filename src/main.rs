@@ -287,6 +287,11 @@ pub(crate) struct IngestArgs {
     /// A check absent from the YAML and silent this long is retired, in seconds; an agent silent this long while another reports leaves the metrics export.
     #[arg(long, env = "STATUSPAGE_RETIRE_AFTER_SECONDS", default_value_t = 600)]
     pub retire_after_seconds: u64,
+    /// Where the page is published (http or https): the links notifications carry.
+    #[arg(long, env = "STATUSPAGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub notify: NotifyFlags,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +335,42 @@ pub(crate) struct DashboardArgs {
     pub links: Vec<String>,
 }
 
+/// How notifications are delivered (ingest and standalone).
+#[derive(Debug, Args)]
+pub(crate) struct NotifyFlags {
+    /// The wait before each notification delivery attempt, comma-separated (Standard Webhooks' schedule); past the last, the delivery has finally failed. A receiver's Retry-After is honoured when longer.
+    #[arg(
+        long,
+        env = "STATUSPAGE_NOTIFY_RETRY_SCHEDULE",
+        default_value = "0s,5s,5m,30m,2h,5h,10h,10h",
+        value_parser = parse_wait,
+        value_delimiter = ','
+    )]
+    pub notify_retry_schedule: Vec<std::time::Duration>,
+    /// Delivered and finally failed notification rows are deleted this long after.
+    #[arg(long, env = "STATUSPAGE_NOTIFY_KEEP", default_value = "30d", value_parser = parse_duration)]
+    pub notify_keep: std::time::Duration,
+}
+
+impl NotifyFlags {
+    /// The workers' settings, with the page's URL for the links events carry.
+    pub fn settings(&self, public_url: Option<&str>) -> anyhow::Result<::ingest::notify::Settings> {
+        let public_url = match public_url {
+            Some(u) => Some(url::Url::parse(u).map_err(|e| anyhow::anyhow!("--public-url: {e}"))?),
+            None => None,
+        };
+        if self.notify_retry_schedule.is_empty() {
+            anyhow::bail!("--notify-retry-schedule: expected at least one wait");
+        }
+        Ok(::ingest::notify::Settings {
+            public_url,
+            schedule: self.notify_retry_schedule.clone(),
+            keep: self.notify_keep,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct StandaloneArgs {
     #[command(flatten)]
@@ -353,6 +394,8 @@ pub(crate) struct StandaloneArgs {
     /// How long a rendered page is reused; every status or incident change empties the cache at once.
     #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub cache_ttl: std::time::Duration,
+    #[command(flatten)]
+    pub notify: NotifyFlags,
 }
 
 #[derive(Debug, Args)]
@@ -446,10 +489,11 @@ fn logging(format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the catalog, printing every problem; `None` when there were problems.
-fn load_catalog(paths: &[PathBuf]) -> Option<config::Catalog> {
+/// Loads the sections of the catalog a role reads, printing every problem;
+/// `None` when there were problems.
+fn load_catalog(paths: &[PathBuf], sections: config::Sections) -> Option<config::Catalog> {
     let env = |name: &str| std::env::var(name).ok();
-    match config::load(paths, &env) {
+    match config::load_sections(paths, &env, sections) {
         Ok(catalog) => Some(catalog),
         Err(problems) => {
             for p in problems.iter() {
@@ -469,7 +513,7 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             "no config given: pass --config PATH (or set STATUSPAGE_CONFIG), or a bare PATH"
         );
     }
-    match load_catalog(&paths) {
+    match load_catalog(&paths, config::Sections::All) {
         Some(catalog) => {
             let private = catalog.checks.iter().filter(|c| !c.public).count();
             println!(
@@ -495,6 +539,12 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// A duration flag such as `7d`, `36h` or `90m`.
+/// A wait, zero included (`0s`: at once).
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    config::units::parse_duration(text.trim())
+        .ok_or_else(|| format!("expected a wait such as `0s`, `5s` or `30m`, found {text:?}"))
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     config::units::parse_duration(text)
         .filter(|d| !d.is_zero())

@@ -56,6 +56,8 @@ pub(crate) struct Options {
     pub tick: Duration,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; none without it.
     pub metrics_listen: Option<String>,
+    /// The notification workers.
+    pub notify: ingest::notify::Settings,
 }
 
 /// The ops router (`--metrics-listen`): the three roles' metrics in one
@@ -166,6 +168,7 @@ pub(crate) async fn run(
                 prune_after: std::time::Duration::from_secs(7 * 86_400),
             },
             catalog: Some(catalog),
+            notify: Some(o.notify.clone()),
         },
         store.clone(),
         ingest_metrics.clone(),
@@ -269,6 +272,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
             .unwrap_or(&format!("http://{listen}")),
     )?;
     let tokens = crate::dashboard::admin_tokens(args.admin_token_file.as_deref())?;
+    let notify = args.notify.settings(Some(&public_url))?;
     let options = Options {
         config: args.config.paths.clone(),
         database_url: args.database.url()?.clone(),
@@ -285,6 +289,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
         cache_ttl: args.cache_ttl,
         tick: Duration::from_secs(2),
         metrics_listen: args.ops.metrics_listen.clone(),
+        notify,
     };
     crate::ingest::runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();

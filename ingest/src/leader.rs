@@ -52,6 +52,8 @@ impl std::fmt::Debug for Settings {
 }
 
 /// Competes for the lead and, while holding it, does the periodic work.
+/// Every replica reloads the YAML, and publishes each good reload to
+/// `published` (the notification workers read it).
 /// Every step runs within the database deadline and only while the lease
 /// is surely still ours; a failed renewal ends the lead at once.
 pub async fn run(
@@ -60,6 +62,7 @@ pub async fn run(
     catalog: Option<Catalog>,
     metrics: Arc<IngestMetrics>,
     clock: Clock,
+    published: tokio::sync::watch::Sender<Option<Arc<Catalog>>>,
     shutdown: CancellationToken,
 ) {
     let holder = holder_id();
@@ -87,6 +90,7 @@ pub async fn run(
                     Ok(c) => {
                         metrics.config_loaded(true);
                         tracing::info!(event = "config_reloaded", checks = c.checks.len());
+                        published.send_replace(Some(Arc::new(c.clone())));
                         catalog = Some(c);
                         synced = None;
                     }

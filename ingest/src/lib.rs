@@ -9,6 +9,7 @@ pub mod consume;
 pub mod incident;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod rollup;
 pub mod screen;
 pub mod state;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub leader: leader::Settings,
     /// The catalog loaded at start, if any.
     pub catalog: Option<config::Catalog>,
+    /// The notification workers' settings; `None` runs none.
+    pub notify: Option<notify::Settings>,
 }
 
 /// Runs ingest until `shutdown`: waits for the database and migrates it
@@ -94,12 +97,23 @@ pub async fn run(
     ));
     let mut leading_settings = settings.leader;
     leading_settings.raw_retention = settings.raw_retention;
+    let (published, current) = tokio::sync::watch::channel(settings.catalog.clone().map(Arc::new));
+    let notifying = settings.notify.map(|n| {
+        tokio::spawn(notify::run(
+            store.clone(),
+            n,
+            current,
+            clock.clone(),
+            shutdown.clone(),
+        ))
+    });
     let leading = tokio::spawn(leader::run(
         store.clone(),
         leading_settings,
         settings.catalog,
         metrics.clone(),
         clock.clone(),
+        published,
         shutdown.clone(),
     ));
     let handler = Handler::new(
@@ -121,6 +135,9 @@ pub async fn run(
     }
     shutdown.cancel();
     let _ = leading.await;
+    if let Some(n) = notifying {
+        let _ = n.await;
+    }
     let _ = readiness.await;
     tracing::info!(event = "ingest_stopped");
     Ok(())

@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ingest::state::Millis;
+use ingest::store::outbox::IncidentEvent;
 use serde::Deserialize;
 
 const TITLE_MAX: usize = 200;
@@ -170,34 +171,48 @@ async fn link_checks(tx: &mut Tx, id: i64, checks: &[(String, i64)]) -> Result<(
     Ok(())
 }
 
+/// Posts an update, and in the same transaction the event that tells the
+/// notification channels (`kind`).
 async fn add_update(
     tx: &mut Tx,
     id: i64,
     now: Millis,
-    state: &str,
+    (state, kind): (&str, IncidentEvent),
     message: &str,
     author: &str,
 ) -> Result<(), AdminError> {
     let sql = format!(
         "INSERT INTO incident_updates (incident_id, at, state, message, author)
-         VALUES ({}, {}, {}, {}, {})",
+         VALUES ({}, {}, {}, {}, {}) RETURNING {}",
         tx.dialect().p(1),
         tx.dialect().at(2),
         tx.dialect().p(3),
         tx.dialect().p(4),
-        tx.dialect().p(5)
+        tx.dialect().p(5),
+        tx.dialect().int("id")
     );
-    tx.exec(
-        &sql,
-        &[
-            Arg::Int(id),
-            Arg::Int(now),
-            Arg::Text(state.into()),
-            Arg::Text(message.into()),
-            Arg::Text(author.into()),
-        ],
-    )
-    .await?;
+    let update: Vec<(i64,)> = tx
+        .rows(
+            &sql,
+            &[
+                Arg::Int(id),
+                Arg::Int(now),
+                Arg::Text(state.into()),
+                Arg::Text(message.into()),
+                Arg::Text(author.into()),
+            ],
+        )
+        .await?;
+    let update = update
+        .first()
+        .map(|r| r.0)
+        .ok_or(AdminError::Database(sqlx::Error::RowNotFound))?;
+    ingest::store::outbox::incident_event(&mut tx.conn(), id, update, kind)
+        .await
+        .map_err(|e| match e {
+            ingest::store::StoreError::Db(e) => AdminError::Database(e),
+            other => AdminError::Database(sqlx::Error::Protocol(other.to_string())),
+        })?;
     Ok(())
 }
 
@@ -261,7 +276,15 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
             .map(|r| r.0)
             .ok_or_else(|| AdminError::Database(sqlx::Error::RowNotFound))?;
         link_checks(&mut tx, id, &checks).await?;
-        add_update(&mut tx, id, now, st.as_str(), &message, &author).await?;
+        add_update(
+            &mut tx,
+            id,
+            now,
+            (st.as_str(), IncidentEvent::Opened),
+            &message,
+            &author,
+        )
+        .await?;
         tracing::info!(event = "incident_created", incident = id, author = %author);
         finish(&s, tx, id, StatusCode::CREATED).await
     };
@@ -370,7 +393,20 @@ async fn update(
         ],
     )
     .await?;
-    add_update(&mut tx, id, now, new_state.as_str(), &message, &author).await?;
+    let kind = if resolved {
+        IncidentEvent::Resolved
+    } else {
+        IncidentEvent::Updated
+    };
+    add_update(
+        &mut tx,
+        id,
+        now,
+        (new_state.as_str(), kind),
+        &message,
+        &author,
+    )
+    .await?;
     tracing::info!(event = "incident_updated", incident = id, state = new_state.as_str(), author = %author);
     finish(s, tx, id, StatusCode::CREATED).await
 }

@@ -1,6 +1,8 @@
 //! Incident actions, written once for both databases: one new incident with
-//! its first update, or a state change with its update.
+//! its first update, or a state change with its update, and the event that
+//! tells the notification channels (in the same transaction).
 
+use super::outbox::IncidentEvent;
 use super::sql::{Arg, Conn};
 use super::{CheckRow, StoreError};
 use crate::incident::{self, Action, State};
@@ -127,24 +129,37 @@ pub(crate) async fn apply(
             (*id, *at, State::Monitoring, message)
         }
     };
-    conn.exec(
-        &format!(
-            "INSERT INTO incident_updates (incident_id, at, state, message, author)
-             VALUES ({}, {}, {}, {}, {})",
-            d.p(1),
-            d.at(2),
-            d.p(3),
-            d.p(4),
-            d.p(5)
-        ),
-        &[
-            Arg::Int(id),
-            Arg::Int(at),
-            Arg::Text(state.as_str().into()),
-            Arg::Text(message.clone()),
-            Arg::Text(super::AUTHOR.into()),
-        ],
-    )
-    .await?;
+    let update: Vec<(i64,)> = conn
+        .rows(
+            &format!(
+                "INSERT INTO incident_updates (incident_id, at, state, message, author)
+             VALUES ({}, {}, {}, {}, {}) RETURNING {}",
+                d.p(1),
+                d.at(2),
+                d.p(3),
+                d.p(4),
+                d.p(5),
+                d.int("id")
+            ),
+            &[
+                Arg::Int(id),
+                Arg::Int(at),
+                Arg::Text(state.as_str().into()),
+                Arg::Text(message.clone()),
+                Arg::Text(super::AUTHOR.into()),
+            ],
+        )
+        .await?;
+    let update = update
+        .first()
+        .map(|r| r.0)
+        .ok_or_else(|| StoreError::Corrupt("no id for a new incident update".into()))?;
+    let event = match action {
+        Action::Open { .. } => IncidentEvent::Opened,
+        Action::Reopen { .. } => IncidentEvent::Reopened,
+        Action::Resolve { .. } => IncidentEvent::Resolved,
+        Action::Revise { .. } | Action::Monitor { .. } => IncidentEvent::Updated,
+    };
+    super::outbox::incident_event(&mut conn, id, update, event).await?;
     Ok(id)
 }

@@ -10,6 +10,7 @@ mod lease;
 #[cfg(test)]
 mod mem;
 mod ops;
+pub mod outbox;
 mod pg_columns;
 mod pg_ops;
 mod pg_rollups;

@@ -255,6 +255,15 @@ impl Dialect {
         }
     }
 
+    /// `FOR UPDATE SKIP LOCKED` where the database has row locks: rows
+    /// another worker holds are passed over rather than waited for.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
     /// `FOR UPDATE` where the database has row locks (SQLite's write
     /// transactions hold the whole file).
     pub fn for_update(self) -> &'static str {

@@ -7,6 +7,7 @@ mod ddl;
 mod harness;
 mod hostile;
 mod outage;
+mod outbox;
 mod store;
 mod support;
 mod sync;

@@ -603,6 +603,7 @@ impl Replica {
             } else {
                 Some(config::load(&config, &|_| None).expect("valid config"))
             },
+            notify: None,
         };
         let clock: ingest::consume::Clock = std::sync::Arc::new(now);
         let task = tokio::spawn(ingest::run(

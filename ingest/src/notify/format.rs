@@ -1,0 +1,231 @@
+//! What each kind of channel is sent for an event: a Standard Webhooks
+//! request, a Slack message, or a PagerDuty Events API v2 event. A body is
+//! a function of the event (and the page's URL) only, so every attempt of
+//! a delivery sends the same bytes.
+
+use crate::store::outbox::{EventRow, instant};
+use base64::Engine;
+use config::notify::ChannelKind;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// One request to send: its headers and body.
+#[derive(Debug)]
+pub struct Request {
+    /// Headers besides the content type.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+/// The event's data with the page's links added (`url` of the incident,
+/// and `page`), as every format shows it.
+fn data(event: &EventRow, public_url: Option<&url::Url>) -> Value {
+    let mut data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+    if let (Some(base), Some(obj)) = (public_url, data.as_object_mut()) {
+        let base = base.as_str().trim_end_matches('/');
+        obj.insert("page".into(), Value::from(format!("{base}/")));
+        if let Some(id) = obj
+            .get("incident")
+            .and_then(|i| i.get("id"))
+            .and_then(Value::as_i64)
+        {
+            obj.insert("url".into(), Value::from(format!("{base}/incidents/{id}")));
+        }
+    }
+    data
+}
+
+/// Whether a channel of this kind is told of this event type at all:
+/// PagerDuty hears only what opens or resolves an alert.
+pub fn heard_by(kind: &ChannelKind, event_type: &str) -> bool {
+    match kind {
+        ChannelKind::PagerDuty { .. } => matches!(
+            event_type,
+            "incident.opened" | "incident.reopened" | "incident.resolved" | "test"
+        ),
+        _ => true,
+    }
+}
+
+/// The request for `event` to a channel of `kind`, signed (for a webhook)
+/// at `now_s` (seconds since the epoch).
+pub fn request(
+    kind: &ChannelKind,
+    event: &EventRow,
+    public_url: Option<&url::Url>,
+    now_s: i64,
+) -> Request {
+    let data = data(event, public_url);
+    match kind {
+        ChannelKind::Webhook { secrets, .. } => {
+            let body = json!({
+                "type": event.kind,
+                "timestamp": instant(event.at),
+                "data": data,
+            })
+            .to_string()
+            .into_bytes();
+            let signatures: Vec<String> = secrets
+                .iter()
+                .map(|key| sign(key, &event.id, now_s, &body))
+                .collect();
+            Request {
+                headers: vec![
+                    ("webhook-id", event.id.clone()),
+                    ("webhook-timestamp", now_s.to_string()),
+                    ("webhook-signature", signatures.join(" ")),
+                ],
+                body,
+            }
+        }
+        ChannelKind::Slack { .. } => Request {
+            headers: Vec::new(),
+            body: slack(event, &data).to_string().into_bytes(),
+        },
+        ChannelKind::PagerDuty { routing_key, .. } => Request {
+            headers: Vec::new(),
+            body: pagerduty(routing_key, event, &data)
+                .to_string()
+                .into_bytes(),
+        },
+    }
+}
+
+/// A Standard Webhooks signature: `v1,` and the base64 of HMAC-SHA256 over
+/// `id.timestamp.body`.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    // HMAC takes a key of any length: this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(tag)
+    )
+}
+
+/// The checks an event is about, by name: `Web, API`.
+fn check_names(data: &Value) -> String {
+    let names: Vec<&str> = data
+        .get("incident")
+        .and_then(|i| i.get("checks"))
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        "no check".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn field<'a>(data: &'a Value, object: &str, key: &str) -> &'a str {
+    data.get(object)
+        .and_then(|o| o.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Slack's mrkdwn escapes: `&`, `<` and `>` only.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn slack(event: &EventRow, data: &Value) -> Value {
+    let title = escape(field(data, "incident", "title"));
+    let state = field(data, "incident", "state");
+    let impact = field(data, "incident", "impact");
+    let checks = escape(&check_names(data));
+    let message = escape(field(data, "update", "message"));
+    let verb = match event.kind.as_str() {
+        "incident.opened" => "Incident opened",
+        "incident.reopened" => "Incident reopened",
+        "incident.resolved" => "Incident resolved",
+        "incident.updated" => "Incident updated",
+        "test" => "Test event",
+        other => other,
+    };
+    let text = format!("{verb}: {title} ({checks}): {state}");
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": format!("{verb}: {}", field(data, "incident", "title"))}}),
+        json!({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": format!("*Status*\n{state}")},
+            {"type": "mrkdwn", "text": format!("*Impact*\n{impact}")},
+            {"type": "mrkdwn", "text": format!("*Affected*\n{checks}")},
+        ]}),
+    ];
+    if !message.is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": message}}));
+    }
+    if let Some(url) = data.get("url").and_then(Value::as_str) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("<{url}|View on the status page>")}}));
+    }
+    json!({"text": text, "blocks": blocks})
+}
+
+fn pagerduty(routing_key: &str, event: &EventRow, data: &Value) -> Value {
+    let incident = data
+        .get("incident")
+        .and_then(|i| i.get("id"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let action = if event.kind == "incident.resolved" {
+        "resolve"
+    } else {
+        "trigger"
+    };
+    let severity = if field(data, "incident", "impact") == "major" {
+        "critical"
+    } else {
+        "warning"
+    };
+    let mut body = json!({
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": format!("statuspage-incident-{incident}"),
+        "payload": {
+            "summary": format!("{} ({})", field(data, "incident", "title"), check_names(data)),
+            "source": "statuspage",
+            "severity": severity,
+            "timestamp": instant(event.at),
+            "custom_details": data,
+        },
+    });
+    if let Some(url) = data.get("url").and_then(Value::as_str) {
+        body["links"] = json!([{"href": url, "text": "Status page"}]);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_matches_the_standard_webhooks_example() {
+        // The example of the Standard Webhooks specification (secret
+        // `whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`).
+        let key = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! Notifications: the workers that expand outbox events into deliveries
+//! and send them (see [`crate::store::outbox`] for the tables).
+//!
+//! Any replica may deliver: a worker leases due rows, sends with no
+//! transaction open, and marks the outcome only while its lease is still
+//! the row's. A worker that dies mid-send leaves its lease to expire; the
+//! row is then taken over, and the receiver may see that id twice, with
+//! the same body. Workers wake on an in-process signal (any change this
+//! process commits) and poll every second for the rest.
+
+pub mod format;
+pub mod send;
+
+use crate::consume::Clock;
+use crate::store::Store;
+use crate::store::outbox::{EventRow, Leased, Outcome};
+use config::Catalog;
+use config::notify::{EventFamily, Facts};
+use futures_util::StreamExt;
+use metrics::{counter, gauge};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The Standard Webhooks retry schedule: the wait before each attempt.
+pub const SCHEDULE: [Duration; 8] = [
+    Duration::ZERO,
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// How the workers run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The public page, for the links events carry.
+    pub public_url: Option<url::Url>,
+    /// The wait before each attempt (the first is usually zero); past the
+    /// last, a delivery has finally failed.
+    pub schedule: Vec<Duration>,
+    /// How long a lease lasts: longer than a request's deadline.
+    pub lease: Duration,
+    /// Each request's deadline.
+    pub request_deadline: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Delivered and failed rows are deleted this long after.
+    pub keep: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            schedule: SCHEDULE.to_vec(),
+            lease: Duration::from_secs(60),
+            request_deadline: Duration::from_secs(10),
+            concurrency: 8,
+            keep: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// Metric names (a contract: the README and the alert rules use them).
+pub const DELIVERIES: &str = "statuspage_notifications_deliveries_total";
+/// Attempts by channel and result.
+pub const ATTEMPTS: &str = "statuspage_notifications_attempts_total";
+/// Rows pending.
+pub const PENDING: &str = "statuspage_notifications_pending";
+/// The age of the oldest pending row.
+pub const OLDEST: &str = "statuspage_notifications_oldest_pending_seconds";
+
+/// The channels that hear `event`, by name: a test event its one channel;
+/// else the routes' choice, over the facts the catalog knows of its checks.
+pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
+    let n = &catalog.notifications;
+    if let Some(only) = &event.channel {
+        return n
+            .channel(only)
+            .map(|c| vec![c.name.clone()])
+            .unwrap_or_default();
+    }
+    let Some(family) = EventFamily::of(&event.kind) else {
+        return Vec::new();
+    };
+    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+    let slugs: Vec<&str> = data
+        .get("incident")
+        .and_then(|i| i.get("checks"))
+        .and_then(|c| c.as_array())
+        .map(|cs| cs.iter().filter_map(|c| c.get("id")?.as_str()).collect())
+        .unwrap_or_default();
+    let checks: Vec<&config::Check> = slugs.iter().filter_map(|s| catalog.check(s)).collect();
+    // A check the catalog does not know is treated as private.
+    let public =
+        !slugs.is_empty() && checks.len() == slugs.len() && checks.iter().all(|c| c.public);
+    let mut groups: Vec<String> = checks.iter().map(|c| c.group.clone()).collect();
+    groups.dedup();
+    let major = data
+        .get("incident")
+        .and_then(|i| i.get("impact"))
+        .and_then(|v| v.as_str())
+        != Some("minor");
+    n.channels_for(Facts {
+        family,
+        public,
+        groups: &groups,
+        major,
+    })
+    .into_iter()
+    .filter(|c| format::heard_by(&c.kind, &event.kind))
+    .map(|c| c.name.clone())
+    .collect()
+}
+
+/// Expands and delivers until `shutdown`. `catalog` is the current config
+/// (its channels and routes, and its checks for routing).
+pub async fn run(
+    store: Store,
+    settings: Settings,
+    catalog: watch::Receiver<Option<Arc<Catalog>>>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    let tls = match send::tls() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(event = "notifications_disabled", error = %e);
+            return;
+        }
+    };
+    let mut changes = store.subscribe();
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = poll.tick() => {}
+            _ = changes.recv() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let Some(current) = catalog.borrow().clone() else {
+            continue;
+        };
+        let now = clock();
+        let routing = |e: &EventRow| route(&current, e);
+        match store.expand_events(&routing, now, 200).await {
+            Ok(n) if n > 0 => tracing::debug!(event = "events_expanded", events = n),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(event = "events_expand_failed", error = %e);
+                continue;
+            }
+        }
+        // Send while rows are due; each round leases a batch.
+        loop {
+            let now = clock();
+            let leased = match store
+                .lease_deliveries(now, settings.lease.as_millis() as i64, 64)
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(event = "deliveries_lease_failed", error = %e);
+                    break;
+                }
+            };
+            if leased.is_empty() {
+                break;
+            }
+            futures_util::stream::iter(leased)
+                .for_each_concurrent(settings.concurrency.max(1), |l| {
+                    deliver(&store, &settings, &current, &tls, &clock, l)
+                })
+                .await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+        match store.outbox_backlog(clock()).await {
+            Ok(b) => {
+                gauge!(PENDING).set(b.pending as f64);
+                gauge!(OLDEST).set(b.oldest_ms as f64 / 1000.0);
+            }
+            Err(e) => tracing::warn!(event = "outbox_read_failed", error = %e),
+        }
+        if pruned.is_none_or(|p| p.elapsed() > Duration::from_secs(3600)) {
+            pruned = Some(tokio::time::Instant::now());
+            let cutoff = clock() - settings.keep.as_millis() as i64;
+            if let Err(e) = store.prune_outbox(cutoff).await {
+                tracing::warn!(event = "outbox_prune_failed", error = %e);
+            }
+        }
+    }
+}
+
+/// One attempt of one leased delivery, and its outcome marked.
+async fn deliver(
+    store: &Store,
+    settings: &Settings,
+    catalog: &Catalog,
+    tls: &Arc<rustls::ClientConfig>,
+    clock: &Clock,
+    leased: Leased,
+) {
+    let channel = leased.channel.clone();
+    let outcome = match catalog.notifications.channel(&channel) {
+        // The channel left the config: nothing can be sent to it.
+        None => Outcome::Failed {
+            error: "the channel is no longer in the config".into(),
+        },
+        Some(c) => {
+            let request = format::request(
+                &c.kind,
+                &leased.event,
+                settings.public_url.as_ref(),
+                clock() / 1000,
+            );
+            let answer = send::post(
+                c.kind.url(),
+                &request.headers,
+                request.body,
+                settings.request_deadline,
+                tls,
+            )
+            .await;
+            judge(settings, &leased, answer, clock())
+        }
+    };
+    let result = match &outcome {
+        Outcome::Delivered => "ok",
+        _ => "error",
+    };
+    counter!(ATTEMPTS, "channel" => channel.clone(), "result" => result).increment(1);
+    match &outcome {
+        Outcome::Delivered => {
+            counter!(DELIVERIES, "channel" => channel.clone(), "outcome" => "delivered")
+                .increment(1);
+            tracing::info!(event = "notification_delivered", channel = %channel, id = %leased.event.id, kind = %leased.event.kind, attempt = leased.attempt);
+        }
+        Outcome::Retry { error, .. } => {
+            tracing::warn!(event = "notification_retry", channel = %channel, id = %leased.event.id, attempt = leased.attempt, error = %error);
+        }
+        Outcome::Failed { error } => {
+            counter!(DELIVERIES, "channel" => channel.clone(), "outcome" => "failed").increment(1);
+            tracing::error!(event = "notification_failed", channel = %channel, id = %leased.event.id, attempt = leased.attempt, error = %error);
+        }
+    }
+    match store
+        .finish_delivery(leased.id, leased.attempt, &outcome, clock())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(event = "notification_lease_lost", channel = %channel, id = %leased.event.id)
+        }
+        Err(e) => {
+            tracing::warn!(event = "notification_mark_failed", channel = %channel, id = %leased.event.id, error = %e)
+        }
+    }
+}
+
+/// What an answer means: 2xx delivered; 4xx other than 408 and 429 failed
+/// at once; anything else tried again after the schedule's next wait (or
+/// the receiver's `Retry-After`, if longer), until the schedule ends.
+pub fn judge(
+    settings: &Settings,
+    leased: &Leased,
+    answer: Result<send::Answer, String>,
+    now: i64,
+) -> Outcome {
+    let (error, retry_after) = match answer {
+        Ok(a) if (200..300).contains(&a.status) => return Outcome::Delivered,
+        Ok(a) if (400..500).contains(&a.status) && a.status != 408 && a.status != 429 => {
+            return Outcome::Failed {
+                error: format!("the receiver answered {}", a.status),
+            };
+        }
+        Ok(a) => (format!("the receiver answered {}", a.status), a.retry_after),
+        Err(e) => (e, None),
+    };
+    let Some(wait) = settings.schedule.get(leased.attempt.max(0) as usize) else {
+        return Outcome::Failed {
+            error: format!("{error} (attempt {}, the last)", leased.attempt),
+        };
+    };
+    // Up to 20% longer, so that many rows failing together spread out.
+    let spread = (leased.id as u64 ^ now as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1000;
+    let wait = wait.mul_f64(1.0 + spread as f64 / 5000.0);
+    let wait = wait.max(retry_after.unwrap_or_default());
+    Outcome::Retry {
+        at: now + wait.as_millis() as i64,
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use send::Answer;
+
+    fn leased(attempt: i64) -> Leased {
+        Leased {
+            id: 7,
+            channel: "ops".into(),
+            attempt,
+            event: EventRow {
+                id: "incident-1-2".into(),
+                kind: "incident.opened".into(),
+                at: 0,
+                subject: "incident-1".into(),
+                seq: 2,
+                data: "{}".into(),
+                channel: None,
+            },
+        }
+    }
+
+    fn answer(status: u16, retry_after: Option<u64>) -> Result<Answer, String> {
+        Ok(Answer {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+        })
+    }
+
+    #[test]
+    fn answers_are_judged_by_the_standard_webhooks_rules() {
+        let s = Settings::default();
+        let now = 1_000_000;
+        assert!(matches!(
+            judge(&s, &leased(1), answer(204, None), now),
+            Outcome::Delivered
+        ));
+        for gone in [400, 401, 404, 410, 422] {
+            assert!(
+                matches!(
+                    judge(&s, &leased(1), answer(gone, None), now),
+                    Outcome::Failed { .. }
+                ),
+                "{gone} fails at once"
+            );
+        }
+        // After the first attempt the schedule waits 5 s, up to 20% more.
+        for again in [408, 429, 500, 503] {
+            match judge(&s, &leased(1), answer(again, None), now) {
+                Outcome::Retry { at, .. } => assert!(
+                    (now + 5_000..=now + 6_000).contains(&at),
+                    "{again}: {}",
+                    at - now
+                ),
+                other => panic!("{again}: {other:?}"),
+            }
+        }
+        // A longer Retry-After wins; a shorter one does not shorten the wait.
+        match judge(&s, &leased(1), answer(429, Some(60)), now) {
+            Outcome::Retry { at, .. } => assert_eq!(at, now + 60_000),
+            other => panic!("{other:?}"),
+        }
+        match judge(&s, &leased(2), answer(429, Some(1)), now) {
+            Outcome::Retry { at, .. } => assert!(at >= now + 300_000),
+            other => panic!("{other:?}"),
+        }
+        // A network error is retried too; past the last wait, it has failed.
+        assert!(matches!(
+            judge(
+                &s,
+                &leased(3),
+                Err("connect: ConnectionRefused".into()),
+                now
+            ),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            judge(&s, &leased(8), answer(500, None), now),
+            Outcome::Failed { .. }
+        ));
+    }
+}

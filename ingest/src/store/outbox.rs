@@ -1,0 +1,518 @@
+//! The notification outbox, written once for both databases.
+//!
+//! - An **event** is written in the transaction of the change that causes
+//!   it ([`incident_event`]), with an id derived from that change.
+//! - [`Store::expand_events`] turns each event into one **delivery** per
+//!   matching channel (unique on event and channel), outside the check locks.
+//! - [`Store::lease_deliveries`] leases due deliveries (sets `locked_until`
+//!   and commits); the sender sends with no transaction open, then
+//!   [`Store::finish_delivery`] marks the outcome, only if its lease (the
+//!   attempt number) is still the row's.
+//! - Within one subject (an incident) and channel, a delivery is leased
+//!   only once every earlier one is delivered or has finally failed.
+
+use super::sql::{Arg, Conn, Dialect};
+use super::{Store, StoreError, retrying};
+use crate::state::Millis;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+/// An instant as the API shows it: RFC 3339, UTC, seconds.
+pub fn instant(ms: Millis) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// What happened to an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentEvent {
+    /// `incident.opened`
+    Opened,
+    /// `incident.updated`
+    Updated,
+    /// `incident.resolved`
+    Resolved,
+    /// `incident.reopened`
+    Reopened,
+}
+
+impl IncidentEvent {
+    /// The event type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentEvent::Opened => "incident.opened",
+            IncidentEvent::Updated => "incident.updated",
+            IncidentEvent::Resolved => "incident.resolved",
+            IncidentEvent::Reopened => "incident.reopened",
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentFacts {
+    title: String,
+    impact: String,
+    state: String,
+    auto: bool,
+    started_at: i64,
+    resolved_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UpdateFacts {
+    at: i64,
+    state: String,
+    message: String,
+    author: String,
+}
+
+/// Writes the event of incident `incident`'s update `update` in the
+/// transaction that wrote them: its id is `incident-{incident}-{update}`,
+/// so a transaction run again makes no second event.
+pub async fn incident_event(
+    conn: &mut Conn<'_>,
+    incident: i64,
+    update: i64,
+    kind: IncidentEvent,
+) -> Result<(), StoreError> {
+    let d = conn.dialect();
+    let facts: Vec<IncidentFacts> = conn
+        .rows(
+            &format!(
+                "SELECT title, impact, state, auto, {} AS started_at, {} AS resolved_at
+                 FROM incidents WHERE id = {}",
+                d.ms("started_at"),
+                d.ms("resolved_at"),
+                d.p(1)
+            ),
+            &[Arg::Int(incident)],
+        )
+        .await?;
+    let checks: Vec<(String, String)> = conn
+        .rows(
+            &format!(
+                "SELECT c.slug, c.name FROM incident_checks ic JOIN checks c ON c.id = ic.check_id
+                 WHERE ic.incident_id = {} ORDER BY c.slug",
+                d.p(1)
+            ),
+            &[Arg::Int(incident)],
+        )
+        .await?;
+    let updates: Vec<UpdateFacts> = conn
+        .rows(
+            &format!(
+                "SELECT {} AS at, state, message, author FROM incident_updates WHERE id = {}",
+                d.ms("at"),
+                d.p(1)
+            ),
+            &[Arg::Int(update)],
+        )
+        .await?;
+    let (Some(i), Some(u)) = (facts.first(), updates.first()) else {
+        return Err(StoreError::Corrupt(format!(
+            "incident {incident} or its update {update} is gone"
+        )));
+    };
+    let data = json!({
+        "incident": {
+            "id": incident,
+            "title": i.title,
+            "impact": i.impact,
+            "state": i.state,
+            "auto": i.auto,
+            "started_at": instant(i.started_at),
+            "resolved_at": i.resolved_at.map(instant),
+            "checks": checks.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
+        },
+        "update": {
+            "at": instant(u.at),
+            "state": u.state,
+            "message": u.message,
+            "author": u.author,
+        },
+    });
+    conn.exec(
+        &format!(
+            "INSERT INTO events (id, type, at, subject, seq, data) VALUES ({}, {}, {}, {}, {}, {})
+             ON CONFLICT (id) DO NOTHING",
+            d.p(1),
+            d.p(2),
+            d.at(3),
+            d.p(4),
+            d.p(5),
+            d.p(6)
+        ),
+        &[
+            Arg::Text(format!("incident-{incident}-{update}")),
+            Arg::Text(kind.as_str().into()),
+            Arg::Int(u.at),
+            Arg::Text(format!("incident-{incident}")),
+            Arg::Int(update),
+            Arg::Text(data.to_string()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An event not yet expanded into deliveries.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EventRow {
+    /// Its id.
+    pub id: String,
+    /// Its type (`incident.opened`).
+    pub kind: String,
+    /// When it happened, in ms.
+    pub at: i64,
+    /// What orders its deliveries (`incident-12`).
+    pub subject: String,
+    /// Its order within the subject.
+    pub seq: i64,
+    /// Its data, JSON.
+    pub data: String,
+    /// Only this channel, else every matching one.
+    #[sqlx(rename = "only_channel")]
+    pub channel: Option<String>,
+}
+
+/// A delivery leased to this worker.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Leased {
+    /// The delivery's id.
+    #[sqlx(rename = "delivery_id")]
+    pub id: i64,
+    /// The channel's name.
+    pub channel: String,
+    /// This attempt (1-based): the lease's token.
+    pub attempt: i64,
+    /// The event.
+    #[sqlx(flatten)]
+    pub event: EventRow,
+}
+
+/// What came of one attempt.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The receiver took it.
+    Delivered,
+    /// Try again at this instant (ms).
+    Retry {
+        /// When.
+        at: Millis,
+        /// Why this attempt failed (no secret in it).
+        error: String,
+    },
+    /// Never again.
+    Failed {
+        /// Why (no secret in it).
+        error: String,
+    },
+}
+
+/// A delivery as the admin API lists it.
+#[derive(Clone, Debug, sqlx::FromRow, serde::Serialize)]
+pub struct DeliveryRow {
+    /// Its id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's type.
+    #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The channel's name.
+    pub channel: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// When it is due next (pending), ms.
+    pub due_at: i64,
+    /// When it was delivered or finally failed, ms.
+    pub done_at: Option<i64>,
+}
+
+/// The pending deliveries, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Rows pending.
+    pub pending: i64,
+    /// How long the oldest pending row has waited, in ms (0 for none).
+    pub oldest_ms: i64,
+}
+
+fn event_columns(d: Dialect, e: &str) -> String {
+    format!(
+        "{e}.id, {e}.type AS kind, {} AS at, {e}.subject, {} AS seq, {e}.data,
+         {e}.channel AS only_channel",
+        d.ms(&format!("{e}.at")),
+        d.int(&format!("{e}.seq"))
+    )
+}
+
+impl Store {
+    /// Expands up to `limit` events into deliveries, one per channel that
+    /// `route` names for each; returns how many events were expanded.
+    pub async fn expand_events(
+        &self,
+        route: &(dyn Fn(&EventRow) -> Vec<String> + Sync),
+        now: Millis,
+        limit: i64,
+    ) -> Result<usize, StoreError> {
+        self.within(
+            "expanding events",
+            retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                let d = tx.dialect();
+                let events: Vec<EventRow> = tx
+                    .rows(
+                        &format!(
+                            "SELECT {} FROM events e WHERE NOT e.expanded ORDER BY e.seq LIMIT {}{}",
+                            event_columns(d, "e"),
+                            d.p(1),
+                            d.skip_locked()
+                        ),
+                        &[Arg::Int(limit)],
+                    )
+                    .await?;
+                for e in &events {
+                    for channel in route(e) {
+                        tx.exec(
+                            &format!(
+                                "INSERT INTO deliveries (event_id, channel, subject, seq, due_at)
+                                 VALUES ({}, {}, {}, {}, {}) ON CONFLICT (event_id, channel) DO NOTHING",
+                                d.p(1),
+                                d.p(2),
+                                d.p(3),
+                                d.p(4),
+                                d.at(5)
+                            ),
+                            &[
+                                Arg::Text(e.id.clone()),
+                                Arg::Text(channel),
+                                Arg::Text(e.subject.clone()),
+                                Arg::Int(e.seq),
+                                Arg::Int(now),
+                            ],
+                        )
+                        .await?;
+                    }
+                }
+                let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+                tx.exec(
+                    &format!(
+                        "UPDATE events SET expanded = true WHERE id IN ({})",
+                        d.list(1)
+                    ),
+                    &[Arg::list(&ids)],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(events.len())
+            }),
+        )
+        .await
+    }
+
+    /// Leases up to `limit` due deliveries for `lease` ms: each is the
+    /// oldest pending one of its subject and channel, and not leased by a
+    /// live worker. Its attempt count goes up by one, which is the lease's
+    /// token for [`Store::finish_delivery`].
+    pub async fn lease_deliveries(
+        &self,
+        now: Millis,
+        lease: Millis,
+        limit: i64,
+    ) -> Result<Vec<Leased>, StoreError> {
+        self.within(
+            "leasing deliveries",
+            retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                let d = tx.dialect();
+                let due: Vec<(i64,)> = tx
+                    .rows(
+                        &format!(
+                            "SELECT {} FROM deliveries d
+                             WHERE d.state = 'pending' AND d.due_at <= {}
+                               AND (d.locked_until IS NULL OR d.locked_until <= {})
+                               AND NOT EXISTS (SELECT 1 FROM deliveries o
+                                   WHERE o.channel = d.channel AND o.subject = d.subject
+                                     AND o.state = 'pending' AND o.seq < d.seq)
+                             ORDER BY d.due_at, d.id LIMIT {}{}",
+                            d.int("d.id"),
+                            d.at(1),
+                            d.at(1),
+                            d.p(2),
+                            d.skip_locked()
+                        ),
+                        &[Arg::Int(now), Arg::Int(limit)],
+                    )
+                    .await?;
+                if due.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<i64> = due.iter().map(|r| r.0).collect();
+                tx.exec(
+                    &format!(
+                        "UPDATE deliveries SET locked_until = {}, attempts = attempts + 1
+                         WHERE id IN ({})",
+                        d.at(1),
+                        d.int_list(2)
+                    ),
+                    &[Arg::Int(now + lease), Arg::ints(&ids)],
+                )
+                .await?;
+                let leased: Vec<Leased> = tx
+                    .rows(
+                        &format!(
+                            "SELECT {} AS delivery_id, d.channel, {} AS attempt, {}
+                             FROM deliveries d JOIN events e ON e.id = d.event_id
+                             WHERE d.id IN ({}) ORDER BY e.seq",
+                            d.int("d.id"),
+                            d.int("d.attempts"),
+                            event_columns(d, "e"),
+                            d.int_list(1)
+                        ),
+                        &[Arg::ints(&ids)],
+                    )
+                    .await?;
+                tx.commit().await?;
+                Ok(leased)
+            }),
+        )
+        .await
+    }
+
+    /// Marks attempt `attempt` of delivery `id`; false when its lease was
+    /// lost (another worker took the row over), and nothing was changed.
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        attempt: i64,
+        outcome: &Outcome,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let pool = self.sql();
+        let d = pool.dialect();
+        let (set, args) = match outcome {
+            Outcome::Delivered => (
+                format!(
+                    "state = 'delivered', done_at = {}, locked_until = NULL, last_error = NULL",
+                    d.at(3)
+                ),
+                vec![Arg::Int(now)],
+            ),
+            Outcome::Retry { at, error } => (
+                format!(
+                    "due_at = {}, locked_until = NULL, last_error = {}",
+                    d.at(3),
+                    d.p(4)
+                ),
+                vec![Arg::Int(*at), Arg::Text(error.clone())],
+            ),
+            Outcome::Failed { error } => (
+                format!(
+                    "state = 'failed', done_at = {}, locked_until = NULL, last_error = {}",
+                    d.at(3),
+                    d.p(4)
+                ),
+                vec![Arg::Int(now), Arg::Text(error.clone())],
+            ),
+        };
+        let mut all = vec![Arg::Int(id), Arg::Int(attempt)];
+        all.extend(args);
+        let sql = format!(
+            "UPDATE deliveries SET {set} WHERE id = {} AND attempts = {} AND state = 'pending'",
+            d.p(1),
+            d.p(2)
+        );
+        let changed = self
+            .within("marking a delivery", async {
+                Ok(pool.exec(&sql, &all).await?)
+            })
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// How many deliveries are pending, and how long the oldest has waited.
+    pub async fn outbox_backlog(&self, now: Millis) -> Result<Backlog, StoreError> {
+        let pool = self.sql();
+        let d = pool.dialect();
+        let rows: Vec<(i64, Option<i64>)> = self
+            .within("reading the outbox", async {
+                Ok(pool
+                    .rows(
+                        &format!(
+                            "SELECT count(*), min({}) FROM deliveries d
+                             JOIN events e ON e.id = d.event_id WHERE d.state = 'pending'",
+                            d.ms("e.at")
+                        ),
+                        &[],
+                    )
+                    .await?)
+            })
+            .await?;
+        let (pending, oldest) = rows.first().copied().unwrap_or((0, None));
+        Ok(Backlog {
+            pending,
+            oldest_ms: oldest.map_or(0, |at| (now - at).max(0)),
+        })
+    }
+
+    /// The newest deliveries, newest first, for the admin API.
+    pub async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        let pool = self.sql();
+        let d = pool.dialect();
+        self.within("listing deliveries", async {
+            Ok(pool
+                .rows(
+                    &format!(
+                        "SELECT {} AS id, d.event_id, e.type, d.channel, d.state,
+                                {} AS attempts, d.last_error, {} AS due_at, {} AS done_at
+                         FROM deliveries d JOIN events e ON e.id = d.event_id
+                         ORDER BY d.id DESC LIMIT {}",
+                        d.int("d.id"),
+                        d.int("d.attempts"),
+                        d.ms("d.due_at"),
+                        d.ms("d.done_at"),
+                        d.p(1)
+                    ),
+                    &[Arg::Int(limit)],
+                )
+                .await?)
+        })
+        .await
+    }
+
+    /// Deletes deliveries done before `cutoff`, and events before it that
+    /// have no delivery left.
+    pub async fn prune_outbox(&self, cutoff: Millis) -> Result<u64, StoreError> {
+        let pool = self.sql();
+        let d = pool.dialect();
+        self.within("pruning the outbox", async {
+            let gone = pool
+                .exec(
+                    &format!(
+                        "DELETE FROM deliveries WHERE state <> 'pending' AND done_at < {}",
+                        d.at(1)
+                    ),
+                    &[Arg::Int(cutoff)],
+                )
+                .await?;
+            pool.exec(
+                &format!(
+                    "DELETE FROM events WHERE expanded AND at < {}
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+                    d.at(1)
+                ),
+                &[Arg::Int(cutoff)],
+            )
+            .await?;
+            Ok(gone)
+        })
+        .await
+    }
+}

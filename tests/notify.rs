@@ -1,0 +1,247 @@
+//! Notifications end to end, as a user runs them: `statuspage standalone`
+//! with webhook, Slack and PagerDuty channels pointed at a local receiver
+//! (Python, verifying every Standard Webhooks signature with the
+//! `standardwebhooks` package from PyPI), and a local HTTP target this test
+//! switches off and on.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::{Reaped, free_port, http_target, metric, metrics, until};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The receiver, answering the webhook path by `plan`; its log's path.
+fn receiver(dir: &Path, plan: &str) -> (Reaped, u16, PathBuf) {
+    let python = std::env::var("STATUSPAGE_TEST_WEBHOOK_PYTHON")
+        .expect("STATUSPAGE_TEST_WEBHOOK_PYTHON: scripts/test installs standardwebhooks in a venv");
+    let port_file = dir.join("receiver.port");
+    let log = dir.join("receiver.jsonl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
+    let child = Reaped(
+        Command::new(python)
+            .arg(script)
+            .arg(&port_file)
+            .arg(&log)
+            .arg(SECRET)
+            .arg(plan)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (port, _) = until(Duration::from_secs(20), "the receiver listening", || {
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse::<u16>()
+            .ok()
+    });
+    (child, port, log)
+}
+
+fn received(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn on(records: &[serde_json::Value], path: &str) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .filter(|r| r["path"] == path)
+        .cloned()
+        .collect()
+}
+
+fn body(r: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(r["body"].as_str().unwrap_or("")).unwrap_or_default()
+}
+
+/// An incident opens and resolves: every channel hears it, in order; the
+/// webhook's first two attempts fail (500, then 429 with `Retry-After: 1`)
+/// and the third is taken, each with the same id and body and a signature
+/// `standardwebhooks` verifies (and refuses once the body is changed).
+#[test]
+fn an_incident_reaches_every_channel_signed_retried_and_in_order() {
+    let dir = std::env::temp_dir().join(format!("statuspage-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_receiver, rport, log) = receiver(&dir, "500,429:1");
+    let down = Arc::new(AtomicBool::new(false));
+    let target = {
+        let down = down.clone();
+        http_target(move |_| down.load(Ordering::SeqCst))
+    };
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"defaults:
+  interval: 1s
+  timeout: 500ms
+  failure_threshold: 2
+  success_threshold: 2
+groups:
+  - name: Local
+    checks:
+      - {{ name: "Web <b>&", id: web, http: {{ url: "http://127.0.0.1:{target}/" }} }}
+notifications:
+  channels:
+    - name: ops
+      webhook: {{ url: "http://127.0.0.1:{rport}/webhook", secret: "${{WEBHOOK_SECRET}}" }}
+    - name: chat
+      slack: {{ url: "http://127.0.0.1:{rport}/slack" }}
+    - name: pager
+      pagerduty: {{ routing_key: "${{PD_KEY}}", url: "http://127.0.0.1:{rport}/pd" }}
+"#
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mport = free_port();
+    let _standalone = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["standalone", "--config"])
+            .arg(&config)
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", dir.join("s.db").display()))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{mport}")])
+            .args(["--public-url", "https://status.example.com"])
+            .args(["--notify-retry-schedule", "0s,200ms,200ms,200ms"])
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("PD_KEY", "R0UT1NGKEY")
+            .env_remove("STATUSPAGE_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(Duration::from_secs(20), "web up", || {
+        support::status_of(port, "web").filter(|c| c["status"] == "up")
+    });
+    down.store(true, Ordering::SeqCst);
+    let (opened, _) = until(
+        Duration::from_secs(30),
+        "the webhook takes incident.opened",
+        || {
+            let r = on(&received(&log), "/webhook");
+            (r.len() >= 3).then_some(r)
+        },
+    );
+    // Three attempts of one event: 500, 429, then taken.
+    let answers: Vec<i64> = opened[..3]
+        .iter()
+        .map(|r| r["answered"].as_i64().unwrap())
+        .collect();
+    assert_eq!(answers, [500, 429, 200]);
+    let id = opened[0]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("incident-"), "{id}");
+    for r in &opened[..3] {
+        assert_eq!(
+            r["id"], opened[0]["id"],
+            "the same webhook-id on every attempt"
+        );
+        assert_eq!(
+            r["body"], opened[0]["body"],
+            "the same body on every attempt"
+        );
+        assert_eq!(r["verified"], true, "standardwebhooks verifies: {r}");
+        assert_eq!(
+            r["tampered_rejected"], true,
+            "a changed body fails verification"
+        );
+        assert_eq!(r["content_type"], "application/json");
+    }
+    let gap = opened[2]["at"].as_f64().unwrap() - opened[1]["at"].as_f64().unwrap();
+    assert!(
+        gap >= 1.0,
+        "Retry-After: 1 was honoured, not the 200 ms schedule: {gap:.3} s"
+    );
+    let event = body(&opened[0]);
+    assert_eq!(event["type"], "incident.opened");
+    assert_eq!(event["data"]["incident"]["checks"][0]["id"], "web");
+    assert_eq!(event["data"]["incident"]["checks"][0]["name"], "Web <b>&");
+    let incident = event["data"]["incident"]["id"].as_i64().unwrap();
+    assert_eq!(
+        event["data"]["url"],
+        format!("https://status.example.com/incidents/{incident}")
+    );
+
+    down.store(false, Ordering::SeqCst);
+    let (all, _) = until(
+        Duration::from_secs(30),
+        "every channel hears the resolve",
+        || {
+            let r = received(&log);
+            let resolved = |path: &str| {
+                on(&r, path)
+                    .iter()
+                    .any(|x| body(x).to_string().contains("resolve"))
+            };
+            (resolved("/webhook") && resolved("/slack") && resolved("/pd")).then_some(r)
+        },
+    );
+    // The webhook: opened before resolved, each taken once.
+    let kinds: Vec<String> = on(&all, "/webhook")
+        .iter()
+        .filter(|r| r["answered"] == 200)
+        .map(|r| body(r)["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["incident.opened", "incident.resolved"],
+        "in order, once each"
+    );
+    // Slack: a text naming the check, escaped for mrkdwn, and blocks.
+    let slack = on(&all, "/slack");
+    assert_eq!(slack.len(), 2, "{slack:?}");
+    let first = body(&slack[0]);
+    assert!(
+        first["text"]
+            .as_str()
+            .unwrap()
+            .contains("Web &lt;b&gt;&amp;"),
+        "{first}"
+    );
+    assert!(first["blocks"].as_array().is_some_and(|b| b.len() >= 2));
+    // PagerDuty: trigger then resolve, one dedup key, the routing key sent.
+    let pd: Vec<serde_json::Value> = on(&all, "/pd").iter().map(body).collect();
+    let actions: Vec<&str> = pd
+        .iter()
+        .map(|b| b["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve"]);
+    assert_eq!(pd[0]["dedup_key"], pd[1]["dedup_key"]);
+    assert_eq!(pd[0]["routing_key"], "R0UT1NGKEY");
+    assert_eq!(pd[0]["payload"]["severity"], "critical");
+
+    let text = metrics(mport);
+    let delivered = |channel: &str| {
+        metric(
+            &text,
+            "statuspage_notifications_deliveries_total",
+            &[("channel", channel), ("outcome", "delivered")],
+        )
+    };
+    assert_eq!(
+        (delivered("ops"), delivered("chat"), delivered("pager")),
+        (2.0, 2.0, 2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "statuspage_notifications_attempts_total",
+            &[("channel", "ops"), ("result", "error")]
+        ),
+        2.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
