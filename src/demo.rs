@@ -40,7 +40,43 @@ pub(crate) fn search_slow(elapsed: Duration) -> bool {
     (elapsed.as_secs() / 60) % 3 == 1
 }
 
-/// The HTTP targets: `/checkout`, `/search`, `/health`.
+/// The demo's webhook signing secret (loopback only; a real one comes
+/// from `${WEBHOOK_SECRET}`).
+const DEMO_SECRET: &str = "whsec_ZGVtby1vbmx5LXNpZ25pbmcta2V5LTAxMjM0NQ==";
+
+/// The demo's webhook receiver: checks the Standard Webhooks signature and
+/// logs each event as it arrives.
+async fn hook(headers: http::HeaderMap, body: axum::body::Bytes) -> http::StatusCode {
+    use base64::Engine;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(DEMO_SECRET.trim_start_matches("whsec_"))
+        .unwrap_or_default();
+    let expected = ::ingest::notify::format::sign(&key, &id, timestamp.parse().unwrap_or(0), &body);
+    let verified = header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected);
+    let kind = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    tracing::info!(event = "demo_notification_delivered", id = %id, kind = %kind, verified);
+    if verified {
+        http::StatusCode::NO_CONTENT
+    } else {
+        http::StatusCode::UNAUTHORIZED
+    }
+}
+
+/// The HTTP targets: `/checkout`, `/search`, `/health`, and `/hooks`, the
+/// demo's notification receiver.
 async fn http_target(started: Instant, stop: CancellationToken) -> anyhow::Result<SocketAddr> {
     use axum::routing::get;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -68,7 +104,8 @@ async fn http_target(started: Instant, stop: CancellationToken) -> anyhow::Resul
                 "search ok\n"
             }),
         )
-        .route("/health", get(|| async { "ok\n" }));
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/hooks", axum::routing::post(hook));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -268,6 +305,12 @@ groups:
           server: {dns}
           expect:
             answers_include: [127.0.0.1]
+notifications:
+  channels:
+    - name: demo-webhook
+      webhook:
+        url: http://{http}/hooks
+        secret: "{DEMO_SECRET}"
 "#,
         tls_port = tls.port(),
         ca = ca.display(),

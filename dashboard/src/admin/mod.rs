@@ -9,6 +9,7 @@
 pub mod auth;
 mod incidents;
 mod maintenance;
+mod notifications;
 pub mod write;
 
 use crate::AppState;
@@ -131,6 +132,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(maintenance::list).post(maintenance::create),
         )
         .route("/admin/v1/maintenance/{id}", delete(maintenance::remove))
+        .route("/admin/v1/deliveries", get(notifications::list))
+        .route(
+            "/admin/v1/deliveries/{id}/resend",
+            post(notifications::resend),
+        )
+        .route("/admin/v1/channels/{name}/test", post(notifications::test))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             within_deadline,

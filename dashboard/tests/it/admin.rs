@@ -12,6 +12,7 @@ crate::both!(
     an_edited_automatic_incident_is_never_auto_resolved,
     maintenance_windows_from_the_api_and_from_the_config,
     bad_admin_requests_are_refused_clearly_and_write_nothing,
+    an_operator_lists_and_resends_deliveries_and_queues_a_test_event,
 );
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -491,4 +492,101 @@ async fn bad_admin_requests_are_refused_clearly_and_write_nothing(db: Db) {
         );
     }
     assert_eq!(count().await, before, "nothing was written");
+}
+
+/// An operator's incident writes its notification event in the same
+/// transaction; deliveries are listed with their errors, a failed one is
+/// sent again, and a test event is queued for one channel.
+async fn an_operator_lists_and_resends_deliveries_and_queues_a_test_event(db: Db) {
+    use crate::fixture::int;
+    let state = db.admin_state(TTL);
+    let made = as_alice(
+        &state,
+        "POST",
+        "/admin/v1/incidents",
+        r#"{"title": "Slow <checkout>", "message": "Looking.", "checks": ["api"]}"#,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.json()["id"].as_i64().unwrap();
+    let events = int(
+        &db.store,
+        &format!("SELECT count(*) FROM events WHERE type = 'incident.opened' AND subject = 'incident-{id}'"),
+    )
+    .await;
+    assert_eq!(events, 1, "the event is written with the incident");
+    let resolved = as_alice(
+        &state,
+        "POST",
+        &format!("/admin/v1/incidents/{id}/resolve"),
+        "",
+    )
+    .await;
+    assert_eq!(resolved.status, StatusCode::CREATED, "{}", resolved.body);
+    assert_eq!(
+        int(&db.store, &format!("SELECT count(*) FROM events WHERE type = 'incident.resolved' AND subject = 'incident-{id}'")).await,
+        1
+    );
+    // A delivery of the opened event that finally failed, as ingest marks it.
+    db.exec(&format!(
+        "INSERT INTO deliveries (event_id, channel, subject, seq, state, attempts, due_at, last_error, done_at)
+         SELECT id, 'ops', subject, seq, 'failed', 8, {at}, 'the receiver answered 500 (attempt 8, the last)', {at}
+         FROM events WHERE type = 'incident.opened' AND subject = 'incident-{id}'",
+        at = db.at(now())
+    ))
+    .await;
+    let listed = as_alice(&state, "GET", "/admin/v1/deliveries", "").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let rows = listed.json();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["channel"], "ops");
+    assert_eq!(row["state"], "failed");
+    assert_eq!(row["type"], "incident.opened");
+    assert_eq!(row["attempts"], 8);
+    assert!(row["last_error"].as_str().unwrap().contains("500"));
+    let delivery = row["id"].as_i64().unwrap();
+    let again = as_alice(
+        &state,
+        "POST",
+        &format!("/admin/v1/deliveries/{delivery}/resend"),
+        "",
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    assert_eq!(again.json()["state"], "pending");
+    assert_eq!(again.json()["attempts"], 0);
+    let twice = as_alice(
+        &state,
+        "POST",
+        &format!("/admin/v1/deliveries/{delivery}/resend"),
+        "",
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.body);
+    let unknown = as_alice(&state, "POST", "/admin/v1/deliveries/999999/resend", "").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let queued = as_alice(&state, "POST", "/admin/v1/channels/ops/test", "").await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    assert_eq!(
+        int(
+            &db.store,
+            "SELECT count(*) FROM events WHERE type = 'test' AND channel = 'ops'"
+        )
+        .await,
+        1
+    );
+    let bad = as_alice(&state, "POST", "/admin/v1/channels/no%20such/test", "").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let limited = as_alice(&state, "GET", "/admin/v1/deliveries?limit=0", "").await;
+    assert_eq!(
+        limited.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        limited.body
+    );
+    let one = as_alice(&state, "GET", "/admin/v1/deliveries?limit=1", "").await;
+    assert_eq!(one.json().as_array().unwrap().len(), 1);
+    let anonymous = send(&state, "GET", "/admin/v1/deliveries", &[], String::new()).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }

@@ -138,6 +138,7 @@ pub async fn run(
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned: Option<tokio::time::Instant> = None;
+    let mut counted: Vec<String> = Vec::new();
     loop {
         tokio::select! {
             _ = poll.tick() => {}
@@ -147,6 +148,21 @@ pub async fn run(
         let Some(current) = catalog.borrow().clone() else {
             continue;
         };
+        // Every channel's counters exist from the start, at zero, so that
+        // `increase()` sees its first failure (an alert rule relies on it).
+        for c in &current.notifications.channels {
+            if !counted.contains(&c.name) {
+                counted.push(c.name.clone());
+                for outcome in ["delivered", "failed"] {
+                    counter!(DELIVERIES, "channel" => c.name.clone(), "outcome" => outcome)
+                        .increment(0);
+                }
+                for result in ["ok", "error"] {
+                    counter!(ATTEMPTS, "channel" => c.name.clone(), "result" => result)
+                        .increment(0);
+                }
+            }
+        }
         let now = clock();
         let routing = |e: &EventRow| route(&current, e);
         match store.expand_events(&routing, now, 200).await {

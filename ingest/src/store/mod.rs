@@ -617,6 +617,12 @@ impl Store {
         both!(self, s => s.subscribe())
     }
 
+    /// Wakes this process's notification workers at once: outbox events
+    /// were committed outside the incident flow (which wakes them itself).
+    pub fn wake_notifications(&self) {
+        self.announce(Vec::new());
+    }
+
     /// Tells subscribers these checks' status or incident changed.
     pub(crate) fn announce(&self, changed: Vec<String>) {
         let _ = both!(self, s => s.changes.send(changed));

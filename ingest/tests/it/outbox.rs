@@ -220,3 +220,229 @@ crate::conformance!(
     deliveries_go_out_in_order_and_are_marked_only_under_their_lease,
     an_event_that_cannot_be_written_takes_its_incident_change_with_it,
 );
+
+/// A receiver on loopback: records each request's `webhook-id` in arrival
+/// order, answering 503 while `refusing` and 200 otherwise.
+struct Receiver {
+    port: u16,
+    seen: std::sync::Arc<Mutex<Vec<String>>>,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, r) = (seen.clone(), refusing.clone());
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                let (s, r) = (s.clone(), r.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    // Headers, then the body by its length.
+                    let (head_end, length) = loop {
+                        let Ok(n) = c.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let Ok(n) = c.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let id = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("webhook-id: "))
+                        .unwrap_or("")
+                        .to_string();
+                    let status = if r.load(Ordering::SeqCst) {
+                        "503 Service Unavailable"
+                    } else {
+                        s.lock().unwrap().push(id);
+                        "200 OK"
+                    };
+                    let _ = c
+                        .write_all(
+                            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .as_bytes(),
+                        )
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            port,
+            seen,
+            refusing,
+        }
+    }
+
+    fn catalog(&self) -> std::sync::Arc<config::Catalog> {
+        let port = self.port;
+        std::sync::Arc::new(catalog(&format!(
+            "groups:\n  - name: G\n    checks:\n      - {{ name: web, id: web, http: {{ url: 'http://127.0.0.1:1/' }} }}\nnotifications:\n  channels:\n    - name: ops\n      webhook: {{ url: 'http://127.0.0.1:{port}/hook', secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw }}\n"
+        )))
+    }
+}
+
+/// `n` incident events, as committed changes would write them: incident
+/// `i % incidents`, in order.
+async fn events(pool: &sqlx::PgPool, n: i64, incidents: i64) {
+    for i in 0..n {
+        sqlx::query(
+            "INSERT INTO events (id, type, at, subject, seq, data) VALUES ($1, 'incident.updated', now(), $2, $3, $4)",
+        )
+        .bind(format!("incident-{}-{i}", i % incidents))
+        .bind(format!("incident-{}", i % incidents))
+        .bind(i)
+        .bind(r#"{"incident": {"id": 1, "checks": [{"id": "web", "name": "web"}]}}"#)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn workers(
+    stores: &[ingest::store::Store],
+    catalog: std::sync::Arc<config::Catalog>,
+    schedule: &str,
+) -> (
+    tokio_util::sync::CancellationToken,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let schedule = schedule
+        .split(',')
+        .map(|w| std::time::Duration::from_millis(w.parse().unwrap()))
+        .collect();
+    let settings = ingest::notify::Settings {
+        schedule,
+        ..Default::default()
+    };
+    let tasks = stores
+        .iter()
+        .map(|s| {
+            let (_tx, rx) = tokio::sync::watch::channel(Some(catalog.clone()));
+            let clock: ingest::consume::Clock = std::sync::Arc::new(now);
+            let store = s.clone();
+            let settings = settings.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                // The sender lives as long as the worker.
+                let _tx = _tx;
+                ingest::notify::run(store, settings, rx, clock, shutdown).await
+            })
+        })
+        .collect();
+    (shutdown, tasks)
+}
+
+/// Two ingest replicas (two stores on pools of their own) deliver 200
+/// events to one receiver: each id exactly once, none lost.
+#[sqlx::test(migrations = false)]
+async fn two_replicas_deliver_each_event_exactly_once(pool: sqlx::PgPool) {
+    let one = store(pool.clone()).await;
+    let two = another_store(&pool).await;
+    let receiver = Receiver::start().await;
+    events(&pool, 200, 200).await;
+    let (stop, tasks) = workers(&[one, two], receiver.catalog(), "0,100,100");
+    eventually(30, "200 deliveries", || async {
+        let received = receiver.seen.lock().unwrap().len();
+        received >= 200
+            && count(
+                &pool,
+                "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+            )
+            .await
+                == 200
+    })
+    .await;
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = receiver.seen.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), distinct.len()),
+        (200, 200),
+        "each id exactly once"
+    );
+}
+
+/// A receiver down for a while gets everything once it is back, and within
+/// each incident in the order the changes were made.
+#[sqlx::test(migrations = false)]
+async fn a_receiver_back_from_an_outage_gets_everything_in_order(pool: sqlx::PgPool) {
+    let one = store(pool.clone()).await;
+    let receiver = Receiver::start().await;
+    receiver
+        .refusing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    events(&pool, 30, 3).await;
+    let (stop, tasks) = workers(
+        &[one],
+        receiver.catalog(),
+        "0,200,200,200,200,200,200,200,200,200,200,200,200,200,200",
+    );
+    eventually(
+        20,
+        "attempts failing while the receiver is down",
+        || async { count(&pool, "SELECT count(*) FROM deliveries WHERE attempts >= 2").await >= 3 },
+    )
+    .await;
+    receiver
+        .refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually(30, "all 30 delivered", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+        )
+        .await
+            == 30
+    })
+    .await;
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 30);
+    for incident in 0..3 {
+        let order: Vec<i64> = seen
+            .iter()
+            .filter_map(|id| {
+                let rest = id.strip_prefix(&format!("incident-{incident}-"))?;
+                rest.parse().ok()
+            })
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "incident {incident} in order");
+        assert_eq!(order.len(), 10);
+    }
+}
