@@ -350,6 +350,9 @@ pub(crate) struct NotifyFlags {
     /// Delivered and finally failed notification rows are deleted this long after.
     #[arg(long, env = "STATUSPAGE_NOTIFY_KEEP", default_value = "30d", value_parser = parse_duration)]
     pub notify_keep: std::time::Duration,
+    /// How long before a maintenance window starts `maintenance.starting` is sent.
+    #[arg(long, env = "STATUSPAGE_NOTIFY_MAINTENANCE_LEAD", default_value = "60m", value_parser = parse_duration)]
+    pub notify_maintenance_lead: std::time::Duration,
 }
 
 impl NotifyFlags {
@@ -366,6 +369,7 @@ impl NotifyFlags {
             public_url,
             schedule: self.notify_retry_schedule.clone(),
             keep: self.notify_keep,
+            maintenance_lead: self.notify_maintenance_lead,
             ..Default::default()
         })
     }

@@ -3,7 +3,8 @@
     python deploy/check/helm.py lint CHART VALUES...        strict lint, once per values file
     python deploy/check/helm.py render CHART VALUES NAMESPACE OUT
         writes every rendered manifest to OUT, the checks ConfigMap's YAML to OUT.checks.yaml, and
-        the names of the Secret keys agents get as environment (for ${VAR} in checks) to OUT.env
+        the names of the Secret keys agents and ingest get as environment (for ${VAR} in checks and
+        notifications) to OUT.env
     python deploy/check/helm.py wiring RENDERED BINARY WORKDIR
         starts the real binary as each rendered container would run (its args, its environment,
         with local stand-ins for paths, secrets and addresses) and fails if a flag or environment
@@ -67,9 +68,11 @@ def render(chart, path, namespace, out):
     for o in objects:
         if o["kind"] == "ConfigMap" and "checks.yaml" in o.get("data", {}):
             checks = o["data"]["checks.yaml"]
-        if o["kind"] == "DaemonSet":
-            for e in o["spec"]["template"]["spec"]["containers"][0].get("env", []):
-                if "secretKeyRef" in e.get("valueFrom", {}):
+        # The agents' check secrets, and ingest's notification secrets: `validate` reads both.
+        container = o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0]
+        if o["kind"] == "DaemonSet" or (o["kind"] == "Deployment" and container.get("args") == ["ingest"]):
+            for e in container.get("env", []):
+                if "secretKeyRef" in e.get("valueFrom", {}) and not e["name"].startswith("STATUSPAGE_"):
                     env.append(e["name"])
     with open(out + ".checks.yaml", "w", encoding="utf-8") as f:
         f.write(checks or "")

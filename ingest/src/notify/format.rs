@@ -145,7 +145,47 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+fn slack_maintenance(event: &EventRow, data: &Value) -> Value {
+    let name = field(data, "window", "name");
+    let checks: Vec<&str> = data
+        .get("window")
+        .and_then(|w| w.get("checks"))
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let checks = escape(&checks.join(", "));
+    let verb = match event.kind.as_str() {
+        "maintenance.scheduled" => "Maintenance scheduled",
+        "maintenance.starting" => "Maintenance starting soon",
+        "maintenance.started" => "Maintenance started",
+        "maintenance.completed" => "Maintenance completed",
+        other => other,
+    };
+    let (starts, ends) = (
+        field(data, "window", "starts_at"),
+        field(data, "window", "ends_at"),
+    );
+    json!({
+        "text": format!("{verb}: {} ({checks}), {starts} to {ends}", escape(name)),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": format!("{verb}: {name}")}},
+            {"type": "section", "fields": [
+                {"type": "mrkdwn", "text": format!("*Starts*\n{starts}")},
+                {"type": "mrkdwn", "text": format!("*Ends*\n{ends}")},
+                {"type": "mrkdwn", "text": format!("*Affected*\n{checks}")},
+            ]},
+        ],
+    })
+}
+
 fn slack(event: &EventRow, data: &Value) -> Value {
+    if event.kind.starts_with("maintenance.") {
+        return slack_maintenance(event, data);
+    }
     let title = escape(field(data, "incident", "title"));
     let state = field(data, "incident", "state");
     let impact = field(data, "incident", "impact");
@@ -214,6 +254,58 @@ fn pagerduty(routing_key: &str, event: &EventRow, data: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(kind: &str, data: Value) -> EventRow {
+        EventRow {
+            id: "maintenance-3-started".into(),
+            kind: kind.into(),
+            at: 1_796_000_000_000,
+            subject: "maintenance-3".into(),
+            seq: 3,
+            data: data.to_string(),
+            channel: None,
+        }
+    }
+
+    #[test]
+    fn maintenance_reaches_slack_and_webhooks_but_never_pages() {
+        let e = event(
+            "maintenance.started",
+            json!({"window": {"id": 3, "name": "DB <upgrade>", "checks": [{"id": "db", "name": "Database"}],
+                   "starts_at": "2026-12-02T02:00:00Z", "ends_at": "2026-12-02T03:00:00Z"}}),
+        );
+        let slack = url::Url::parse("https://hooks.slack.test/x").unwrap();
+        let body = request(&ChannelKind::Slack { url: slack }, &e, None, 0).body;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["text"],
+            "Maintenance started: DB &lt;upgrade&gt; (Database), 2026-12-02T02:00:00Z to 2026-12-02T03:00:00Z"
+        );
+        let pd = ChannelKind::PagerDuty {
+            url: url::Url::parse("https://pd.test/").unwrap(),
+            routing_key: "k".into(),
+        };
+        assert!(!heard_by(&pd, "maintenance.started"));
+        assert!(!heard_by(&pd, "incident.updated"));
+        assert!(heard_by(&pd, "incident.opened"));
+        let page = url::Url::parse("https://status.example.com/").unwrap();
+        let hook = ChannelKind::Webhook {
+            url: page.clone(),
+            secrets: vec![b"0123456789abcdef01234567".to_vec()],
+        };
+        let r = request(&hook, &e, Some(&page), 1_796_000_000);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["type"], "maintenance.started");
+        assert_eq!(v["data"]["page"], "https://status.example.com/");
+        assert_eq!(
+            r.headers[0],
+            ("webhook-id", "maintenance-3-started".to_string())
+        );
+        assert_eq!(
+            r.headers[1],
+            ("webhook-timestamp", "1796000000".to_string())
+        );
+    }
 
     #[test]
     fn the_signature_matches_the_standard_webhooks_example() {

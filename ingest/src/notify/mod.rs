@@ -51,6 +51,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// Delivered and failed rows are deleted this long after.
     pub keep: Duration,
+    /// How long before a maintenance window `maintenance.starting` is sent.
+    pub maintenance_lead: Duration,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             request_deadline: Duration::from_secs(10),
             concurrency: 8,
             keep: Duration::from_secs(30 * 86_400),
+            maintenance_lead: Duration::from_secs(3600),
         }
     }
 }
@@ -91,6 +94,7 @@ pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
     let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
     let slugs: Vec<&str> = data
         .get("incident")
+        .or_else(|| data.get("window"))
         .and_then(|i| i.get("checks"))
         .and_then(|c| c.as_array())
         .map(|cs| cs.iter().filter_map(|c| c.get("id")?.as_str()).collect())
@@ -139,6 +143,7 @@ pub async fn run(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned: Option<tokio::time::Instant> = None;
     let mut counted: Vec<String> = Vec::new();
+    let mut turns: u64 = 0;
     loop {
         tokio::select! {
             _ = poll.tick() => {}
@@ -164,6 +169,15 @@ pub async fn run(
             }
         }
         let now = clock();
+        // Maintenance comes due with time: looked at every few seconds.
+        if turns % 5 == 0
+            && let Err(e) = store
+                .write_maintenance_events(now, settings.maintenance_lead.as_millis() as i64)
+                .await
+        {
+            tracing::warn!(event = "maintenance_events_failed", error = %e);
+        }
+        turns = turns.wrapping_add(1);
         let routing = |e: &EventRow| route(&current, e);
         match store.expand_events(&routing, now, 200).await {
             Ok(n) if n > 0 => tracing::debug!(event = "events_expanded", events = n),

@@ -1,7 +1,9 @@
 //! The notification outbox, written once for both databases.
 //!
 //! - An **event** is written in the transaction of the change that causes
-//!   it ([`incident_event`]), with an id derived from that change.
+//!   it ([`incident_event`]), with an id derived from that change; the
+//!   maintenance events come due with time, and are written once each by
+//!   whichever replica sees them first ([`maintenance_events`]).
 //! - [`Store::expand_events`] turns each event into one **delivery** per
 //!   matching channel (unique on event and channel), outside the check locks.
 //! - [`Store::lease_deliveries`] leases due deliveries (sets `locked_until`
@@ -154,6 +156,115 @@ pub async fn incident_event(
     )
     .await?;
     Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct WindowFacts {
+    id: i64,
+    source: String,
+    name: String,
+    description: Option<String>,
+    checks: String,
+    starts_at: i64,
+    ends_at: i64,
+}
+
+/// The maintenance events due at `now`, written once each (their ids are
+/// `maintenance-{window}-{kind}`): `scheduled` for every window not yet
+/// ended, `starting` within `lead` of its start, `started` while it runs,
+/// `completed` once it has ended (within the hour). Idempotent, so any
+/// replica may run it at any time; returns how many were new.
+pub async fn maintenance_events(
+    conn: &mut Conn<'_>,
+    now: Millis,
+    lead: Millis,
+) -> Result<u64, StoreError> {
+    let d = conn.dialect();
+    let windows: Vec<WindowFacts> = conn
+        .rows(
+            &format!(
+                "SELECT {} AS id, source, name, description, {} AS checks, {} AS starts_at,
+                        {} AS ends_at
+                 FROM maintenance_windows WHERE ends_at > {} ORDER BY id",
+                d.int("id"),
+                d.json_list("checks"),
+                d.ms("starts_at"),
+                d.ms("ends_at"),
+                d.at(1)
+            ),
+            &[Arg::Int(now - 3_600_000)],
+        )
+        .await?;
+    let mut made = 0;
+    for w in windows {
+        let slugs: Vec<String> = serde_json::from_str(&w.checks).unwrap_or_default();
+        let mut kinds = vec![("scheduled", 1, now.min(w.starts_at))];
+        if now >= w.starts_at - lead && now < w.starts_at {
+            kinds.push(("starting", 2, w.starts_at - lead));
+        }
+        if now >= w.starts_at && now < w.ends_at {
+            kinds.push(("started", 3, w.starts_at));
+        }
+        if now >= w.ends_at {
+            kinds.push(("completed", 4, w.ends_at));
+        }
+        let names: Vec<(String, String)> = conn
+            .rows(
+                &format!(
+                    "SELECT slug, name FROM checks WHERE slug IN ({}) ORDER BY slug",
+                    d.list(1)
+                ),
+                &[Arg::list(&slugs)],
+            )
+            .await?;
+        let checks: Vec<serde_json::Value> = slugs
+            .iter()
+            .map(|slug| {
+                let name = names
+                    .iter()
+                    .find(|n| &n.0 == slug)
+                    .map_or(slug.as_str(), |n| n.1.as_str());
+                json!({"id": slug, "name": name})
+            })
+            .collect();
+        let data = json!({
+            "window": {
+                "id": w.id,
+                "source": w.source,
+                "name": w.name,
+                "description": w.description,
+                "checks": checks,
+                "starts_at": instant(w.starts_at),
+                "ends_at": instant(w.ends_at),
+            },
+        })
+        .to_string();
+        for (kind, seq, at) in kinds {
+            made += conn
+                .exec(
+                    &format!(
+                        "INSERT INTO events (id, type, at, subject, seq, data)
+                         VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (id) DO NOTHING",
+                        d.p(1),
+                        d.p(2),
+                        d.at(3),
+                        d.p(4),
+                        d.p(5),
+                        d.p(6)
+                    ),
+                    &[
+                        Arg::Text(format!("maintenance-{}-{kind}", w.id)),
+                        Arg::Text(format!("maintenance.{kind}")),
+                        Arg::Int(at),
+                        Arg::Text(format!("maintenance-{}", w.id)),
+                        Arg::Int(seq),
+                        Arg::Text(data.clone()),
+                    ],
+                )
+                .await?;
+        }
+    }
+    Ok(made)
 }
 
 /// An event not yet expanded into deliveries.
@@ -312,6 +423,24 @@ impl Store {
                 .await?;
                 tx.commit().await?;
                 Ok(events.len())
+            }),
+        )
+        .await
+    }
+
+    /// Writes the maintenance events due at `now` (see [`maintenance_events`]).
+    pub async fn write_maintenance_events(
+        &self,
+        now: Millis,
+        lead: Millis,
+    ) -> Result<u64, StoreError> {
+        self.within(
+            "writing maintenance events",
+            retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                let made = maintenance_events(&mut tx.conn(), now, lead).await?;
+                tx.commit().await?;
+                Ok(made)
             }),
         )
         .await

@@ -215,7 +215,95 @@ async fn an_event_that_cannot_be_written_takes_its_incident_change_with_it(db: D
     assert_eq!(kinds, ["incident.opened"]);
 }
 
+/// An instant literal in SQL.
+fn instant(db: &Db, ms: i64) -> String {
+    match &**db {
+        View::Pg(_) => format!("to_timestamp({ms} / 1000.0)"),
+        View::Sqlite(_) => ms.to_string(),
+    }
+}
+
+/// A maintenance window tells the channels four times, each once: when it
+/// is scheduled, an hour before it starts, when it starts and when it ends,
+/// whichever replica looks, however often.
+async fn a_maintenance_window_is_scheduled_starting_started_and_completed_once_each(db: Db) {
+    let t = now();
+    let hour = 60 * MINUTE;
+    db.exec(&format!(
+        "INSERT INTO maintenance_windows (source, name, description, checks, starts_at, ends_at, created_by, created_at)
+         VALUES ('api', 'Database upgrade', 'Minor version.', {checks}, {starts}, {ends}, 'alice', {now})",
+        checks = match &*db {
+            View::Pg(_) => "ARRAY['web']".to_string(),
+            View::Sqlite(_) => "'[\"web\"]'".to_string(),
+        },
+        starts = instant(&db, t + 3 * hour),
+        ends = instant(&db, t + 4 * hour),
+        now = instant(&db, t),
+    ))
+    .await;
+    let store = &db.store;
+    let lead = hour;
+    let kinds =
+        |events: Vec<EventRow>| -> Vec<String> { events.into_iter().map(|e| e.kind).collect() };
+    assert_eq!(store.write_maintenance_events(t, lead).await.unwrap(), 1);
+    assert_eq!(
+        store.write_maintenance_events(t, lead).await.unwrap(),
+        0,
+        "once"
+    );
+    assert_eq!(kinds(expand(store).await), ["maintenance.scheduled"]);
+    assert_eq!(
+        store
+            .write_maintenance_events(t + 2 * hour + MINUTE, lead)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .write_maintenance_events(t + 3 * hour + MINUTE, lead)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .write_maintenance_events(t + 3 * hour + 2 * MINUTE, lead)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .write_maintenance_events(t + 4 * hour + MINUTE, lead)
+            .await
+            .unwrap(),
+        1
+    );
+    let events = expand(store).await;
+    let data: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(
+        kinds(events),
+        [
+            "maintenance.starting",
+            "maintenance.started",
+            "maintenance.completed"
+        ]
+    );
+    assert_eq!(data["window"]["name"], "Database upgrade");
+    assert_eq!(data["window"]["checks"][0]["id"], "web");
+    // Long after, nothing more.
+    assert_eq!(
+        store
+            .write_maintenance_events(t + 9 * hour, lead)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 crate::conformance!(
+    a_maintenance_window_is_scheduled_starting_started_and_completed_once_each,
     each_incident_update_writes_one_event_expanded_once_per_channel,
     deliveries_go_out_in_order_and_are_marked_only_under_their_lease,
     an_event_that_cannot_be_written_takes_its_incident_change_with_it,
