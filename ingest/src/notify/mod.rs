@@ -170,7 +170,7 @@ pub async fn run(
         }
         let now = clock();
         // Maintenance comes due with time: looked at every few seconds.
-        if turns % 5 == 0
+        if turns.is_multiple_of(5)
             && let Err(e) = store
                 .write_maintenance_events(now, settings.maintenance_lead.as_millis() as i64)
                 .await
