@@ -350,6 +350,9 @@ pub(crate) struct NotifyFlags {
     /// Delivered and finally failed notification rows are deleted this long after.
     #[arg(long, env = "STATUSPAGE_NOTIFY_KEEP", default_value = "30d", value_parser = parse_duration)]
     pub notify_keep: std::time::Duration,
+    /// Each notification request's deadline. A delivery is leased for six times this: a worker that dies mid-send has its rows taken over that long after.
+    #[arg(long, env = "STATUSPAGE_NOTIFY_REQUEST_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub notify_request_deadline: std::time::Duration,
     /// How long before a maintenance window starts `maintenance.starting` is sent.
     #[arg(long, env = "STATUSPAGE_NOTIFY_MAINTENANCE_LEAD", default_value = "60m", value_parser = parse_duration)]
     pub notify_maintenance_lead: std::time::Duration,
@@ -370,6 +373,8 @@ impl NotifyFlags {
             schedule: self.notify_retry_schedule.clone(),
             keep: self.notify_keep,
             maintenance_lead: self.notify_maintenance_lead,
+            request_deadline: self.notify_request_deadline,
+            lease: self.notify_request_deadline * 6,
             ..Default::default()
         })
     }

@@ -245,3 +245,120 @@ notifications:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A plain receiver on `port`, in this process: records each request's
+/// `webhook-id` and body's `type`, and takes everything.
+fn plain_receiver(port: u16) -> Arc<std::sync::Mutex<Vec<(String, String)>>> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let text = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break String::from_utf8_lossy(&buf).to_string();
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break text;
+                    }
+                }
+            };
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let id = head
+                .lines()
+                .find_map(|l| l.strip_prefix("webhook-id: "))
+                .unwrap_or("")
+                .to_string();
+            let kind = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            record.lock().unwrap().push((id, kind));
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    seen
+}
+
+/// SIGKILL straight after an incident commits, with its receiver not yet
+/// up: the event was committed with the incident, so the next process
+/// delivers it (once its dead predecessor's lease, if any, has expired).
+#[test]
+fn an_event_committed_before_a_sigkill_is_delivered_by_the_next_process() {
+    let dir = std::env::temp_dir().join(format!("statuspage-notify-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rport = free_port();
+    let target = http_target(|_| true);
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults:\n  interval: 1s\n  timeout: 500ms\n  failure_threshold: 2\ngroups:\n  - name: Local\n    checks:\n      - {{ name: Web, id: web, http: {{ url: 'http://127.0.0.1:{target}/' }} }}\nnotifications:\n  channels:\n    - name: ops\n      webhook: {{ url: 'http://127.0.0.1:{rport}/hook', secret: '{SECRET}' }}\n"
+        ),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.join("s.db").display());
+    let start = |port: u16| {
+        Reaped(
+            Command::new(env!("CARGO_BIN_EXE_statuspage"))
+                .args(["standalone", "--config"])
+                .arg(&config)
+                .args(["--database-url", &db])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args([
+                    "--notify-retry-schedule",
+                    "0s,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+                ])
+                .args(["--notify-request-deadline", "1s"])
+                .env_remove("STATUSPAGE_DATABASE_URL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let port = free_port();
+    let mut first = start(port);
+    until(Duration::from_secs(30), "an open incident", || {
+        let v = support::http_json(port, "/api/v1/incidents?state=open")?;
+        (!v.as_array()?.is_empty()).then_some(())
+    });
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let seen = plain_receiver(rport);
+    let port = free_port();
+    let _second = start(port);
+    let (got, _) = until(
+        Duration::from_secs(30),
+        "the event delivered by the next process",
+        || {
+            let s = seen.lock().unwrap().clone();
+            s.iter()
+                .any(|(_, kind)| kind == "incident.opened")
+                .then_some(s)
+        },
+    );
+    let opened: Vec<&(String, String)> =
+        got.iter().filter(|(_, k)| k == "incident.opened").collect();
+    assert_eq!(opened.len(), 1, "{got:?}");
+    assert!(opened[0].0.starts_with("incident-"), "{got:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -142,6 +142,20 @@ pub fn describe() {
     );
     describe_gauge!(AGENT_SEEN, "When each agent's newest message was sent.");
     describe_gauge!(INCIDENTS_OPEN, "Incidents not resolved.");
+    use crate::notify::{ATTEMPTS, DELIVERIES, OLDEST, PENDING};
+    describe_counter!(
+        DELIVERIES,
+        "Notification deliveries that ended, by channel and outcome (delivered, or failed for good)."
+    );
+    describe_counter!(
+        ATTEMPTS,
+        "Notification delivery attempts, by channel and result."
+    );
+    describe_gauge!(PENDING, "Notification deliveries waiting to be sent.");
+    describe_gauge!(
+        OLDEST,
+        "How long the oldest pending notification has waited since its event."
+    );
 }
 
 /// Ingest's instruments, and the state its gauges publish.
