@@ -69,6 +69,16 @@ struct Inherited {
     public: Setting<bool>,
 }
 
+/// A value as an error message may show it: quoted and clipped, or, when
+/// it came from the environment (a secret), only where it came from.
+fn shown(cx: &Cx, id: NodeId, what: &str, text: &str) -> String {
+    if cx.doc.node(id).is_secret() {
+        format!("{what} from an environment variable")
+    } else {
+        format!("`{}`", clip(text, 80))
+    }
+}
+
 /// The most consecutive results a threshold may ask for.
 const MAX_THRESHOLD: u32 = 100;
 

@@ -152,11 +152,7 @@ fn channel(cx: &Cx, raw: RawChannel, at: NodeId) -> Option<FileChannel> {
 /// checks every address a name resolves to.
 fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
     let text = cx.get(f)?;
-    let shown = if cx.doc.node(f.id).is_secret() {
-        "a URL from an environment variable".to_string()
-    } else {
-        format!("`{}`", clip(&text, 80))
-    };
+    let shown = super::shown(cx, f.id, "a URL", &text);
     let parsed = match url::Url::parse(&text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
         _ => {

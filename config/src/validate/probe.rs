@@ -112,11 +112,7 @@ fn http(cx: &Cx, raw: RawHttp, timeout: Duration) -> Option<HttpProbe> {
 
 fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
     let text = cx.get(f)?;
-    let shown = if cx.doc.node(f.id).is_secret() {
-        "a URL from an environment variable".to_string()
-    } else {
-        format!("`{}`", clip(&text, 80))
-    };
+    let shown = super::shown(cx, f.id, "a URL", &text);
     match url::Url::parse(&text) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
             cx.error(

@@ -112,10 +112,12 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-/// The checks an event is about, by name: `Web, API`.
+/// The checks an event is about, by name: `Web, API` (its `incident`'s
+/// or its `window`'s).
 fn check_names(data: &Value) -> String {
     let names: Vec<&str> = data
         .get("incident")
+        .or_else(|| data.get("window"))
         .and_then(|i| i.get("checks"))
         .and_then(Value::as_array)
         .map(|cs| {
@@ -147,17 +149,7 @@ fn escape(text: &str) -> String {
 
 fn slack_maintenance(event: &EventRow, data: &Value) -> Value {
     let name = field(data, "window", "name");
-    let checks: Vec<&str> = data
-        .get("window")
-        .and_then(|w| w.get("checks"))
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
-    let checks = escape(&checks.join(", "));
+    let checks = escape(&check_names(data));
     let verb = match event.kind.as_str() {
         "maintenance.scheduled" => "Maintenance scheduled",
         "maintenance.starting" => "Maintenance starting soon",
