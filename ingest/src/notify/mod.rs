@@ -179,37 +179,21 @@ pub async fn run(
         }
         turns = turns.wrapping_add(1);
         let routing = |e: &EventRow| route(&current, e);
-        match store.expand_events(&routing, now, 200).await {
-            Ok(n) if n > 0 => tracing::debug!(event = "events_expanded", events = n),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(event = "events_expand_failed", error = %e);
-                continue;
-            }
-        }
-        // Send while rows are due; each round leases a batch.
+        // Expand a batch, send what is due, and again while batches come full.
         loop {
-            let now = clock();
-            let leased = match store
-                .lease_deliveries(now, settings.lease.as_millis() as i64, 64)
-                .await
-            {
-                Ok(l) => l,
+            let expanded = match store.expand_events(&routing, clock(), EXPAND_BATCH).await {
+                Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(event = "deliveries_lease_failed", error = %e);
-                    break;
+                    tracing::warn!(event = "events_expand_failed", error = %e);
+                    0
                 }
             };
-            if leased.is_empty() {
-                break;
-            }
-            futures_util::stream::iter(leased)
-                .for_each_concurrent(settings.concurrency.max(1), |l| {
-                    deliver(&store, &settings, &current, &tls, &clock, l)
-                })
-                .await;
+            send_due(&store, &settings, &current, &tls, &clock).await;
             if shutdown.is_cancelled() {
                 return;
+            }
+            if expanded < EXPAND_BATCH as usize {
+                break;
             }
         }
         match store.outbox_backlog(clock()).await {
@@ -229,15 +213,66 @@ pub async fn run(
     }
 }
 
-/// One attempt of one leased delivery, and its outcome marked.
-async fn deliver(
+/// Events expanded in one transaction.
+const EXPAND_BATCH: i64 = 200;
+
+/// Sends while deliveries are due: each round leases a batch, sends it
+/// `concurrency` requests at a time, and marks the outcomes together.
+async fn send_due(
     store: &Store,
     settings: &Settings,
     catalog: &Catalog,
     tls: &Arc<rustls::ClientConfig>,
     clock: &Clock,
-    leased: Leased,
 ) {
+    loop {
+        let leased = match store
+            .lease_deliveries(clock(), settings.lease.as_millis() as i64, 64)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(event = "deliveries_lease_failed", error = %e);
+                return;
+            }
+        };
+        if leased.is_empty() {
+            return;
+        }
+        let done: Vec<(Leased, Outcome)> = futures_util::stream::iter(leased)
+            .map(|l| deliver(settings, catalog, tls, clock, l))
+            .buffer_unordered(settings.concurrency.max(1))
+            .collect()
+            .await;
+        // The batch's outcomes are marked in one commit: a worker that dies
+        // before it sends those rows again once their lease expires.
+        let marks: Vec<(i64, i64, Outcome)> = done
+            .iter()
+            .map(|(l, o)| (l.id, l.attempt, o.clone()))
+            .collect();
+        match store.finish_deliveries(&marks, clock()).await {
+            Ok(kept) => {
+                for ((l, _), kept) in done.iter().zip(kept) {
+                    if !kept {
+                        tracing::warn!(event = "notification_lease_lost", channel = %l.channel, id = %l.event.id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event = "notification_mark_failed", deliveries = done.len(), error = %e)
+            }
+        }
+    }
+}
+
+/// One attempt of one leased delivery, and what came of it.
+async fn deliver(
+    settings: &Settings,
+    catalog: &Catalog,
+    tls: &Arc<rustls::ClientConfig>,
+    clock: &Clock,
+    leased: Leased,
+) -> (Leased, Outcome) {
     let channel = leased.channel.clone();
     let outcome = match catalog.notifications.channel(&channel) {
         // The channel left the config: nothing can be sent to it.
@@ -281,18 +316,7 @@ async fn deliver(
             tracing::error!(event = "notification_failed", channel = %channel, id = %leased.event.id, attempt = leased.attempt, error = %error);
         }
     }
-    match store
-        .finish_delivery(leased.id, leased.attempt, &outcome, clock())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(event = "notification_lease_lost", channel = %channel, id = %leased.event.id)
-        }
-        Err(e) => {
-            tracing::warn!(event = "notification_mark_failed", channel = %channel, id = %leased.event.id, error = %e)
-        }
-    }
+    (leased, outcome)
 }
 
 /// What an answer means: 2xx delivered; 4xx other than 408 and 429 failed

@@ -389,28 +389,24 @@ impl Store {
                         &[Arg::Int(limit)],
                     )
                     .await?;
-                for e in &events {
-                    for channel in route(e) {
-                        tx.exec(
-                            &format!(
-                                "INSERT INTO deliveries (event_id, channel, subject, seq, due_at)
-                                 VALUES ({}, {}, {}, {}, {}) ON CONFLICT (event_id, channel) DO NOTHING",
-                                d.p(1),
-                                d.p(2),
-                                d.p(3),
-                                d.p(4),
-                                d.at(5)
-                            ),
-                            &[
-                                Arg::Text(e.id.clone()),
-                                Arg::Text(channel),
-                                Arg::Text(e.subject.clone()),
-                                Arg::Int(e.seq),
-                                Arg::Int(now),
-                            ],
-                        )
-                        .await?;
-                    }
+                // Every (event, channel) pair in one statement.
+                let pairs: Vec<(String, String)> = events
+                    .iter()
+                    .flat_map(|e| route(e).into_iter().map(|c| (e.id.clone(), c)))
+                    .collect();
+                if !pairs.is_empty() {
+                    tx.exec(
+                        &format!(
+                            "INSERT INTO deliveries (event_id, channel, subject, seq, due_at)
+                             SELECT p.event_id, p.channel, e.subject, e.seq, {}
+                             FROM ({}) p JOIN events e ON e.id = p.event_id
+                             WHERE true ON CONFLICT (event_id, channel) DO NOTHING",
+                            d.at(2),
+                            d.text_pairs(1, "event_id", "channel")
+                        ),
+                        &[Arg::text_pairs(&pairs), Arg::Int(now)],
+                    )
+                    .await?;
                 }
                 let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
                 tx.exec(
@@ -499,7 +495,7 @@ impl Store {
                         &format!(
                             "SELECT {} AS delivery_id, d.channel, {} AS attempt, {}
                              FROM deliveries d JOIN events e ON e.id = d.event_id
-                             WHERE d.id IN ({}) ORDER BY e.seq",
+                             WHERE d.id IN ({}) ORDER BY e.seq, d.channel",
                             d.int("d.id"),
                             d.int("d.attempts"),
                             event_columns(d, "e"),
@@ -524,46 +520,90 @@ impl Store {
         outcome: &Outcome,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let pool = self.sql();
-        let d = pool.dialect();
-        let (set, args) = match outcome {
-            Outcome::Delivered => (
-                format!(
-                    "state = 'delivered', done_at = {}, locked_until = NULL, last_error = NULL",
-                    d.at(3)
-                ),
-                vec![Arg::Int(now)],
-            ),
-            Outcome::Retry { at, error } => (
-                format!(
-                    "due_at = {}, locked_until = NULL, last_error = {}",
-                    d.at(3),
-                    d.p(4)
-                ),
-                vec![Arg::Int(*at), Arg::Text(error.clone())],
-            ),
-            Outcome::Failed { error } => (
-                format!(
-                    "state = 'failed', done_at = {}, locked_until = NULL, last_error = {}",
-                    d.at(3),
-                    d.p(4)
-                ),
-                vec![Arg::Int(now), Arg::Text(error.clone())],
-            ),
-        };
-        let mut all = vec![Arg::Int(id), Arg::Int(attempt)];
-        all.extend(args);
-        let sql = format!(
-            "UPDATE deliveries SET {set} WHERE id = {} AND attempts = {} AND state = 'pending'",
-            d.p(1),
-            d.p(2)
-        );
-        let changed = self
-            .within("marking a delivery", async {
-                Ok(pool.exec(&sql, &all).await?)
-            })
+        let kept = self
+            .finish_deliveries(&[(id, attempt, outcome.clone())], now)
             .await?;
-        Ok(changed == 1)
+        Ok(kept.first().copied().unwrap_or(false))
+    }
+
+    /// Marks several attempts `(delivery, attempt, outcome)` in one commit;
+    /// for each, false when its lease was lost and it was left as it was.
+    pub async fn finish_deliveries(
+        &self,
+        marks: &[(i64, i64, Outcome)],
+        now: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.within(
+            "marking deliveries",
+            retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                let d = tx.dialect();
+                // The delivered ones (the usual case) in one statement.
+                let delivered: Vec<[i64; 2]> = marks
+                    .iter()
+                    .filter(|m| matches!(m.2, Outcome::Delivered))
+                    .map(|m| [m.0, m.1])
+                    .collect();
+                let mut done: Vec<i64> = Vec::new();
+                if !delivered.is_empty() {
+                    let rows: Vec<(i64,)> = tx
+                        .rows(
+                            &format!(
+                                "UPDATE deliveries SET state = 'delivered', done_at = {},
+                                     locked_until = NULL, last_error = NULL
+                                 WHERE state = 'pending' AND id IN
+                                     (SELECT t.id FROM ({}) t
+                                      WHERE t.id = deliveries.id AND t.attempt = deliveries.attempts)
+                                 RETURNING {}",
+                                d.at(2),
+                                d.tuples(1, &["id", "attempt"]),
+                                d.int("id")
+                            ),
+                            &[Arg::tuples(delivered), Arg::Int(now)],
+                        )
+                        .await?;
+                    done.extend(rows.into_iter().map(|r| r.0));
+                }
+                let mut kept = Vec::with_capacity(marks.len());
+                for (id, attempt, outcome) in marks {
+                    let (set, args) = match outcome {
+                        Outcome::Delivered => {
+                            kept.push(done.contains(id));
+                            continue;
+                        }
+                        Outcome::Retry { at, error } => (
+                            format!("due_at = {}, locked_until = NULL, last_error = {}", d.at(3), d.p(4)),
+                            vec![Arg::Int(*at), Arg::Text(error.clone())],
+                        ),
+                        Outcome::Failed { error } => (
+                            format!(
+                                "state = 'failed', done_at = {}, locked_until = NULL, last_error = {}",
+                                d.at(3),
+                                d.p(4)
+                            ),
+                            vec![Arg::Int(now), Arg::Text(error.clone())],
+                        ),
+                    };
+                    let mut all = vec![Arg::Int(*id), Arg::Int(*attempt)];
+                    all.extend(args);
+                    let changed = tx
+                        .exec(
+                            &format!(
+                                "UPDATE deliveries SET {set}
+                                 WHERE id = {} AND attempts = {} AND state = 'pending'",
+                                d.p(1),
+                                d.p(2)
+                            ),
+                            &all,
+                        )
+                        .await?;
+                    kept.push(changed == 1);
+                }
+                tx.commit().await?;
+                Ok(kept)
+            }),
+        )
+        .await
     }
 
     /// How many deliveries are pending, and how long the oldest has waited.

@@ -161,6 +161,20 @@ impl Dialect {
         }
     }
 
+    /// The rows of the JSON array of text pairs in parameter `n` (see
+    /// [`Arg::text_pairs`]), as a subquery whose columns are `a` and `b`.
+    pub fn text_pairs(self, n: u8, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!(
+                "SELECT e.v->>0 AS {a}, e.v->>1 AS {b} FROM json_array_elements(${n}::json) AS e(v)"
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT json_extract(e.value, '$[0]') AS {a}, json_extract(e.value, '$[1]') AS {b}
+                 FROM json_each(?{n}) AS e"
+            ),
+        }
+    }
+
     /// Column (or expression) `col`, an instant, as integer milliseconds.
     pub fn ms(self, col: &str) -> String {
         match self {
@@ -302,6 +316,15 @@ impl Arg {
     pub fn tuples<const N: usize>(items: impl IntoIterator<Item = [i64; N]>) -> Arg {
         let items: Vec<Vec<i64>> = items.into_iter().map(|t| t.to_vec()).collect();
         Arg::Text(serde_json::Value::from(items).to_string())
+    }
+
+    /// Pairs of texts, as the JSON array that [`Dialect::text_pairs`] reads.
+    pub fn text_pairs<A: AsRef<str>, B: AsRef<str>>(items: &[(A, B)]) -> Arg {
+        let items: Vec<[&str; 2]> = items
+            .iter()
+            .map(|(a, b)| [a.as_ref(), b.as_ref()])
+            .collect();
+        Arg::Text(serde_json::to_string(&items).unwrap_or_else(|_| "[]".into()))
     }
 
     /// Integers, as the JSON array that [`Dialect::int_list`] reads.
