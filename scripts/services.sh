@@ -99,6 +99,7 @@ start_moto() {
 LXML_VERSION=6.1.3
 RNC2RNG_VERSION=2.7.0
 STANDARDWEBHOOKS_VERSION=1.1.0
+AIOSMTPD_VERSION=1.4.6
 install_xml_validator() {
   local venv="$target/xml-venv-$LXML_VERSION-$RNC2RNG_VERSION"
   if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import lxml, rnc2rng" 2>/dev/null; then
@@ -110,15 +111,17 @@ install_xml_validator() {
   export STATUSPAGE_TEST_XML_PYTHON="$venv/bin/python"
 }
 
-# The notification tests' receiver verifies every signature with the standardwebhooks package
-# (PyPI, pinned, in a venv): an implementation of Standard Webhooks independent of ours.
+# The notification tests' receivers: the standardwebhooks package verifies every signature (an
+# implementation of Standard Webhooks independent of ours), and aiosmtpd receives the mail; both
+# from PyPI, pinned, in a venv.
 install_webhook_verifier() {
-  local venv="$target/webhooks-venv-$STANDARDWEBHOOKS_VERSION"
-  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
-    say "installing standardwebhooks $STANDARDWEBHOOKS_VERSION in $venv"
+  local venv="$target/notify-venv-$STANDARDWEBHOOKS_VERSION-$AIOSMTPD_VERSION"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import standardwebhooks, aiosmtpd" 2>/dev/null; then
+    say "installing standardwebhooks $STANDARDWEBHOOKS_VERSION and aiosmtpd $AIOSMTPD_VERSION in $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
   fi
   export STATUSPAGE_TEST_WEBHOOK_PYTHON="$venv/bin/python"
 }

@@ -163,6 +163,10 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_dashboard_render_seconds", "summary"),
     ("statuspage_dashboard_cache_invalidations_total", "counter"),
     ("statuspage_dashboard_cache_entries", "gauge"),
+    ("statuspage_notifications_deliveries_total", "counter"),
+    ("statuspage_notifications_attempts_total", "counter"),
+    ("statuspage_notifications_pending", "gauge"),
+    ("statuspage_notifications_oldest_pending_seconds", "gauge"),
 ];
 
 #[test]

@@ -1,7 +1,8 @@
 //! Notifications end to end, as a user runs them: `statuspage standalone`
-//! with webhook, Slack and PagerDuty channels pointed at a local receiver
-//! (Python, verifying every Standard Webhooks signature with the
-//! `standardwebhooks` package from PyPI), and a local HTTP target this test
+//! with webhook, Slack, PagerDuty and email channels pointed at a local
+//! receiver (Python: every Standard Webhooks signature verified with the
+//! `standardwebhooks` package from PyPI, mail received by `aiosmtpd` and
+//! parsed with the `email` package), and a local HTTP target this test
 //! switches off and on.
 
 mod support;
@@ -15,11 +16,13 @@ use support::{Reaped, free_port, http_target, metric, metrics, until};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// The receiver, answering the webhook path by `plan`; its log's path.
-fn receiver(dir: &Path, plan: &str) -> (Reaped, u16, PathBuf) {
+/// The receiver, answering the webhook path by `plan`, with an SMTP server
+/// beside it; its HTTP port, its SMTP port and its log's path.
+fn receiver(dir: &Path, plan: &str) -> (Reaped, u16, u16, PathBuf) {
     let python = std::env::var("STATUSPAGE_TEST_WEBHOOK_PYTHON")
         .expect("STATUSPAGE_TEST_WEBHOOK_PYTHON: scripts/test installs standardwebhooks in a venv");
     let port_file = dir.join("receiver.port");
+    let smtp_file = dir.join("smtp.port");
     let log = dir.join("receiver.jsonl");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
     let child = Reaped(
@@ -29,18 +32,22 @@ fn receiver(dir: &Path, plan: &str) -> (Reaped, u16, PathBuf) {
             .arg(&log)
             .arg(SECRET)
             .arg(plan)
+            .arg(&smtp_file)
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let (port, _) = until(Duration::from_secs(20), "the receiver listening", || {
-        std::fs::read_to_string(&port_file)
+    let read = |file: &Path| {
+        std::fs::read_to_string(file)
             .ok()?
             .trim()
             .parse::<u16>()
             .ok()
+    };
+    let ((port, smtp), _) = until(Duration::from_secs(20), "the receiver listening", || {
+        Some((read(&port_file)?, read(&smtp_file)?))
     });
-    (child, port, log)
+    (child, port, smtp, log)
 }
 
 fn received(log: &Path) -> Vec<serde_json::Value> {
@@ -72,7 +79,7 @@ fn an_incident_reaches_every_channel_signed_retried_and_in_order() {
     let dir = std::env::temp_dir().join(format!("statuspage-notify-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (_receiver, rport, log) = receiver(&dir, "500,429:1");
+    let (_receiver, rport, sport, log) = receiver(&dir, "500,429:1");
     let down = Arc::new(AtomicBool::new(false));
     let target = {
         let down = down.clone();
@@ -99,6 +106,11 @@ notifications:
       slack: {{ url: "http://127.0.0.1:{rport}/slack" }}
     - name: pager
       pagerduty: {{ routing_key: "${{PD_KEY}}", url: "http://127.0.0.1:{rport}/pd" }}
+    - name: mail
+      email: {{ to: [oncall@acme.example] }}
+smtp:
+  url: "smtp://127.0.0.1:{sport}?tls=none"
+  from: "Acme status <status@acme.example>"
 "#
         ),
     )
@@ -185,7 +197,9 @@ notifications:
                     .iter()
                     .any(|x| body(x).to_string().contains("resolve"))
             };
-            (resolved("/webhook") && resolved("/slack") && resolved("/pd")).then_some(r)
+            let mails = on(&r, "/smtp").len();
+            (resolved("/webhook") && resolved("/slack") && resolved("/pd") && mails >= 2)
+                .then_some(r)
         },
     );
     // The webhook: opened before resolved, each taken once.
@@ -222,6 +236,40 @@ notifications:
     assert_eq!(pd[0]["routing_key"], "R0UT1NGKEY");
     assert_eq!(pd[0]["payload"]["severity"], "critical");
 
+    // Email: multipart text and HTML, escaped, one thread, no forged header.
+    let mails = on(&all, "/smtp");
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    let (first, second) = (&mails[0], &mails[1]);
+    assert_eq!(first["to"][0], "oncall@acme.example");
+    assert_eq!(
+        first["subject"],
+        "[Investigating] Web <b>& is down (Web <b>&)"
+    );
+    assert_eq!(second["subject"], "[Resolved] Web <b>& is down (Web <b>&)");
+    for m in [first, second] {
+        let parts: Vec<&str> = m["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(parts, ["multipart/alternative", "text/plain", "text/html"]);
+        let html = m["html"].as_str().unwrap();
+        assert!(
+            html.contains("Web &lt;b&gt;&amp;") && !html.contains("Web <b>&"),
+            "{html}"
+        );
+        assert!(m["text"].as_str().unwrap().contains("Web <b>&"));
+        assert!(m["bcc"].is_null());
+    }
+    assert_eq!(
+        first["message_id"],
+        format!("<incident-{incident}@acme.example>")
+    );
+    assert!(first["in_reply_to"].is_null());
+    assert_eq!(second["in_reply_to"], first["message_id"], "one thread");
+    assert_eq!(second["references"], first["message_id"]);
+
     let text = metrics(mport);
     let delivered = |channel: &str| {
         metric(
@@ -231,8 +279,13 @@ notifications:
         )
     };
     assert_eq!(
-        (delivered("ops"), delivered("chat"), delivered("pager")),
-        (2.0, 2.0, 2.0),
+        (
+            delivered("ops"),
+            delivered("chat"),
+            delivered("pager"),
+            delivered("mail")
+        ),
+        (2.0, 2.0, 2.0, 2.0),
         "{text}"
     );
     assert_eq!(

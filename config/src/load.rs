@@ -143,9 +143,10 @@ fn from_sources(
     let mut declared = Vec::new();
     let mut channels = Vec::new();
     let mut routes = Vec::new();
+    let mut smtps: Option<(crate::notify::Smtp, crate::diagnostic::Origin)> = None;
     let skipped: &[&str] = match sections {
         Sections::All => &[],
-        Sections::Checks => &["notifications"],
+        Sections::Checks => &["notifications", "smtp"],
     };
     for (file, text) in sources {
         let Some(doc) = Document::parse(file, text, env, skipped, problems) else {
@@ -156,6 +157,15 @@ fn from_sources(
         declared.extend(items.declared);
         channels.extend(items.channels);
         routes.extend(items.routes);
+        if let Some((smtp, origin)) = items.smtp {
+            match &smtps {
+                Some((_, first)) => problems.push(Diagnostic {
+                    origin,
+                    message: format!("a second `smtp` section: the first is at {first}"),
+                }),
+                None => smtps = Some((smtp, origin)),
+            }
+        }
         for g in items.groups {
             let index = match catalog.groups.iter().position(|x| x.name == g.name) {
                 Some(i) => i,
@@ -218,7 +228,8 @@ fn from_sources(
             }
         }
     }
-    catalog.notifications = notifications(&catalog, channels, routes, problems);
+    catalog.notifications = notifications(&catalog, channels, routes, smtps.is_some(), problems);
+    catalog.notifications.smtp = smtps.map(|(s, _)| s);
     if catalog.checks.is_empty() && problems.is_empty() {
         let file = sources
             .first()
@@ -268,6 +279,7 @@ fn notifications(
     catalog: &Catalog,
     channels: Vec<validate::FileChannel>,
     routes: Vec<validate::FileRoute>,
+    has_smtp: bool,
     problems: &mut Vec<Diagnostic>,
 ) -> crate::notify::Notifications {
     let mut out = crate::notify::Notifications::default();
@@ -282,6 +294,15 @@ fn notifications(
                 ),
             }),
             None => {
+                if !has_smtp && matches!(c.channel.kind, crate::notify::ChannelKind::Email { .. }) {
+                    problems.push(Diagnostic {
+                        origin: c.origin.clone(),
+                        message: format!(
+                            "the email channel `{}` needs an `smtp` section (the mail server to send through)",
+                            c.channel.name
+                        ),
+                    });
+                }
                 out.channels.push(c.channel);
                 origins.push(c.origin);
             }

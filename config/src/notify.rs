@@ -10,6 +10,8 @@ use std::net::IpAddr;
 /// Every channel and route of the config.
 #[derive(Clone, Debug, Default)]
 pub struct Notifications {
+    /// The mail server, for email channels.
+    pub smtp: Option<Smtp>,
     /// The channels, in file order; names are unique.
     pub channels: Vec<Channel>,
     /// The routes; none means every channel hears every incident and
@@ -61,6 +63,11 @@ pub enum ChannelKind {
         /// The integration's routing key.
         routing_key: String,
     },
+    /// Email, through [`Notifications::smtp`].
+    Email {
+        /// The recipients.
+        to: Vec<String>,
+    },
 }
 
 impl fmt::Debug for ChannelKind {
@@ -77,16 +84,57 @@ impl ChannelKind {
             ChannelKind::Webhook { .. } => "webhook",
             ChannelKind::Slack { .. } => "slack",
             ChannelKind::PagerDuty { .. } => "pagerduty",
+            ChannelKind::Email { .. } => "email",
         }
     }
 
-    /// The URL a delivery is sent to.
-    pub fn url(&self) -> &url::Url {
+    /// The URL a delivery is POSTed to (none for email).
+    pub fn url(&self) -> Option<&url::Url> {
         match self {
             ChannelKind::Webhook { url, .. }
             | ChannelKind::Slack { url }
-            | ChannelKind::PagerDuty { url, .. } => url,
+            | ChannelKind::PagerDuty { url, .. } => Some(url),
+            ChannelKind::Email { .. } => None,
         }
+    }
+}
+
+/// How the mail server is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// STARTTLS, required (`smtp://`).
+    StartTls,
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+    /// None at all (`?tls=none`, a loopback host only).
+    None,
+}
+
+/// The mail server email channels send through. Its password never shows
+/// in `Debug`.
+#[derive(Clone)]
+pub struct Smtp {
+    /// The host.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// How TLS is used.
+    pub tls: SmtpTls,
+    /// The login, if any: user and password.
+    pub login: Option<(String, String)>,
+    /// The sender, `Name <address>` or a bare address.
+    pub from: String,
+}
+
+impl fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smtp")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("login", &self.login.as_ref().map(|_| "…"))
+            .field("from", &self.from)
+            .finish()
     }
 }
 

@@ -26,6 +26,18 @@ pub(crate) struct RawFile {
     pub maintenance: Option<Field<Vec<Field<RawMaintenance>>>>,
     /// Where operators are told of incidents and maintenance. Read (and its `${VAR}`s interpolated) by ingest and standalone only; the agent ignores it.
     pub notifications: Option<Field<RawNotifications>>,
+    /// The mail server email channels send through (ingest and standalone only).
+    pub smtp: Option<Field<RawSmtp>>,
+}
+
+/// The mail server email channels send through.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSmtp {
+    /// `smtp://host:587` (STARTTLS required) or `smtps://host:465` (TLS from the start); `user:${PASSWORD}@` for login. `?tls=none` (no TLS at all) only for a loopback host.
+    pub url: Field<String>,
+    /// The sender: `Acme status <status@acme.example>` or a bare address.
+    pub from: Field<String>,
 }
 
 /// Notification channels, and optionally routes choosing what each hears.
@@ -38,7 +50,7 @@ pub(crate) struct RawNotifications {
     pub routes: Option<Field<Vec<Field<RawRoute>>>>,
 }
 
-/// One channel: exactly one of `webhook`, `slack` or `pagerduty`.
+/// One channel: exactly one of `webhook`, `slack`, `pagerduty` or `email`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawChannel {
@@ -52,16 +64,15 @@ pub(crate) struct RawChannel {
     pub slack: Option<Field<RawSlack>>,
     /// PagerDuty Events API v2: `trigger` on open and reopen, `resolve` on resolve.
     pub pagerduty: Option<Field<RawPagerDuty>>,
-    /// Email: not available in this version yet (an error says so).
+    /// Email through the `smtp` server: text and HTML, one incident's mails threaded.
     pub email: Option<Field<RawEmail>>,
 }
 
-/// An email channel (not available in this version yet).
+/// An email channel.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEmail {
-    /// The recipients.
-    #[expect(dead_code, reason = "email channels are refused until they are built")]
+    /// The recipients' addresses.
     pub to: Field<Vec<Field<String>>>,
 }
 

@@ -27,6 +27,7 @@ pub(crate) struct FileItems {
     pub maintenance: Vec<FileMaintenance>,
     pub channels: Vec<FileChannel>,
     pub routes: Vec<FileRoute>,
+    pub smtp: Option<(crate::notify::Smtp, Origin)>,
 }
 
 #[derive(Debug)]
@@ -69,13 +70,25 @@ struct Inherited {
     public: Setting<bool>,
 }
 
-/// A value as an error message may show it: quoted and clipped, or, when
-/// it came from the environment (a secret), only where it came from.
+/// A value as an error message may show it: quoted, clipped and with its
+/// control characters escaped (a message is one line), or, when it came
+/// from the environment (a secret), only where it came from.
 fn shown(cx: &Cx, id: NodeId, what: &str, text: &str) -> String {
     if cx.doc.node(id).is_secret() {
         format!("{what} from an environment variable")
     } else {
-        format!("`{}`", clip(text, 80))
+        let visible: String = text
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        format!("`{}`", clip(&visible, 80))
     }
 }
 
@@ -100,7 +113,8 @@ pub(crate) fn file(doc: &Document, notifications: bool) -> (FileItems, Vec<Diagn
             }
             None if raw.groups.is_none()
                 && raw.maintenance.is_none()
-                && raw.notifications.is_none() =>
+                && raw.notifications.is_none()
+                && raw.smtp.is_none() =>
             {
                 cx.error(
                     doc.root,
@@ -116,6 +130,16 @@ pub(crate) fn file(doc: &Document, notifications: bool) -> (FileItems, Vec<Diagn
         }
         if notifications && let Some(n) = cx.opt(raw.notifications) {
             (items.channels, items.routes) = notify::notifications(&cx, n);
+        }
+        if notifications && let Some(f) = raw.smtp {
+            let origin = Origin {
+                file: cx.doc.file.clone(),
+                mark: cx.doc.node(f.id).mark,
+            };
+            items.smtp = cx
+                .get(f)
+                .and_then(|raw| notify::smtp(&cx, raw))
+                .map(|s| (s, origin));
         }
     }
     (items, cx.into_problems())

@@ -4,7 +4,9 @@
 
 use crate::decode::{Cx, Field};
 use crate::diagnostic::Origin;
-use crate::notify::{Channel, ChannelKind, EventFamily, PAGERDUTY_EVENTS_URL, forbidden};
+use crate::notify::{
+    Channel, ChannelKind, EventFamily, PAGERDUTY_EVENTS_URL, Smtp, SmtpTls, forbidden,
+};
 use crate::raw::*;
 use crate::source::{NodeId, clip};
 use base64::Engine;
@@ -66,17 +68,11 @@ fn channel(cx: &Cx, raw: RawChannel, at: NodeId) -> Option<FileChannel> {
         ok.then_some(n)
     });
     let public_only = cx.opt(raw.public_only).unwrap_or(false);
-    if let Some(f) = raw.email {
-        cx.error(
-            f.id,
-            "email channels are not available in this version yet: use `webhook`, `slack` or `pagerduty`",
-        );
-        return None;
-    }
     let given = [
         raw.webhook.is_some(),
         raw.slack.is_some(),
         raw.pagerduty.is_some(),
+        raw.email.is_some(),
     ]
     .iter()
     .filter(|g| **g)
@@ -84,11 +80,40 @@ fn channel(cx: &Cx, raw: RawChannel, at: NodeId) -> Option<FileChannel> {
     if given != 1 {
         cx.error(
             at,
-            "expected exactly one of `webhook`, `slack` or `pagerduty` in a channel",
+            "expected exactly one of `webhook`, `slack`, `pagerduty` or `email` in a channel",
         );
         return None;
     }
-    let kind = if let Some(f) = raw.webhook {
+    let kind = if let Some(f) = raw.email {
+        let e = cx.get(f)?;
+        let list_at = e.to.id;
+        let mut to = Vec::new();
+        let mut ok = true;
+        for a in cx.get(e.to).unwrap_or_default() {
+            match cx.get(a) {
+                Some(text) if is_address(&text) => to.push(text),
+                Some(text) => {
+                    let shown = super::shown(cx, a.id, "an address", &text);
+                    cx.error(
+                        a.id,
+                        format!(
+                            "expected an email address such as `oncall@example.com`, found {shown}"
+                        ),
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        if to.is_empty() && ok {
+            cx.error(
+                list_at,
+                "expected at least one address, found an empty list",
+            );
+            return None;
+        }
+        ok.then_some(ChannelKind::Email { to })?
+    } else if let Some(f) = raw.webhook {
         let w = cx.get(f)?;
         let url = url(cx, w.url);
         let mut written = Vec::new();
@@ -194,6 +219,147 @@ fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
         return None;
     }
     Some(parsed)
+}
+
+/// A bare address: one `@`, something on each side, no space, no control
+/// character and no angle bracket (so no header can be forged with it).
+pub(crate) fn is_address(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && text.len() <= 254
+        && !domain.contains('@')
+        && text.chars().all(|c| {
+            !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | '"' | ',' | ';')
+        })
+}
+
+/// The mail server: `smtp://` (STARTTLS required), `smtps://` (implicit
+/// TLS), `?tls=none` only for a loopback host; a sender address.
+pub(crate) fn smtp(cx: &Cx, raw: RawSmtp) -> Option<Smtp> {
+    let url_at = raw.url.id;
+    let text = cx.get(raw.url)?;
+    let shown = super::shown(cx, url_at, "a URL", &text);
+    let Ok(url) = url::Url::parse(&text) else {
+        cx.error(
+            url_at,
+            format!("expected smtp://HOST:PORT or smtps://HOST:PORT, found {shown}"),
+        );
+        return None;
+    };
+    let Some(host) = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.trim_matches(['[', ']']).to_string())
+    else {
+        cx.error(url_at, format!("expected a URL with a host, found {shown}"));
+        return None;
+    };
+    let none = match url.query() {
+        None => false,
+        Some("tls=none") => true,
+        Some(_) => {
+            cx.error(url_at, "the only query an SMTP URL takes is `?tls=none`");
+            return None;
+        }
+    };
+    let tls = match (url.scheme(), none) {
+        ("smtps", false) => SmtpTls::Implicit,
+        ("smtp", false) => SmtpTls::StartTls,
+        ("smtp", true) => SmtpTls::None,
+        _ => {
+            cx.error(
+                url_at,
+                format!("expected smtp:// (STARTTLS) or smtps:// (TLS), found {shown}"),
+            );
+            return None;
+        }
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if tls == SmtpTls::None && !loopback {
+        cx.error(
+            url_at,
+            "plain SMTP (`?tls=none`) is allowed only to a loopback host: a remote server must use STARTTLS (smtp://) or TLS (smtps://)",
+        );
+        return None;
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>()
+        && let Some(why) = forbidden(ip)
+    {
+        cx.error(
+            url_at,
+            format!("a destination may not be {why}, found {shown}"),
+        );
+        return None;
+    }
+    let login = (!url.username().is_empty()).then(|| {
+        (
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or("")),
+        )
+    });
+    let port = url
+        .port()
+        .unwrap_or(if tls == SmtpTls::Implicit { 465 } else { 587 });
+    let from_at = raw.from.id;
+    let from = cx.get(raw.from)?;
+    let address = match (from.find('<'), from.strip_suffix('>')) {
+        (Some(i), Some(rest)) => {
+            let name = &from[..i];
+            (!name
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '<' | '>' | '"')))
+            .then(|| rest[i + 1..].to_string())
+        }
+        (None, None) => Some(from.clone()),
+        _ => None,
+    };
+    if !address.as_deref().is_some_and(is_address) {
+        cx.error(
+            from_at,
+            format!(
+                "expected a sender such as `Acme status <status@acme.example>`, found `{}`",
+                clip(&from, 80)
+            ),
+        );
+        return None;
+    }
+    Some(Smtp {
+        host,
+        port,
+        tls,
+        login,
+        from,
+    })
+}
+
+/// `%xx` escapes of a URL's user or password, decoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len() + 1)
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A Standard Webhooks secret: `whsec_` and base64 of 24 to 64 bytes. The

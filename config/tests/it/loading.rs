@@ -341,6 +341,9 @@ groups:
     checks:
       - name: Homepage
         http: { url: "https://example.com/" }
+smtp:
+  url: "smtp://status:${SMTP_PASSWORD}@mail.example.com:587"
+  from: "Status <status@example.com>"
 notifications:
   channels:
     - name: ops
@@ -365,10 +368,12 @@ notifications:
     let text = problems.to_string();
     assert!(text.contains("`WEBHOOK_SECRET` is not set"), "{text}");
     assert!(text.contains("`PD_KEY` is not set"), "{text}");
+    assert!(text.contains("`SMTP_PASSWORD` is not set"), "{text}");
 
     let env = env_of(&[
         ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ("PD_KEY", "R0UT1NG"),
+        ("SMTP_PASSWORD", "p%40ss"),
     ]);
     let ingest = config::load_str(&sources, &env).expect("valid");
     let names: Vec<&str> = ingest
@@ -378,9 +383,20 @@ notifications:
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(names, ["ops", "pager"]);
+    let smtp = ingest
+        .notifications
+        .smtp
+        .as_ref()
+        .expect("the smtp section");
+    assert_eq!(
+        smtp.login,
+        Some(("status".to_string(), "p@ss".to_string())),
+        "the password is percent-decoded"
+    );
+    assert_eq!((smtp.host.as_str(), smtp.port), ("mail.example.com", 587));
     let debug = format!("{:?}", ingest.notifications);
     assert!(
-        !debug.contains("R0UT1NG") && !debug.contains("MfKQ9r8G"),
+        !debug.contains("R0UT1NG") && !debug.contains("MfKQ9r8G") && !debug.contains("p@ss"),
         "no secret in Debug: {debug}"
     );
     let _ = std::fs::remove_file(&path);

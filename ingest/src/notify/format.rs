@@ -21,7 +21,7 @@ pub struct Request {
 
 /// The event's data with the page's links added (`url` of the incident,
 /// and `page`), as every format shows it.
-fn data(event: &EventRow, public_url: Option<&url::Url>) -> Value {
+pub fn data(event: &EventRow, public_url: Option<&url::Url>) -> Value {
     let mut data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
     if let (Some(base), Some(obj)) = (public_url, data.as_object_mut()) {
         let base = base.as_str().trim_end_matches('/');
@@ -89,6 +89,11 @@ pub fn request(
             body: pagerduty(routing_key, event, &data)
                 .to_string()
                 .into_bytes(),
+        },
+        // Mail is composed by `mail::compose`; it has no HTTP request.
+        ChannelKind::Email { .. } => Request {
+            headers: Vec::new(),
+            body: Vec::new(),
         },
     }
 }

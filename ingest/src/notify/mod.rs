@@ -9,6 +9,7 @@
 //! process commits) and poll every second for the rest.
 
 pub mod format;
+pub mod mail;
 pub mod send;
 
 use crate::consume::Clock;
@@ -279,23 +280,48 @@ async fn deliver(
         None => Outcome::Failed {
             error: "the channel is no longer in the config".into(),
         },
-        Some(c) => {
-            let request = format::request(
-                &c.kind,
-                &leased.event,
-                settings.public_url.as_ref(),
-                clock() / 1000,
-            );
-            let answer = send::post(
-                c.kind.url(),
-                &request.headers,
-                request.body,
-                settings.request_deadline,
-                tls,
-            )
-            .await;
-            judge(settings, &leased, answer, clock())
-        }
+        Some(c) => match &c.kind {
+            config::notify::ChannelKind::Email { to } => {
+                let data = format::data(&leased.event, settings.public_url.as_ref());
+                match &catalog.notifications.smtp {
+                    None => Outcome::Failed {
+                        error: "no `smtp` section in the config".into(),
+                    },
+                    Some(smtp) => {
+                        let composed = mail::compose(&leased.event, &data, &smtp.from);
+                        match mail::send(smtp, to, composed, settings.request_deadline).await {
+                            Ok(()) => Outcome::Delivered,
+                            Err(e) if e.permanent => Outcome::Failed { error: e.message },
+                            Err(e) => judge(settings, &leased, Err(e.message), clock()),
+                        }
+                    }
+                }
+            }
+            kind => {
+                let request = format::request(
+                    kind,
+                    &leased.event,
+                    settings.public_url.as_ref(),
+                    clock() / 1000,
+                );
+                match kind.url() {
+                    Some(url) => {
+                        let answer = send::post(
+                            url,
+                            &request.headers,
+                            request.body,
+                            settings.request_deadline,
+                            tls,
+                        )
+                        .await;
+                        judge(settings, &leased, answer, clock())
+                    }
+                    None => Outcome::Failed {
+                        error: "the channel has no URL".into(),
+                    },
+                }
+            }
+        },
     };
     let result = match &outcome {
         Outcome::Delivered => "ok",

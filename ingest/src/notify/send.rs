@@ -110,15 +110,28 @@ async fn exchange(
 
 /// Resolves the URL's host once and checks every address; the first is used.
 async fn resolve(url: &url::Url, port: u16) -> Result<SocketAddr, String> {
-    let addrs: Vec<SocketAddr> = match url.host() {
-        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
-        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
-            .await
-            .map_err(|e| format!("resolving the host: {}", e.kind()))?
-            .collect(),
-        None => Vec::new(),
-    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => check(vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Ipv6(ip)) => check(vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Domain(d)) => resolve_host(d, port).await,
+        None => Err("the URL has no host".into()),
+    }
+}
+
+/// Resolves `host` (a name or an address) once and checks every address
+/// it gives ([`config::notify::forbidden`]); the first is the one to use.
+pub async fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return check(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("resolving the host: {}", e.kind()))?
+        .collect();
+    check(addrs)
+}
+
+fn check(addrs: Vec<SocketAddr>) -> Result<SocketAddr, String> {
     for a in &addrs {
         if let Some(why) = config::notify::forbidden(a.ip()) {
             return Err(format!("refused: the host resolves to {why}"));
