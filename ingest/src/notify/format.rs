@@ -183,6 +183,14 @@ fn slack(event: &EventRow, data: &Value) -> Value {
     if event.kind.starts_with("maintenance.") {
         return slack_maintenance(event, data);
     }
+    if event.kind == "check.status_changed" {
+        let name = escape(field(data, "check", "name"));
+        let status = data.get("status").and_then(Value::as_str).unwrap_or("");
+        return json!({
+            "text": format!("{name} is {status}"),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!("*{name}* is *{status}*")}}],
+        });
+    }
     let title = escape(field(data, "incident", "title"));
     let state = field(data, "incident", "state");
     let impact = field(data, "incident", "impact");

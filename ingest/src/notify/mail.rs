@@ -69,6 +69,8 @@ pub fn compose(event: &EventRow, data: &Value, from: &str) -> Composed {
     let domain = domain(from);
     let (object, title) = if data.get("window").is_some() {
         ("window", field(data, "window", "name"))
+    } else if data.get("check").is_some() {
+        ("check", field(data, "check", "name"))
     } else if data.get("incident").is_some() {
         ("incident", field(data, "incident", "title"))
     } else {
@@ -93,6 +95,13 @@ pub fn compose(event: &EventRow, data: &Value, from: &str) -> Composed {
         "maintenance.starting" => "Maintenance starting soon",
         "maintenance.started" => "Maintenance started",
         "maintenance.completed" => "Maintenance completed",
+        "check.status_changed" => match data.get("status").and_then(Value::as_str) {
+            Some("up") => "Up",
+            Some("down") => "Down",
+            Some("degraded") => "Degraded",
+            Some("maintenance") => "In maintenance",
+            _ => "Unknown",
+        },
         _ => "Test",
     };
     let affected = if checks.is_empty() {

@@ -93,13 +93,18 @@ pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
         return Vec::new();
     };
     let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
-    let slugs: Vec<&str> = data
+    let mut slugs: Vec<&str> = data
         .get("incident")
         .or_else(|| data.get("window"))
         .and_then(|i| i.get("checks"))
         .and_then(|c| c.as_array())
         .map(|cs| cs.iter().filter_map(|c| c.get("id")?.as_str()).collect())
         .unwrap_or_default();
+    slugs.extend(
+        data.get("check")
+            .and_then(|c| c.get("id"))
+            .and_then(|v| v.as_str()),
+    );
     let checks: Vec<&config::Check> = slugs.iter().filter_map(|s| catalog.check(s)).collect();
     // A check the catalog does not know is treated as private.
     let public =

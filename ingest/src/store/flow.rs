@@ -497,6 +497,9 @@ pub(crate) async fn recompute<O: Ops>(
         .collect();
     if !rewrites.is_empty() {
         ops.write_changes(&rewrites).await?;
+        for (check, _, _, plan, _) in plans.iter().filter(|p| p.3.rewrite) {
+            ops.check_events(check, &plan.changes).await?;
+        }
     }
     let mut changed = Vec::new();
     let mut statuses = Vec::new();

@@ -212,6 +212,15 @@ impl Shared for MemDb {
             .collect())
     }
 
+    async fn check_events(
+        &mut self,
+        _check: &CheckRow,
+        _changes: &[Change],
+    ) -> Result<(), StoreError> {
+        // The outbox is the databases' (tests/it/outbox.rs); nothing to model here.
+        Ok(())
+    }
+
     async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
         let latest = self
             .incidents

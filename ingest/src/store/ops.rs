@@ -152,6 +152,14 @@ pub(crate) trait Shared: Send {
         check: &CheckRow,
         action: &Action,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Writes a `check.status_changed` event for each of `changes` (once
+    /// each, by id), in the transaction that decided them.
+    fn check_events(
+        &mut self,
+        check: &CheckRow,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// One database's side of a transaction: its reads, and its writes.

@@ -267,6 +267,53 @@ pub async fn maintenance_events(
     Ok(made)
 }
 
+/// Changes older than this when decided (a recompute of old history) send
+/// no `check.status_changed`: they are news to nobody.
+const CHECK_EVENT_HORIZON: Millis = 3_600_000;
+
+/// Writes a `check.status_changed` event for each recent change of
+/// `check`, in the transaction that decided it: `check-{id}-{at}-{status}`,
+/// so a change decided again (a recompute) makes no second event.
+pub(crate) async fn check_events(
+    conn: &mut Conn<'_>,
+    check: &super::CheckRow,
+    changes: &[crate::status::Change],
+) -> Result<(), StoreError> {
+    let d = conn.dialect();
+    let horizon = chrono::Utc::now().timestamp_millis() - CHECK_EVENT_HORIZON;
+    for c in changes.iter().filter(|c| c.at >= horizon) {
+        let data = json!({
+            "check": {"id": check.slug, "name": check.name},
+            "status": c.status.as_str(),
+            "at": instant(c.at),
+            "locations": {
+                "assigned": c.detail.assigned,
+                "reporting": c.detail.reporting,
+                "failing": c.detail.failing,
+            },
+        });
+        conn.exec(
+            &format!(
+                "INSERT INTO events (id, type, at, subject, seq, data)
+                 VALUES ({}, 'check.status_changed', {}, {}, {}, {}) ON CONFLICT (id) DO NOTHING",
+                d.p(1),
+                d.at(2),
+                d.p(3),
+                d.p(2),
+                d.p(4)
+            ),
+            &[
+                Arg::Text(format!("check-{}-{}-{}", check.id, c.at, c.status.as_str())),
+                Arg::Int(c.at),
+                Arg::Text(format!("check-{}", check.id)),
+                Arg::Text(data.to_string()),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// An event not yet expanded into deliveries.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct EventRow {

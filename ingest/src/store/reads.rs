@@ -547,4 +547,12 @@ impl<T: Connected> Shared for T {
     async fn apply_action(&mut self, check: &CheckRow, action: &Action) -> Result<i64, StoreError> {
         super::incidents::apply(self.conn(), check, action).await
     }
+
+    async fn check_events(
+        &mut self,
+        check: &CheckRow,
+        changes: &[Change],
+    ) -> Result<(), StoreError> {
+        super::outbox::check_events(&mut self.conn(), check, changes).await
+    }
 }

@@ -23,15 +23,68 @@ async fn outage(store: &ingest::store::Store, t0: i64) {
     }
 }
 
-/// Expands every event to channels `a` and `b`; returns the events.
+/// Expands every incident and maintenance event to channels `a` and `b`
+/// (check events to none, as without routes); returns the events seen.
 async fn expand(store: &ingest::store::Store) -> Vec<EventRow> {
     let seen = Mutex::new(Vec::new());
     let route = |e: &EventRow| {
+        if e.kind.starts_with("check.") {
+            return Vec::new();
+        }
         seen.lock().unwrap().push(e.clone());
         vec!["a".to_string(), "b".to_string()]
     };
     store.expand_events(&route, now(), 100).await.unwrap();
     seen.into_inner().unwrap()
+}
+
+/// Each recent status change of a check is a `check.status_changed` event,
+/// once, even when the span is decided again.
+async fn each_recent_status_change_is_one_check_event(db: Db) {
+    let t0 = start();
+    outage(&db.store, t0).await;
+    let seen = Mutex::new(Vec::new());
+    let route = |e: &EventRow| {
+        if e.kind == "check.status_changed" {
+            seen.lock().unwrap().push(e.clone());
+        }
+        Vec::new()
+    };
+    db.store.expand_events(&route, now(), 100).await.unwrap();
+    let statuses: Vec<(String, String)> = seen
+        .into_inner()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            (
+                data["check"]["id"].as_str().unwrap().to_string(),
+                data["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Each status as it was decided, results arriving one agent at a time
+    // (`degraded` while one location fails, then `down`), ending `up`.
+    let seq: Vec<&str> = statuses.iter().map(|s| s.1.as_str()).collect();
+    assert!(statuses.iter().all(|s| s.0 == "web"));
+    let down = seq.iter().position(|s| *s == "down").expect("down");
+    assert_eq!(seq.last(), Some(&"up"), "{seq:?}");
+    assert!(seq[down..].contains(&"up"));
+    assert!(
+        seq.windows(2).all(|w| w[0] != w[1]),
+        "a change each: {seq:?}"
+    );
+    // A late duplicate makes the store decide the span again: no new event.
+    put(
+        &db.store,
+        &batch("a", vec![result("web", "a", t0 + 3 * MINUTE, false)]),
+    )
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'check.status_changed'")
+            .await,
+        statuses.len() as i64
+    );
 }
 
 async fn each_incident_update_writes_one_event_expanded_once_per_channel(db: Db) {
@@ -303,6 +356,7 @@ async fn a_maintenance_window_is_scheduled_starting_started_and_completed_once_e
 }
 
 crate::conformance!(
+    each_recent_status_change_is_one_check_event,
     a_maintenance_window_is_scheduled_starting_started_and_completed_once_each,
     each_incident_update_writes_one_event_expanded_once_per_channel,
     deliveries_go_out_in_order_and_are_marked_only_under_their_lease,
