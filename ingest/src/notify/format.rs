@@ -138,7 +138,8 @@ fn check_names(data: &Value) -> String {
     }
 }
 
-fn field<'a>(data: &'a Value, object: &str, key: &str) -> &'a str {
+/// The text at `data[object][key]`, or empty.
+pub(crate) fn field<'a>(data: &'a Value, object: &str, key: &str) -> &'a str {
     data.get(object)
         .and_then(|o| o.get(key))
         .and_then(Value::as_str)

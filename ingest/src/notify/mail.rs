@@ -4,6 +4,7 @@
 //! answer it (`In-Reply-To`, `References`). No header value can carry CR or
 //! LF: every text put in one has its control characters turned to spaces.
 
+use super::format::field;
 use crate::store::outbox::EventRow;
 use config::notify::{Smtp, SmtpTls};
 use lettre::message::{Mailbox, MultiPart};
@@ -30,13 +31,6 @@ fn one_line(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
         .collect()
-}
-
-fn field<'a>(data: &'a Value, object: &str, key: &str) -> &'a str {
-    data.get(object)
-        .and_then(|o| o.get(key))
-        .and_then(Value::as_str)
-        .unwrap_or("")
 }
 
 /// The domain of the sender's address, for message ids.
