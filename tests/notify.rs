@@ -563,3 +563,130 @@ async fn two_ingest_processes_deliver_each_of_200_incidents_once_per_channel() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every kind of event through standalone, the way an operator meets
+/// them: an incident opens, resolves and reopens by itself, an operator
+/// posts an update, and a maintenance window is scheduled, comes near,
+/// starts and completes; each reaches the webhook, in order per subject.
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_delivers_every_kind_of_event() {
+    let dir = std::env::temp_dir().join(format!("statuspage-notify-all-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rport = free_port();
+    let seen = plain_receiver(rport);
+    let down = Arc::new(AtomicBool::new(false));
+    let web = {
+        let down = down.clone();
+        http_target(move |_| down.load(Ordering::SeqCst))
+    };
+    let api = http_target(|_| false);
+    let window = chrono::Utc::now() + chrono::Duration::seconds(8);
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"defaults:
+  interval: 1s
+  timeout: 500ms
+  failure_threshold: 2
+  success_threshold: 2
+  reopen_window: 10m
+groups:
+  - name: Local
+    checks:
+      - {{ name: Web, id: web, http: {{ url: "http://127.0.0.1:{web}/" }} }}
+      - {{ name: API, id: api, http: {{ url: "http://127.0.0.1:{api}/" }} }}
+maintenance:
+  - {{ name: Upgrade, checks: [api], start: "{start}", duration: 10s }}
+notifications:
+  channels:
+    - name: ops
+      webhook: {{ url: "http://127.0.0.1:{rport}/hook", secret: "{SECRET}" }}
+"#,
+            start = window.to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "alice alice-token-0123456789\n").unwrap();
+    let port = free_port();
+    let _standalone = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["standalone", "--config"])
+            .arg(&config)
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", dir.join("s.db").display()))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-token-file", tokens.to_str().unwrap()])
+            .env_remove("STATUSPAGE_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let kinds = || -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, kind)| kind.clone())
+            .collect()
+    };
+    let heard = |kind: &str| kinds().iter().any(|k| k == kind);
+    until(Duration::from_secs(20), "web up", || {
+        support::status_of(port, "web").filter(|c| c["status"] == "up")
+    });
+    // Opens, resolves and reopens by itself.
+    for (off, kind) in [
+        (true, "incident.opened"),
+        (false, "incident.resolved"),
+        (true, "incident.reopened"),
+    ] {
+        down.store(off, Ordering::SeqCst);
+        until(Duration::from_secs(30), kind, || heard(kind).then_some(()));
+    }
+    // An operator posts an update.
+    let open = support::http_json(port, "/api/v1/incidents?state=open").unwrap();
+    let id = open[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        post(
+            port,
+            &format!("/admin/v1/incidents/{id}/updates"),
+            "alice-token-0123456789",
+            r#"{"state": "identified", "message": "A bad deploy; rolling back."}"#
+        ),
+        Some(201)
+    );
+    until(Duration::from_secs(30), "incident.updated", || {
+        heard("incident.updated").then_some(())
+    });
+    // The window, ten seconds long, has come and gone meanwhile or soon.
+    until(Duration::from_secs(40), "maintenance.completed", || {
+        heard("maintenance.completed").then_some(())
+    });
+    let got = kinds();
+    for kind in [
+        "maintenance.scheduled",
+        "maintenance.starting",
+        "maintenance.started",
+        "maintenance.completed",
+    ] {
+        assert!(got.iter().any(|k| k == kind), "{kind}: {got:?}");
+    }
+    // In order within each subject, and each event once.
+    let position = |kind: &str| got.iter().position(|k| k == kind).unwrap();
+    assert!(position("incident.opened") < position("incident.resolved"));
+    assert!(position("incident.resolved") < position("incident.reopened"));
+    assert!(position("incident.reopened") < position("incident.updated"));
+    assert!(position("maintenance.scheduled") < position("maintenance.started"));
+    assert!(position("maintenance.started") < position("maintenance.completed"));
+    let ids: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, id, _)| id.clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "each event once: {ids:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
