@@ -253,6 +253,103 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    fn channel(name: &str, public_only: bool) -> Channel {
+        Channel {
+            name: name.into(),
+            public_only,
+            kind: ChannelKind::Slack {
+                url: url::Url::parse("https://hooks.slack.test/x").unwrap(),
+            },
+        }
+    }
+
+    fn names(channels: Vec<&Channel>) -> Vec<&str> {
+        channels.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn channels_hear_what_the_routes_and_public_only_allow() {
+        let groups = ["Payments".to_string()];
+        let facts = |family, public, major| Facts {
+            family,
+            public,
+            groups: &groups,
+            major,
+        };
+        let mut n = Notifications {
+            smtp: None,
+            channels: vec![
+                channel("ops", false),
+                channel("status", true),
+                channel("pager", false),
+            ],
+            routes: Vec::new(),
+        };
+        // No routes: every channel, incidents and maintenance; no check events.
+        assert_eq!(
+            names(n.channels_for(facts(EventFamily::Incident, true, true))),
+            ["ops", "status", "pager"]
+        );
+        assert_eq!(
+            names(n.channels_for(facts(EventFamily::Maintenance, true, true))),
+            ["ops", "status", "pager"]
+        );
+        assert!(
+            n.channels_for(facts(EventFamily::Check, true, true))
+                .is_empty()
+        );
+        // public_only never hears of a private check.
+        assert_eq!(
+            names(n.channels_for(facts(EventFamily::Incident, false, true))),
+            ["ops", "pager"]
+        );
+        // Routes: pager for major incidents of Payments, ops for checks too.
+        n.routes = vec![
+            Route {
+                channels: vec!["pager".into()],
+                events: vec![EventFamily::Incident],
+                groups: vec!["Payments".into()],
+                min_major: true,
+            },
+            Route {
+                channels: vec!["ops".into()],
+                events: vec![EventFamily::Incident, EventFamily::Check],
+                groups: Vec::new(),
+                min_major: false,
+            },
+        ];
+        assert_eq!(
+            names(n.channels_for(facts(EventFamily::Incident, true, true))),
+            ["ops", "pager"]
+        );
+        assert_eq!(
+            names(n.channels_for(facts(EventFamily::Incident, true, false))),
+            ["ops"],
+            "minor: not paged"
+        );
+        assert_eq!(
+            names(n.channels_for(facts(EventFamily::Check, true, true))),
+            ["ops"]
+        );
+        assert!(
+            n.channels_for(facts(EventFamily::Maintenance, true, true))
+                .is_empty(),
+            "no route names maintenance"
+        );
+        let other = ["Website".to_string()];
+        let website = Facts {
+            family: EventFamily::Incident,
+            public: true,
+            groups: &other,
+            major: true,
+        };
+        assert_eq!(
+            names(n.channels_for(website)),
+            ["ops"],
+            "pager only for Payments"
+        );
+    }
+
     #[test]
     fn metadata_and_link_local_addresses_are_forbidden_in_every_spelling() {
         for bad in [

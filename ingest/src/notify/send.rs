@@ -184,3 +184,32 @@ where
     driver.abort();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_or_address_that_resolves_to_metadata_is_refused_at_send_time() {
+        for host in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+            "0.0.0.0",
+        ] {
+            let refused = resolve_host(host, 80).await.unwrap_err();
+            assert!(
+                refused.starts_with("refused: the host resolves to"),
+                "{host}: {refused}"
+            );
+        }
+        // A name is resolved once, and its addresses checked: loopback is allowed.
+        let local = resolve_host("localhost", 80).await.unwrap();
+        assert!(local.ip().is_loopback());
+        // A literal metadata URL is refused before any connection is made.
+        let url = url::Url::parse("http://169.254.169.254/latest/meta-data").unwrap();
+        let tls = tls().unwrap();
+        let answer = post(&url, &[], Vec::new(), Duration::from_secs(2), &tls).await;
+        assert!(answer.unwrap_err().starts_with("refused:"));
+    }
+}
