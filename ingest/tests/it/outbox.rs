@@ -482,6 +482,7 @@ fn workers(
         .collect();
     let settings = ingest::notify::Settings {
         schedule,
+        request_deadline: std::time::Duration::from_secs(1),
         ..Default::default()
     };
     let tasks = stores
@@ -587,4 +588,49 @@ async fn a_receiver_back_from_an_outage_gets_everything_in_order(pool: sqlx::PgP
         assert_eq!(order, sorted, "incident {incident} in order");
         assert_eq!(order.len(), 10);
     }
+}
+
+/// A receiver that takes the connection and never answers: each attempt
+/// ends at the request's deadline, is retried on the schedule, and the
+/// delivery finally fails with the reason; nothing else is held up.
+#[sqlx::test(migrations = false)]
+async fn a_receiver_that_never_answers_is_cut_off_and_finally_failed(pool: sqlx::PgPool) {
+    let one = store(pool.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let receiver = Receiver {
+        port,
+        seen: Default::default(),
+        refusing: Default::default(),
+    };
+    events(&pool, 1, 1).await;
+    let (stop, tasks) = workers(&[one], receiver.catalog(), "0,100");
+    eventually(20, "the delivery finally failed", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM deliveries WHERE state = 'failed' AND attempts = 2",
+        )
+        .await
+            == 1
+    })
+    .await;
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let error: String = sqlx::query_scalar("SELECT last_error FROM deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(error.starts_with("no answer within 1s"), "{error}");
+    assert!(
+        !error.contains("127.0.0.1"),
+        "no URL in a stored error: {error}"
+    );
 }
