@@ -8,6 +8,7 @@ use dashboard::admin::auth::Tokens;
 use dashboard::admin::write::Writer;
 use dashboard::pages::{Site, safe_url};
 use dashboard::read::Reader;
+use dashboard::subscribe::Subscriptions;
 use dashboard::{AppState, Changes, Settings};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -84,11 +85,22 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let public_url = public_url(&args.public_url)?;
+    // Only the `subscriptions` section: no check, and no `${VAR}` of one.
+    let subscriptions = if args.config.is_empty() {
+        None
+    } else {
+        match crate::load_catalog(&args.config, config::Sections::Subscriptions) {
+            Some(c) => c.subscriptions,
+            None => return Ok(ExitCode::from(2)),
+        }
+    };
+    let proxy = args.proxy.header()?;
     let site = Site {
         title: args.title.clone(),
         logo_url: args.logo_url.clone(),
         links: links(&args.links)?,
         public_url,
+        subscribe: subscriptions.is_some(),
     };
     let tokens = admin_tokens(args.admin_token_file.as_deref())?;
     crate::ingest::runtime()?.block_on(async move {
@@ -111,6 +123,19 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
+        let subscriptions = match subscriptions {
+            Some(config) => {
+                let url = args
+                    .subscriptions_database_url
+                    .as_ref()
+                    .map_or_else(|| args.database.url(), Ok)?;
+                let writer = Writer::connect_lazy(url.expose(), 4, args.database.limits())
+                    .context("--subscriptions-database-url")?;
+                tracing::info!(event = "subscriptions_enabled", config = ?config);
+                Some(Arc::new(Subscriptions::new(config, writer, proxy, None)))
+            }
+            None => None,
+        };
         let changes = match &reader {
             Reader::Pg(pool) => Changes::Listen(pool.clone()),
             Reader::Sqlite(_) => Changes::None,
@@ -119,6 +144,7 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         let mut state = AppState::new(reader, site, args.cache_ttl, dashboard::system_clock())
             .with_deadline(args.database.database_deadline);
         state.admin = admin;
+        state.subscriptions = subscriptions;
         let shutdown = CancellationToken::new();
         crate::ingest::stop_on_signal(shutdown.clone());
         let listener = crate::ops::bind(args.ops.metrics_listen()?).await?;

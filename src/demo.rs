@@ -396,6 +396,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                     logo_url: None,
                     links: Vec::new(),
                     public_url: url.trim_end_matches('/').to_string(),
+                    subscribe: false,
                 },
                 tokens: None,
                 cache_ttl: Duration::from_secs(5),
@@ -405,6 +406,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                     public_url: url::Url::parse(&url).ok(),
                     ..Default::default()
                 },
+                trusted_proxy_header: None,
             },
             reload,
             shutdown,

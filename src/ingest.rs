@@ -21,7 +21,9 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let notify = args.notify.settings(args.public_url.as_deref())?;
+    let notify = args
+        .notify
+        .settings(args.public_url.as_deref(), &args.title)?;
     let catalog = if args.config.paths.is_empty() {
         None
     } else {
@@ -30,6 +32,12 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             None => return Ok(ExitCode::from(2)),
         }
     };
+    if catalog.as_ref().is_some_and(|c| c.subscriptions.is_some()) && args.public_url.is_none() {
+        eprintln!(
+            "error: `subscriptions` needs --public-url (STATUSPAGE_PUBLIC_URL): the links in subscriber mail are built from it"
+        );
+        return Ok(ExitCode::from(2));
+    }
     runtime()?.block_on(async move {
         let store = Store::connect_lazy(
             args.database.url()?.expose(),

@@ -287,9 +287,12 @@ pub(crate) struct IngestArgs {
     /// A check absent from the YAML and silent this long is retired, in seconds; an agent silent this long while another reports leaves the metrics export.
     #[arg(long, env = "STATUSPAGE_RETIRE_AFTER_SECONDS", default_value_t = 600)]
     pub retire_after_seconds: u64,
-    /// Where the page is published (http or https): the links notifications carry.
+    /// Where the page is published (http or https): the links notifications carry, and those of subscriber mail (required with `subscriptions`; production must use https).
     #[arg(long, env = "STATUSPAGE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The page title, in subscriber mail.
+    #[arg(long, env = "STATUSPAGE_TITLE", default_value = "Service status")]
+    pub title: String,
     #[command(flatten)]
     pub notify: NotifyFlags,
 }
@@ -298,6 +301,14 @@ pub(crate) struct IngestArgs {
 pub(crate) struct DashboardArgs {
     #[command(flatten)]
     pub database: DatabaseFlags,
+    /// The YAML, of which the dashboard reads only the `subscriptions` section (and no `${VAR}` of any other); without it, no subscribe form.
+    #[arg(long = "config", env = "STATUSPAGE_CONFIG", value_name = "PATH", value_delimiter = ',')]
+    pub config: Vec<PathBuf>,
+    /// The database for public subscription writes, through a role that may only write subscriptions and insert outbox events; defaults to --database-url. Never logged.
+    #[arg(long, env = "STATUSPAGE_SUBSCRIPTIONS_DATABASE_URL", hide_env_values = true)]
+    pub subscriptions_database_url: Option<DatabaseUrl>,
+    #[command(flatten)]
+    pub proxy: ProxyFlag,
     /// The database for the admin API's writes, through a role limited to incidents and maintenance windows; defaults to --database-url. Never logged.
     #[arg(long, env = "STATUSPAGE_ADMIN_DATABASE_URL", hide_env_values = true)]
     pub admin_database_url: Option<DatabaseUrl>,
@@ -335,6 +346,27 @@ pub(crate) struct DashboardArgs {
     pub links: Vec<String>,
 }
 
+/// `--trusted-proxy-header` (dashboard and standalone).
+#[derive(Debug, Args)]
+pub(crate) struct ProxyFlag {
+    /// Behind a CDN or load balancer: the request header that carries the client's IP (its last value is used, e.g. `CF-Connecting-IP` or `X-Forwarded-For`), for the subscribe form's per-IP limit. Off by default: the peer's address is used and no header is trusted.
+    #[arg(long, env = "STATUSPAGE_TRUSTED_PROXY_HEADER", value_name = "NAME")]
+    pub trusted_proxy_header: Option<String>,
+}
+
+impl ProxyFlag {
+    /// The header's name, checked.
+    pub fn header(&self) -> anyhow::Result<Option<axum::http::HeaderName>> {
+        self.trusted_proxy_header
+            .as_deref()
+            .map(|n| {
+                axum::http::HeaderName::from_bytes(n.trim().as_bytes())
+                    .map_err(|_| anyhow::anyhow!("--trusted-proxy-header {n:?}: not a header name"))
+            })
+            .transpose()
+    }
+}
+
 /// How notifications are delivered (ingest and standalone).
 #[derive(Debug, Args)]
 pub(crate) struct NotifyFlags {
@@ -360,7 +392,11 @@ pub(crate) struct NotifyFlags {
 
 impl NotifyFlags {
     /// The workers' settings, with the page's URL for the links events carry.
-    pub fn settings(&self, public_url: Option<&str>) -> anyhow::Result<::ingest::notify::Settings> {
+    pub fn settings(
+        &self,
+        public_url: Option<&str>,
+        title: &str,
+    ) -> anyhow::Result<::ingest::notify::Settings> {
         let public_url = match public_url {
             Some(u) => Some(url::Url::parse(u).map_err(|e| anyhow::anyhow!("--public-url: {e}"))?),
             None => None,
@@ -370,6 +406,7 @@ impl NotifyFlags {
         }
         Ok(::ingest::notify::Settings {
             public_url,
+            title: Some(title.to_string()),
             schedule: self.notify_retry_schedule.clone(),
             keep: self.notify_keep,
             maintenance_lead: self.notify_maintenance_lead,
@@ -403,6 +440,8 @@ pub(crate) struct StandaloneArgs {
     /// How long a rendered page is reused; every status or incident change empties the cache at once.
     #[arg(long, env = "STATUSPAGE_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub cache_ttl: std::time::Duration,
+    #[command(flatten)]
+    pub proxy: ProxyFlag,
     #[command(flatten)]
     pub notify: NotifyFlags,
 }

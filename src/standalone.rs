@@ -58,6 +58,8 @@ pub(crate) struct Options {
     pub metrics_listen: Option<String>,
     /// The notification workers.
     pub notify: ingest::notify::Settings,
+    /// Where the client IP comes from behind a proxy.
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
 }
 
 /// The ops router (`--metrics-listen`): the three roles' metrics in one
@@ -103,6 +105,7 @@ pub(crate) async fn run(
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
     })?;
+    let catalog_subscriptions = catalog.subscriptions.clone();
     let store = Store::connect_lazy(
         o.database_url.expose(),
         o.database_max_connections,
@@ -176,6 +179,19 @@ pub(crate) async fn run(
         ingest_stop.clone(),
     ));
 
+    let subscriptions = catalog_subscriptions.map(|config| {
+        let writer = match &store {
+            Store::Pg(s) => Writer::Pg(s.pool().clone()),
+            Store::Sqlite(s) => Writer::Sqlite(s.pool().clone()),
+        };
+        let woken = store.clone();
+        Arc::new(dashboard::subscribe::Subscriptions::new(
+            config,
+            writer,
+            o.trusted_proxy_header.clone(),
+            Some(Arc::new(move || woken.wake_notifications())),
+        ))
+    });
     let (reader, writer) = match &store {
         Store::Pg(s) => (Reader::Pg(s.pool().clone()), Writer::Pg(s.pool().clone())),
         Store::Sqlite(s) => (
@@ -183,9 +199,12 @@ pub(crate) async fn run(
             Writer::Sqlite(s.pool().clone()),
         ),
     };
-    let mut state = AppState::new(reader, o.site, o.cache_ttl, dashboard::system_clock())
+    let mut site = o.site;
+    site.subscribe = subscriptions.is_some();
+    let mut state = AppState::new(reader, site, o.cache_ttl, dashboard::system_clock())
         .with_deadline(o.database_limits.deadline);
     state.admin = o.tokens.map(|tokens| Arc::new(Admin { tokens, writer }));
+    state.subscriptions = subscriptions;
     // Stopped when `run` returns, however it returns.
     let ops_stop = CancellationToken::new();
     let _ops_guard = ops_stop.clone().drop_guard();
@@ -272,7 +291,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
             .unwrap_or(&format!("http://{listen}")),
     )?;
     let tokens = crate::dashboard::admin_tokens(args.admin_token_file.as_deref())?;
-    let notify = args.notify.settings(Some(&public_url))?;
+    let notify = args.notify.settings(Some(&public_url), &args.title)?;
     let options = Options {
         config: args.config.paths.clone(),
         database_url: args.database.url()?.clone(),
@@ -284,12 +303,14 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
             logo_url: None,
             links: Vec::new(),
             public_url,
+            subscribe: false,
         },
         tokens,
         cache_ttl: args.cache_ttl,
         tick: Duration::from_secs(2),
         metrics_listen: args.ops.metrics_listen.clone(),
         notify,
+        trusted_proxy_header: args.proxy.header()?,
     };
     crate::ingest::runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();

@@ -25,6 +25,9 @@ pub struct Catalog {
     /// Notification channels and routes (empty for a role that reads
     /// only the checks: [`crate::Sections::Checks`]).
     pub notifications: crate::notify::Notifications,
+    /// Public email subscriptions, when enabled (read by every role but the
+    /// agent and `check`).
+    pub subscriptions: Option<crate::notify::Subscriptions>,
     /// The files the catalog was read from.
     pub files: Vec<PathBuf>,
 }

@@ -15,9 +15,13 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 pub enum Sections {
     /// Everything: `validate`, ingest and standalone.
     All,
-    /// Checks and maintenance only: the agent and the dashboard, which
-    /// never read `notifications` (nor interpolate, nor need, its secrets).
+    /// Checks and maintenance only: the agent and `check`, which never
+    /// read `notifications`, `smtp` or `subscriptions` (nor interpolate,
+    /// nor need, their secrets).
     Checks,
+    /// Only `subscriptions`: the dashboard, which needs no check and no
+    /// secret of a check.
+    Subscriptions,
 }
 
 /// Loads every path (a YAML file, or a directory of `*.yaml`/`*.yml` files,
@@ -137,6 +141,7 @@ fn from_sources(
         checks: Vec::new(),
         maintenance: Vec::new(),
         notifications: crate::notify::Notifications::default(),
+        subscriptions: None,
         files: sources.iter().map(|(p, _)| p.clone()).collect(),
     };
     let mut references = Vec::new();
@@ -146,14 +151,26 @@ fn from_sources(
     let mut smtps: Option<(crate::notify::Smtp, crate::diagnostic::Origin)> = None;
     let skipped: &[&str] = match sections {
         Sections::All => &[],
-        Sections::Checks => &["notifications", "smtp"],
+        Sections::Checks => &["notifications", "smtp", "subscriptions"],
+        Sections::Subscriptions => &["defaults", "groups", "maintenance", "notifications", "smtp"],
     };
+    let mut subscriptions: Option<(crate::notify::Subscriptions, crate::diagnostic::Origin)> =
+        None;
     for (file, text) in sources {
         let Some(doc) = Document::parse(file, text, env, skipped, problems) else {
             continue;
         };
-        let (items, found) = validate::file(&doc, sections == Sections::All);
+        let (items, found) = validate::file(&doc, sections);
         problems.extend(found);
+        if let Some((s, origin)) = items.subscriptions {
+            match &subscriptions {
+                Some((_, first)) => problems.push(Diagnostic {
+                    origin,
+                    message: format!("a second `subscriptions` section: the first is at {first}"),
+                }),
+                None => subscriptions = Some((s, origin)),
+            }
+        }
         declared.extend(items.declared);
         channels.extend(items.channels);
         routes.extend(items.routes);
@@ -229,8 +246,18 @@ fn from_sources(
         }
     }
     catalog.notifications = notifications(&catalog, channels, routes, smtps.is_some(), problems);
+    if sections == Sections::All
+        && smtps.is_none()
+        && let Some((_, origin)) = &subscriptions
+    {
+        problems.push(Diagnostic {
+            origin: origin.clone(),
+            message: "subscriptions need an `smtp` section (the mail server that sends confirmations and notices)".into(),
+        });
+    }
     catalog.notifications.smtp = smtps.map(|(s, _)| s);
-    if catalog.checks.is_empty() && problems.is_empty() {
+    catalog.subscriptions = subscriptions.map(|(s, _)| s);
+    if catalog.checks.is_empty() && problems.is_empty() && sections != Sections::Subscriptions {
         let file = sources
             .first()
             .map(|(p, _)| p.as_path())

@@ -19,6 +19,66 @@ pub struct Notifications {
     pub routes: Vec<Route>,
 }
 
+/// Public email subscriptions, when enabled.
+#[derive(Clone)]
+pub struct Subscriptions {
+    /// The signing keys: the first signs, any verifies.
+    pub keys: Vec<Vec<u8>>,
+    /// The most subscriptions kept (pending and confirmed).
+    pub max_subscribers: u64,
+    /// Subscriber mails per second per ingest process.
+    pub mail_rate: u32,
+    /// Subscription POSTs per client IP per minute.
+    pub requests_per_minute: u32,
+    /// Confirmation mails per address per day.
+    pub confirmations_per_day: u32,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            max_subscribers: 100_000,
+            mail_rate: 20,
+            requests_per_minute: 10,
+            confirmations_per_day: 5,
+        }
+    }
+}
+
+impl fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The keys are secrets: only how many.
+        f.debug_struct("Subscriptions")
+            .field("keys", &self.keys.len())
+            .field("max_subscribers", &self.max_subscribers)
+            .field("mail_rate", &self.mail_rate)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("confirmations_per_day", &self.confirmations_per_day)
+            .finish()
+    }
+}
+
+/// Whether `text` is a plain email address (`local@domain`, at most 254
+/// characters, a local part of at most 64) with nothing that could break a
+/// header: no control character (CR and LF among them), space, `<`, `>`,
+/// `"`, `,` or `;`.
+pub fn is_address(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && text.len() <= 254
+        && !domain.contains('@')
+        && text.chars().all(|c| {
+            !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | '"' | ',' | ';')
+        })
+}
+
 /// Where events go.
 #[derive(Clone)]
 pub struct Channel {

@@ -28,6 +28,28 @@ pub(crate) struct RawFile {
     pub notifications: Option<Field<RawNotifications>>,
     /// The mail server email channels send through (ingest and standalone only).
     pub smtp: Option<Field<RawSmtp>>,
+    /// Public email subscriptions: the page's subscribe form, double opt-in, and mail to subscribers through `smtp`. Read by ingest, standalone, and the dashboard (which reads only this section).
+    pub subscriptions: Option<Field<RawSubscriptions>>,
+}
+
+/// Public email subscriptions.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubscriptions {
+    /// Turns the subscribe form and subscriber mail on. Default false. Needs an `smtp` section.
+    pub enabled: Option<Field<bool>>,
+    /// A file whose raw bytes (32 or more, not decoded) are the key that signs the links in subscriber mail. Required when enabled.
+    pub signing_key_file: Option<Field<String>>,
+    /// Earlier keys' files, for rotation: links signed with them still verify; new links are signed with `signing_key_file`.
+    pub previous_signing_key_files: Option<Field<Vec<Field<String>>>>,
+    /// The most subscriptions kept, pending and confirmed together. Default 100000; past it the form refuses new addresses (503) for everyone alike.
+    pub max_subscribers: Option<Field<u64>>,
+    /// Subscriber mails each ingest process sends per second at most. Default 20. Operator channels never wait behind them.
+    pub mail_rate: Option<Field<u32>>,
+    /// POSTs per client IP per minute to the subscription endpoints, then 429. Default 10.
+    pub requests_per_minute: Option<Field<u32>>,
+    /// Confirmation mails per address per day; past it the form answers as always and sends nothing. Default 5.
+    pub confirmations_per_day: Option<Field<u32>>,
 }
 
 /// The mail server email channels send through.

@@ -28,6 +28,7 @@ pub(crate) struct FileItems {
     pub channels: Vec<FileChannel>,
     pub routes: Vec<FileRoute>,
     pub smtp: Option<(crate::notify::Smtp, Origin)>,
+    pub subscriptions: Option<(crate::notify::Subscriptions, Origin)>,
 }
 
 #[derive(Debug)]
@@ -95,37 +96,41 @@ fn shown(cx: &Cx, id: NodeId, what: &str, text: &str) -> String {
 /// The most consecutive results a threshold may ask for.
 const MAX_THRESHOLD: u32 = 100;
 
-/// Validates one parsed file; its `notifications` only when `notifications`.
-pub(crate) fn file(doc: &Document, notifications: bool) -> (FileItems, Vec<Diagnostic>) {
+/// Validates one parsed file: the sections its reader reads.
+pub(crate) fn file(doc: &Document, sections: crate::Sections) -> (FileItems, Vec<Diagnostic>) {
+    let notifications = sections == crate::Sections::All;
     let cx = Cx::new(doc);
     let mut items = FileItems::default();
     if let Some(raw) = cx.decode::<RawFile>(doc.root) {
-        let inherited = defaults(&cx, raw.defaults);
-        match raw.groups.and_then(|g| cx.get(g)) {
-            Some(groups) => {
-                for group in groups {
-                    if let Some(g) = cx.get(group) {
-                        items
-                            .groups
-                            .extend(self::group(&cx, g, &inherited, &mut items.declared));
+        if sections != crate::Sections::Subscriptions {
+            let inherited = defaults(&cx, raw.defaults);
+            match raw.groups.and_then(|g| cx.get(g)) {
+                Some(groups) => {
+                    for group in groups {
+                        if let Some(g) = cx.get(group) {
+                            items
+                                .groups
+                                .extend(self::group(&cx, g, &inherited, &mut items.declared));
+                        }
                     }
                 }
+                None if raw.groups.is_none()
+                    && raw.maintenance.is_none()
+                    && raw.notifications.is_none()
+                    && raw.smtp.is_none()
+                    && raw.subscriptions.is_none() =>
+                {
+                    cx.error(
+                        doc.root,
+                        "missing key `groups`: expected a list of groups of checks",
+                    );
+                }
+                None => {}
             }
-            None if raw.groups.is_none()
-                && raw.maintenance.is_none()
-                && raw.notifications.is_none()
-                && raw.smtp.is_none() =>
-            {
-                cx.error(
-                    doc.root,
-                    "missing key `groups`: expected a list of groups of checks",
-                );
-            }
-            None => {}
-        }
-        for window in raw.maintenance.and_then(|m| cx.get(m)).unwrap_or_default() {
-            if let Some(w) = cx.get(window) {
-                items.maintenance.extend(maintenance(&cx, w, window.id));
+            for window in raw.maintenance.and_then(|m| cx.get(m)).unwrap_or_default() {
+                if let Some(w) = cx.get(window) {
+                    items.maintenance.extend(maintenance(&cx, w, window.id));
+                }
             }
         }
         if notifications && let Some(n) = cx.opt(raw.notifications) {
@@ -139,6 +144,19 @@ pub(crate) fn file(doc: &Document, notifications: bool) -> (FileItems, Vec<Diagn
             items.smtp = cx
                 .get(f)
                 .and_then(|raw| notify::smtp(&cx, raw))
+                .map(|s| (s, origin));
+        }
+        if sections != crate::Sections::Checks
+            && let Some(f) = raw.subscriptions
+        {
+            let at = f.id;
+            let origin = Origin {
+                file: cx.doc.file.clone(),
+                mark: cx.doc.node(at).mark,
+            };
+            items.subscriptions = cx
+                .get(f)
+                .and_then(|raw| notify::subscriptions(&cx, raw, at))
                 .map(|s| (s, origin));
         }
     }

@@ -226,6 +226,7 @@ async fn main() -> Result<(), Error> {
         logo_url: None,
         links: vec![],
         public_url: "http://127.0.0.1".into(),
+        subscribe: false,
     };
 
     // Uncached renders of `/`, timed whole: the reads, the assembly, the HTML.

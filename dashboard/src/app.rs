@@ -7,8 +7,9 @@ use crate::routes::{
     api_check, api_incidents, api_status, check_page, fallback, home_page, incident_list,
     incident_page, security_headers, style,
 };
-use crate::{admin, embed};
+use crate::{admin, embed, subscribe};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
 /// The public router.
@@ -27,6 +28,15 @@ pub fn app(state: AppState) -> Router {
         .route("/badge/{id}/uptime/{file}", get(embed::uptime_badge))
         .route("/feed.atom", get(embed::feed))
         .merge(admin::routes(&state))
+        .merge(
+            Router::new()
+                .route("/subscribe", get(subscribe::form).post(subscribe::subscribe))
+                .route(
+                    "/subscribe/{purpose}/{token}",
+                    get(subscribe::link_page).post(subscribe::link_post),
+                )
+                .layer(DefaultBodyLimit::max(subscribe::MAX_BODY)),
+        )
         .fallback(fallback)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -115,6 +115,7 @@ mod tests {
             logo_url: None,
             links: vec![],
             public_url: "https://status.acme.test/".into(),
+            subscribe: false,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod model;
 pub mod pages;
 pub mod read;
 mod routes;
+pub mod subscribe;
 pub mod summary;
 pub mod view;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The admin API, when tokens are configured.
     pub admin: Option<Arc<admin::Admin>>,
+    /// Public email subscriptions, when the config enables them.
+    pub subscriptions: Option<Arc<subscribe::Subscriptions>>,
     /// How long an admin request may wait on the database
     /// (`--database-deadline`; see [`AppState::with_deadline`]).
     pub deadline: Duration,
@@ -91,6 +94,7 @@ impl AppState {
             metrics: Arc::new(DashboardMetrics::default()),
             clock,
             admin: None,
+            subscriptions: None,
             deadline: ingest::store::sql::Limits::default().deadline,
         }
     }
@@ -153,7 +157,10 @@ pub async fn run(
         Some(extra) => app(state).merge(extra),
         None => app(state),
     };
-    let served = axum::serve(public, router)
+    let served = axum::serve(
+        public,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .map_err(DashboardError::Serve);

@@ -29,7 +29,7 @@ const STALE_IF_ERROR_S: u64 = 86_400;
 const STYLE: &str = include_str!("../assets/style.css");
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; \
-                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Whether this replica should get the public page, for the ops port's
 /// `/readyz` (what a load balancer or a Kubernetes readiness probe asks):

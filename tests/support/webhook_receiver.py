@@ -108,6 +108,8 @@ class Mails:
                 "in_reply_to": message["In-Reply-To"],
                 "references": message["References"],
                 "bcc": message["Bcc"],
+                "list_unsubscribe": message["List-Unsubscribe"],
+                "list_unsubscribe_post": message["List-Unsubscribe-Post"],
                 "header_names": list(message.keys()),
                 "parts": parts,
                 "text": texts.get("text/plain"),

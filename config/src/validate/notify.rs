@@ -5,7 +5,8 @@
 use crate::decode::{Cx, Field};
 use crate::diagnostic::Origin;
 use crate::notify::{
-    Channel, ChannelKind, EventFamily, PAGERDUTY_EVENTS_URL, Smtp, SmtpTls, forbidden,
+    Channel, ChannelKind, EventFamily, PAGERDUTY_EVENTS_URL, Smtp, SmtpTls, Subscriptions,
+    forbidden, is_address,
 };
 use crate::raw::*;
 use crate::source::{NodeId, clip};
@@ -223,19 +224,6 @@ fn url(cx: &Cx, f: Field<String>) -> Option<url::Url> {
 
 /// A bare address: one `@`, something on each side, no space, no control
 /// character and no angle bracket (so no header can be forged with it).
-pub(crate) fn is_address(text: &str) -> bool {
-    let Some((local, domain)) = text.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.is_empty()
-        && text.len() <= 254
-        && !domain.contains('@')
-        && text.chars().all(|c| {
-            !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | '"' | ',' | ';')
-        })
-}
-
 /// The mail server: `smtp://` (STARTTLS required), `smtps://` (implicit
 /// TLS), `?tls=none` only for a loopback host; a sender address.
 pub(crate) fn smtp(cx: &Cx, raw: RawSmtp) -> Option<Smtp> {
@@ -437,4 +425,83 @@ fn route(cx: &Cx, raw: RawRoute) -> FileRoute {
         groups: names(raw.groups),
         min_major,
     }
+}
+
+/// The smallest signing key, in bytes.
+pub(crate) const MIN_KEY_BYTES: usize = 32;
+
+/// The `subscriptions` section: `None` when it is off (or wrong). Key
+/// files are read here, so `validate` says what is missing; a key's bytes
+/// are never shown.
+pub(crate) fn subscriptions(cx: &Cx, raw: RawSubscriptions, at: NodeId) -> Option<Subscriptions> {
+    if !cx.opt(raw.enabled).unwrap_or(false) {
+        return None;
+    }
+    let Some(first) = raw.signing_key_file else {
+        cx.error(
+            at,
+            "missing key `signing_key_file`: subscriber links are signed (a file of 32 or more random bytes, such as `head -c 32 /dev/urandom`)",
+        );
+        return None;
+    };
+    let mut files = vec![first];
+    files.extend(cx.opt(raw.previous_signing_key_files).unwrap_or_default());
+    let mut keys = Vec::new();
+    for f in files {
+        let at = f.id;
+        let Some(path) = cx.get(f) else { continue };
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => keys.push(bytes),
+            Ok(bytes) => cx.error(
+                at,
+                format!(
+                    "the signing key in `{}` is {} bytes: at least {MIN_KEY_BYTES} are needed",
+                    clip(&path, 120),
+                    bytes.len()
+                ),
+            ),
+            Err(e) => cx.error(
+                at,
+                format!("cannot read the signing key file `{}`: {e}", clip(&path, 120)),
+            ),
+        }
+    }
+    let positive = |f: Option<Field<u32>>, default: u32| {
+        let at = f.as_ref().map(|f| f.id);
+        match cx.opt(f) {
+            Some(0) => {
+                if let Some(at) = at {
+                    cx.error(at, "expected a number of 1 or more, found 0");
+                }
+                None
+            }
+            Some(n) => Some(n),
+            None => Some(default),
+        }
+    };
+    let defaults = Subscriptions::default();
+    let max_at = raw.max_subscribers.as_ref().map(|f| f.id);
+    let max_subscribers = match cx.opt(raw.max_subscribers) {
+        Some(0) => {
+            if let Some(at) = max_at {
+                cx.error(at, "expected a number of 1 or more, found 0");
+            }
+            None
+        }
+        Some(n) => Some(n),
+        None => Some(defaults.max_subscribers),
+    };
+    let mail_rate = positive(raw.mail_rate, defaults.mail_rate);
+    let requests_per_minute = positive(raw.requests_per_minute, defaults.requests_per_minute);
+    let confirmations_per_day = positive(raw.confirmations_per_day, defaults.confirmations_per_day);
+    if keys.is_empty() {
+        return None;
+    }
+    Some(Subscriptions {
+        keys,
+        max_subscribers: max_subscribers?,
+        mail_rate: mail_rate?,
+        requests_per_minute: requests_per_minute?,
+        confirmations_per_day: confirmations_per_day?,
+    })
 }

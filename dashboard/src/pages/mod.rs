@@ -6,6 +6,7 @@
 pub mod check;
 pub mod home;
 pub mod incidents;
+pub mod subscribe;
 
 use crate::model::{Freshness, Latency, Overall};
 use crate::read::{IncidentRow, UpdateRow};
@@ -32,6 +33,8 @@ pub struct Site {
     /// Where the page is published, without a trailing slash: the base of
     /// the feed's links and ids and of the summary's page URL.
     pub public_url: String,
+    /// Whether email subscriptions are on: every page then links to them.
+    pub subscribe: bool,
 }
 
 /// Whether `url` may be put in an `href` or `src`: http(s), or a path on
@@ -54,6 +57,20 @@ pub fn layout(
     data: Option<Freshness>,
     body: Markup,
 ) -> Markup {
+    frame(site, title, Some((now, data)), body)
+}
+
+/// The frame with no time anywhere: for pages whose bytes must not depend
+/// on when they are asked for (the subscribe form's answers).
+pub fn timeless(site: &Site, title: &str, body: Markup) -> Markup {
+    frame(site, title, None, body)
+}
+
+fn frame(site: &Site, title: &str, when: Option<(Millis, Option<Freshness>)>, body: Markup) -> Markup {
+    let (now, data) = match when {
+        Some((now, data)) => (now, data),
+        None => (0, None),
+    };
     let full = if title.is_empty() {
         site.title.clone()
     } else {
@@ -79,10 +96,13 @@ pub fn layout(
                         }
                         span { (site.title) }
                     }
-                    @if !site.links.is_empty() {
+                    @if !site.links.is_empty() || site.subscribe {
                         nav aria-label="Links" {
                             @for (label, url) in &site.links {
                                 a href=(url) rel="noopener" { (label) }
+                            }
+                            @if site.subscribe {
+                                a.subscribe href="/subscribe" { "Subscribe to updates" }
                             }
                         }
                     }
@@ -94,11 +114,13 @@ pub fn layout(
                 main #main { (body) }
                 footer.site {
                     p {
-                        @match data.and_then(|f| f.as_of) {
-                            Some(t) => { "Last updated " (time(t)) ". " }
-                            None => { "Rendered " (time(now)) ". " }
+                        @match (when.is_some(), data.and_then(|f| f.as_of)) {
+                            (true, Some(t)) => { "Last updated " (time(t)) ". " }
+                            (true, None) => { "Rendered " (time(now)) ". " }
+                            (false, _) => {}
                         }
                         a href="/incidents" { "Incident history" } " · "
+                        a href="/feed.atom" { "Atom feed" } " · "
                         a href="/api/v1/status" { "JSON API" }
                     }
                     p.powered { "Powered by statuspage" }

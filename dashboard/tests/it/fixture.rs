@@ -205,6 +205,7 @@ impl Db {
                 logo_url: None,
                 links: vec![("Home".into(), "https://example.test/".into())],
                 public_url: "https://status.example.test".into(),
+                subscribe: false,
             },
             ttl,
             dashboard::system_clock(),

@@ -10,6 +10,7 @@ mod fixture;
 mod headless;
 mod hostile;
 mod routes;
+mod subscribe;
 
 use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};

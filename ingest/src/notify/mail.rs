@@ -7,6 +7,7 @@
 use super::format::field;
 use crate::store::outbox::EventRow;
 use config::notify::{Smtp, SmtpTls};
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -26,7 +27,7 @@ pub struct MailError {
 
 /// A text fit for a header: control characters (CR and LF among them)
 /// become spaces, and it is cut to 200 characters.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
@@ -34,7 +35,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The domain of the sender's address, for message ids.
-fn domain(from: &str) -> String {
+pub fn domain(from: &str) -> String {
     from.rsplit('@')
         .next()
         .unwrap_or("statuspage")
@@ -185,35 +186,14 @@ fn refused(message: impl Into<String>) -> MailError {
     }
 }
 
-/// Sends `mail` to `to` through `smtp` within `deadline`. The server's
-/// name is resolved once and every address checked; the connection goes to
-/// the address checked, and TLS verifies the server's name.
-pub async fn send(
+/// A connection to `smtp` within `deadline`, reused for several mails
+/// (pooled). The server's name is resolved once and every address checked;
+/// the connection goes to the address checked, and TLS verifies the
+/// server's name.
+pub async fn transport(
     smtp: &Smtp,
-    to: &[String],
-    mail: Composed,
     deadline: Duration,
-) -> Result<(), MailError> {
-    let from: Mailbox = smtp
-        .from
-        .parse()
-        .map_err(|e| refused(format!("the sender: {e}")))?;
-    let mut builder = Message::builder()
-        .from(from)
-        .subject(mail.subject)
-        .message_id(Some(mail.message_id));
-    if let Some(root) = mail.thread {
-        builder = builder.in_reply_to(root.clone()).references(root);
-    }
-    for address in to {
-        let mailbox: Mailbox = address
-            .parse()
-            .map_err(|e| refused(format!("a recipient: {e}")))?;
-        builder = builder.to(mailbox);
-    }
-    let message = builder
-        .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
-        .map_err(|e| refused(format!("building the mail: {e}")))?;
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let address = super::send::resolve_host(&smtp.host, smtp.port)
         .await
         .map_err(|message| MailError {
@@ -235,7 +215,45 @@ pub async fn send(
     if let Some((user, password)) = &smtp.login {
         transport = transport.credentials(Credentials::new(user.clone(), password.clone()));
     }
-    let transport = transport.build();
+    Ok(transport.build())
+}
+
+/// Headers some mails carry besides the usual ones (`List-Unsubscribe`).
+pub type Extra = Vec<(HeaderName, String)>;
+
+/// Builds `mail` from `from` to `to`, with `extra` headers (each value
+/// made one line).
+pub fn message(from: &str, to: &[String], mail: Composed, extra: Extra) -> Result<Message, MailError> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| refused(format!("the sender: {e}")))?;
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(mail.subject)
+        .message_id(Some(mail.message_id));
+    if let Some(root) = mail.thread {
+        builder = builder.in_reply_to(root.clone()).references(root);
+    }
+    for address in to {
+        let mailbox: Mailbox = address
+            .parse()
+            .map_err(|e| refused(format!("a recipient: {e}")))?;
+        builder = builder.to(mailbox);
+    }
+    for (name, value) in extra {
+        builder = builder.raw_header(HeaderValue::new(name, one_line(&value)));
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+        .map_err(|e| refused(format!("building the mail: {e}")))
+}
+
+/// Sends `message` over `transport` within `deadline`.
+pub async fn deliver(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    message: Message,
+    deadline: Duration,
+) -> Result<(), MailError> {
     match tokio::time::timeout(deadline, transport.send(message)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(MailError {
@@ -247,6 +265,18 @@ pub async fn send(
             message: format!("no answer within {deadline:?}"),
         }),
     }
+}
+
+/// Sends `mail` to `to` through `smtp` within `deadline`, on a connection
+/// of its own.
+pub async fn send(
+    smtp: &Smtp,
+    to: &[String],
+    mail: Composed,
+    deadline: Duration,
+) -> Result<(), MailError> {
+    let message = message(&smtp.from, to, mail, Vec::new())?;
+    deliver(&transport(smtp, deadline).await?, message, deadline).await
 }
 
 #[cfg(test)]

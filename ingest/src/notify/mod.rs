@@ -11,17 +11,20 @@
 pub mod format;
 pub mod mail;
 pub mod send;
+pub mod subscribers;
+pub mod token;
 
 use crate::consume::Clock;
 use crate::store::Store;
-use crate::store::outbox::{EventRow, Leased, Outcome};
+use crate::store::outbox::{EventRow, Leased, Outcome, Queue};
+use crate::store::subscriptions::AUDIENCE;
 use config::Catalog;
 use config::notify::{EventFamily, Facts};
 use futures_util::StreamExt;
 use metrics::{counter, gauge};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The Standard Webhooks retry schedule: the wait before each attempt.
@@ -41,6 +44,8 @@ pub const SCHEDULE: [Duration; 8] = [
 pub struct Settings {
     /// The public page, for the links events carry.
     pub public_url: Option<url::Url>,
+    /// The page's title, in subscriber mail.
+    pub title: Option<String>,
     /// The wait before each attempt (the first is usually zero); past the
     /// last, a delivery has finally failed.
     pub schedule: Vec<Duration>,
@@ -60,6 +65,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             public_url: None,
+            title: None,
             schedule: SCHEDULE.to_vec(),
             lease: Duration::from_secs(60),
             request_deadline: Duration::from_secs(10),
@@ -82,6 +88,20 @@ pub const OLDEST: &str = "statuspage_notifications_oldest_pending_seconds";
 /// The channels that hear `event`, by name: a test event its one channel;
 /// else the routes' choice, over the facts the catalog knows of its checks.
 pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
+    let mut names = operator_route(catalog, event);
+    // The subscriber audience: one target, expanded per address later.
+    if catalog.subscriptions.is_some() && event.channel.is_none() && subscribers::heard(&event.kind) {
+        let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+        if event.kind.starts_with("subscription.")
+            || !subscribers::public_checks(catalog, &data).is_empty()
+        {
+            names.push(AUDIENCE.to_string());
+        }
+    }
+    names
+}
+
+fn operator_route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
     let n = &catalog.notifications;
     if let Some(only) = &event.channel {
         return n
@@ -92,6 +112,9 @@ pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
     let Some(family) = EventFamily::of(&event.kind) else {
         return Vec::new();
     };
+    if event.kind.starts_with("subscription.") {
+        return Vec::new();
+    }
     let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
     let mut slugs: Vec<&str> = data
         .get("incident")
@@ -144,6 +167,16 @@ pub async fn run(
             return;
         }
     };
+    // Subscriber mail: a worker of its own, woken by each fan-out.
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(subscribers::run(
+        store.clone(),
+        settings.clone(),
+        catalog.clone(),
+        clock.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
     let mut changes = store.subscribe();
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,7 +227,7 @@ pub async fn run(
                     0
                 }
             };
-            send_due(&store, &settings, &current, &tls, &clock).await;
+            send_due(&store, &settings, &current, &tls, &clock, &wake).await;
             if shutdown.is_cancelled() {
                 return;
             }
@@ -230,10 +263,11 @@ async fn send_due(
     catalog: &Catalog,
     tls: &Arc<rustls::ClientConfig>,
     clock: &Clock,
+    wake: &Notify,
 ) {
     loop {
         let leased = match store
-            .lease_deliveries(clock(), settings.lease.as_millis() as i64, 64)
+            .lease_deliveries(Queue::Operators, clock(), settings.lease.as_millis() as i64, 64)
             .await
         {
             Ok(l) => l,
@@ -246,7 +280,7 @@ async fn send_due(
             return;
         }
         let done: Vec<(Leased, Outcome)> = futures_util::stream::iter(leased)
-            .map(|l| deliver(settings, catalog, tls, clock, l))
+            .map(|l| deliver(store, settings, catalog, tls, clock, l))
             .buffer_unordered(settings.concurrency.max(1))
             .collect()
             .await;
@@ -256,7 +290,10 @@ async fn send_due(
             .iter()
             .map(|(l, o)| (l.id, l.attempt, o.clone()))
             .collect();
-        match store.finish_deliveries(&marks, clock()).await {
+        if done.iter().any(|(l, _)| l.channel == AUDIENCE) {
+            wake.notify_one();
+        }
+        match store.finish_deliveries(Queue::Operators, &marks, clock()).await {
             Ok(kept) => {
                 for ((l, _), kept) in done.iter().zip(kept) {
                     if !kept {
@@ -273,6 +310,7 @@ async fn send_due(
 
 /// One attempt of one leased delivery, and what came of it.
 async fn deliver(
+    store: &Store,
     settings: &Settings,
     catalog: &Catalog,
     tls: &Arc<rustls::ClientConfig>,
@@ -280,6 +318,19 @@ async fn deliver(
     leased: Leased,
 ) -> (Leased, Outcome) {
     let channel = leased.channel.clone();
+    if channel == AUDIENCE {
+        // The subscriber audience: expanded into one mail per address.
+        let data: serde_json::Value = serde_json::from_str(&leased.event.data).unwrap_or_default();
+        let checks = subscribers::public_checks(catalog, &data);
+        let outcome = match store.fan_out(&leased.event, &checks, clock()).await {
+            Ok(n) => {
+                tracing::info!(event = "subscriber_mail_queued", id = %leased.event.id, mails = n);
+                Outcome::Delivered
+            }
+            Err(e) => judge(settings, &leased, Err(e.to_string()), clock()),
+        };
+        return (leased, outcome);
+    }
     let outcome = match catalog.notifications.channel(&channel) {
         // The channel left the config: nothing can be sent to it.
         None => Outcome::Failed {
@@ -393,6 +444,7 @@ mod tests {
         Leased {
             id: 7,
             channel: "ops".into(),
+            subscription_id: None,
             attempt,
             event: EventRow {
                 id: "incident-1-2".into(),

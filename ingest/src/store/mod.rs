@@ -20,6 +20,7 @@ mod rows;
 pub mod sql;
 mod sqlite;
 mod sqlite_ops;
+pub mod subscriptions;
 mod sync;
 mod url;
 

@@ -334,14 +334,62 @@ pub struct EventRow {
     pub channel: Option<String>,
 }
 
+/// The two delivery queues: operator channels, and subscriber mail (sent
+/// at its own rate, so a fan-out never delays an operator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// `deliveries`: one row per event and channel.
+    Operators,
+    /// `subscriber_deliveries`: one row per event and subscription.
+    Subscribers,
+}
+
+impl Queue {
+    fn table(self) -> &'static str {
+        match self {
+            Queue::Operators => "deliveries",
+            Queue::Subscribers => "subscriber_deliveries",
+        }
+    }
+
+    /// Whom a row is for: rows for one recipient and subject go in order.
+    fn recipient(self) -> &'static str {
+        match self {
+            Queue::Operators => "channel",
+            Queue::Subscribers => "subscription_id",
+        }
+    }
+
+    fn order(self) -> &'static str {
+        match self {
+            Queue::Operators => "d.due_at, d.id",
+            // Confirmations first: a fan-out never delays one.
+            Queue::Subscribers => "d.priority, d.due_at, d.id",
+        }
+    }
+
+    fn leased_columns(self, d: Dialect) -> String {
+        match self {
+            Queue::Operators => format!("d.channel, {} AS subscription_id", d.int("NULL")),
+            Queue::Subscribers => format!(
+                "'{}' AS channel, {} AS subscription_id",
+                super::subscriptions::AUDIENCE,
+                d.int("d.subscription_id")
+            ),
+        }
+    }
+}
+
 /// A delivery leased to this worker.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Leased {
     /// The delivery's id.
     #[sqlx(rename = "delivery_id")]
     pub id: i64,
-    /// The channel's name.
+    /// The channel's name ([`super::subscriptions::AUDIENCE`] for subscriber mail).
     pub channel: String,
+    /// The subscription, for subscriber mail.
+    pub subscription_id: Option<i64>,
     /// This attempt (1-based): the lease's token.
     pub attempt: i64,
     /// The event.
@@ -495,10 +543,12 @@ impl Store {
     /// token for [`Store::finish_delivery`].
     pub async fn lease_deliveries(
         &self,
+        queue: Queue,
         now: Millis,
         lease: Millis,
         limit: i64,
     ) -> Result<Vec<Leased>, StoreError> {
+        let (table, whom) = (queue.table(), queue.recipient());
         self.within(
             "leasing deliveries",
             retrying(self.retry_count(), || async move {
@@ -507,16 +557,17 @@ impl Store {
                 let due: Vec<(i64,)> = tx
                     .rows(
                         &format!(
-                            "SELECT {} FROM deliveries d
+                            "SELECT {} FROM {table} d
                              WHERE d.state = 'pending' AND d.due_at <= {}
                                AND (d.locked_until IS NULL OR d.locked_until <= {})
-                               AND NOT EXISTS (SELECT 1 FROM deliveries o
-                                   WHERE o.channel = d.channel AND o.subject = d.subject
+                               AND NOT EXISTS (SELECT 1 FROM {table} o
+                                   WHERE o.{whom} = d.{whom} AND o.subject = d.subject
                                      AND o.state = 'pending' AND o.seq < d.seq)
-                             ORDER BY d.due_at, d.id LIMIT {}{}",
+                             ORDER BY {} LIMIT {}{}",
                             d.int("d.id"),
                             d.at(1),
                             d.at(1),
+                            queue.order(),
                             d.p(2),
                             d.skip_locked()
                         ),
@@ -529,7 +580,7 @@ impl Store {
                 let ids: Vec<i64> = due.iter().map(|r| r.0).collect();
                 tx.exec(
                     &format!(
-                        "UPDATE deliveries SET locked_until = {}, attempts = attempts + 1
+                        "UPDATE {table} SET locked_until = {}, attempts = attempts + 1
                          WHERE id IN ({})",
                         d.at(1),
                         d.int_list(2)
@@ -540,10 +591,11 @@ impl Store {
                 let leased: Vec<Leased> = tx
                     .rows(
                         &format!(
-                            "SELECT {} AS delivery_id, d.channel, {} AS attempt, {}
-                             FROM deliveries d JOIN events e ON e.id = d.event_id
-                             WHERE d.id IN ({}) ORDER BY e.seq, d.channel",
+                            "SELECT {} AS delivery_id, {}, {} AS attempt, {}
+                             FROM {table} d JOIN events e ON e.id = d.event_id
+                             WHERE d.id IN ({}) ORDER BY e.seq, d.{whom}",
                             d.int("d.id"),
+                            queue.leased_columns(d),
                             d.int("d.attempts"),
                             event_columns(d, "e"),
                             d.int_list(1)
@@ -562,13 +614,14 @@ impl Store {
     /// lost (another worker took the row over), and nothing was changed.
     pub async fn finish_delivery(
         &self,
+        queue: Queue,
         id: i64,
         attempt: i64,
         outcome: &Outcome,
         now: Millis,
     ) -> Result<bool, StoreError> {
         let kept = self
-            .finish_deliveries(&[(id, attempt, outcome.clone())], now)
+            .finish_deliveries(queue, &[(id, attempt, outcome.clone())], now)
             .await?;
         Ok(kept.first().copied().unwrap_or(false))
     }
@@ -577,9 +630,11 @@ impl Store {
     /// for each, false when its lease was lost and it was left as it was.
     pub async fn finish_deliveries(
         &self,
+        queue: Queue,
         marks: &[(i64, i64, Outcome)],
         now: Millis,
     ) -> Result<Vec<bool>, StoreError> {
+        let table = queue.table();
         self.within(
             "marking deliveries",
             retrying(self.retry_count(), || async move {
@@ -596,11 +651,11 @@ impl Store {
                     let rows: Vec<(i64,)> = tx
                         .rows(
                             &format!(
-                                "UPDATE deliveries SET state = 'delivered', done_at = {},
+                                "UPDATE {table} SET state = 'delivered', done_at = {},
                                      locked_until = NULL, last_error = NULL
                                  WHERE state = 'pending' AND id IN
                                      (SELECT t.id FROM ({}) t
-                                      WHERE t.id = deliveries.id AND t.attempt = deliveries.attempts)
+                                      WHERE t.id = {table}.id AND t.attempt = {table}.attempts)
                                  RETURNING {}",
                                 d.at(2),
                                 d.tuples(1, &["id", "attempt"]),
@@ -636,7 +691,7 @@ impl Store {
                     let changed = tx
                         .exec(
                             &format!(
-                                "UPDATE deliveries SET {set}
+                                "UPDATE {table} SET {set}
                                  WHERE id = {} AND attempts = {} AND state = 'pending'",
                                 d.p(1),
                                 d.p(2)
@@ -721,7 +776,9 @@ impl Store {
             pool.exec(
                 &format!(
                     "DELETE FROM events WHERE expanded AND at < {}
-                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
+                     AND NOT EXISTS (SELECT 1 FROM subscriber_deliveries s
+                                     WHERE s.event_id = events.id)",
                     d.at(1)
                 ),
                 &[Arg::Int(cutoff)],

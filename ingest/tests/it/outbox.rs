@@ -4,7 +4,7 @@
 //! only under its lease.
 
 use crate::support::*;
-use ingest::store::outbox::{EventRow, Outcome};
+use ingest::store::outbox::{EventRow, Outcome, Queue};
 use std::sync::Mutex;
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
@@ -118,7 +118,7 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     expand(store).await;
     let t = now();
     let lease = 60_000;
-    let first = store.lease_deliveries(t, lease, 10).await.unwrap();
+    let first = store.lease_deliveries(Queue::Operators, t, lease, 10).await.unwrap();
     let leased: Vec<(&str, &str, i64)> = first
         .iter()
         .map(|l| (l.channel.as_str(), l.event.kind.as_str(), l.attempt))
@@ -130,7 +130,7 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     );
     assert!(
         store
-            .lease_deliveries(t, lease, 10)
+            .lease_deliveries(Queue::Operators, t, lease, 10)
             .await
             .unwrap()
             .is_empty(),
@@ -140,18 +140,18 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     let b = first.iter().find(|l| l.channel == "b").unwrap();
     assert!(
         !store
-            .finish_delivery(a.id, 2, &Outcome::Delivered, t)
+            .finish_delivery(Queue::Operators, a.id, 2, &Outcome::Delivered, t)
             .await
             .unwrap(),
         "a stale lease marks nothing"
     );
     assert!(
         store
-            .finish_delivery(a.id, 1, &Outcome::Delivered, t)
+            .finish_delivery(Queue::Operators, a.id, 1, &Outcome::Delivered, t)
             .await
             .unwrap()
     );
-    let next = store.lease_deliveries(t, lease, 10).await.unwrap();
+    let next = store.lease_deliveries(Queue::Operators, t, lease, 10).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(
         (next[0].channel.as_str(), next[0].event.kind.as_str()),
@@ -160,13 +160,13 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     // b's worker died: its lease expires and the row is taken over, with
     // the same event (and so the same id and body).
     let later = t + lease + 1_000;
-    let taken = store.lease_deliveries(later, lease, 10).await.unwrap();
+    let taken = store.lease_deliveries(Queue::Operators, later, lease, 10).await.unwrap();
     let b2 = taken.iter().find(|l| l.channel == "b").unwrap();
     assert_eq!((b2.id, b2.attempt), (b.id, 2));
     assert_eq!(b2.event.id, b.event.id);
     assert!(
         !store
-            .finish_delivery(b.id, 1, &Outcome::Delivered, later)
+            .finish_delivery(Queue::Operators, b.id, 1, &Outcome::Delivered, later)
             .await
             .unwrap(),
         "the dead worker's late answer marks nothing"
@@ -178,21 +178,21 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     };
     assert!(
         store
-            .finish_delivery(b2.id, 2, &retry, later)
+            .finish_delivery(Queue::Operators, b2.id, 2, &retry, later)
             .await
             .unwrap()
     );
     let after = later + lease + 1_000;
     assert!(
         store
-            .lease_deliveries(later + 5_000, lease, 10)
+            .lease_deliveries(Queue::Operators, later + 5_000, lease, 10)
             .await
             .unwrap()
             .iter()
             .all(|l| l.channel != "b"),
         "not due yet"
     );
-    let again = store.lease_deliveries(after, lease, 10).await.unwrap();
+    let again = store.lease_deliveries(Queue::Operators, after, lease, 10).await.unwrap();
     let b3 = again.iter().find(|l| l.channel == "b").unwrap();
     assert_eq!((b3.event.kind.as_str(), b3.attempt), ("incident.opened", 3));
     let failed = Outcome::Failed {
@@ -200,11 +200,11 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     };
     assert!(
         store
-            .finish_delivery(b3.id, 3, &failed, after)
+            .finish_delivery(Queue::Operators, b3.id, 3, &failed, after)
             .await
             .unwrap()
     );
-    let last = store.lease_deliveries(after, lease, 10).await.unwrap();
+    let last = store.lease_deliveries(Queue::Operators, after, lease, 10).await.unwrap();
     assert!(
         last.iter()
             .any(|l| l.channel == "b" && l.event.kind == "incident.resolved"),
