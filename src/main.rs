@@ -302,10 +302,19 @@ pub(crate) struct DashboardArgs {
     #[command(flatten)]
     pub database: DatabaseFlags,
     /// The YAML, of which the dashboard reads only the `subscriptions` section (and no `${VAR}` of any other); without it, no subscribe form.
-    #[arg(long = "config", env = "STATUSPAGE_CONFIG", value_name = "PATH", value_delimiter = ',')]
+    #[arg(
+        long = "config",
+        env = "STATUSPAGE_CONFIG",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
     pub config: Vec<PathBuf>,
     /// The database for public subscription writes, through a role that may only write subscriptions and insert outbox events; defaults to --database-url. Never logged.
-    #[arg(long, env = "STATUSPAGE_SUBSCRIPTIONS_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "STATUSPAGE_SUBSCRIPTIONS_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub subscriptions_database_url: Option<DatabaseUrl>,
     #[command(flatten)]
     pub proxy: ProxyFlag,

@@ -154,8 +154,7 @@ fn from_sources(
         Sections::Checks => &["notifications", "smtp", "subscriptions"],
         Sections::Subscriptions => &["defaults", "groups", "maintenance", "notifications", "smtp"],
     };
-    let mut subscriptions: Option<(crate::notify::Subscriptions, crate::diagnostic::Origin)> =
-        None;
+    let mut subscriptions: Option<(crate::notify::Subscriptions, crate::diagnostic::Origin)> = None;
     for (file, text) in sources {
         let Some(doc) = Document::parse(file, text, env, skipped, problems) else {
             continue;

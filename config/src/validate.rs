@@ -108,9 +108,12 @@ pub(crate) fn file(doc: &Document, sections: crate::Sections) -> (FileItems, Vec
                 Some(groups) => {
                     for group in groups {
                         if let Some(g) = cx.get(group) {
-                            items
-                                .groups
-                                .extend(self::group(&cx, g, &inherited, &mut items.declared));
+                            items.groups.extend(self::group(
+                                &cx,
+                                g,
+                                &inherited,
+                                &mut items.declared,
+                            ));
                         }
                     }
                 }

@@ -30,7 +30,10 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes(&state))
         .merge(
             Router::new()
-                .route("/subscribe", get(subscribe::form).post(subscribe::subscribe))
+                .route(
+                    "/subscribe",
+                    get(subscribe::form).post(subscribe::subscribe),
+                )
                 .route(
                     "/subscribe/{purpose}/{token}",
                     get(subscribe::link_page).post(subscribe::link_post),

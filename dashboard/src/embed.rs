@@ -122,10 +122,27 @@ pub async fn feed(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Re
             .incidents(IncidentFilter::All, None, None, feed::ENTRIES, 0)
             .await?;
         let with = load::with_updates(&s.reader, rows).await?;
+        // Maintenance of public checks, named as the page names them.
+        let public = s.reader.public_checks().await?;
+        let windows: Vec<_> = s
+            .reader
+            .windows(now - feed::WINDOWS_FOR)
+            .await?
+            .into_iter()
+            .filter_map(|mut w| {
+                w.checks.retain(|c| public.iter().any(|p| &p.slug == c));
+                let names = w
+                    .checks
+                    .iter()
+                    .filter_map(|c| public.iter().find(|p| &p.slug == c).map(|p| p.name.clone()))
+                    .collect::<Vec<_>>();
+                (!names.is_empty()).then_some((w, names))
+            })
+            .collect();
         let r = crate::cache::Rendered {
             status: StatusCode::OK,
             content_type: "application/atom+xml; charset=utf-8",
-            body: Bytes::from(feed::atom(&s.site, now, &with)),
+            body: Bytes::from(feed::atom(&s.site, now, &with, &windows)),
             notice_at: None,
             at: now,
         };

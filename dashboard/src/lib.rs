@@ -161,9 +161,9 @@ pub async fn run(
         public,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(DashboardError::Serve);
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .map_err(DashboardError::Serve);
     shutdown.cancel();
     let _ = follower.await;
     served

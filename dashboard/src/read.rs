@@ -113,6 +113,8 @@ pub struct WindowRow {
     pub starts_at: Millis,
     /// When it ends.
     pub ends_at: Millis,
+    /// When it was made (synced from the config, or posted).
+    pub created_at: Millis,
 }
 
 /// A probe agent.
@@ -509,12 +511,14 @@ impl Reader {
     /// Maintenance windows that end after `now`, soonest first.
     pub async fn windows(&self, now: Millis) -> Result<Vec<WindowRow>, ReadError> {
         let sql = format!(
-            "SELECT {} AS id, name, description, {} AS checks, {} AS starts_at, {} AS ends_at
+            "SELECT {} AS id, name, description, {} AS checks, {} AS starts_at, {} AS ends_at,
+                    {} AS created_at
              FROM maintenance_windows WHERE ends_at > {} ORDER BY starts_at, id LIMIT 50",
             self.d().int("id"),
             self.d().json_list("checks"),
             self.d().ms("starts_at"),
             self.d().ms("ends_at"),
+            self.d().ms("created_at"),
             self.d().at(1),
         );
         #[derive(sqlx::FromRow)]
@@ -525,6 +529,7 @@ impl Reader {
             checks: String,
             starts_at: i64,
             ends_at: i64,
+            created_at: i64,
         }
         let rows: Vec<Stored> = self.rows(&sql, &[now]).await?;
         Ok(rows
@@ -536,6 +541,7 @@ impl Reader {
                 checks: serde_json::from_str(&r.checks).unwrap_or_default(),
                 starts_at: r.starts_at,
                 ends_at: r.ends_at,
+                created_at: r.created_at,
             })
             .collect())
     }

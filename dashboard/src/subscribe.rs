@@ -111,9 +111,7 @@ impl Limiter {
     /// Counts a request from `ip`: `Err(wait)` once over the limit.
     pub fn take(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
-        let window = self
-            .windows
-            .get_with(ip, || Arc::new(Mutex::new((now, 0))));
+        let window = self.windows.get_with(ip, || Arc::new(Mutex::new((now, 0))));
         let mut w = window.lock().unwrap_or_else(|p| p.into_inner());
         if now.duration_since(w.0) >= Self::WINDOW {
             *w = (now, 0);
@@ -146,7 +144,11 @@ fn html(status: StatusCode, m: Markup) -> Response {
 fn off(s: &AppState) -> Response {
     html(
         StatusCode::NOT_FOUND,
-        page::message(&s.site, "Not found", &["Email subscriptions are not offered here."]),
+        page::message(
+            &s.site,
+            "Not found",
+            &["Email subscriptions are not offered here."],
+        ),
     )
 }
 
@@ -165,7 +167,9 @@ fn unavailable(s: &AppState, action: &'static str, e: impl std::fmt::Display) ->
         page::message(
             &s.site,
             "Please try again",
-            &["Your request could not be saved just now. Nothing was changed; please try again in a minute."],
+            &[
+                "Your request could not be saved just now. Nothing was changed; please try again in a minute.",
+            ],
         ),
     )
 }
@@ -221,9 +225,10 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Fields, String> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     if !form && !body.is_empty() {
         return Err("Send the form as application/x-www-form-urlencoded.".into());
@@ -299,7 +304,9 @@ fn cross_site(s: &AppState, action: &'static str) -> Response {
         page::message(
             &s.site,
             "Not sent from this page",
-            &["This form must be sent from the status page itself. Open the page and send it again."],
+            &[
+                "This form must be sent from the status page itself. Open the page and send it again.",
+            ],
         ),
     )
 }
@@ -399,16 +406,28 @@ pub async fn subscribe(
                 page::message(
                     &s.site,
                     "Subscriptions are full",
-                    &["This status page is not taking new subscriptions at the moment. The Atom feed carries every public incident and maintenance window."],
+                    &[
+                        "This status page is not taking new subscriptions at the moment. The Atom feed carries every public incident and maintenance window.",
+                    ],
                 ),
             )
         }
         Ok(Ok(done)) => {
-            count(ACTION, if done == Subscribed::Mailed { "mailed" } else { "silent" });
+            count(
+                ACTION,
+                if done == Subscribed::Mailed {
+                    "mailed"
+                } else {
+                    "silent"
+                },
+            );
             if let Some(wake) = &sub.wake {
                 wake();
             }
-            html(StatusCode::OK, page::check_inbox(&s.site, &f.email.to_lowercase()))
+            html(
+                StatusCode::OK,
+                page::check_inbox(&s.site, &f.email.to_lowercase()),
+            )
         }
         Ok(Err(e)) => unavailable(&s, ACTION, e),
         Err(_) => unavailable(&s, ACTION, "no answer from the database in time"),
@@ -425,7 +444,10 @@ fn refused(s: &AppState, action: &'static str, why: Refused) -> Response {
         Refused::Invalid | Refused::WrongPurpose => StatusCode::BAD_REQUEST,
         Refused::Expired | Refused::Gone => StatusCode::GONE,
     };
-    html(status, page::message(&s.site, "This link cannot be used", &[&why.to_string()]))
+    html(
+        status,
+        page::message(&s.site, "This link cannot be used", &[&why.to_string()]),
+    )
 }
 
 /// The subscription a link is for, once its token verifies for `purpose`.
@@ -492,10 +514,17 @@ pub async fn link_page(
     match p {
         Purpose::Confirm if row.state == "confirmed" => html(
             StatusCode::OK,
-            page::message(&s.site, "Already confirmed", &["This subscription is confirmed: mail is on its way when something happens."]),
+            page::message(
+                &s.site,
+                "Already confirmed",
+                &["This subscription is confirmed: mail is on its way when something happens."],
+            ),
         ),
         Purpose::Confirm => html(StatusCode::OK, page::confirm(&s.site, &row.email, &here)),
-        Purpose::Unsubscribe => html(StatusCode::OK, page::unsubscribe(&s.site, &row.email, &here)),
+        Purpose::Unsubscribe => html(
+            StatusCode::OK,
+            page::unsubscribe(&s.site, &row.email, &here),
+        ),
         Purpose::Preferences => {
             let all = match offered(&s).await {
                 Ok(all) => all,
@@ -505,7 +534,14 @@ pub async fn link_page(
             let unsubscribe = signed(&s, &sub, Purpose::Unsubscribe, &row);
             html(
                 StatusCode::OK,
-                page::preferences(&s.site, &row.email, &all, (&checks, &groups), &here, &unsubscribe),
+                page::preferences(
+                    &s.site,
+                    &row.email,
+                    &all,
+                    (&checks, &groups),
+                    &here,
+                    &unsubscribe,
+                ),
             )
         }
     }
@@ -600,7 +636,11 @@ pub async fn link_post(
                     page::message(&s.site, "Saved", &["Your choices are saved."]),
                 ),
                 Purpose::Unsubscribe => {
-                    tracing::info!(event = "subscription_deleted", subscription = row.id, one_click = f.one_click);
+                    tracing::info!(
+                        event = "subscription_deleted",
+                        subscription = row.id,
+                        one_click = f.one_click
+                    );
                     html(StatusCode::OK, unsubscribed(&s))
                 }
             }
@@ -629,7 +669,9 @@ fn unsubscribed(s: &AppState) -> Markup {
     page::message(
         &s.site,
         "Unsubscribed",
-        &["This address is unsubscribed and forgotten: nothing more will be sent to it. You can subscribe again from the status page at any time."],
+        &[
+            "This address is unsubscribed and forgotten: nothing more will be sent to it. You can subscribe again from the status page at any time.",
+        ],
     )
 }
 
@@ -642,15 +684,33 @@ mod tests {
         let page = "https://status.example.com";
         let with = |k: HeaderName, v: &str| {
             let mut h = HeaderMap::new();
-            h.insert(k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+            h.insert(
+                k,
+                HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+            );
             h
         };
-        assert!(same_origin(&with(header::ORIGIN, "https://status.example.com"), page));
-        assert!(same_origin(&with(header::REFERER, "https://status.example.com/subscribe"), page));
-        assert!(!same_origin(&with(header::ORIGIN, "https://evil.example"), page));
-        assert!(!same_origin(&with(header::ORIGIN, "http://status.example.com"), page));
+        assert!(same_origin(
+            &with(header::ORIGIN, "https://status.example.com"),
+            page
+        ));
+        assert!(same_origin(
+            &with(header::REFERER, "https://status.example.com/subscribe"),
+            page
+        ));
+        assert!(!same_origin(
+            &with(header::ORIGIN, "https://evil.example"),
+            page
+        ));
+        assert!(!same_origin(
+            &with(header::ORIGIN, "http://status.example.com"),
+            page
+        ));
         assert!(!same_origin(&with(header::ORIGIN, "null"), page));
-        assert!(!same_origin(&with(header::REFERER, "https://status.example.com.evil.example/"), page));
+        assert!(!same_origin(
+            &with(header::REFERER, "https://status.example.com.evil.example/"),
+            page
+        ));
         assert!(!same_origin(&HeaderMap::new(), page));
     }
 
@@ -663,18 +723,31 @@ mod tests {
         }
         let wait = l.take(ip).err().unwrap_or_default();
         assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
-        assert!(l.take([192, 0, 2, 2].into()).is_ok(), "another address has its own window");
+        assert!(
+            l.take([192, 0, 2, 2].into()).is_ok(),
+            "another address has its own window"
+        );
     }
 
     #[test]
     fn the_form_is_read_strictly() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"));
-        let f = fields(&h, b"email=+A%40b.example+&check=api&check=web&group=Core&x=1").unwrap_or_default();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        let f = fields(
+            &h,
+            b"email=+A%40b.example+&check=api&check=web&group=Core&x=1",
+        )
+        .unwrap_or_default();
         assert_eq!(f.email, "A@b.example");
         assert_eq!(f.checks, ["api", "web"]);
         assert_eq!(f.groups, ["Core"]);
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         assert!(fields(&h, b"{}").is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Child, Command};
 
 pub mod browser;
 pub mod proxy;
+pub mod receiver;
 #[allow(unused_imports)]
 pub use browser::{chromium, screenshots_dir};
 

@@ -462,7 +462,10 @@ pub(crate) fn subscriptions(cx: &Cx, raw: RawSubscriptions, at: NodeId) -> Optio
             ),
             Err(e) => cx.error(
                 at,
-                format!("cannot read the signing key file `{}`: {e}", clip(&path, 120)),
+                format!(
+                    "cannot read the signing key file `{}`: {e}",
+                    clip(&path, 120)
+                ),
             ),
         }
     }

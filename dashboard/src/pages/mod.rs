@@ -66,7 +66,12 @@ pub fn timeless(site: &Site, title: &str, body: Markup) -> Markup {
     frame(site, title, None, body)
 }
 
-fn frame(site: &Site, title: &str, when: Option<(Millis, Option<Freshness>)>, body: Markup) -> Markup {
+fn frame(
+    site: &Site,
+    title: &str,
+    when: Option<(Millis, Option<Freshness>)>,
+    body: Markup,
+) -> Markup {
     let (now, data) = match when {
         Some((now, data)) => (now, data),
         None => (0, None),

@@ -184,8 +184,14 @@ async fn the_feed_is_valid_atom_with_stable_ids(db: Db) {
     assert!(got.body.contains(&id));
     assert_eq!(
         got.body.matches("<entry>").count(),
-        3,
-        "every public incident (the old one, web's, the operator's), the private one left out"
+        4,
+        "every public incident (the old one, web's, the operator's), the private one left out, and the scheduled maintenance"
+    );
+    assert!(got.body.contains("#maintenance-"), "{}", got.body);
+    assert!(got.body.contains("Affects: Database port"), "{}", got.body);
+    assert!(
+        !got.body.contains("Hidden backend"),
+        "a private check is never named"
     );
     // An update changes the entry's content and `updated`, never its id.
     let auth = format!("Bearer {}", crate::fixture::ALICE);
@@ -202,7 +208,7 @@ async fn the_feed_is_valid_atom_with_stable_ids(db: Db) {
     assert_eq!(validate_atom(&after).trim(), "valid");
     assert!(after.contains(&id));
     assert!(after.contains("A bad deploy; rolling back."));
-    assert_eq!(after.matches("<entry>").count(), 3);
+    assert_eq!(after.matches("<entry>").count(), 4);
     // The validator is real: a broken feed is refused.
     let broken = after.replacen("<updated>", "<updated>yesterday", 1);
     assert_ne!(validate_atom(&broken).trim(), "valid");

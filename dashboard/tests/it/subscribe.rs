@@ -63,7 +63,13 @@ async fn post(state: &AppState, path: &str, body: &str, headers: &[(&str, &str)]
 }
 
 async fn subscribe(state: &AppState, body: &str, ip: &str) -> Got {
-    post(state, "/subscribe", body, &[("origin", ORIGIN), ("x-client-ip", ip)]).await
+    post(
+        state,
+        "/subscribe",
+        body,
+        &[("origin", ORIGIN), ("x-client-ip", ip)],
+    )
+    .await
 }
 
 async fn count(db: &Db, sql: &str) -> i64 {
@@ -74,11 +80,18 @@ async fn count(db: &Db, sql: &str) -> i64 {
 async fn row(db: &Db, email: &str) -> Option<(i64, String, String)> {
     let sql = "SELECT id, nonce, state FROM subscriptions WHERE email = $1";
     match &db.store {
-        Store::Pg(s) => sqlx::query_as(sql).bind(email).fetch_optional(s.pool()).await,
-        Store::Sqlite(s) => sqlx::query_as(&sql.replace("$1", "?1"))
-            .bind(email)
-            .fetch_optional(s.pool())
-            .await,
+        Store::Pg(s) => {
+            sqlx::query_as(sql)
+                .bind(email)
+                .fetch_optional(s.pool())
+                .await
+        }
+        Store::Sqlite(s) => {
+            sqlx::query_as(&sql.replace("$1", "?1"))
+                .bind(email)
+                .fetch_optional(s.pool())
+                .await
+        }
     }
     .unwrap()
 }
@@ -95,18 +108,34 @@ async fn the_form_answers_alike_for_every_address_and_queues_one_confirmation(db
     let s = state(&db, 100, 1000, pinned());
     let form = get(&s, "/subscribe").await;
     assert_eq!(form.status, StatusCode::OK);
-    assert!(form.body.contains(r#"<form class="subscribe" method="post" action="/subscribe">"#));
+    assert!(
+        form.body
+            .contains(r#"<form class="subscribe" method="post" action="/subscribe">"#)
+    );
     assert!(form.body.contains(r#"name="check" value="api""#));
     assert!(form.body.contains(r#"name="group" value="Core""#));
-    assert!(!form.body.contains("value=\"secret\""), "a private check is never offered");
-    assert!(get(&s, "/").await.body.contains(r#"href="/subscribe""#), "every page links to it");
+    assert!(
+        !form.body.contains("value=\"secret\""),
+        "a private check is never offered"
+    );
+    assert!(
+        get(&s, "/").await.body.contains(r#"href="/subscribe""#),
+        "every page links to it"
+    );
 
     // New, pending, confirmed and suppressed: the same status and bytes.
     let new = subscribe(&s, "email=new%40example.com&check=api", "192.0.2.1").await;
     let pending = subscribe(&s, "email=new%40example.com", "192.0.2.1").await;
     let (id, nonce, _) = row(&db, "new@example.com").await.unwrap();
     assert_eq!(
-        post(&s, &link(Purpose::Confirm, id, &nonce, now()), "", &[("origin", ORIGIN)]).await.status,
+        post(
+            &s,
+            &link(Purpose::Confirm, id, &nonce, now()),
+            "",
+            &[("origin", ORIGIN)]
+        )
+        .await
+        .status,
         StatusCode::OK
     );
     let confirmed = subscribe(&s, "email=NEW%40example.com&group=Core", "192.0.2.1").await;
@@ -126,8 +155,22 @@ async fn the_form_answers_alike_for_every_address_and_queues_one_confirmation(db
     assert!(new.body.contains("Check your inbox") && new.body.contains("new@example.com"));
     // Two confirmations and one "already subscribed" mail; none for the
     // suppressed address. A confirmed address keeps its choices.
-    assert_eq!(count(&db, "SELECT count(*) FROM events WHERE type = 'subscription.confirm'").await, 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM events WHERE type = 'subscription.manage'").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE type = 'subscription.confirm'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE type = 'subscription.manage'"
+        )
+        .await,
+        1
+    );
     assert_eq!(
         count(&db, "SELECT count(*) FROM subscriptions WHERE email = 'new@example.com' AND check_ids = '[\"api\"]' AND group_names = '[]'").await,
         0,
@@ -150,7 +193,12 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
     // A GET changes nothing: it shows a button that POSTs.
     let page = get(&s, &confirm).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains(&format!(r#"<form method="post" action="{confirm}">"#)), "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!(r#"<form method="post" action="{confirm}">"#)),
+        "{}",
+        page.body
+    );
     assert_eq!(page.header("referrer-policy"), "no-referrer");
     assert_eq!(page.header("cache-control"), "no-store");
     assert_eq!(row(&db, "a@example.com").await.unwrap().2, "pending");
@@ -162,16 +210,40 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
     // Tampered, for another purpose, or expired: refused, clearly.
     // One character of the signature changed.
     let last = confirm.chars().last().unwrap_or('A');
-    let tampered = format!("{}{}", &confirm[..confirm.len() - 1], if last == 'A' { 'B' } else { 'A' });
+    let tampered = format!(
+        "{}{}",
+        &confirm[..confirm.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
     let other_id = confirm.replacen(&format!("/{id}."), &format!("/{}.", id + 1), 1);
     let cases = [
         (tampered, StatusCode::BAD_REQUEST, "This link is not valid"),
         (other_id, StatusCode::GONE, "no longer exists"),
-        (format!("{confirm}x"), StatusCode::BAD_REQUEST, "This link is not valid"),
-        ("/subscribe/confirm/%0D%0Anope".into(), StatusCode::BAD_REQUEST, "This link is not valid"),
-        (link(Purpose::Confirm, id, "another-nonce", t), StatusCode::BAD_REQUEST, "This link is not valid"),
-        (confirm.replace("/confirm/", "/unsubscribe/"), StatusCode::BAD_REQUEST, "This link is for another action"),
-        (confirm.replace("/confirm/", "/preferences/"), StatusCode::BAD_REQUEST, "This link is for another action"),
+        (
+            format!("{confirm}x"),
+            StatusCode::BAD_REQUEST,
+            "This link is not valid",
+        ),
+        (
+            "/subscribe/confirm/%0D%0Anope".into(),
+            StatusCode::BAD_REQUEST,
+            "This link is not valid",
+        ),
+        (
+            link(Purpose::Confirm, id, "another-nonce", t),
+            StatusCode::BAD_REQUEST,
+            "This link is not valid",
+        ),
+        (
+            confirm.replace("/confirm/", "/unsubscribe/"),
+            StatusCode::BAD_REQUEST,
+            "This link is for another action",
+        ),
+        (
+            confirm.replace("/confirm/", "/preferences/"),
+            StatusCode::BAD_REQUEST,
+            "This link is for another action",
+        ),
     ];
     for (path, status, says) in &cases {
         let got = get(&s, path).await;
@@ -181,13 +253,23 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
     clock.store(t + 49 * 3_600_000, Ordering::SeqCst);
     let expired = post(&s, &confirm, "", &[("origin", ORIGIN)]).await;
     assert_eq!(expired.status, StatusCode::GONE);
-    assert!(expired.body.contains("This link has expired"), "{}", expired.body);
+    assert!(
+        expired.body.contains("This link has expired"),
+        "{}",
+        expired.body
+    );
     assert_eq!(row(&db, "a@example.com").await.unwrap().2, "pending");
     clock.store(t, Ordering::SeqCst);
 
     // The real link confirms (a second POST is harmless).
     for _ in 0..2 {
-        let done = post(&s, &confirm, "", &[("referer", "https://status.example.test/subscribe/confirm/x")]).await;
+        let done = post(
+            &s,
+            &confirm,
+            "",
+            &[("referer", "https://status.example.test/subscribe/confirm/x")],
+        )
+        .await;
         assert_eq!(done.status, StatusCode::OK, "{}", done.body);
         assert!(done.body.contains("You are subscribed"));
     }
@@ -196,7 +278,11 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
     // Preferences: shown ticked, and changed by a POST from the page.
     let prefs = link(Purpose::Preferences, id, &nonce, t);
     let page = get(&s, &prefs).await;
-    assert!(page.body.contains(r#"value="web" checked"#), "{}", page.body);
+    assert!(
+        page.body.contains(r#"value="web" checked"#),
+        "{}",
+        page.body
+    );
     let saved = post(&s, &prefs, "check=api&group=Core", &[("origin", ORIGIN)]).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
     assert_eq!(
@@ -220,7 +306,13 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
         db.at(t)
     ))
     .await;
-    assert_eq!(db.store.fan_out(&event, &[("api".into(), "Core".into())], t).await.unwrap(), 1);
+    assert_eq!(
+        db.store
+            .fan_out(&event, &[("api".into(), "Core".into())], t)
+            .await
+            .unwrap(),
+        1
+    );
     let unsubscribe = link(Purpose::Unsubscribe, id, &nonce, t);
     let gone = send(
         &s,
@@ -232,8 +324,18 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
     .await;
     assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
     assert!(gone.body.contains("Unsubscribed"));
-    assert_eq!(count(&db, "SELECT count(*) FROM subscriptions WHERE email = 'a@example.com'").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM subscriber_deliveries").await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM subscriptions WHERE email = 'a@example.com'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM subscriber_deliveries").await,
+        0
+    );
     // Again (a provider's retry): still done. Its other links are void.
     let again = post(&s, &unsubscribe, "List-Unsubscribe=One-Click", &[]).await;
     assert_eq!(again.status, StatusCode::OK);
@@ -255,15 +357,60 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
 async fn bad_subscribe_requests_are_refused_clearly_and_write_nothing(db: Db) {
     let s = state(&db, 100, 1000, pinned());
     let cases: [(&str, &[(&str, &str)], StatusCode, &str); 9] = [
-        ("email=x%40example.com", &[], StatusCode::FORBIDDEN, "must be sent from the status page"),
-        ("email=x%40example.com", &[("origin", "https://evil.example")], StatusCode::FORBIDDEN, "must be sent from the status page"),
-        ("email=x%40example.com", &[("origin", "null")], StatusCode::FORBIDDEN, "must be sent from the status page"),
-        ("email=x%40example.com%0D%0ABcc%3A+all%40evil.example", &[("origin", ORIGIN)], StatusCode::BAD_REQUEST, "Enter one email address"),
-        ("email=x%40example.com%0Abcc%3Ay%40evil.example", &[("origin", ORIGIN)], StatusCode::BAD_REQUEST, "Enter one email address"),
-        ("email=x%40example.com,y%40example.com", &[("origin", ORIGIN)], StatusCode::BAD_REQUEST, "Enter one email address"),
-        ("email=%00%40example.com", &[("origin", ORIGIN)], StatusCode::BAD_REQUEST, "Enter one email address"),
-        ("email=x%40example.com&check=secret", &[("origin", ORIGIN)], StatusCode::BAD_REQUEST, "not on this page"),
-        ("email=x%40example.com&group=No%0D%0Asuch", &[("origin", ORIGIN)], StatusCode::BAD_REQUEST, "not on this page"),
+        (
+            "email=x%40example.com",
+            &[],
+            StatusCode::FORBIDDEN,
+            "must be sent from the status page",
+        ),
+        (
+            "email=x%40example.com",
+            &[("origin", "https://evil.example")],
+            StatusCode::FORBIDDEN,
+            "must be sent from the status page",
+        ),
+        (
+            "email=x%40example.com",
+            &[("origin", "null")],
+            StatusCode::FORBIDDEN,
+            "must be sent from the status page",
+        ),
+        (
+            "email=x%40example.com%0D%0ABcc%3A+all%40evil.example",
+            &[("origin", ORIGIN)],
+            StatusCode::BAD_REQUEST,
+            "Enter one email address",
+        ),
+        (
+            "email=x%40example.com%0Abcc%3Ay%40evil.example",
+            &[("origin", ORIGIN)],
+            StatusCode::BAD_REQUEST,
+            "Enter one email address",
+        ),
+        (
+            "email=x%40example.com,y%40example.com",
+            &[("origin", ORIGIN)],
+            StatusCode::BAD_REQUEST,
+            "Enter one email address",
+        ),
+        (
+            "email=%00%40example.com",
+            &[("origin", ORIGIN)],
+            StatusCode::BAD_REQUEST,
+            "Enter one email address",
+        ),
+        (
+            "email=x%40example.com&check=secret",
+            &[("origin", ORIGIN)],
+            StatusCode::BAD_REQUEST,
+            "not on this page",
+        ),
+        (
+            "email=x%40example.com&group=No%0D%0Asuch",
+            &[("origin", ORIGIN)],
+            StatusCode::BAD_REQUEST,
+            "not on this page",
+        ),
     ];
     for (body, headers, status, says) in cases {
         let got = post(&s, "/subscribe", body, headers).await;
@@ -271,15 +418,42 @@ async fn bad_subscribe_requests_are_refused_clearly_and_write_nothing(db: Db) {
         assert!(got.body.contains(says), "{body}: {}", got.body);
     }
     let long = format!("email={}%40example.com", "a".repeat(250));
-    assert_eq!(post(&s, "/subscribe", &long, &[("origin", ORIGIN)]).await.status, StatusCode::BAD_REQUEST);
-    let json = send(&s, "POST", "/subscribe", &[("origin", ORIGIN), ("content-type", "application/json")], r#"{"email":"x@example.com"}"#.to_string()).await;
+    assert_eq!(
+        post(&s, "/subscribe", &long, &[("origin", ORIGIN)])
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let json = send(
+        &s,
+        "POST",
+        "/subscribe",
+        &[("origin", ORIGIN), ("content-type", "application/json")],
+        r#"{"email":"x@example.com"}"#.to_string(),
+    )
+    .await;
     assert_eq!(json.status, StatusCode::BAD_REQUEST);
     assert!(json.body.contains("application/x-www-form-urlencoded"));
     let huge = format!("email=x%40example.com&pad={}", "a".repeat(32 * 1024));
-    assert_eq!(post(&s, "/subscribe", &huge, &[("origin", ORIGIN)]).await.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(get(&s, "/subscribe/nothing/1.2.AAAA").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        post(&s, "/subscribe", &huge, &[("origin", ORIGIN)])
+            .await
+            .status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        get(&s, "/subscribe/nothing/1.2.AAAA").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM subscriptions").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM events WHERE type LIKE 'subscription.%'").await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE type LIKE 'subscription.%'"
+        )
+        .await,
+        0
+    );
     // Without subscriptions, there is no form.
     let off = db.state(Duration::from_secs(60));
     assert_eq!(get(&off, "/subscribe").await.status, StatusCode::NOT_FOUND);
@@ -299,7 +473,12 @@ async fn the_limits_hold_per_ip_loudly_per_address_silently_and_in_total(db: Db)
     let wait: u64 = held.header("retry-after").parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(row(&db, "late@example.com").await, None);
-    assert_eq!(subscribe(&s, "email=late%40example.com", "198.51.100.8").await.status, StatusCode::OK);
+    assert_eq!(
+        subscribe(&s, "email=late%40example.com", "198.51.100.8")
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     // Five confirmations a day per address; the sixth request is answered
     // alike and sends nothing.
@@ -308,7 +487,11 @@ async fn the_limits_hold_per_ip_loudly_per_address_silently_and_in_total(db: Db)
     for _ in 0..7 {
         pages.push(subscribe(&s, "email=same%40example.com", "198.51.100.9").await);
     }
-    assert!(pages.iter().all(|p| p.status == StatusCode::OK && p.body == pages[0].body));
+    assert!(
+        pages
+            .iter()
+            .all(|p| p.status == StatusCode::OK && p.body == pages[0].body)
+    );
     assert_eq!(
         count(&db, "SELECT count(*) FROM events e JOIN subscriptions s ON e.subject = 'subscription-' || s.id WHERE s.email = 'same@example.com'").await,
         5

@@ -223,7 +223,12 @@ pub type Extra = Vec<(HeaderName, String)>;
 
 /// Builds `mail` from `from` to `to`, with `extra` headers (each value
 /// made one line).
-pub fn message(from: &str, to: &[String], mail: Composed, extra: Extra) -> Result<Message, MailError> {
+pub fn message(
+    from: &str,
+    to: &[String],
+    mail: Composed,
+    extra: Extra,
+) -> Result<Message, MailError> {
     let from: Mailbox = from
         .parse()
         .map_err(|e| refused(format!("the sender: {e}")))?;

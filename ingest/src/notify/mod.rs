@@ -90,7 +90,8 @@ pub const OLDEST: &str = "statuspage_notifications_oldest_pending_seconds";
 pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
     let mut names = operator_route(catalog, event);
     // The subscriber audience: one target, expanded per address later.
-    if catalog.subscriptions.is_some() && event.channel.is_none() && subscribers::heard(&event.kind) {
+    if catalog.subscriptions.is_some() && event.channel.is_none() && subscribers::heard(&event.kind)
+    {
         let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
         if event.kind.starts_with("subscription.")
             || !subscribers::public_checks(catalog, &data).is_empty()
@@ -267,7 +268,12 @@ async fn send_due(
 ) {
     loop {
         let leased = match store
-            .lease_deliveries(Queue::Operators, clock(), settings.lease.as_millis() as i64, 64)
+            .lease_deliveries(
+                Queue::Operators,
+                clock(),
+                settings.lease.as_millis() as i64,
+                64,
+            )
             .await
         {
             Ok(l) => l,
@@ -293,7 +299,10 @@ async fn send_due(
         if done.iter().any(|(l, _)| l.channel == AUDIENCE) {
             wake.notify_one();
         }
-        match store.finish_deliveries(Queue::Operators, &marks, clock()).await {
+        match store
+            .finish_deliveries(Queue::Operators, &marks, clock())
+            .await
+        {
             Ok(kept) => {
                 for ((l, _), kept) in done.iter().zip(kept) {
                     if !kept {

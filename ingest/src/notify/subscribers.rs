@@ -220,7 +220,9 @@ pub async fn run(
                 )
                 .await
             {
-                Ok(n) if n > 0 => tracing::info!(event = "unconfirmed_subscriptions_deleted", count = n),
+                Ok(n) if n > 0 => {
+                    tracing::info!(event = "unconfirmed_subscriptions_deleted", count = n)
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(event = "subscriptions_prune_failed", error = %e),
             }
@@ -249,8 +251,15 @@ async fn send_due(
     let Some(smtp) = catalog.notifications.smtp.clone() else {
         return;
     };
-    let Some(public_url) = settings.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()) else {
-        tracing::error!(event = "subscriber_mail_failed", error = "no --public-url: the links in subscriber mail cannot be built");
+    let Some(public_url) = settings
+        .public_url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+    else {
+        tracing::error!(
+            event = "subscriber_mail_failed",
+            error = "no --public-url: the links in subscriber mail cannot be built"
+        );
         return;
     };
     let rate = subs.mail_rate.max(1);
@@ -292,9 +301,17 @@ async fn send_due(
                     let now = clock();
                     let marks: Vec<(i64, i64, Outcome)> = leased
                         .iter()
-                        .map(|l| (l.id, l.attempt, judge(settings, l, Err(e.message.clone()), now)))
+                        .map(|l| {
+                            (
+                                l.id,
+                                l.attempt,
+                                judge(settings, l, Err(e.message.clone()), now),
+                            )
+                        })
                         .collect();
-                    let _ = store.finish_deliveries(Queue::Subscribers, &marks, now).await;
+                    let _ = store
+                        .finish_deliveries(Queue::Subscribers, &marks, now)
+                        .await;
                     return;
                 }
             }
@@ -312,7 +329,10 @@ async fn send_due(
         };
         let mut paced = Vec::with_capacity(leased.len());
         for l in leased {
-            let row = rows.iter().find(|r| Some(r.id) == l.subscription_id).cloned();
+            let row = rows
+                .iter()
+                .find(|r| Some(r.id) == l.subscription_id)
+                .cloned();
             paced.push((l, row));
         }
         // Started at most `rate` a second, at most 8 at once.
@@ -390,14 +410,22 @@ impl Job<'_> {
         }
         let now_s = (self.clock)() / 1000;
         let links = Links {
-            preferences: link(self.public_url, self.subs, Purpose::Preferences, &row, now_s),
-            unsubscribe: link(self.public_url, self.subs, Purpose::Unsubscribe, &row, now_s),
+            preferences: link(
+                self.public_url,
+                self.subs,
+                Purpose::Preferences,
+                &row,
+                now_s,
+            ),
+            unsubscribe: link(
+                self.public_url,
+                self.subs,
+                Purpose::Unsubscribe,
+                &row,
+                now_s,
+            ),
         };
-        let title = self
-            .settings
-            .title
-            .as_deref()
-            .unwrap_or("Service status");
+        let title = self.settings.title.as_deref().unwrap_or("Service status");
         let mut composed = match kind {
             "confirm" => {
                 let url = link(self.public_url, self.subs, Purpose::Confirm, &row, now_s);
@@ -406,7 +434,11 @@ impl Job<'_> {
             "manage" => confirmation(title, None, &links),
             _ => {
                 let data = format::data(&leased.event, self.settings.public_url.as_ref());
-                with_footer(title, mail::compose(&leased.event, &data, self.from), &links)
+                with_footer(
+                    title,
+                    mail::compose(&leased.event, &data, self.from),
+                    &links,
+                )
             }
         };
         if composed.message_id.is_empty() {
@@ -462,7 +494,10 @@ mod tests {
         };
         let m = with_footer("Acme <status>", notice, &links());
         assert_eq!(m.subject, "Acme <status>: [Investigating] API down (API)");
-        assert!(m.text.contains("Unsubscribe: https://status.example.com/subscribe/unsubscribe/1.2.def"));
+        assert!(
+            m.text
+                .contains("Unsubscribe: https://status.example.com/subscribe/unsubscribe/1.2.def")
+        );
         assert!(m.html.contains("Acme &lt;status&gt;"), "{}", m.html);
         assert!(m.html.ends_with("</body></html>"));
         let headers = unsubscribe_headers(&links());
@@ -475,7 +510,13 @@ mod tests {
 
     #[test]
     fn subscribers_hear_incidents_and_maintenance_but_not_check_changes() {
-        for kind in ["incident.opened", "incident.resolved", "maintenance.scheduled", "maintenance.completed", "subscription.confirm"] {
+        for kind in [
+            "incident.opened",
+            "incident.resolved",
+            "maintenance.scheduled",
+            "maintenance.completed",
+            "subscription.confirm",
+        ] {
             assert!(heard(kind), "{kind}");
         }
         for kind in ["check.status_changed", "maintenance.started", "test"] {

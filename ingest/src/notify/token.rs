@@ -60,10 +60,14 @@ pub struct Parsed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// Not a token at all, or its signature does not match.
-    #[error("This link is not valid. It may have been cut short or changed; copy the whole link from the mail.")]
+    #[error(
+        "This link is not valid. It may have been cut short or changed; copy the whole link from the mail."
+    )]
     Invalid,
     /// A genuine token for another purpose.
-    #[error("This link is for another action. Use the link from the mail that matches what you want to do.")]
+    #[error(
+        "This link is for another action. Use the link from the mail that matches what you want to do."
+    )]
     WrongPurpose,
     /// Genuine, but past its expiry.
     #[error("This link has expired. Subscribe again from the status page to get a new one.")]
@@ -95,7 +99,9 @@ fn mac(key: &[u8], purpose: Purpose, id: i64, nonce: &str, expires: i64) -> Hmac
 /// with `key`, good until `now_s` plus the purpose's lifetime.
 pub fn sign(key: &[u8], purpose: Purpose, id: i64, nonce: &str, now_s: i64) -> String {
     let expires = now_s + purpose.lifetime().as_secs() as i64;
-    let tag = mac(key, purpose, id, nonce, expires).finalize().into_bytes();
+    let tag = mac(key, purpose, id, nonce, expires)
+        .finalize()
+        .into_bytes();
     format!("{id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
 }
 
@@ -143,11 +149,13 @@ pub fn verify(
         })
     };
     if !genuine(purpose) {
-        return Err(if Purpose::ALL.iter().any(|p| *p != purpose && genuine(*p)) {
-            Refused::WrongPurpose
-        } else {
-            Refused::Invalid
-        });
+        return Err(
+            if Purpose::ALL.iter().any(|p| *p != purpose && genuine(*p)) {
+                Refused::WrongPurpose
+            } else {
+                Refused::Invalid
+            },
+        );
     }
     if token.expires < now_s {
         return Err(Refused::Expired);
@@ -173,7 +181,13 @@ mod tests {
     const OLD: &[u8] = b"an older key of thirty-two bytes!";
     const NOW: i64 = 1_800_000_000;
 
-    fn check(keys: &[&[u8]], purpose: Purpose, token: &str, nonce: &str, now: i64) -> Result<(), Refused> {
+    fn check(
+        keys: &[&[u8]],
+        purpose: Purpose,
+        token: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<(), Refused> {
         let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         verify(&keys, purpose, &parse(token)?, nonce, now)
     }
@@ -184,21 +198,36 @@ mod tests {
         assert_eq!(check(&[KEY], Purpose::Confirm, &t, "n1", NOW), Ok(()));
         // Rotation: the old key still verifies what it signed.
         let old = sign(OLD, Purpose::Unsubscribe, 42, "n1", NOW);
-        assert_eq!(check(&[KEY, OLD], Purpose::Unsubscribe, &old, "n1", NOW), Ok(()));
-        assert_eq!(check(&[KEY], Purpose::Unsubscribe, &old, "n1", NOW), Err(Refused::Invalid));
+        assert_eq!(
+            check(&[KEY, OLD], Purpose::Unsubscribe, &old, "n1", NOW),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[KEY], Purpose::Unsubscribe, &old, "n1", NOW),
+            Err(Refused::Invalid)
+        );
         // Another purpose, another subscription's nonce, another id.
         assert_eq!(
             check(&[KEY], Purpose::Unsubscribe, &t, "n1", NOW),
             Err(Refused::WrongPurpose)
         );
-        assert_eq!(check(&[KEY], Purpose::Confirm, &t, "n2", NOW), Err(Refused::Invalid));
+        assert_eq!(
+            check(&[KEY], Purpose::Confirm, &t, "n2", NOW),
+            Err(Refused::Invalid)
+        );
         let other = t.replacen("42.", "43.", 1);
-        assert_eq!(check(&[KEY], Purpose::Confirm, &other, "n1", NOW), Err(Refused::Invalid));
+        assert_eq!(
+            check(&[KEY], Purpose::Confirm, &other, "n1", NOW),
+            Err(Refused::Invalid)
+        );
         // A later expiry written in does not verify; a real one runs out.
         let (_, rest) = t.split_once('.').unwrap_or_default();
         let (expires, tag) = rest.split_once('.').unwrap_or_default();
         let later = format!("42.{}.{tag}", expires.parse::<i64>().unwrap_or(0) + 1);
-        assert_eq!(check(&[KEY], Purpose::Confirm, &later, "n1", NOW), Err(Refused::Invalid));
+        assert_eq!(
+            check(&[KEY], Purpose::Confirm, &later, "n1", NOW),
+            Err(Refused::Invalid)
+        );
         assert_eq!(
             check(&[KEY], Purpose::Confirm, &t, "n1", NOW + 48 * 3600 + 1),
             Err(Refused::Expired)

@@ -527,7 +527,10 @@ impl Store {
         let rows: Vec<(String, i64)> = self
             .within("counting subscriptions", async {
                 Ok(pool
-                    .rows("SELECT state, count(*) FROM subscriptions GROUP BY state", &[])
+                    .rows(
+                        "SELECT state, count(*) FROM subscriptions GROUP BY state",
+                        &[],
+                    )
                     .await?)
             })
             .await?;

@@ -118,7 +118,10 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     expand(store).await;
     let t = now();
     let lease = 60_000;
-    let first = store.lease_deliveries(Queue::Operators, t, lease, 10).await.unwrap();
+    let first = store
+        .lease_deliveries(Queue::Operators, t, lease, 10)
+        .await
+        .unwrap();
     let leased: Vec<(&str, &str, i64)> = first
         .iter()
         .map(|l| (l.channel.as_str(), l.event.kind.as_str(), l.attempt))
@@ -151,7 +154,10 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
             .await
             .unwrap()
     );
-    let next = store.lease_deliveries(Queue::Operators, t, lease, 10).await.unwrap();
+    let next = store
+        .lease_deliveries(Queue::Operators, t, lease, 10)
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(
         (next[0].channel.as_str(), next[0].event.kind.as_str()),
@@ -160,7 +166,10 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
     // b's worker died: its lease expires and the row is taken over, with
     // the same event (and so the same id and body).
     let later = t + lease + 1_000;
-    let taken = store.lease_deliveries(Queue::Operators, later, lease, 10).await.unwrap();
+    let taken = store
+        .lease_deliveries(Queue::Operators, later, lease, 10)
+        .await
+        .unwrap();
     let b2 = taken.iter().find(|l| l.channel == "b").unwrap();
     assert_eq!((b2.id, b2.attempt), (b.id, 2));
     assert_eq!(b2.event.id, b.event.id);
@@ -192,7 +201,10 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
             .all(|l| l.channel != "b"),
         "not due yet"
     );
-    let again = store.lease_deliveries(Queue::Operators, after, lease, 10).await.unwrap();
+    let again = store
+        .lease_deliveries(Queue::Operators, after, lease, 10)
+        .await
+        .unwrap();
     let b3 = again.iter().find(|l| l.channel == "b").unwrap();
     assert_eq!((b3.event.kind.as_str(), b3.attempt), ("incident.opened", 3));
     let failed = Outcome::Failed {
@@ -204,7 +216,10 @@ async fn deliveries_go_out_in_order_and_are_marked_only_under_their_lease(db: Db
             .await
             .unwrap()
     );
-    let last = store.lease_deliveries(Queue::Operators, after, lease, 10).await.unwrap();
+    let last = store
+        .lease_deliveries(Queue::Operators, after, lease, 10)
+        .await
+        .unwrap();
     assert!(
         last.iter()
             .any(|l| l.channel == "b" && l.event.kind == "incident.resolved"),
