@@ -1,5 +1,6 @@
 //! The admin API (DESIGN §4.4): operators create, update and resolve
-//! incidents, post updates, and create, list and delete maintenance windows.
+//! incidents, post updates, and create, list and delete maintenance windows;
+//! they follow notification deliveries, and suppress or delete subscribers.
 //!
 //! Every route needs `Authorization: Bearer <token>`; the token's name is the
 //! author of what it writes. Bodies are JSON of at most 64 KiB, with unknown
@@ -10,6 +11,7 @@ pub mod auth;
 mod incidents;
 mod maintenance;
 mod notifications;
+mod subscribers;
 pub mod write;
 
 use crate::AppState;
@@ -138,6 +140,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             post(notifications::resend),
         )
         .route("/admin/v1/channels/{name}/test", post(notifications::test))
+        .route(
+            "/admin/v1/subscribers/suppress",
+            post(subscribers::suppress),
+        )
+        .route(
+            "/admin/v1/subscribers/{email}",
+            get(subscribers::show).delete(subscribers::remove),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             within_deadline,

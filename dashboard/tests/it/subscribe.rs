@@ -20,6 +20,7 @@ crate::both!(
     the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs,
     bad_subscribe_requests_are_refused_clearly_and_write_nothing,
     the_limits_hold_per_ip_loudly_per_address_silently_and_in_total,
+    an_operator_suppresses_and_deletes_subscribers,
 );
 
 const KEY: &[u8] = b"subscription-signing-key-of-32-bytes!";
@@ -32,7 +33,7 @@ fn state(db: &Db, per_minute: u32, max: u64, clock: Arc<AtomicI64>) -> AppState 
         Store::Pg(s) => Writer::Pg(s.pool().clone()),
         Store::Sqlite(s) => Writer::Sqlite(s.pool().clone()),
     };
-    let mut state = db.state(Duration::from_secs(60));
+    let mut state = db.admin_state(Duration::from_secs(60));
     state.clock = Arc::new(move || clock.load(Ordering::SeqCst));
     let mut site = (*state.site).clone();
     site.subscribe = true;
@@ -505,4 +506,160 @@ async fn the_limits_hold_per_ip_loudly_per_address_silently_and_in_total(db: Db)
     assert_eq!(known.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(known.body, unknown.body);
     assert_eq!(row(&db, "nobody@example.com").await, None);
+}
+
+async fn an_operator_suppresses_and_deletes_subscribers(db: Db) {
+    let s = state(&db, 100, 1000, pinned());
+    let auth = format!("Bearer {}", crate::fixture::ALICE);
+    let admin = |method: &'static str, path: String, body: &'static str| {
+        let (s, auth) = (s.clone(), auth.clone());
+        async move {
+            send(
+                &s,
+                method,
+                &path,
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    subscribe(&s, "email=bounce%40example.com", "192.0.2.30").await;
+    let (id, nonce, _) = row(&db, "bounce@example.com").await.unwrap();
+    post(
+        &s,
+        &link(Purpose::Confirm, id, &nonce, now()),
+        "",
+        &[("origin", ORIGIN)],
+    )
+    .await;
+    let shown = admin("GET", "/admin/v1/subscribers/Bounce@example.com".into(), "").await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(shown.json()["state"], "confirmed");
+
+    let done = admin(
+        "POST",
+        "/admin/v1/subscribers/suppress".into(),
+        r#"{"email": "bounce@example.com", "reason": "hard bounce"}"#,
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(
+        row(&db, "bounce@example.com").await.unwrap().2,
+        "suppressed"
+    );
+    // It hears nothing, and the form cannot bring it back.
+    let event = ingest::store::outbox::EventRow {
+        id: "incident-8-8".into(),
+        kind: "incident.opened".into(),
+        at: now(),
+        subject: "incident-8".into(),
+        seq: 8,
+        data: "{}".into(),
+        channel: None,
+    };
+    db.exec(&format!(
+        "INSERT INTO events (id, type, at, subject, seq, data) VALUES ('incident-8-8', 'incident.opened', {}, 'incident-8', 8, '{{}}')",
+        db.at(now())
+    ))
+    .await;
+    assert_eq!(
+        db.store
+            .fan_out(&event, &[("api".into(), "Core".into())], now())
+            .await
+            .unwrap(),
+        0
+    );
+    let before = count(
+        &db,
+        "SELECT count(*) FROM events WHERE type LIKE 'subscription.%'",
+    )
+    .await;
+    assert_eq!(
+        subscribe(&s, "email=bounce%40example.com", "192.0.2.30")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE type LIKE 'subscription.%'"
+        )
+        .await,
+        before
+    );
+    assert_eq!(
+        row(&db, "bounce@example.com").await.unwrap().2,
+        "suppressed"
+    );
+    // An address never seen can be suppressed ahead of time.
+    let ahead = admin(
+        "POST",
+        "/admin/v1/subscribers/suppress".into(),
+        r#"{"email": "complainer@example.com"}"#,
+    )
+    .await;
+    assert_eq!(ahead.status, StatusCode::OK);
+    assert_eq!(ahead.json()["reason"], "suppressed by alice");
+
+    // Refused clearly, nothing written.
+    let bad = admin(
+        "POST",
+        "/admin/v1/subscribers/suppress".into(),
+        r#"{"email": "a@b.example\r\nBcc: x@y"}"#,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("`email`"), "{}", bad.body);
+    let unknown = admin(
+        "POST",
+        "/admin/v1/subscribers/suppress".into(),
+        r#"{"email": "a@b.example", "extra": 1}"#,
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let anonymous = send(
+        &s,
+        "DELETE",
+        "/admin/v1/subscribers/bounce@example.com",
+        &[],
+        String::new(),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(count(&db, "SELECT count(*) FROM subscriptions").await, 2);
+
+    // Deleted outright: it may subscribe again.
+    assert_eq!(
+        admin(
+            "DELETE",
+            "/admin/v1/subscribers/bounce@example.com".into(),
+            ""
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        admin(
+            "DELETE",
+            "/admin/v1/subscribers/bounce@example.com".into(),
+            ""
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin("GET", "/admin/v1/subscribers/bounce@example.com".into(), "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    subscribe(&s, "email=bounce%40example.com", "192.0.2.30").await;
+    assert_eq!(row(&db, "bounce@example.com").await.unwrap().2, "pending");
 }
