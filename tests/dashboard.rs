@@ -370,3 +370,177 @@ async fn ten_thousand_distinct_pages_neither_grow_the_cache_nor_evict_the_home_p
     signal(&dashboard, "TERM");
     assert!(dashboard.wait().unwrap().success());
 }
+
+/// Subscriptions as production runs them: the dashboard reads only the
+/// `subscriptions` section (a check's unset `${VAR}` does not stop it),
+/// writes through the README's subscription role, and the README's
+/// read-only role sees neither subscriptions nor the outbox.
+#[tokio::test]
+async fn subscriptions_write_through_the_readme_role_which_can_do_nothing_else() {
+    let (owner_url, name) = fresh_database("dash_subs").await;
+    let pid = std::process::id();
+    let (ro, subs) = (format!("dash_ro_s_{pid}"), format!("dash_subs_{pid}"));
+    let mut owner = PgConnection::connect(&owner_url).await.unwrap();
+    for role in [&ro, &subs] {
+        sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+            .execute(&mut owner)
+            .await
+            .unwrap();
+    }
+    let mut statements = readme_grants("<!-- read-only-role", "statuspage_dashboard", &ro, &name);
+    statements.extend(readme_grants(
+        "<!-- subscriptions-role",
+        "statuspage_subscriptions",
+        &subs,
+        &name,
+    ));
+    for statement in statements {
+        sqlx::query(&statement)
+            .execute(&mut owner)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let (scheme_host, _) = owner_url.split_once('@').unwrap();
+    let as_role = |role: &str, password: &str| {
+        owner_url.replacen(
+            &format!("{scheme_host}@"),
+            &format!("postgres://{role}:{password}@"),
+            1,
+        )
+    };
+    let (ro_url, subs_url) = (as_role(&ro, "change-me"), as_role(&subs, "change-me-three"));
+    let mut reader = PgConnection::connect(&ro_url).await.unwrap();
+    for table in [
+        "subscriptions",
+        "subscriber_deliveries",
+        "events",
+        "deliveries",
+    ] {
+        let denied = sqlx::query(&format!("SELECT count(*) FROM {table}"))
+            .execute(&mut reader)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(denied.contains("permission denied"), "{table}: {denied}");
+    }
+    let mut writer = PgConnection::connect(&subs_url).await.unwrap();
+    for sql in [
+        "SELECT count(*) FROM checks",
+        "SELECT count(*) FROM events",
+        "SELECT count(*) FROM subscriber_deliveries",
+        "UPDATE deliveries SET state = 'failed'",
+        "DELETE FROM events",
+    ] {
+        let denied = sqlx::query(sql)
+            .execute(&mut writer)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(denied.contains("permission denied"), "{sql}: {denied}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("statuspage-dash-subs-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let config = dir.join("all.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "groups:\n  - name: Core\n    checks:\n      - {{ name: API, id: api, http: {{ url: \"${{NOT_SET_ANYWHERE}}\" }} }}\nsubscriptions:\n  enabled: true\n  signing_key_file: {}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut child = support::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_statuspage"))
+            .args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--public-url", &public])
+            .arg("--config")
+            .arg(&config)
+            .env("STATUSPAGE_DATABASE_URL", &ro_url)
+            .env("STATUSPAGE_SUBSCRIPTIONS_DATABASE_URL", &subs_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    support::until(Duration::from_secs(20), "the form", || {
+        support::http_body(port, "/subscribe")
+    });
+    let body = "email=reader%40example.com";
+    let answer = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST /subscribe HTTP/1.1\r\nhost: x\r\norigin: {public}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (id, nonce): (i64, String) =
+        sqlx::query_as("SELECT id, nonce FROM subscriptions WHERE email = 'reader@example.com'")
+            .fetch_one(&mut owner)
+            .await
+            .unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'subscription.confirm'")
+            .fetch_one(&mut owner)
+            .await
+            .unwrap();
+    assert_eq!(queued, 1);
+    // A mail waiting for it; the one-click unsubscribe (through the role)
+    // deletes both, the mail by the foreign key's cascade.
+    sqlx::query("INSERT INTO subscriber_deliveries (event_id, subscription_id, subject, seq, priority, due_at) SELECT id, $1, subject, seq, 1, now() FROM events")
+        .bind(id)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let token = ingest::notify::token::sign(
+        &[7u8; 32],
+        ingest::notify::token::Purpose::Unsubscribe,
+        id,
+        &nonce,
+        chrono::Utc::now().timestamp(),
+    );
+    let path = format!("/subscribe/unsubscribe/{token}");
+    let one_click = "List-Unsubscribe=One-Click";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{one_click}",
+        one_click.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM subscriptions), (SELECT count(*) FROM subscriber_deliveries)",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 0));
+    signal(&child.0, "TERM");
+    let mut logs = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        !logs.contains("change-me-three") && !logs.contains(&token),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
