@@ -167,6 +167,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_notifications_attempts_total", "counter"),
     ("statuspage_notifications_pending", "gauge"),
     ("statuspage_notifications_oldest_pending_seconds", "gauge"),
+    ("statuspage_subscriber_mails_total", "counter"),
 ];
 
 #[test]

@@ -31,6 +31,10 @@ pub fn describe() {
         ENTRIES,
         "Keys the cache holds (at most its capacity, statuspage's MAX_KEYS)."
     );
+    describe_counter!(
+        crate::subscribe::REQUESTS,
+        "Subscription requests (form and links) by action and outcome."
+    );
 }
 
 /// Sets the dashboard's gauges from its cache, just before a scrape.

@@ -28,8 +28,15 @@ const STALE_IF_ERROR_S: u64 = 86_400;
 
 const STYLE: &str = include_str!("../assets/style.css");
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; \
-                   base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// The pages' CSP: no script but the one local-time script, by its hash.
+static CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    let policy = format!(
+        "default-src 'none'; script-src {}; style-src 'self'; img-src 'self' https: data:; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        pages::local_time_hash()
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+});
 
 /// Whether this replica should get the public page, for the ops port's
 /// `/readyz` (what a load balancer or a Kubernetes readiness probe asks):
@@ -80,10 +87,7 @@ pub(crate) async fn security_headers(mut r: Response) -> Response {
             HeaderValue::from_static("cross-origin"),
         );
     } else {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
+        h.insert(header::CONTENT_SECURITY_POLICY, CSP.clone());
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     r

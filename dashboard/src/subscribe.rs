@@ -190,6 +190,15 @@ pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     theirs.is_some_and(|t| t.origin() == ours.origin())
 }
 
+/// An address as a proxy header gives it: `ip`, `ip:port` (CloudFront's
+/// `CloudFront-Viewer-Address`, IPv6 unbracketed) or `[ip]:port`.
+fn ip_of(v: &str) -> Option<IpAddr> {
+    v.parse::<IpAddr>()
+        .ok()
+        .or_else(|| v.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
+}
+
 /// The client's address: the trusted proxy header's last value when one
 /// is configured and parses, else the peer's.
 fn client(
@@ -204,7 +213,7 @@ fn client(
             .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .and_then(|v| ip_of(v.trim()))
     });
     proxied
         .or(peer.map(|Extension(ConnectInfo(a))| a.ip()))
@@ -727,6 +736,19 @@ mod tests {
             l.take([192, 0, 2, 2].into()).is_ok(),
             "another address has its own window"
         );
+    }
+
+    #[test]
+    fn a_proxy_header_gives_an_address_with_or_without_its_port() {
+        assert_eq!(ip_of("198.51.100.10"), Some([198, 51, 100, 10].into()));
+        assert_eq!(
+            ip_of("198.51.100.10:46532"),
+            Some([198, 51, 100, 10].into())
+        );
+        assert_eq!(ip_of("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
+        assert_eq!(ip_of("2001:db8::1:46532"), "2001:db8::1".parse().ok());
+        assert_eq!(ip_of("2001:db8::1"), "2001:db8::1".parse().ok());
+        assert_eq!(ip_of("unknown"), None);
     }
 
     #[test]

@@ -156,6 +156,12 @@ pub fn describe() {
         OLDEST,
         "How long the oldest pending notification has waited since its event."
     );
+    use crate::notify::subscribers::{MAILS, SUBSCRIBERS};
+    describe_counter!(
+        MAILS,
+        "Subscriber mails that ended, by kind (confirm, manage, notice) and outcome (delivered, failed, dropped)."
+    );
+    describe_gauge!(SUBSCRIBERS, "Public email subscriptions by state.");
 }
 
 /// Ingest's instruments, and the state its gauges publish.

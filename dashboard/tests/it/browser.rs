@@ -1,7 +1,8 @@
 //! The pages in a real browser: headless Chromium (Debian's) loads the front
 //! page, a check page and an incident page from a running dashboard over the
 //! fixture, and the rendered DOM must hold the banner, the bars, the graph
-//! and the timeline, with not one console message (a CSP violation is one).
+//! and the timeline, and the subscribe form, with not one console message (a
+//! CSP violation is one).
 //! Screenshots at 1280 and 375 px wide go under the target directory.
 
 use crate::fixture::Db;
@@ -50,7 +51,9 @@ fn assert_quiet(page: &str, console: &[String]) {
 #[tokio::test]
 async fn the_pages_render_in_chromium_with_no_console_message() {
     let db = Db::sqlite().await;
-    let state = db.state(Duration::from_secs(10));
+    // With subscriptions on: every page links to them.
+    let mut state = crate::subscribe::state(&db, 100, 1000, crate::subscribe::pinned());
+    state.clock = dashboard::system_clock();
     let port = free_port();
     let stop = CancellationToken::new();
     let server = tokio::spawn(dashboard::run(
@@ -83,6 +86,9 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
                 "<section class=\"banner partial_outage\"",
                 "<svg class=\"bar\"",
                 "<rect class=\"up\"",
+                // The local-time script ran: the UTC text moved to a tooltip.
+                "Z\" title=\"",
+                " UTC\">",
             ],
         ),
         (
@@ -101,6 +107,15 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
             vec![
                 "<ol class=\"timeline\">",
                 "Detected: 3 of 3 locations failing",
+            ],
+        ),
+        (
+            "subscribe",
+            "/subscribe".to_string(),
+            vec![
+                "<form class=\"subscribe\" method=\"post\" action=\"/subscribe\">",
+                "<input id=\"email\" type=\"email\" name=\"email\" required",
+                "<fieldset class=\"choices\">",
             ],
         ),
     ];

@@ -28,7 +28,7 @@ const ORIGIN: &str = "https://status.example.test";
 
 /// The app with subscriptions on (`per_minute` POSTs per IP), its clock
 /// pinned to what `clock` holds.
-fn state(db: &Db, per_minute: u32, max: u64, clock: Arc<AtomicI64>) -> AppState {
+pub fn state(db: &Db, per_minute: u32, max: u64, clock: Arc<AtomicI64>) -> AppState {
     let writer = match &db.store {
         Store::Pg(s) => Writer::Pg(s.pool().clone()),
         Store::Sqlite(s) => Writer::Sqlite(s.pool().clone()),
@@ -53,7 +53,7 @@ fn state(db: &Db, per_minute: u32, max: u64, clock: Arc<AtomicI64>) -> AppState 
     state
 }
 
-fn pinned() -> Arc<AtomicI64> {
+pub fn pinned() -> Arc<AtomicI64> {
     Arc::new(AtomicI64::new(now()))
 }
 

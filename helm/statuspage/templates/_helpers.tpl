@@ -228,3 +228,34 @@ spec:
     name: {{ include "statuspage.component" (dict "root" . "component" "database-ca") }}
 {{- end }}
 {{- end -}}
+
+{{- /* The subscriptions section and its signing key(s): ingest and the dashboard only. */ -}}
+{{- define "statuspage.subscriptionsMounts" -}}
+{{- if .Values.subscriptions.enabled }}
+- name: subscriptions
+  mountPath: /etc/statuspage/subscriptions
+  readOnly: true
+- name: subscriptions-key
+  mountPath: /etc/statuspage/subscriptions-key
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "statuspage.subscriptionsVolumes" -}}
+{{- if .Values.subscriptions.enabled }}
+- name: subscriptions
+  configMap:
+    name: {{ include "statuspage.component" (dict "root" . "component" "subscriptions") }}
+- name: subscriptions-key
+  secret:
+    secretName: {{ include "statuspage.secretName" . }}
+    defaultMode: 0400
+    items:
+      - key: subscriptions-key
+        path: key
+      {{- range .Values.subscriptions.previousKeySecretKeys }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- end }}
+{{- end -}}

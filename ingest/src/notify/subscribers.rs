@@ -31,8 +31,6 @@ use tokio_util::sync::CancellationToken;
 pub const MAILS: &str = "statuspage_subscriber_mails_total";
 /// Subscriptions by state (`pending`, `confirmed`, `suppressed`).
 pub const SUBSCRIBERS: &str = "statuspage_subscribers";
-/// Subscriber mails waiting to be sent.
-pub const QUEUED: &str = "statuspage_subscriber_mails_pending";
 
 /// Unconfirmed subscriptions are deleted this long after they were made.
 pub const UNCONFIRMED_FOR: Duration = Duration::from_secs(48 * 3600);
