@@ -38,7 +38,7 @@ pub(crate) struct RawFile {
 pub(crate) struct RawSubscriptions {
     /// Turns the subscribe form and subscriber mail on. Default false. Needs an `smtp` section.
     pub enabled: Option<Field<bool>>,
-    /// A file whose raw bytes (32 or more, not decoded) are the key that signs the links in subscriber mail. Required when enabled.
+    /// A file whose raw bytes (32 or more, not decoded) are the key that signs the links in subscriber mail; a relative path is from the YAML file's directory. Required when enabled.
     pub signing_key_file: Option<Field<String>>,
     /// Earlier keys' files, for rotation: links signed with them still verify; new links are signed with `signing_key_file`.
     pub previous_signing_key_files: Option<Field<Vec<Field<String>>>>,

@@ -450,7 +450,12 @@ pub(crate) fn subscriptions(cx: &Cx, raw: RawSubscriptions, at: NodeId) -> Optio
     for f in files {
         let at = f.id;
         let Some(path) = cx.get(f) else { continue };
-        match std::fs::read(&path) {
+        // A relative path is the YAML file's neighbour.
+        let file = match cx.doc.file.parent() {
+            Some(dir) if std::path::Path::new(&path).is_relative() => dir.join(&path),
+            _ => std::path::PathBuf::from(&path),
+        };
+        match std::fs::read(&file) {
             Ok(bytes) if bytes.len() >= MIN_KEY_BYTES => keys.push(bytes),
             Ok(bytes) => cx.error(
                 at,

@@ -21,6 +21,7 @@ crate::both!(
     bad_subscribe_requests_are_refused_clearly_and_write_nothing,
     the_limits_hold_per_ip_loudly_per_address_silently_and_in_total,
     an_operator_suppresses_and_deletes_subscribers,
+    unconfirmed_subscriptions_are_forgotten_after_48_hours,
 );
 
 const KEY: &[u8] = b"subscription-signing-key-of-32-bytes!";
@@ -662,4 +663,23 @@ async fn an_operator_suppresses_and_deletes_subscribers(db: Db) {
     );
     subscribe(&s, "email=bounce%40example.com", "192.0.2.30").await;
     assert_eq!(row(&db, "bounce@example.com").await.unwrap().2, "pending");
+}
+
+async fn unconfirmed_subscriptions_are_forgotten_after_48_hours(db: Db) {
+    let clock = pinned();
+    let s = state(&db, 100, 1000, clock.clone());
+    let t = now();
+    clock.store(t - 49 * 3_600_000, Ordering::SeqCst);
+    subscribe(&s, "email=old%40example.com", "192.0.2.40").await;
+    subscribe(&s, "email=kept%40example.com", "192.0.2.40").await;
+    let (id, nonce, _) = row(&db, "kept@example.com").await.unwrap();
+    post(&s, &link(Purpose::Confirm, id, &nonce, t - 49 * 3_600_000), "", &[("origin", ORIGIN)]).await;
+    clock.store(t - 47 * 3_600_000, Ordering::SeqCst);
+    subscribe(&s, "email=young%40example.com", "192.0.2.40").await;
+    // What the mail worker runs, with its cutoff.
+    let cutoff = t - ingest::notify::subscribers::UNCONFIRMED_FOR.as_millis() as i64;
+    assert_eq!(db.store.prune_subscriptions(cutoff, cutoff).await.unwrap(), 1);
+    assert_eq!(row(&db, "old@example.com").await, None);
+    assert_eq!(row(&db, "kept@example.com").await.unwrap().2, "confirmed");
+    assert_eq!(row(&db, "young@example.com").await.unwrap().2, "pending");
 }
