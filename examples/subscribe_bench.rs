@@ -16,8 +16,8 @@
 //! event (an incident on a private check, which no subscriber hears)
 //! committed during the fan-out waits for its receiver.
 
-use ingest::store::sql::{Arg, Pool};
 use futures_util::StreamExt;
+use ingest::store::sql::{Arg, Pool};
 use lettre::AsyncTransport;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,7 +45,11 @@ fn read_log(log: &Path, id: &str) -> (usize, bool) {
     (mails, hook)
 }
 
-async fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<Instant> {
+async fn until(
+    what: &str,
+    deadline: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<Instant> {
     let end = Instant::now() + deadline;
     loop {
         if done() {
@@ -96,11 +100,19 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(10_000);
-    let dir: PathBuf = std::env::temp_dir().join(format!("statuspage-subscribe-bench-{}", std::process::id()));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("statuspage-subscribe-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let python = std::env::var("STATUSPAGE_TEST_WEBHOOK_PYTHON")
-        .map_err(|_| anyhow::anyhow!("STATUSPAGE_TEST_WEBHOOK_PYTHON: a Python with aiosmtpd and standardwebhooks"))?;
-    let (port_file, smtp_file, log) = (dir.join("r.port"), dir.join("smtp.port"), dir.join("r.jsonl"));
+    let python = std::env::var("STATUSPAGE_TEST_WEBHOOK_PYTHON").map_err(|_| {
+        anyhow::anyhow!(
+            "STATUSPAGE_TEST_WEBHOOK_PYTHON: a Python with aiosmtpd and standardwebhooks"
+        )
+    })?;
+    let (port_file, smtp_file, log) = (
+        dir.join("r.port"),
+        dir.join("smtp.port"),
+        dir.join("r.jsonl"),
+    );
     let _receiver = Reaped(
         Command::new(python)
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py"))
@@ -122,9 +134,10 @@ async fn main() -> anyhow::Result<()> {
 
     // The bare loops: one pooled transport, one mail after another; and
     // the same with 8 in flight, as the worker sends.
-    let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(sport)
-        .build();
+    let transport =
+        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(sport)
+            .build();
     let mail = |i: i64| -> anyhow::Result<lettre::Message> {
         Ok(lettre::Message::builder()
             .from("Acme status <status@acme.example>".parse()?)
@@ -199,7 +212,13 @@ async fn main() -> anyhow::Result<()> {
         title: Some("Acme status".into()),
         ..Default::default()
     };
-    let worker = tokio::spawn(ingest::notify::run(store.clone(), settings, rx, clock, shutdown.clone()));
+    let worker = tokio::spawn(ingest::notify::run(
+        store.clone(),
+        settings,
+        rx,
+        clock,
+        shutdown.clone(),
+    ));
 
     // One incident to every subscriber; during its fan-out, a second
     // incident whose operator webhook is timed.
@@ -214,7 +233,10 @@ async fn main() -> anyhow::Result<()> {
     let during = Instant::now();
     incident(&pool, &second, 2, "internal").await?;
     store.wake_notifications();
-    let heard = until("the operator webhook", Duration::from_secs(120), || read_log(&log, &second).1).await?;
+    let heard = until("the operator webhook", Duration::from_secs(120), || {
+        read_log(&log, &second).1
+    })
+    .await?;
     let waited = heard - during;
     let (mails_then, _) = read_log(&log, "-");
     let last = until("every subscriber's mail", Duration::from_secs(1200), || {
@@ -225,15 +247,29 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = worker.await;
 
-    let database = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+    let database = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let one_rate = one_n as f64 / one.as_secs_f64();
     let eight_rate = eight_n as f64 / eight.as_secs_f64();
     let ours = n as f64 / total.as_secs_f64();
     println!("subscribers                  {n} ({database}), one incident");
-    println!("bare lettre loop, 1 at once  {one_rate:.0} mails/s ({one_n} mails, one pooled transport)");
-    println!("bare lettre loop, 8 at once  {eight_rate:.0} mails/s ({eight_n} mails, as the worker sends)");
-    println!("fan-out to the SMTP server   {ours:.0} mails/s (the incident's commit to its last mail)");
-    println!("ratio                        {:.2} (to 1 at once), {:.2} (to 8 at once)", ours / one_rate, ours / eight_rate);
+    println!(
+        "bare lettre loop, 1 at once  {one_rate:.0} mails/s ({one_n} mails, one pooled transport)"
+    );
+    println!(
+        "bare lettre loop, 8 at once  {eight_rate:.0} mails/s ({eight_n} mails, as the worker sends)"
+    );
+    println!(
+        "fan-out to the SMTP server   {ours:.0} mails/s (the incident's commit to its last mail)"
+    );
+    println!(
+        "ratio                        {:.2} (to 1 at once), {:.2} (to 8 at once)",
+        ours / one_rate,
+        ours / eight_rate
+    );
     println!("until the last mail          {:.1} s", total.as_secs_f64());
     println!(
         "operator webhook during it   {:.0} ms from commit to receipt ({mails_then} mails sent by then)",

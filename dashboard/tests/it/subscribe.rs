@@ -358,7 +358,9 @@ async fn the_links_confirm_change_and_unsubscribe_and_refuse_what_is_not_theirs(
 
 async fn bad_subscribe_requests_are_refused_clearly_and_write_nothing(db: Db) {
     let s = state(&db, 100, 1000, pinned());
-    let cases: [(&str, &[(&str, &str)], StatusCode, &str); 9] = [
+    // (body, headers, status, what the page says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], StatusCode, &'a str);
+    let cases: [Case; 9] = [
         (
             "email=x%40example.com",
             &[],
@@ -673,12 +675,21 @@ async fn unconfirmed_subscriptions_are_forgotten_after_48_hours(db: Db) {
     subscribe(&s, "email=old%40example.com", "192.0.2.40").await;
     subscribe(&s, "email=kept%40example.com", "192.0.2.40").await;
     let (id, nonce, _) = row(&db, "kept@example.com").await.unwrap();
-    post(&s, &link(Purpose::Confirm, id, &nonce, t - 49 * 3_600_000), "", &[("origin", ORIGIN)]).await;
+    post(
+        &s,
+        &link(Purpose::Confirm, id, &nonce, t - 49 * 3_600_000),
+        "",
+        &[("origin", ORIGIN)],
+    )
+    .await;
     clock.store(t - 47 * 3_600_000, Ordering::SeqCst);
     subscribe(&s, "email=young%40example.com", "192.0.2.40").await;
     // What the mail worker runs, with its cutoff.
     let cutoff = t - ingest::notify::subscribers::UNCONFIRMED_FOR.as_millis() as i64;
-    assert_eq!(db.store.prune_subscriptions(cutoff, cutoff).await.unwrap(), 1);
+    assert_eq!(
+        db.store.prune_subscriptions(cutoff, cutoff).await.unwrap(),
+        1
+    );
     assert_eq!(row(&db, "old@example.com").await, None);
     assert_eq!(row(&db, "kept@example.com").await.unwrap().2, "confirmed");
     assert_eq!(row(&db, "young@example.com").await.unwrap().2, "pending");
