@@ -55,6 +55,33 @@ fn readme_grants(marker: &str, placeholder: &str, role: &str, database: &str) ->
         .collect()
 }
 
+/// Makes each README role block `(marker, placeholder, role)` for `role`
+/// on `database`, dropping a role of that name first.
+async fn readme_roles(owner: &mut PgConnection, database: &str, blocks: &[(&str, &str, &str)]) {
+    for (marker, placeholder, role) in blocks {
+        sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+            .execute(&mut *owner)
+            .await
+            .unwrap();
+        for statement in readme_grants(marker, placeholder, role, database) {
+            sqlx::query(&statement)
+                .execute(&mut *owner)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+    }
+}
+
+/// `owner_url` logging in as `role` with `password`.
+fn as_role(owner_url: &str, role: &str, password: &str) -> String {
+    let (scheme_host, _) = owner_url.split_once('@').unwrap();
+    owner_url.replacen(
+        &format!("{scheme_host}@"),
+        &format!("postgres://{role}:{password}@"),
+        1,
+    )
+}
+
 fn http_send(port: u16, method: &str, path: &str, token: &str, body: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -72,41 +99,20 @@ fn http_send(port: u16, method: &str, path: &str, token: &str, body: &str) -> St
 async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_public_port() {
     let (admin_url, name) = fresh_database("dash_serve").await;
     let role = format!("dash_ro_{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
     let admin_role = format!("dash_admin_{}", std::process::id());
-    sqlx::query(&format!("DROP ROLE IF EXISTS {admin_role}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut statements = readme_grants("<!-- read-only-role", "statuspage_dashboard", &role, &name);
-    statements.extend(readme_grants(
-        "<!-- admin-role",
-        "statuspage_admin",
-        &admin_role,
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    readme_roles(
+        &mut admin,
         &name,
-    ));
-    for statement in statements {
-        sqlx::query(&statement)
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
+        &[
+            ("<!-- read-only-role", "statuspage_dashboard", &role),
+            ("<!-- admin-role", "statuspage_admin", &admin_role),
+        ],
+    )
+    .await;
     // The role reads, and cannot write or read raw results.
-    let (scheme_host, _) = admin_url.split_once('@').unwrap();
-    let ro_url = admin_url.replacen(
-        &format!("{scheme_host}@"),
-        &format!("postgres://{role}:change-me@"),
-        1,
-    );
-    let admin_url = admin_url.replacen(
-        &format!("{scheme_host}@"),
-        &format!("postgres://{admin_role}:change-me-too@"),
-        1,
-    );
+    let ro_url = as_role(&admin_url, &role, "change-me");
+    let admin_url = as_role(&admin_url, &admin_role, "change-me-too");
     let mut ro = PgConnection::connect(&ro_url).await.unwrap();
     let denied = sqlx::query("INSERT INTO incidents (title, impact, state, auto, started_at) VALUES ('x', 'minor', 'investigating', false, now())")
         .execute(&mut ro)
@@ -381,34 +387,17 @@ async fn subscriptions_write_through_the_readme_role_which_can_do_nothing_else()
     let pid = std::process::id();
     let (ro, subs) = (format!("dash_ro_s_{pid}"), format!("dash_subs_{pid}"));
     let mut owner = PgConnection::connect(&owner_url).await.unwrap();
-    for role in [&ro, &subs] {
-        sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
-            .execute(&mut owner)
-            .await
-            .unwrap();
-    }
-    let mut statements = readme_grants("<!-- read-only-role", "statuspage_dashboard", &ro, &name);
-    statements.extend(readme_grants(
-        "<!-- subscriptions-role",
-        "statuspage_subscriptions",
-        &subs,
+    readme_roles(
+        &mut owner,
         &name,
-    ));
-    for statement in statements {
-        sqlx::query(&statement)
-            .execute(&mut owner)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
-    let (scheme_host, _) = owner_url.split_once('@').unwrap();
-    let as_role = |role: &str, password: &str| {
-        owner_url.replacen(
-            &format!("{scheme_host}@"),
-            &format!("postgres://{role}:{password}@"),
-            1,
-        )
-    };
-    let (ro_url, subs_url) = (as_role(&ro, "change-me"), as_role(&subs, "change-me-three"));
+        &[
+            ("<!-- read-only-role", "statuspage_dashboard", &ro),
+            ("<!-- subscriptions-role", "statuspage_subscriptions", &subs),
+        ],
+    )
+    .await;
+    let ro_url = as_role(&owner_url, &ro, "change-me");
+    let subs_url = as_role(&owner_url, &subs, "change-me-three");
     let mut reader = PgConnection::connect(&ro_url).await.unwrap();
     for table in [
         "subscriptions",

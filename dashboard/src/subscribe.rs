@@ -336,6 +336,24 @@ fn limited(s: &AppState, action: &'static str, wait: Duration) -> Response {
     r
 }
 
+/// The refusal of a POST that does not come from the page (CSRF) or whose
+/// client is past the per-IP limit; `None` when it may go on.
+fn refusal(
+    s: &AppState,
+    sub: &Subscriptions,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    action: &'static str,
+) -> Option<Response> {
+    if !same_origin(headers, &s.site.public_url) {
+        return Some(cross_site(s, action));
+    }
+    sub.limiter
+        .take(client(sub, headers, peer))
+        .err()
+        .map(|wait| limited(s, action, wait))
+}
+
 /// `GET /subscribe`.
 pub async fn form(State(s): State<AppState>) -> Response {
     if s.subscriptions.is_none() {
@@ -358,11 +376,8 @@ pub async fn subscribe(
     let Some(sub) = s.subscriptions.clone() else {
         return off(&s);
     };
-    if !same_origin(&headers, &s.site.public_url) {
-        return cross_site(&s, ACTION);
-    }
-    if let Err(wait) = sub.limiter.take(client(&sub, &headers, peer)) {
-        return limited(&s, ACTION, wait);
+    if let Some(refused) = refusal(&s, &sub, &headers, peer, ACTION) {
+        return refused;
     }
     let f = match fields(&headers, &body) {
         Ok(f) => f,
@@ -572,13 +587,10 @@ pub async fn link_post(
         return off_path(&s);
     };
     let action = action_of(p);
-    if p != Purpose::Unsubscribe {
-        if !same_origin(&headers, &s.site.public_url) {
-            return cross_site(&s, action);
-        }
-        if let Err(wait) = sub.limiter.take(client(&sub, &headers, peer)) {
-            return limited(&s, action, wait);
-        }
+    if p != Purpose::Unsubscribe
+        && let Some(refused) = refusal(&s, &sub, &headers, peer, action)
+    {
+        return refused;
     }
     let f = match fields(&headers, &body) {
         Ok(f) => f,
