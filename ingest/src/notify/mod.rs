@@ -89,6 +89,11 @@ pub const OLDEST: &str = "statuspage_notifications_oldest_pending_seconds";
 /// else the routes' choice, over the facts the catalog knows of its checks.
 pub fn route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
     let mut names = operator_route(catalog, event);
+    if catalog.subscriptions.is_none() && event.kind.starts_with("subscription.") {
+        // The dashboard takes subscriptions and this ingest's config has
+        // none: the mail cannot be sent. Say so rather than drop it quietly.
+        tracing::error!(event = "subscriber_mail_dropped", id = %event.id, error = "this ingest's config has no `subscriptions` section");
+    }
     // The subscriber audience: one target, expanded per address later.
     if catalog.subscriptions.is_some() && event.channel.is_none() && subscribers::heard(&event.kind)
     {
