@@ -200,6 +200,30 @@ pub struct Board {
     pub open: Vec<(IncidentRow, Vec<UpdateRow>)>,
     /// Active and upcoming maintenance, soonest first (public checks only).
     pub windows: Vec<WindowRow>,
+    /// The past [`HISTORY_DAYS`] UTC days, today first: each day's start
+    /// and the public incidents that started on it, newest first.
+    pub history: Vec<(Millis, Vec<IncidentRow>)>,
+}
+
+/// How many days of incidents the front page lists under the checks.
+pub const HISTORY_DAYS: i64 = 7;
+
+/// The past [`HISTORY_DAYS`] UTC days up to `now`, today first, each with
+/// the incidents of `incidents` that started on it (newest first).
+pub fn history(incidents: &[IncidentRow], now: Millis) -> Vec<(Millis, Vec<IncidentRow>)> {
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    (0..HISTORY_DAYS)
+        .map(|back| {
+            let day = today - back * DAY_MS;
+            let mut those: Vec<IncidentRow> = incidents
+                .iter()
+                .filter(|i| i.started_at >= day && i.started_at < day + DAY_MS)
+                .cloned()
+                .collect();
+            those.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+            (day, those)
+        })
+        .collect()
 }
 
 /// The rows behind a [`Board`].
@@ -286,6 +310,7 @@ pub fn board(rows: Rows, now: Millis) -> Board {
             (!w.checks.is_empty()).then_some(w)
         })
         .collect();
+    let history = history(&rows.incidents, now);
     Board {
         now,
         overall,
@@ -294,6 +319,7 @@ pub fn board(rows: Rows, now: Millis) -> Board {
         checks,
         open,
         windows,
+        history,
     }
 }
 

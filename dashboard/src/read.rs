@@ -34,6 +34,8 @@ pub struct CheckRow {
     pub name: String,
     /// Its group's name ("" for none).
     pub group: String,
+    /// Its group's description, if the YAML gives one.
+    pub group_description: Option<String>,
     /// Its description, if any.
     pub description: Option<String>,
     /// http, tcp, tls or dns.
@@ -266,7 +268,8 @@ impl Reader {
     /// are never public).
     pub async fn public_checks(&self) -> Result<Vec<CheckRow>, ReadError> {
         let sql = format!(
-            "SELECT {} AS id, slug, name, group_name, description, kind, {} AS position,
+            "SELECT {} AS id, slug, name, group_name, group_description, description, kind,
+                    {} AS position,
                     {} AS created_at, status, {} AS status_since, {} AS interval_ms, latest,
                     {} AS cert_not_after, {} AS locations, {} AS decided_through
              FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
@@ -286,6 +289,7 @@ impl Reader {
             slug: String,
             name: String,
             group_name: String,
+            group_description: Option<String>,
             description: Option<String>,
             kind: String,
             position: i64,
@@ -306,6 +310,7 @@ impl Reader {
                 slug: r.slug,
                 name: r.name,
                 group: r.group_name,
+                group_description: r.group_description,
                 description: r.description,
                 kind: r.kind,
                 position: r.position,

@@ -1,7 +1,7 @@
 //! `/`: the banner, open incidents, maintenance, then each group's checks
-//! with their 90-day uptime bars.
+//! with their 90-day uptime bars, then the past week's incidents day by day.
 
-use super::{Site, banner, incident_card, layout, percent, pill, time, uptime_bar};
+use super::{Site, banner, incident_card, layout, percent, pill, state_text, time, uptime_bar};
 use crate::model::{Board, CheckSummary};
 use maud::{Markup, html};
 
@@ -52,6 +52,9 @@ pub fn page(site: &Site, board: &Board) -> Markup {
         @for (group, checks) in groups(&board.checks) {
             section.group aria-label=(if group.is_empty() { "Checks" } else { group }) {
                 @if !group.is_empty() { h2 { (group) } }
+                @if let Some(d) = checks.first().and_then(|c| c.row.group_description.as_deref()) {
+                    p.group-description { (d) }
+                }
                 ul.checks {
                     @for c in checks {
                         li.check {
@@ -66,6 +69,43 @@ pub fn page(site: &Site, board: &Board) -> Markup {
                 }
             }
         }
+        (past_incidents(board))
     };
     layout(site, "", board.now, Some(board.freshness), body)
+}
+
+/// The past week, day by day (UTC), as Statuspage shows it: each day's
+/// incidents, or "No incidents reported".
+fn past_incidents(board: &Board) -> Markup {
+    html! {
+        section.history aria-labelledby="history-h" {
+            h2 #history-h { "Past incidents" }
+            @for (day, incidents) in &board.history {
+                div.day {
+                    h3 { (day_label(*day)) }
+                    @if incidents.is_empty() {
+                        p.quiet { "No incidents reported." }
+                    } @else {
+                        ul.day-incidents {
+                            @for i in incidents {
+                                li class={ "past " (i.impact) } {
+                                    a href={ "/incidents/" (i.id) } { (i.title) }
+                                    " " span.meta { (state_text(&i.state)) " · " (time(i.started_at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p { a href="/incidents" { "Incident history" } }
+        }
+    }
+}
+
+/// A day's heading: "2 Dec 2026 (UTC)".
+fn day_label(day: ingest::state::Millis) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(day)
+        .unwrap_or_default()
+        .format("%-d %b %Y (UTC)")
+        .to_string()
 }

@@ -40,6 +40,7 @@ defaults:
   success_threshold: 2
 groups:
   - name: Core
+    description: "What customers touch <first>"
     checks:
       - name: Public API
         id: api

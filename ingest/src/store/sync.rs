@@ -175,6 +175,7 @@ struct SyncedCheck {
     config_hash: String,
     name: String,
     group_name: String,
+    group_description: Option<String>,
     position: i64,
     public: i64,
     locations: Option<i64>,
@@ -196,7 +197,8 @@ impl Store {
         let rows: Vec<SyncedCheck> = pool
             .rows(
                 &format!(
-                    "SELECT {} AS id, slug, config_hash, name, group_name, {} AS position,
+                    "SELECT {} AS id, slug, config_hash, name, group_name, group_description,
+                         {} AS position,
                          {} AS public, {} AS locations, {} AS settled, {} AS present
                      FROM checks",
                     d.int("id"),
@@ -223,6 +225,7 @@ impl Store {
                         && r.config_hash == c.config_hash
                         && r.name == c.name
                         && r.group_name == c.group
+                        && r.group_description.as_deref() == group_description(catalog, c)
                         && r.position == position as i64
                         && r.public == i64::from(c.public)
                         && r.locations == Some(i64::from(super::locations_code(c.locations)));
@@ -292,7 +295,7 @@ impl Store {
                 .await?;
                 let wanted: Vec<(usize, &config::Check)> =
                     chunk.iter().filter_map(|c| c.1).collect();
-                upsert_checks(&mut tx, &wanted, now).await?;
+                upsert_checks(&mut tx, catalog, &wanted, now).await?;
                 let absent: Vec<i64> = chunk
                     .iter()
                     .filter(|c| c.1.is_none())
@@ -317,7 +320,7 @@ impl Store {
         for chunk in work.new.chunks(SYNC_CHUNK) {
             retrying(self.retry_count(), || async move {
                 let mut tx = self.begin().await?;
-                upsert_checks(&mut tx, chunk, now).await?;
+                upsert_checks(&mut tx, catalog, chunk, now).await?;
                 tx.commit().await?;
                 Ok(())
             })
@@ -509,10 +512,20 @@ async fn first_result(tx: &mut Tx, check: i32) -> Result<Option<Millis>, StoreEr
     Ok(first.first().and_then(|f| f.0))
 }
 
-/// Upserts these checks of the catalog (each with its position in it),
+/// The description of check `c`'s group, if it has one.
+fn group_description<'c>(catalog: &'c Catalog, c: &config::Check) -> Option<&'c str> {
+    catalog
+        .groups
+        .iter()
+        .find(|g| g.name == c.group)
+        .and_then(|g| g.description.as_deref())
+}
+
+/// Upserts these checks of `catalog` (each with its position in it),
 /// touching only rows that differ.
 async fn upsert_checks(
     tx: &mut Tx,
+    catalog: &Catalog,
     checks: &[(usize, &config::Check)],
     now: Millis,
 ) -> Result<(), StoreError> {
@@ -521,6 +534,7 @@ async fn upsert_checks(
         "config_hash",
         "name",
         "group_name",
+        "group_description",
         "position",
         "public",
         "locations",
@@ -530,10 +544,11 @@ async fn upsert_checks(
     let sql = format!(
         "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
              interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
-             config_hash, placeholder, locations, created_at)
-         VALUES ({}, false, {}, {})
+             config_hash, placeholder, locations, created_at, group_description)
+         VALUES ({}, false, {}, {}, {})
          ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
-             group_name = excluded.group_name, description = excluded.description,
+             group_name = excluded.group_name, group_description = excluded.group_description,
+             description = excluded.description,
              public = excluded.public, kind = excluded.kind, position = excluded.position,
              interval_ms = excluded.interval_ms,
              failure_threshold = excluded.failure_threshold,
@@ -546,6 +561,7 @@ async fn upsert_checks(
         (1..=13).map(|n| d.p(n)).collect::<Vec<_>>().join(", "),
         d.p(14),
         d.at(15),
+        d.p(16),
     );
     for (position, c) in checks {
         let quorum = match c.quorum {
@@ -570,6 +586,7 @@ async fn upsert_checks(
                 Arg::Text(c.config_hash.clone()),
                 Arg::Int(i64::from(super::locations_code(c.locations))),
                 Arg::Int(now),
+                Arg::MaybeText(group_description(catalog, c).map(str::to_string)),
             ],
         )
         .await?;
