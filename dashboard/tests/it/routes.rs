@@ -516,17 +516,29 @@ async fn a_reopened_incident_lasted_only_its_open_periods(db: Db) {
 async fn the_front_page_lists_the_past_week_day_by_day_and_group_descriptions(db: Db) {
     let state = db.state(TTL);
     let b = get(&state, "/").await.body;
-    let history = &b[b.find("<section class=\"history\"").expect("a history section")..];
+    let history = &b[b
+        .find("<section class=\"history\"")
+        .expect("a history section")..];
     let history = &history[..history.find("</section>").unwrap_or(history.len())];
-    assert_eq!(history.matches("<div class=\"day\">").count(), 7, "{history}");
+    assert_eq!(
+        history.matches("<div class=\"day\">").count(),
+        7,
+        "{history}"
+    );
     // Today first, labelled as UTC days.
     let today = chrono::Utc::now().format("%-d %b %Y (UTC)").to_string();
-    let first = history.split("<h3>").nth(1).and_then(|h| h.split("</h3>").next());
+    let first = history
+        .split("<h3>")
+        .nth(1)
+        .and_then(|h| h.split("</h3>").next());
     assert_eq!(first, Some(today.as_str()));
     // This week's public incidents are linked on their day; the one of ten
     // days ago and the private one are not.
     for id in [db.seeded.web_incident, db.seeded.operator_incident] {
-        assert!(history.contains(&format!("href=\"/incidents/{id}\"")), "{id}: {history}");
+        assert!(
+            history.contains(&format!("href=\"/incidents/{id}\"")),
+            "{id}: {history}"
+        );
     }
     assert!(!history.contains(&format!("href=\"/incidents/{}\"", db.seeded.old_incident)));
     assert!(!history.contains("Hidden backend"));
@@ -537,7 +549,12 @@ async fn the_front_page_lists_the_past_week_day_by_day_and_group_descriptions(db
     assert!(quiet >= 1, "{history}");
     assert!(history.contains("<a href=\"/incidents\">Incident history</a>"));
     // The group's description, escaped, under its name.
-    assert!(b.contains("<h2>Core</h2><p class=\"group-description\">What customers touch &lt;first&gt;</p>"), "{b}");
+    assert!(
+        b.contains(
+            "<h2>Core</h2><p class=\"group-description\">What customers touch &lt;first&gt;</p>"
+        ),
+        "{b}"
+    );
     // Maintenance stays at the top, above the checks and the history.
     assert!(b.find("Database upgrade").unwrap() < b.find("<h2>Core</h2>").unwrap());
     assert!(b.find("<h2>Core</h2>").unwrap() < b.find("Past incidents").unwrap());
@@ -546,5 +563,8 @@ async fn the_front_page_lists_the_past_week_day_by_day_and_group_descriptions(db
     let none = dashboard::model::history(&[], chrono::Utc::now().timestamp_millis());
     assert_eq!(none.len(), 7);
     assert!(none.iter().all(|(_, i)| i.is_empty()));
-    assert!(none.windows(2).all(|w| w[0].0 - w[1].0 == 86_400_000), "consecutive days, today first");
+    assert!(
+        none.windows(2).all(|w| w[0].0 - w[1].0 == 86_400_000),
+        "consecutive days, today first"
+    );
 }
