@@ -38,6 +38,13 @@ pub fn check(c: &CheckSummary) -> Value {
             "30d": c.uptime.d30,
             "90d": c.uptime.d90,
         },
+        "observed_seconds": {
+            "24h": c.uptime.observed_ms.h24 / 1000,
+            "7d": c.uptime.observed_ms.d7 / 1000,
+            "30d": c.uptime.observed_ms.d30 / 1000,
+            "90d": c.uptime.observed_ms.d90 / 1000,
+        },
+        "monitored_since": c.uptime.since.map(instant),
         "latency_ms": latency(c.latency),
     })
 }

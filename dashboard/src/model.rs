@@ -501,6 +501,62 @@ mod tests {
     }
 
     #[test]
+    fn a_check_monitored_for_five_minutes_says_so_everywhere() {
+        let now = 20_000 * DAY_MS + 12 * 3_600_000;
+        let start = now - 5 * 60_000;
+        let row = CheckRow {
+            id: 1,
+            slug: "api".into(),
+            name: "API".into(),
+            group: String::new(),
+            group_description: None,
+            description: None,
+            kind: "http".into(),
+            position: 0,
+            created_at: start - 1_000,
+            status: Status::Up,
+            status_since: Some(start),
+            interval_ms: 60_000,
+            latest: vec![],
+            cert_not_after: None,
+            locations: None,
+            decided_through: Some(now),
+        };
+        let rows = Rows {
+            checks: vec![row],
+            changes: vec![(1, start, Status::Up)],
+            ..Default::default()
+        };
+        let board = board(rows, now);
+        let c = &board.checks[0];
+        assert_eq!(c.uptime.d90, Some(1.0));
+        assert_eq!(c.uptime.since, Some(start));
+        assert_eq!(c.uptime.observed_ms.h24, 300_000);
+        assert_eq!(c.uptime.observed_ms.d90, 300_000);
+        // The 89 days before monitoring began are "not monitored yet";
+        // today, when it began, is not.
+        assert_eq!(c.days.len(), 90);
+        assert!(c.days[..89].iter().all(|d| d.before_monitoring));
+        assert!(!c.days[89].before_monitoring);
+        assert_eq!(crate::view::day_class(&c.days[0]), "before");
+        let api = crate::api::check(c);
+        for window in ["24h", "7d", "30d", "90d"] {
+            assert_eq!(api["observed_seconds"][window], 300, "{window}");
+        }
+        assert_eq!(api["monitored_since"], crate::api::instant(start));
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(start)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let home = crate::pages::home::page(&crate::pages::Site::default(), &board).into_string();
+        assert!(
+            home.contains(&format!("100.00% uptime since <time datetime=\"{at}\">")),
+            "{home}"
+        );
+        assert!(!home.contains("uptime over 90 days"));
+    }
+
+    #[test]
     fn overall_is_the_worst_of_the_checks() {
         use Status::*;
         assert_eq!(overall(&[], &[], false), Overall::Operational);

@@ -19,7 +19,8 @@ pub const BAR_HEIGHT: u32 = 34;
 pub struct Bar {
     /// Its left edge.
     pub x: u32,
-    /// Its CSS class, which sets its colour: `none`, `up`, `maintenance`,
+    /// Its CSS class, which sets its colour: `before` (monitoring had not
+    /// begun), `none` (no data within monitoring), `up`, `maintenance`,
     /// `degraded`, `partial` or `down`.
     pub class: &'static str,
     /// Its tooltip and accessible name: date, uptime and incidents.
@@ -37,6 +38,9 @@ pub fn bar_view_width(n: usize) -> u32 {
 /// otherwise, with a day that was down for less than 5% of its observed time
 /// shown as a partial outage rather than red.
 pub fn day_class(day: &Day) -> &'static str {
+    if day.before_monitoring {
+        return "before";
+    }
     match (day.worst, day.uptime) {
         (None, _) | (Some(Status::Unknown), _) => "none",
         (Some(Status::Down), Some(u)) if u >= 0.95 => "partial",
@@ -53,6 +57,7 @@ pub fn day_title(day: &Day) -> String {
     let uptime = match day.uptime {
         Some(u) => format!("{} uptime", percent_floor(u, 2)),
         None if day.worst == Some(Status::Maintenance) => "under maintenance".to_string(),
+        None if day.before_monitoring => "not monitored yet".to_string(),
         None => "no data".to_string(),
     };
     match day.incidents.len() {
@@ -205,6 +210,7 @@ mod tests {
             uptime,
             worst,
             incidents,
+            before_monitoring: false,
         }
     }
 
@@ -230,6 +236,10 @@ mod tests {
     fn a_day_is_coloured_by_its_worst_status_and_grey_without_data() {
         assert_eq!(day_class(&day(None, None, vec![])), "none");
         assert_eq!(day_class(&day(None, Some(Status::Unknown), vec![])), "none");
+        let mut before = day(None, None, vec![]);
+        before.before_monitoring = true;
+        assert_eq!(day_class(&before), "before");
+        assert_eq!(day_title(&before), "2026-11-25: not monitored yet");
         assert_eq!(day_class(&day(Some(1.0), Some(Status::Up), vec![])), "up");
         assert_eq!(
             day_class(&day(Some(1.0), Some(Status::Degraded), vec![])),

@@ -92,16 +92,49 @@ pub struct Uptimes {
     pub d30: Option<f64>,
     /// The last 90 days.
     pub d90: Option<f64>,
+    /// How much time each figure was computed over: up, degraded or down
+    /// (never maintenance, unknown, or before monitoring began), in ms.
+    pub observed_ms: Observed,
+    /// When monitoring began: the check's first status (not before it
+    /// existed). A window that starts earlier covers less than its length.
+    pub since: Option<Millis>,
 }
 
-/// Uptime over the 24h, 7d, 30d and 90d before `now`.
+/// The observed time of each window, in ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// In the last 24 hours.
+    pub h24: Millis,
+    /// In the last 7 days.
+    pub d7: Millis,
+    /// In the last 30 days.
+    pub d30: Millis,
+    /// In the last 90 days.
+    pub d90: Millis,
+}
+
+/// When monitoring of a check made at `created` began: its first status.
+pub fn monitored_since(changes: &[(Millis, Status)], created: Millis) -> Option<Millis> {
+    changes.first().map(|c| c.0.max(created))
+}
+
+/// Uptime over the 24h, 7d, 30d and 90d before `now`, with the time each
+/// was observed over.
 pub fn windows(changes: &[(Millis, Status)], created: Millis, now: Millis) -> Uptimes {
-    let over = |days: i64| tally(changes, created, now - days * DAY_MS, now).ratio();
+    let over = |days: i64| tally(changes, created, now - days * DAY_MS, now);
+    let (h24, d7, d30, d90) = (over(1), over(7), over(30), over(90));
     Uptimes {
-        h24: tally(changes, created, now - DAY_MS, now).ratio(),
-        d7: over(7),
-        d30: over(30),
-        d90: over(90),
+        h24: h24.ratio(),
+        d7: d7.ratio(),
+        d30: d30.ratio(),
+        d90: d90.ratio(),
+        observed_ms: Observed {
+            h24: h24.observed_ms,
+            d7: d7.observed_ms,
+            d30: d30.observed_ms,
+            d90: d90.observed_ms,
+        },
+        since: monitored_since(changes, created),
     }
 }
 
@@ -127,6 +160,9 @@ pub struct Day {
     pub worst: Option<Status>,
     /// The incidents that overlap it.
     pub incidents: Vec<i64>,
+    /// It ended before monitoring began: "no data" because nothing was
+    /// watched yet, not a gap within monitoring.
+    pub before_monitoring: bool,
 }
 
 /// How bad a status is, for "the worst of the day".
@@ -149,6 +185,7 @@ pub fn days(
     n: u32,
 ) -> Vec<Day> {
     let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let since = monitored_since(changes, created);
     (0..i64::from(n))
         .rev()
         .map(|back| {
@@ -165,6 +202,7 @@ pub fn days(
                     .filter(|i| i.started_at < end && i.resolved_at.is_none_or(|r| r > start))
                     .map(|i| i.id)
                     .collect(),
+                before_monitoring: since.is_none_or(|m| end <= m),
             }
         })
         .collect()

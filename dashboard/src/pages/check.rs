@@ -2,7 +2,7 @@
 //! (24 hours and 7 days) and phases, its locations, its certificate and its
 //! incidents.
 
-use super::{Site, layout, ms, percent, pill, state_text, time, uptime_bar};
+use super::{Site, coverage, layout, ms, percent, pill, state_text, time, uptime_bar};
 use crate::model::{CheckDetail, Point};
 use crate::view::{self, CHART_HEIGHT, CHART_WIDTH};
 use chrono::{DateTime, Utc};
@@ -86,10 +86,18 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
         section aria-labelledby="uptime-h" {
             h2 #uptime-h { "Uptime" }
             dl.windows {
-                div { dt { "24 hours" } dd { (percent(c.uptime.h24)) } }
-                div { dt { "7 days" } dd { (percent(c.uptime.d7)) } }
-                div { dt { "30 days" } dd { (percent(c.uptime.d30)) } }
-                div { dt { "90 days" } dd { (percent(c.uptime.d90)) } }
+                @for (label, days, ratio) in [
+                    ("24 hours", 1, c.uptime.h24),
+                    ("7 days", 7, c.uptime.d7),
+                    ("30 days", 30, c.uptime.d30),
+                    ("90 days", 90, c.uptime.d90),
+                ] {
+                    div {
+                        dt { (label) }
+                        dd { (percent(ratio)) }
+                        dd.coverage { (coverage(label, c.uptime.since, days * 86_400_000, now)) }
+                    }
+                }
             }
             (uptime_bar(&row.name, &c.days))
         }

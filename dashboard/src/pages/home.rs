@@ -1,7 +1,9 @@
 //! `/`: the banner, open incidents, maintenance, then each group's checks
 //! with their 90-day uptime bars, then the past week's incidents day by day.
 
-use super::{Site, banner, incident_card, layout, percent, pill, state_text, time, uptime_bar};
+use super::{
+    Site, banner, coverage, incident_card, layout, percent, pill, state_text, time, uptime_bar,
+};
 use crate::model::{Board, CheckSummary};
 use maud::{Markup, html};
 
@@ -63,7 +65,10 @@ pub fn page(site: &Site, board: &Board) -> Markup {
                                 (pill(c.row.status))
                             }
                             (uptime_bar(&c.row.name, &c.days))
-                            p.uptime { (percent(c.uptime.d90)) " uptime over 90 days" }
+                            p.uptime {
+                                (percent(c.uptime.d90)) " uptime "
+                                (coverage("90 days", c.uptime.since, 90 * 86_400_000, board.now))
+                            }
                         }
                     }
                 }

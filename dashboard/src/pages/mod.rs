@@ -176,6 +176,17 @@ pub fn stale_notice(rendered_at: Millis) -> String {
     .into_string()
 }
 
+/// What an uptime figure over the last `window_ms` was computed over: "over
+/// 90 days", or "since 2 Dec 2026, 00:55 UTC" when monitoring began within
+/// the window (a `<time>`, shown in the reader's zone).
+pub fn coverage(label: &str, since: Option<Millis>, window_ms: Millis, now: Millis) -> Markup {
+    match since {
+        Some(s) if s > now - window_ms => html! { "since " (time(s)) },
+        None => html! { "no data yet" },
+        Some(_) => html! { "over " (label) },
+    }
+}
+
 /// An instant as a `<time>` element: "26 Nov 2026, 13:05 UTC".
 pub fn time(ms: Millis) -> Markup {
     let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();

@@ -41,18 +41,26 @@ async fn front_page_shows_banner_incidents_maintenance_and_groups(db: Db) {
     }
     // The 90-day bar of each public check, each day titled.
     assert_eq!(b.matches("<rect ").count(), 4 * 90, "{b}");
-    assert!(b.contains("uptime over 90 days"));
+    // Monitoring began 45 days ago: the figure says since when, and the
+    // days before it are marked as not monitored, not as gaps.
+    assert!(!b.contains("uptime over 90 days"));
+    assert!(b.contains("uptime since <time datetime="));
+    assert!(b.contains("<rect class=\"before\""));
+    assert!(b.contains(": not monitored yet</title>"));
     // api's 40-minute outage twelve days ago: that day's bar, and 90 days
     // of which 45 were observed, floored.
     assert!(b.contains(": 97.22% uptime, 1 incident</title>"), "{b}");
     assert!(b.contains("<rect class=\"partial\""));
-    assert!(b.contains("99.93% uptime over 90 days"));
+    assert!(b.contains("99.93% uptime since <time"));
     let today = chrono::Utc::now().date_naive().to_string();
     assert!(
         b.contains(&format!("<title>{today}: ")),
         "today's bar is titled"
     );
-    assert!(b.contains(": no data</title>"), "older days have no data");
+    assert!(
+        !b.contains(": no data</title>"),
+        "days before monitoring are not gaps within it"
+    );
     // The order of the page: banner, incidents, maintenance, checks.
     let pos = |s: &str| b.find(s).unwrap_or_else(|| panic!("{s} missing"));
     assert!(pos("class=\"banner") < pos("Open incidents"));
@@ -188,16 +196,24 @@ async fn api_status_has_the_documented_shape(db: Db) {
                 "id",
                 "latency_ms",
                 "locations",
+                "monitored_since",
                 "name",
+                "observed_seconds",
                 "since",
                 "status",
                 "uptime"
             ]
         );
-        for w in ["24h", "7d", "30d", "90d"] {
+        for (w, days) in [("24h", 1), ("7d", 7), ("30d", 30), ("90d", 90)] {
             let u = c["uptime"][w].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&u), "{w}: {u}");
+            // Never more than the window, and (45 days of history) less
+            // than 90 days.
+            let observed = c["observed_seconds"][w].as_i64().unwrap();
+            assert!(observed > 0 && observed <= days * 86_400, "{w}: {observed}");
         }
+        assert!(c["observed_seconds"]["90d"].as_i64().unwrap() < 50 * 86_400);
+        assert!(c["monitored_since"].is_string());
         assert!(c["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
         assert!(
             c["latency_ms"]["p95"].as_f64().unwrap() >= c["latency_ms"]["p50"].as_f64().unwrap()
