@@ -404,3 +404,54 @@ fn metrics_are_served_only_on_metrics_listen() {
     assert!(plain.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A new user's first minutes: within two minutes of starting, every
+/// check's last-hour series has points and its page draws a line (two
+/// minute points joined), and its uptime says since when it is watched.
+#[test]
+fn within_two_minutes_every_check_draws_a_line() {
+    let dir = std::env::temp_dir().join(format!("statuspage-first-minutes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let web = http_target(|_| false);
+    let tcp = tcp_target(b"");
+    let config = dir.join("checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults: {{ interval: 1s, timeout: 500ms }}\ngroups:\n  - name: Local\n    checks:\n      - {{ name: Web, id: web, http: {{ url: \"http://127.0.0.1:{web}/\" }} }}\n      - {{ name: Port, id: port, tcp: {{ host: 127.0.0.1, port: {tcp} }} }}\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = support::Reaped(start(
+        &config,
+        &format!("sqlite://{}", dir.join("s.db").display()),
+        port,
+    ));
+    let started = Instant::now();
+    for id in ["web", "port"] {
+        until(Duration::from_secs(150), "two minute points", || {
+            let v = http_json(port, &format!("/api/v1/checks/{id}"))?;
+            (v["latency"]["1h"].as_array()?.len() >= 2).then_some(())
+        });
+        let page = support::http_body(port, &format!("/checks/{id}")).unwrap();
+        let hour = page
+            .split("<figcaption>Last hour</figcaption>")
+            .nth(1)
+            .unwrap_or("");
+        let hour = &hour[..hour.find("</figure>").unwrap_or(hour.len())];
+        assert!(
+            hour.contains("<path class=\"p50\" d=\"M") && hour.contains(" L"),
+            "{id}: {hour}"
+        );
+        assert!(
+            page.contains("since <time datetime="),
+            "{id}: the uptime says since when"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(150));
+    signal(&child.0, "TERM");
+    let _ = child.0.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

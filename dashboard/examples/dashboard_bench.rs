@@ -229,21 +229,36 @@ async fn main() -> Result<(), Error> {
         subscribe: false,
     };
 
-    // Uncached renders of `/`, timed whole: the reads, the assembly, the HTML.
+    // Uncached renders of `/`, timed whole: the reads, the assembly, the
+    // HTML; alternately with and without the past-week section, so both
+    // see the same machine.
     let mut times = Vec::new();
+    let mut without = Vec::new();
     let mut html = String::new();
     for _ in 0..30 {
         let started = Instant::now();
         let b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
         html = pages::home::page(&site, &b).into_string();
         times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        let mut b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
+        b.history.clear();
+        let bare = pages::home::page(&site, &b).into_string();
+        without.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(bare);
     }
     times.sort_by(f64::total_cmp);
+    without.sort_by(f64::total_cmp);
     println!(
         "uncached render of / : median {:.1} ms, p95 {:.1} ms ({} bytes, 200 checks, 90 days)",
         times[times.len() / 2],
         times[times.len() * 95 / 100],
         html.len()
+    );
+    println!(
+        "  without the past-week section: median {:.1} ms (ratio {:.2})",
+        without[without.len() / 2],
+        times[times.len() / 2] / without[without.len() / 2]
     );
     let started = Instant::now();
     let gz = dashboard::cache::gzip(html.as_bytes()).ok_or("gzip failed")?;

@@ -88,7 +88,8 @@ fn series(points: &[Point]) -> Vec<Value> {
 }
 
 /// `/api/v1/checks/{id}`: the status entry, plus the 90 days, the latency
-/// series (24 hours in 15-minute points, 7 days hourly), the phases, the
+/// series (the last hour in minute points, only those with data; 24 hours
+/// in 15-minute points; 7 days hourly, each up to now), the phases, the
 /// locations and the certificate expiry.
 pub fn check_detail(d: &CheckDetail) -> Value {
     let mut v = check(&d.summary);
@@ -108,9 +109,16 @@ pub fn check_detail(d: &CheckDetail) -> Value {
                 })
                 .collect(),
         );
+        // The last hour leaves out minutes without data.
+        let hour: Vec<Point> = d
+            .hour
+            .iter()
+            .filter(|p| p.latency.p50.is_some())
+            .copied()
+            .collect();
         map.insert(
             "latency".into(),
-            json!({"24h": series(&d.day), "7d": series(&d.week)}),
+            json!({"1h": series(&hour), "24h": series(&d.day), "7d": series(&d.week)}),
         );
         map.insert(
             "phases_ms".into(),

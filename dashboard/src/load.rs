@@ -77,10 +77,11 @@ pub async fn check(
     let hours = reader.rollups(Level::Hour, &ids, now - 7 * DAY_MS).await?;
     let agents = reader.agents().await?;
     let minute_refs: Vec<(Millis, &Rollup)> = minutes.iter().map(|m| (m.1, &m.2)).collect();
-    let hour_refs: Vec<(Millis, &Rollup)> = hours.iter().map(|m| (m.1, &m.2)).collect();
+    let hour_refs = model::hours_and_unfolded_minutes(&hours, &minutes);
     let summary = model::summary(&row, &changes, &incidents, &hours, &agents, now);
     Ok(Some(CheckDetail {
         locations: model::location_list(&row.latest, &agents, now),
+        hour: model::series(&minute_refs, now - 3_600_000, now, 60_000),
         day: model::series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
         week: model::series(&hour_refs, now - 7 * DAY_MS, now, 3_600_000),
         phases: model::phases(&minute_refs),

@@ -376,6 +376,26 @@ pub struct Point {
     pub latency: Latency,
 }
 
+/// The rollups of a 7-day hourly series: each folded hour, and the minutes
+/// of every hour the leader has not folded yet (the current one, at least),
+/// so the series runs up to now.
+pub fn hours_and_unfolded_minutes<'r>(
+    hours: &'r [(i64, Millis, Rollup)],
+    minutes: &'r [(i64, Millis, Rollup)],
+) -> Vec<(Millis, &'r Rollup)> {
+    let folded: std::collections::BTreeSet<Millis> = hours.iter().map(|h| h.1).collect();
+    hours
+        .iter()
+        .map(|h| (h.1, &h.2))
+        .chain(
+            minutes
+                .iter()
+                .filter(|m| !folded.contains(&m.1.div_euclid(3_600_000).saturating_mul(3_600_000)))
+                .map(|m| (m.1, &m.2)),
+        )
+        .collect()
+}
+
 /// Merges bucketed rollups into points `step` ms apart over `[from, to)`:
 /// one point per step, empty where there was no data.
 pub fn series(rollups: &[(Millis, &Rollup)], from: Millis, to: Millis, step: Millis) -> Vec<Point> {
@@ -472,6 +492,9 @@ pub struct CheckDetail {
     pub summary: CheckSummary,
     /// Its locations.
     pub locations: Vec<Location>,
+    /// Latency over the last hour, in minute points (the current minute,
+    /// partial, included).
+    pub hour: Vec<Point>,
     /// Latency over the last 24 hours, in 15-minute points.
     pub day: Vec<Point>,
     /// Latency over the last 7 days, in hourly points.
@@ -554,6 +577,34 @@ mod tests {
             "{home}"
         );
         assert!(!home.contains("uptime over 90 days"));
+    }
+
+    #[test]
+    fn the_hourly_series_takes_the_minutes_of_hours_not_folded_yet() {
+        let h = 3_600_000;
+        let now = 1_000 * h + 10 * 60_000;
+        let r = |ms: u64| {
+            let mut r = Rollup::default();
+            r.add(true, [Some(ms * 1000), None, None, None, None, None]);
+            r
+        };
+        // The hour before is folded (and its minutes are not counted twice);
+        // the current one is not, so its minutes stand for it.
+        let hours = vec![(1, 999 * h, r(10))];
+        let minutes = vec![
+            (1, 999 * h + 30 * 60_000, r(10)),
+            (1, 1_000 * h + 5 * 60_000, r(40)),
+        ];
+        let merged = hours_and_unfolded_minutes(&hours, &minutes);
+        assert_eq!(merged.len(), 2);
+        let points = series(&merged, now - 2 * h, now, h);
+        let drawn: Vec<(Millis, u32)> = points
+            .iter()
+            .filter_map(|p| Some((p.at, p.latency.p50? as u32)))
+            .collect();
+        assert_eq!(drawn.len(), 2, "{points:?}");
+        assert_eq!(drawn[1].0, 1_000 * h, "the current, partial hour is drawn");
+        assert!(drawn[1].1 >= 35, "{drawn:?}");
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
         }
         section aria-labelledby="latency-h" {
             h2 #latency-h { "Response time" }
+            (chart("Last hour", &d.hour, 10, hour_label))
             (chart("Last 24 hours", &d.day, 16, hour_label))
             (chart("Last 7 days", &d.week, 24, day_label))
             @if !d.phases.is_empty() {

@@ -275,7 +275,19 @@ async fn api_check_has_ninety_days_and_latency_series(db: Db) {
     let day = v["latency"]["24h"].as_array().unwrap();
     assert!((96..=97).contains(&day.len()), "{}", day.len());
     assert!(day.iter().any(|p| p["p50"].is_number()));
-    assert!(v["latency"]["7d"].as_array().unwrap().len() >= 168);
+    let week = v["latency"]["7d"].as_array().unwrap();
+    assert!(week.len() >= 168);
+    // The 7-day line runs up to now.
+    assert!(week.last().unwrap()["p50"].is_number(), "{:?}", week.last());
+    // The last hour: minute points, only those with data, in order.
+    let hour = v["latency"]["1h"].as_array().unwrap();
+    assert!(!hour.is_empty() && hour.len() <= 61, "{}", hour.len());
+    assert!(
+        hour.iter()
+            .all(|p| p["p50"].is_number() && p["p95"].is_number())
+    );
+    let ats: Vec<&str> = hour.iter().map(|p| p["at"].as_str().unwrap()).collect();
+    assert!(ats.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(v["location_states"].as_array().unwrap().len(), 3);
     assert!(v["phases_ms"]["dns"]["p50"].is_number());
     assert!(v["certificate_expires_at"].is_null());
