@@ -256,7 +256,7 @@ async fn main() -> Result<(), Error> {
         html.len()
     );
     println!(
-        "  without the past-week section: median {:.1} ms (ratio {:.2})",
+        "uncached render of / without the past-week section: median {:.1} ms (with it: {:.2}x)",
         without[without.len() / 2],
         times[times.len() / 2] / without[without.len() / 2]
     );

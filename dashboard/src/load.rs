@@ -85,6 +85,7 @@ pub async fn check(
         day: model::series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
         week: model::series(&hour_refs, now - 7 * DAY_MS, now, 3_600_000),
         phases: model::phases(&minute_refs),
+        phase_series: model::phase_series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
         incidents,
         summary,
     }))

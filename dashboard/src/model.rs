@@ -439,6 +439,46 @@ pub fn phases(rollups: &[(Millis, &Rollup)]) -> Vec<(&'static str, Latency)> {
         .collect()
 }
 
+/// The phases' p50 in each `step` bucket of `[from, to)`, in ms, in the
+/// order of [`ingest::rollup::METRICS`] after `total` (DNS, connect, TLS,
+/// time to first byte, transfer): 0 for a phase with no sample. `None` for
+/// a bucket without any result.
+pub fn phase_series(
+    rollups: &[(Millis, &Rollup)],
+    from: Millis,
+    to: Millis,
+    step: Millis,
+) -> Vec<(Millis, Option<[f64; 5]>)> {
+    let start = from.div_euclid(step) * step;
+    let n = usize::try_from((to - start + step - 1) / step).unwrap_or(0);
+    let mut merged = vec![Rollup::default(); n];
+    for (at, r) in rollups {
+        if *at >= start
+            && *at < to
+            && let Some(slot) = usize::try_from((at - start) / step)
+                .ok()
+                .and_then(|i| merged.get_mut(i))
+        {
+            slot.merge(r);
+        }
+    }
+    merged
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = start + i as i64 * step;
+            if r.count == 0 {
+                return (at, None);
+            }
+            let mut p = [0.0; 5];
+            for (k, v) in p.iter_mut().enumerate() {
+                *v = Latency::of(r, k + 1).p50.unwrap_or(0.0);
+            }
+            (at, Some(p))
+        })
+        .collect()
+}
+
 /// One location of a check, as its page shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -501,6 +541,8 @@ pub struct CheckDetail {
     pub week: Vec<Point>,
     /// Each phase's latency over the last 24 hours.
     pub phases: Vec<(&'static str, Latency)>,
+    /// The phases' p50 over the last 24 hours, in 15-minute buckets.
+    pub phase_series: Vec<(Millis, Option<[f64; 5]>)>,
     /// Its incidents, newest first.
     pub incidents: Vec<IncidentRow>,
 }

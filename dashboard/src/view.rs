@@ -182,6 +182,84 @@ pub fn latency_chart(points: &[Point], label_every: usize, label: fn(Millis) -> 
     }
 }
 
+/// The phases' names, as the stacked graph's legend and classes give them.
+pub const PHASES: [&str; 5] = ["dns", "connect", "tls", "ttfb", "transfer"];
+
+/// A stacked graph of the phases: for each bucket with results, a bar per
+/// phase, bottom to top in [`PHASES`] order, from the sum of the phases
+/// below it to that sum plus its own p50; one SVG path per phase holds its
+/// bars. Buckets without a result have no bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stacked {
+    /// Each phase's bars, as path data.
+    pub areas: Vec<(&'static str, String)>,
+    /// The top of the y axis, in ms.
+    pub y_max: f64,
+    /// Horizontal grid lines: (y, label).
+    pub y_ticks: Vec<(f64, String)>,
+    /// Time labels: (x, label).
+    pub x_ticks: Vec<(f64, String)>,
+}
+
+/// The stacked graph of `points` (see [`crate::model::phase_series`]).
+pub fn stacked_chart(
+    points: &[(Millis, Option<[f64; 5]>)],
+    label_every: usize,
+    label: fn(Millis) -> String,
+) -> Stacked {
+    let top = points
+        .iter()
+        .filter_map(|p| p.1.map(|v| v.iter().sum::<f64>()))
+        .fold(0.0_f64, f64::max);
+    let y_max = nice_ceiling(top);
+    let width = CHART_WIDTH / points.len().max(1) as f64;
+    let x = |i: usize| i as f64 * width;
+    let y = |v: f64| CHART_HEIGHT - v / y_max * CHART_HEIGHT;
+    let areas = PHASES
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let bars: Vec<String> = points
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, p))| {
+                    let v = (*p)?;
+                    let lo: f64 = v[..k].iter().sum();
+                    (v[k] > 0.0).then(|| {
+                        format!(
+                            "M{:.1},{:.1}H{:.1}V{:.1}H{:.1}Z",
+                            x(i),
+                            y(lo + v[k]),
+                            x(i) + width,
+                            y(lo),
+                            x(i)
+                        )
+                    })
+                })
+                .collect();
+            (*name, bars.join(""))
+        })
+        .collect();
+    let y_ticks = (0..=4)
+        .map(|k| {
+            let v = y_max * f64::from(k) / 4.0;
+            (y(v), format_ms(v))
+        })
+        .collect();
+    let x_ticks = points
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| label_every > 0 && i % label_every == 0)
+        .map(|(i, p)| (x(i), label(p.0)))
+        .collect();
+    Stacked {
+        areas,
+        y_max,
+        y_ticks,
+        x_ticks,
+    }
+}
+
 /// "850 ms", "1.2 s".
 pub fn format_ms(v: f64) -> String {
     if v >= 1000.0 {
@@ -219,6 +297,40 @@ mod tests {
             at,
             latency: Latency { p50, p95 },
         }
+    }
+
+    #[test]
+    fn phases_stack_each_on_the_ones_below_with_no_bar_where_nothing_ran() {
+        let points = [
+            (0, Some([1.0, 2.0, 3.0, 4.0, 10.0])),
+            (1, Some([1.0, 2.0, 3.0, 4.0, 10.0])),
+            (2, None),
+            (3, Some([2.0, 2.0, 0.0, 4.0, 12.0])),
+        ];
+        let c = stacked_chart(&points, 0, |_| String::new());
+        assert_eq!(c.y_max, 20.0);
+        let names: Vec<&str> = c.areas.iter().map(|a| a.0).collect();
+        assert_eq!(names, PHASES);
+        // DNS from 0 to 1 ms in the first bucket (150 wide): 160 - 1/20*160 = 152.
+        assert!(
+            c.areas[0].1.starts_with("M0.0,152.0H150.0V160.0H0.0Z"),
+            "{}",
+            c.areas[0].1
+        );
+        // Transfer sits on the 10 ms of the others, up to 20.
+        assert!(
+            c.areas[4].1.starts_with("M0.0,0.0H150.0V80.0H0.0Z"),
+            "{}",
+            c.areas[4].1
+        );
+        // No bar in the empty bucket, nor for a phase that took no time.
+        assert_eq!(c.areas[0].1.matches('Z').count(), 3);
+        assert_eq!(
+            c.areas[2].1.matches('Z').count(),
+            2,
+            "no TLS in the last bucket"
+        );
+        assert!(!c.areas[0].1.contains("M300.0"));
     }
 
     #[test]

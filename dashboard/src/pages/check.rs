@@ -26,6 +26,35 @@ fn day_label(at: Millis) -> String {
 }
 
 /// A latency graph with its axes and legend.
+/// The phases stacked over 24 hours, a bar per 15 minutes; the table below
+/// it is its accessible form (the graph is `aria-hidden`).
+fn phase_chart(points: &[(Millis, Option<[f64; 5]>)]) -> Markup {
+    if points.iter().all(|p| p.1.is_none()) {
+        return html! {};
+    }
+    let c = view::stacked_chart(points, 16, hour_label);
+    html! {
+        figure.chart.stacked {
+            figcaption { "Where the time goes, last 24 hours (p50 of each phase, stacked)" }
+            svg viewBox={"-72 -16 " (CHART_WIDTH + 100.0) " " (CHART_HEIGHT + 44.0)} aria-hidden="true" {
+                @for (y, label) in &c.y_ticks {
+                    line.grid x1="0" x2=(CHART_WIDTH) y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) {}
+                    text.tick x="-8" y=(format!("{:.1}", y + 4.0)) text-anchor="end" { (label) }
+                }
+                @for (x, label) in &c.x_ticks {
+                    text.tick x=(format!("{x:.1}")) y=(format!("{:.1}", CHART_HEIGHT + 20.0)) text-anchor="middle" { (label) }
+                }
+                @for (name, d) in &c.areas {
+                    @if !d.is_empty() { path class={ "phase-" (name) } d=(d) {} }
+                }
+            }
+            ul.legend {
+                @for name in view::PHASES { li { span class={ "swatch phase-" (name) } {} (name) } }
+            }
+        }
+    }
+}
+
 fn chart(
     caption: &str,
     points: &[Point],
@@ -107,6 +136,7 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
             (chart("Last 24 hours", &d.day, 16, hour_label))
             (chart("Last 7 days", &d.week, 24, day_label))
             @if !d.phases.is_empty() {
+                (phase_chart(&d.phase_series))
                 table.phases {
                     caption { "Phases over the last 24 hours" }
                     thead { tr { th scope="col" { "Phase" } th scope="col" { "p50" } th scope="col" { "p95" } } }

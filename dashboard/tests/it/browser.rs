@@ -99,6 +99,9 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
                 "<path class=\"p50\" d=\"M",
                 "<path class=\"p95\" d=\"M",
                 "<table class=\"phases\">",
+                "<figure class=\"chart stacked\">",
+                "<path class=\"phase-dns\" d=\"M",
+                "<path class=\"phase-transfer\" d=\"M",
             ],
         ),
         (
