@@ -396,29 +396,40 @@ pub fn hours_and_unfolded_minutes<'r>(
         .collect()
 }
 
-/// Merges bucketed rollups into points `step` ms apart over `[from, to)`:
-/// one point per step, empty where there was no data.
-pub fn series(rollups: &[(Millis, &Rollup)], from: Millis, to: Millis, step: Millis) -> Vec<Point> {
+/// The rollups merged into `step` ms buckets over `[from, to)`: each
+/// bucket's start and rollup (empty where there was no data).
+fn buckets(
+    rollups: &[(Millis, &Rollup)],
+    from: Millis,
+    to: Millis,
+    step: Millis,
+) -> impl Iterator<Item = (Millis, Rollup)> {
     let start = from.div_euclid(step) * step;
     let n = usize::try_from((to - start + step - 1) / step).unwrap_or(0);
     let mut merged = vec![Rollup::default(); n];
     for (at, r) in rollups {
-        if *at < start || *at >= to {
-            continue;
-        }
-        if let Some(slot) = usize::try_from((at - start) / step)
-            .ok()
-            .and_then(|i| merged.get_mut(i))
+        if *at >= start
+            && *at < to
+            && let Some(slot) = usize::try_from((at - start) / step)
+                .ok()
+                .and_then(|i| merged.get_mut(i))
         {
             slot.merge(r);
         }
     }
     merged
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, r)| Point {
-            at: start + i as i64 * step,
-            latency: Latency::of(r, 0),
+        .map(move |(i, r)| (start + i as i64 * step, r))
+}
+
+/// Merges bucketed rollups into points `step` ms apart over `[from, to)`:
+/// one point per step, empty where there was no data.
+pub fn series(rollups: &[(Millis, &Rollup)], from: Millis, to: Millis, step: Millis) -> Vec<Point> {
+    buckets(rollups, from, to, step)
+        .map(|(at, r)| Point {
+            at,
+            latency: Latency::of(&r, 0),
         })
         .collect()
 }
@@ -449,30 +460,14 @@ pub fn phase_series(
     to: Millis,
     step: Millis,
 ) -> Vec<(Millis, Option<[f64; 5]>)> {
-    let start = from.div_euclid(step) * step;
-    let n = usize::try_from((to - start + step - 1) / step).unwrap_or(0);
-    let mut merged = vec![Rollup::default(); n];
-    for (at, r) in rollups {
-        if *at >= start
-            && *at < to
-            && let Some(slot) = usize::try_from((at - start) / step)
-                .ok()
-                .and_then(|i| merged.get_mut(i))
-        {
-            slot.merge(r);
-        }
-    }
-    merged
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let at = start + i as i64 * step;
+    buckets(rollups, from, to, step)
+        .map(|(at, r)| {
             if r.count == 0 {
                 return (at, None);
             }
             let mut p = [0.0; 5];
             for (k, v) in p.iter_mut().enumerate() {
-                *v = Latency::of(r, k + 1).p50.unwrap_or(0.0);
+                *v = Latency::of(&r, k + 1).p50.unwrap_or(0.0);
             }
             (at, Some(p))
         })

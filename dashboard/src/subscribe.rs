@@ -462,6 +462,13 @@ fn purpose(name: &str) -> Option<Purpose> {
     Purpose::ALL.into_iter().find(|p| p.as_str() == name)
 }
 
+/// The subscriptions and the purpose a link's path names, or the 404.
+fn link_of(s: &AppState, name: &str) -> Result<(Arc<Subscriptions>, Purpose), Box<Response>> {
+    let sub = s.subscriptions.clone().ok_or_else(|| Box::new(off(s)))?;
+    let p = purpose(name).ok_or_else(|| Box::new(off_path(s)))?;
+    Ok((sub, p))
+}
+
 fn refused(s: &AppState, action: &'static str, why: Refused) -> Response {
     count(action, "bad_link");
     let status = match why {
@@ -522,11 +529,9 @@ pub async fn link_page(
     State(s): State<AppState>,
     Path((name, token)): Path<(String, String)>,
 ) -> Response {
-    let Some(sub) = s.subscriptions.clone() else {
-        return off(&s);
-    };
-    let Some(p) = purpose(&name) else {
-        return off_path(&s);
+    let (sub, p) = match link_of(&s, &name) {
+        Ok(found) => found,
+        Err(answer) => return *answer,
     };
     let action = action_of(p);
     let row = match verified(&s, &sub, p, &token).await {
@@ -580,11 +585,9 @@ pub async fn link_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(sub) = s.subscriptions.clone() else {
-        return off(&s);
-    };
-    let Some(p) = purpose(&name) else {
-        return off_path(&s);
+    let (sub, p) = match link_of(&s, &name) {
+        Ok(found) => found,
+        Err(answer) => return *answer,
     };
     let action = action_of(p);
     if p != Purpose::Unsubscribe
