@@ -147,6 +147,8 @@ pub struct Check {
     pub success_threshold: u32,
     /// How long a resolved automatic incident may reopen.
     pub reopen_window: Duration,
+    /// Its service level objective, if it has one.
+    pub slo: Option<Slo>,
     /// What to probe and what to expect.
     pub probe: Probe,
     /// A hash of this check's definition (with the defaults it inherited).
@@ -155,6 +157,42 @@ pub struct Check {
     pub secrets: Secrets,
     /// Where it was defined.
     pub origin: Origin,
+}
+
+/// A service level objective: the share of observed time a check must be
+/// up (degraded counts as up) over a rolling window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slo {
+    /// The objective in parts per million: `999000` for 99.9%.
+    pub target_ppm: u32,
+    /// The rolling window in days: 7, 28 or 30.
+    pub window_days: u32,
+}
+
+impl Slo {
+    /// The windows an objective may have, in days.
+    pub const WINDOWS: [u32; 3] = [7, 28, 30];
+
+    /// The objective as a ratio: `0.999`.
+    pub fn target(self) -> f64 {
+        f64::from(self.target_ppm) / 1e6
+    }
+
+    /// The window as YAML writes it: `30d`.
+    pub fn window(self) -> String {
+        format!("{}d", self.window_days)
+    }
+}
+
+impl fmt::Display for Slo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} over {} days",
+            crate::units::format_percent_ppm(self.target_ppm),
+            self.window_days
+        )
+    }
 }
 
 impl fmt::Debug for Check {

@@ -5,7 +5,7 @@
 //! they become the JSON Schema descriptions and the README's reference tables.
 
 use crate::decode::Field;
-use crate::units::{DurationText, SizeText};
+use crate::units::{DurationText, PercentText, SizeText};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -162,6 +162,18 @@ pub(crate) struct RawDefaults {
     pub reopen_window: Option<Field<DurationText>>,
     /// Whether checks appear on the public page, API, badges and feed.
     pub public: Option<Field<bool>>,
+    /// A service level objective for every check of the file.
+    pub slo: Option<Field<RawSlo>>,
+}
+
+/// A service level objective: the share of observed time a check must be up (degraded counts as up) over a rolling window. Maintenance and unobserved time count for neither side, exactly as in uptime.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlo {
+    /// The objective: a percentage below 100%, such as `99.9%`.
+    pub target: Field<PercentText>,
+    /// The rolling window: `7d`, `28d` or `30d`.
+    pub window: Field<DurationText>,
 }
 
 /// A named group of checks on the page.
@@ -172,6 +184,8 @@ pub(crate) struct RawGroup {
     pub name: Field<String>,
     /// A line of text under the group's name.
     pub description: Option<Field<String>>,
+    /// A service level objective for every check of the group, over the file's `defaults`.
+    pub slo: Option<Field<RawSlo>>,
     /// The checks of this group.
     pub checks: Field<Vec<Field<RawCheck>>>,
 }
@@ -204,6 +218,8 @@ pub(crate) struct RawCheck {
     pub success_threshold: Option<Field<u32>>,
     /// An automatic incident resolved less than this long ago reopens instead of a new one opening.
     pub reopen_window: Option<Field<DurationText>>,
+    /// This check's service level objective, over its group's and the file's.
+    pub slo: Option<Field<RawSlo>>,
     /// Probe an HTTP or HTTPS URL.
     pub http: Option<Field<RawHttp>>,
     /// Open a TCP connection, and optionally exchange bytes.

@@ -97,6 +97,66 @@ impl JsonSchema for DurationText {
     }
 }
 
+/// Parses a percentage below 100% with at most four decimals (`99.9%`,
+/// `99.95%`) into parts per million: `999000`, `999500`. Zero, 100% and
+/// more are refused: an objective of 100% has no error budget to spend.
+pub fn parse_percent_ppm(text: &str) -> Option<u32> {
+    let number = text.trim().strip_suffix('%')?.trim_end();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) || fraction.len() > 4 {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok().filter(|w| *w < 100)?;
+    let fraction: u32 = format!("{fraction:0<4}").parse().ok()?;
+    let ppm = whole * 10_000 + fraction;
+    (ppm > 0).then_some(ppm)
+}
+
+/// Writes parts per million back as YAML takes them: `99.9%`.
+pub fn format_percent_ppm(ppm: u32) -> String {
+    let text = format!("{}.{:04}", ppm / 10_000, ppm % 10_000);
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A percentage in the YAML, written as a string, in parts per million.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PercentText(pub u32);
+
+const PERCENT_EXPECTED: &str =
+    "a percentage above 0% and below 100% with at most 4 decimals, such as `99.9%`";
+
+impl<'de> Deserialize<'de> for PercentText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PercentText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(PERCENT_EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PercentText, E> {
+                parse_percent_ppm(s)
+                    .map(PercentText)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl JsonSchema for PercentText {
+    fn schema_name() -> Cow<'static, str> {
+        "Percentage".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{1,2}(\\.[0-9]{1,4})?%$",
+            "description": "A percentage below 100% with at most 4 decimals: `99.9%`."
+        })
+    }
+}
+
 const SIZE_UNITS: &[(&str, u64)] = &[
     ("GiB", 1 << 30),
     ("MiB", 1 << 20),
@@ -180,6 +240,35 @@ mod tests {
         }
         for text in ["1h30m", "800ms", "14d", "1m1s", "250us"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn percentages_parse_to_parts_per_million_and_round_trip() {
+        assert_eq!(parse_percent_ppm("99.9%"), Some(999_000));
+        assert_eq!(parse_percent_ppm("99.9999%"), Some(999_999));
+        assert_eq!(parse_percent_ppm("95%"), Some(950_000));
+        assert_eq!(parse_percent_ppm("0.0001%"), Some(1));
+        for bad in [
+            "",
+            "99.9",
+            "100%",
+            "100.0%",
+            "0%",
+            "0.0%",
+            "99.99999%",
+            "-1%",
+            "99.%",
+            ".9%",
+            "9 9%",
+            "1e2%",
+            "99,9%",
+            "NaN%",
+        ] {
+            assert_eq!(parse_percent_ppm(bad), None, "{bad}");
+        }
+        for text in ["99.9%", "99.95%", "95%", "0.0001%", "99.9999%"] {
+            assert_eq!(format_percent_ppm(parse_percent_ppm(text).unwrap()), text);
         }
     }
 

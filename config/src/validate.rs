@@ -69,6 +69,7 @@ struct Inherited {
     success_threshold: Setting<u32>,
     reopen_window: Setting<Duration>,
     public: Setting<bool>,
+    slo: Option<Slo>,
 }
 
 /// A value as an error message may show it: quoted, clipped and with its
@@ -177,6 +178,7 @@ fn defaults(cx: &Cx, raw: Option<Field<RawDefaults>>) -> Inherited {
         success_threshold: Setting::built_in(b.success_threshold),
         reopen_window: Setting::built_in(b.reopen_window),
         public: Setting::built_in(b.public),
+        slo: None,
     };
     let Some(raw) = raw.and_then(|r| cx.get(r)) else {
         return inherited;
@@ -198,7 +200,38 @@ fn defaults(cx: &Cx, raw: Option<Field<RawDefaults>>) -> Inherited {
         duration(cx, raw.reopen_window),
     );
     override_with(&mut inherited.public, setting(cx, raw.public));
+    if let Some(s) = slo(cx, raw.slo) {
+        inherited.slo = Some(s);
+    }
     inherited
+}
+
+/// A service level objective: a target below 100% and a window of 7, 28
+/// or 30 days.
+fn slo(cx: &Cx, f: Option<Field<RawSlo>>) -> Option<Slo> {
+    let raw = cx.get(f?)?;
+    let target = cx.get(raw.target);
+    let window = cx.get(raw.window).and_then(|w| {
+        let secs = w.0.as_secs();
+        let days = (secs % 86_400 == 0 && w.0.subsec_nanos() == 0)
+            .then_some(secs / 86_400)
+            .and_then(|d| u32::try_from(d).ok())
+            .filter(|d| Slo::WINDOWS.contains(d));
+        if days.is_none() {
+            cx.error(
+                raw.window.id,
+                format!(
+                    "expected a window of `7d`, `28d` or `30d`, found `{}`",
+                    format_duration(w.0)
+                ),
+            );
+        }
+        days
+    });
+    Some(Slo {
+        target_ppm: target?.0,
+        window_days: window?,
+    })
 }
 
 fn override_with<T>(target: &mut Setting<T>, value: Option<Setting<T>>) {
@@ -324,11 +357,15 @@ fn group(
 ) -> Option<FileGroup> {
     let group_name = name(cx, raw.name);
     let description = display_opt(cx, raw.description);
+    let mut inherited = *inherited;
+    if let Some(s) = slo(cx, raw.slo) {
+        inherited.slo = Some(s);
+    }
     let mut checks = Vec::new();
     for item in cx.get(raw.checks).unwrap_or_default() {
         if let (Some(c), Some(g)) = (cx.get(item), group_name.as_deref()) {
             declared.extend(declared_id(cx, &c, g));
-            checks.extend(check(cx, c, item.id, g, inherited));
+            checks.extend(check(cx, c, item.id, g, &inherited));
         }
     }
     Some(FileGroup {
@@ -439,6 +476,13 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
     let reopen_window = duration(cx, raw.reopen_window).unwrap_or(inherited.reopen_window);
     let public = setting(cx, raw.public).unwrap_or(inherited.public);
     let description = display_opt(cx, raw.description);
+    let (slo, slo_valid) = match raw.slo {
+        Some(f) => {
+            let own = self::slo(cx, Some(f));
+            (own, own.is_some())
+        }
+        None => (inherited.slo, true),
+    };
     let probe = probe::kind(cx, &raw, at, timeout.value);
 
     let node = cx.doc.node(at);
@@ -455,6 +499,9 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
     let digest = Sha256::digest(hash_input.to_string().as_bytes());
     let config_hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
 
+    if !slo_valid {
+        return None;
+    }
     Some(Check {
         id: id?,
         name: check_name?,
@@ -468,6 +515,7 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
         failure_threshold: failure_threshold.value,
         success_threshold: success_threshold.value,
         reopen_window: reopen_window.value,
+        slo,
         probe: probe?,
         config_hash,
         secrets: Secrets::new(cx.doc.secrets_below(at), cx.doc.secret_paths_below(at)),

@@ -138,6 +138,75 @@ pub fn windows(changes: &[(Millis, Status)], created: Millis, now: Millis) -> Up
     }
 }
 
+/// A service level objective's standing at one instant: its SLI over the
+/// rolling window, the error budget, and how fast it burns. The SLI is the
+/// same exact uptime: maintenance and unobserved time count for neither
+/// side, and the budget is the objective's share of the observed time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SloStanding {
+    /// The objective.
+    pub slo: config::catalog::Slo,
+    /// Uptime over the window; `None` when nothing was observed.
+    pub sli: Option<f64>,
+    /// The down time the window allows: `(1 - target) × observed`, in ms.
+    pub budget_ms: f64,
+    /// The down time spent in the window, in ms.
+    pub spent_ms: Millis,
+    /// The burn rate over the last hour: its down share over the share the
+    /// objective allows (1 spends the budget exactly by the window's end);
+    /// `None` when the hour observed nothing.
+    pub burn_1h: Option<f64>,
+    /// The burn rate over the last 6 hours.
+    pub burn_6h: Option<f64>,
+}
+
+impl SloStanding {
+    /// The budget not yet spent, in ms; negative once overspent.
+    pub fn remaining_ms(&self) -> f64 {
+        self.budget_ms - self.spent_ms as f64
+    }
+
+    /// The share of the budget not yet spent (negative once overspent);
+    /// `None` while the window has no budget (nothing observed).
+    pub fn remaining_ratio(&self) -> Option<f64> {
+        (self.budget_ms > 0.0).then(|| self.remaining_ms() / self.budget_ms)
+    }
+
+    /// More down time than the budget allows.
+    pub fn exhausted(&self) -> bool {
+        self.spent_ms as f64 > self.budget_ms
+    }
+}
+
+/// `slo`'s standing at `now`, from a check's status changes.
+pub fn slo(
+    changes: &[(Millis, Status)],
+    created: Millis,
+    slo: config::catalog::Slo,
+    now: Millis,
+) -> SloStanding {
+    let allowed = 1.0 - slo.target();
+    let window = tally(
+        changes,
+        created,
+        now - i64::from(slo.window_days) * DAY_MS,
+        now,
+    );
+    let burn = |hours: i64| {
+        tally(changes, created, now - hours * 3_600_000, now)
+            .ratio()
+            .map(|up| (1.0 - up) / allowed)
+    };
+    SloStanding {
+        slo,
+        sli: window.ratio(),
+        budget_ms: allowed * window.observed_ms as f64,
+        spent_ms: window.down_ms,
+        burn_1h: burn(1),
+        burn_6h: burn(6),
+    }
+}
+
 /// An incident as the daily buckets need it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IncidentSpan {
@@ -294,5 +363,116 @@ mod tests {
         assert_eq!(percent_floor(1.0, 2), "100.00%");
         assert_eq!(percent_floor(0.5, 1), "50.0%");
         assert_eq!(percent_floor(0.987_65, 2), "98.76%");
+    }
+
+    /// One status per second, brute force: a history of `statuses` from
+    /// second 0, each lasting its run of seconds.
+    fn per_second(runs: &[(u8, Status)]) -> Vec<Status> {
+        runs.iter()
+            .flat_map(|&(n, s)| std::iter::repeat_n(s, usize::from(n)))
+            .collect()
+    }
+
+    fn any_status() -> impl proptest::strategy::Strategy<Value = Status> {
+        proptest::sample::select(vec![
+            Status::Up,
+            Status::Down,
+            Status::Degraded,
+            Status::Maintenance,
+            Status::Unknown,
+        ])
+    }
+
+    proptest::proptest! {
+        /// The SLI, budget and burn rates equal a second-by-second count
+        /// over a random history, on a scale where a "day" is 100 s.
+        #[test]
+        fn slo_figures_equal_a_brute_force_count(
+            runs in proptest::collection::vec((1u8..60, any_status()), 1..80),
+            created in 0i64..400,
+            target_ppm in 1u32..1_000_000,
+            window_days in proptest::sample::select(vec![7u32, 28, 30]),
+            extra in 0i64..300,
+        ) {
+            // Scale: the functions take ms; a brute-force second is 1 ms
+            // here, and DAY_MS of them make a day. A random history is far
+            // shorter than a day, so it is spread over the window by
+            // stretching each second to `unit` ms.
+            let history = per_second(&runs);
+            let unit: Millis = DAY_MS / 100;
+            let changes: Vec<(Millis, Status)> = history
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| *i == 0 || history[i - 1] != **s)
+                .map(|(i, s)| (i as Millis * unit, *s))
+                .collect();
+            let created_ms = created * unit;
+            let now = (history.len() as i64 + extra) * unit;
+            // The last status lasts until now.
+            let mut seconds = history.clone();
+            seconds.extend(std::iter::repeat_n(history[history.len() - 1], extra as usize));
+            let slo_value = config::catalog::Slo { target_ppm, window_days };
+            let got = slo(&changes, created_ms, slo_value, now);
+
+            let count = |from: Millis| {
+                let (mut down, mut observed) = (0i64, 0i64);
+                for (i, s) in seconds.iter().enumerate() {
+                    let (start, end) = (i as i64 * unit, (i as i64 + 1) * unit);
+                    let (start, end) = (start.max(from).max(created_ms), end.min(now));
+                    if start >= end {
+                        continue;
+                    }
+                    match s {
+                        Status::Down => { down += end - start; observed += end - start; }
+                        Status::Up | Status::Degraded => observed += end - start,
+                        Status::Maintenance | Status::Unknown => {}
+                    }
+                }
+                (down, observed)
+            };
+            let allowed = 1.0 - f64::from(target_ppm) / 1e6;
+            let (down, observed) = count(now - i64::from(window_days) * DAY_MS);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+            proptest::prop_assert_eq!(got.spent_ms, down);
+            proptest::prop_assert!(close(got.budget_ms, allowed * observed as f64));
+            match got.sli {
+                None => proptest::prop_assert_eq!(observed, 0),
+                Some(sli) => proptest::prop_assert!(close(sli, 1.0 - down as f64 / observed as f64)),
+            }
+            proptest::prop_assert_eq!(got.exhausted(), down as f64 > allowed * observed as f64);
+            for (hours, burn) in [(1, got.burn_1h), (6, got.burn_6h)] {
+                let (d, o) = count(now - hours * 3_600_000);
+                match burn {
+                    None => proptest::prop_assert_eq!(o, 0),
+                    Some(b) => proptest::prop_assert!(close(b, d as f64 / o as f64 / allowed)),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_slo_spends_its_budget_only_in_observed_time() {
+        let d = DAY_MS;
+        let hour = 3_600_000;
+        let objective = config::catalog::Slo {
+            target_ppm: 995_000,
+            window_days: 7,
+        };
+        // Up until day 6, down for an hour, then in maintenance for an hour.
+        let changes = [
+            (0, Status::Up),
+            (6 * d, Status::Down),
+            (6 * d + hour, Status::Maintenance),
+        ];
+        let got = slo(&changes, 0, objective, 6 * d + 2 * hour);
+        assert_eq!(got.spent_ms, hour);
+        let observed = (6 * d + hour) as f64;
+        assert!((got.budget_ms - 0.005 * observed).abs() < 1e-6);
+        assert!(got.exhausted(), "an hour down is more than 0.5% of 6 days");
+        assert!(got.remaining_ratio().unwrap() < 0.0);
+        assert_eq!(got.burn_1h, None, "the last hour was all maintenance");
+        // The last 6 hours observed 4 up and 1 down: a down share of 1/5.
+        assert!((got.burn_6h.unwrap() - 0.2 / 0.005).abs() < 1e-9);
+        assert_eq!(got.sli, Some(1.0 - hour as f64 / observed));
     }
 }

@@ -401,3 +401,35 @@ notifications:
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn an_slo_is_inherited_from_defaults_then_the_group_then_the_check() {
+    let catalog = load_text(
+        "defaults: { slo: { target: 99%, window: 7d } }\n\
+         groups:\n\
+         \x20 - name: Core\n    slo: { target: 99.95%, window: 28d }\n    checks:\n\
+         \x20     - name: API\n        http: { url: https://example.com/api }\n\
+         \x20     - name: Web\n        slo: { target: 99.9%, window: 30d }\n        http: { url: https://example.com/ }\n\
+         \x20 - name: Edge\n    checks:\n\
+         \x20     - name: CDN\n        http: { url: https://example.com/cdn }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let slo = |id: &str| catalog.check(id).unwrap().slo.unwrap();
+    assert_eq!(
+        slo("core-api"),
+        config::catalog::Slo {
+            target_ppm: 999_500,
+            window_days: 28
+        }
+    );
+    assert_eq!(slo("core-web").target(), 0.999);
+    assert_eq!(slo("core-web").window(), "30d");
+    assert_eq!(slo("edge-cdn").to_string(), "99% over 7 days");
+    let none = load_text(
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        http: { url: https://example.com/ }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    assert_eq!(none.checks[0].slo, None);
+}

@@ -176,6 +176,8 @@ struct SyncedCheck {
     name: String,
     group_name: String,
     group_description: Option<String>,
+    slo_target_ppm: Option<i64>,
+    slo_window_days: Option<i64>,
     position: i64,
     public: i64,
     locations: Option<i64>,
@@ -198,10 +200,12 @@ impl Store {
             .rows(
                 &format!(
                     "SELECT {} AS id, slug, config_hash, name, group_name, group_description,
-                         {} AS position,
+                         {} AS slo_target_ppm, {} AS slo_window_days, {} AS position,
                          {} AS public, {} AS locations, {} AS settled, {} AS present
                      FROM checks",
                     d.int("id"),
+                    d.int("slo_target_ppm"),
+                    d.int("slo_window_days"),
                     d.int("position"),
                     d.int("CASE WHEN public THEN 1 ELSE 0 END"),
                     d.int("locations"),
@@ -226,6 +230,7 @@ impl Store {
                         && r.name == c.name
                         && r.group_name == c.group
                         && r.group_description.as_deref() == group_description(catalog, c)
+                        && (r.slo_target_ppm, r.slo_window_days) == slo_columns(c)
                         && r.position == position as i64
                         && r.public == i64::from(c.public)
                         && r.locations == Some(i64::from(super::locations_code(c.locations)));
@@ -521,6 +526,15 @@ fn group_description<'c>(catalog: &'c Catalog, c: &config::Check) -> Option<&'c 
         .and_then(|g| g.description.as_deref())
 }
 
+/// Check `c`'s objective as its two columns: the target in parts per
+/// million and the window in days.
+fn slo_columns(c: &config::Check) -> (Option<i64>, Option<i64>) {
+    (
+        c.slo.map(|s| i64::from(s.target_ppm)),
+        c.slo.map(|s| i64::from(s.window_days)),
+    )
+}
+
 /// Upserts these checks of `catalog` (each with its position in it),
 /// touching only rows that differ.
 async fn upsert_checks(
@@ -535,6 +549,8 @@ async fn upsert_checks(
         "name",
         "group_name",
         "group_description",
+        "slo_target_ppm",
+        "slo_window_days",
         "position",
         "public",
         "locations",
@@ -544,10 +560,12 @@ async fn upsert_checks(
     let sql = format!(
         "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
              interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
-             config_hash, placeholder, locations, created_at, group_description)
-         VALUES ({}, false, {}, {}, {})
+             config_hash, placeholder, locations, created_at, group_description,
+             slo_target_ppm, slo_window_days)
+         VALUES ({}, false, {}, {}, {}, {}, {})
          ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
              group_name = excluded.group_name, group_description = excluded.group_description,
+             slo_target_ppm = excluded.slo_target_ppm, slo_window_days = excluded.slo_window_days,
              description = excluded.description,
              public = excluded.public, kind = excluded.kind, position = excluded.position,
              interval_ms = excluded.interval_ms,
@@ -562,6 +580,8 @@ async fn upsert_checks(
         d.p(14),
         d.at(15),
         d.p(16),
+        d.p(17),
+        d.p(18),
     );
     for (position, c) in checks {
         let quorum = match c.quorum {
@@ -587,6 +607,8 @@ async fn upsert_checks(
                 Arg::Int(i64::from(super::locations_code(c.locations))),
                 Arg::Int(now),
                 Arg::MaybeText(group_description(catalog, c).map(str::to_string)),
+                Arg::MaybeInt(slo_columns(c).0),
+                Arg::MaybeInt(slo_columns(c).1),
             ],
         )
         .await?;
