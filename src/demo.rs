@@ -258,8 +258,10 @@ defaults:
   failure_threshold: 2
   success_threshold: 2
   reopen_window: 1m
+  slo: {{ target: 99.9%, window: 30d }}
 groups:
   - name: Shop
+    slo: {{ target: 99%, window: 7d }}
     checks:
       - name: Checkout
         id: checkout

@@ -36,6 +36,8 @@ enum Command {
     Migrate(MigrateArgs),
     /// Print the JSON Schema of the check YAML (or its Markdown reference).
     Schema(SchemaArgs),
+    /// Print the Prometheus burn-rate alerts for every check's SLO (generic: they read the leader's SLO gauges).
+    Rules(RulesArgs),
 }
 
 // Flags shared by several subcommands are declared once each, below, and
@@ -480,6 +482,25 @@ struct SchemaArgs {
     markdown: bool,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct RulesArgs {
+    /// Optional: check this YAML first and list its objectives in a comment (the rules do not depend on it).
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    /// `prometheus`: a rules file for Prometheus's rule_files; `prometheus-rule`: a PrometheusRule for the Prometheus Operator.
+    #[arg(long, value_enum, default_value = "prometheus")]
+    pub format: RulesFormat,
+}
+
+/// What `statuspage rules` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum RulesFormat {
+    /// A `groups:` rules file.
+    Prometheus,
+    /// A `monitoring.coreos.com/v1` PrometheusRule.
+    PrometheusRule,
+}
+
 fn main() -> ExitCode {
     // One crypto provider for the whole process, before anything builds a TLS config.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -516,6 +537,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Standalone(args) => standalone::main(args),
         Command::Demo(args) => demo::main(args),
         Command::Migrate(args) => ingest::migrate(args),
+        Command::Rules(args) => rules::run(args),
     }
 }
 
@@ -525,6 +547,7 @@ mod dashboard;
 mod demo;
 mod ingest;
 mod ops;
+mod rules;
 mod standalone;
 
 /// Structured logs on stderr: JSON lines by default (CloudWatch-ready), or text.

@@ -155,6 +155,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_ingest_config_last_reload_successful", "gauge"),
     ("statuspage_ingest_leader", "gauge"),
     ("statuspage_check_up", "gauge"),
+    ("statuspage_check_slo_objective", "gauge"),
+    ("statuspage_check_slo_window_seconds", "gauge"),
     ("statuspage_check_status", "gauge"),
     ("statuspage_agent_last_seen_timestamp_seconds", "gauge"),
     ("statuspage_incidents_open", "gauge"),

@@ -46,6 +46,24 @@ pub fn check(c: &CheckSummary) -> Value {
         },
         "monitored_since": c.uptime.since.map(instant),
         "latency_ms": latency(c.latency),
+        "slo": c.slo.map(|s| slo(&s)),
+    })
+}
+
+/// An objective's standing: the SLI over its window, the error budget in
+/// seconds (remaining goes negative once overspent), and the burn rates.
+fn slo(s: &ingest::uptime::SloStanding) -> Value {
+    json!({
+        "target": s.slo.target(),
+        "window": s.slo.window(),
+        "sli": s.sli,
+        "error_budget": {
+            "total_seconds": s.budget_ms.round() / 1000.0,
+            "spent_seconds": s.spent_ms as f64 / 1000.0,
+            "remaining_seconds": s.remaining_ms().round() / 1000.0,
+            "remaining_ratio": s.remaining_ratio(),
+        },
+        "burn_rate": {"1h": s.burn_1h, "6h": s.burn_6h},
     })
 }
 

@@ -180,6 +180,8 @@ pub struct CheckSummary {
     pub days: Vec<Day>,
     /// Latency over the last 24 hours.
     pub latency: Latency,
+    /// Its objective's standing now, if it has one.
+    pub slo: Option<uptime::SloStanding>,
 }
 
 /// Everything the front page and `/api/v1/status` need.
@@ -363,6 +365,7 @@ pub fn summary(
         uptime: uptime::windows(&observed, c.created_at, now),
         days: uptime::days(&observed, c.created_at, &spans, now, BAR_DAYS),
         latency: Latency::of(&day, 0),
+        slo: c.slo.map(|s| uptime::slo(&observed, c.created_at, s, now)),
         row,
     }
 }
@@ -570,6 +573,7 @@ mod tests {
             name: "API".into(),
             group: String::new(),
             group_description: None,
+            slo: None,
             description: None,
             kind: "http".into(),
             position: 0,

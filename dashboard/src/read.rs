@@ -58,6 +58,8 @@ pub struct CheckRow {
     pub locations: Option<config::defaults::Locations>,
     /// Up to when ingest has decided its status; nothing after is known.
     pub decided_through: Option<Millis>,
+    /// Its service level objective, if the YAML gives one.
+    pub slo: Option<config::catalog::Slo>,
 }
 
 /// An incident, as stored.
@@ -271,7 +273,8 @@ impl Reader {
             "SELECT {} AS id, slug, name, group_name, group_description, description, kind,
                     {} AS position,
                     {} AS created_at, status, {} AS status_since, {} AS interval_ms, latest,
-                    {} AS cert_not_after, {} AS locations, {} AS decided_through
+                    {} AS cert_not_after, {} AS locations, {} AS decided_through,
+                    {} AS slo_target_ppm, {} AS slo_window_days
              FROM checks WHERE public AND NOT placeholder AND retired_at IS NULL
              ORDER BY position, id",
             self.d().int("id"),
@@ -282,6 +285,8 @@ impl Reader {
             self.d().ms("cert_not_after"),
             self.d().int("locations"),
             self.d().ms("decided_through"),
+            self.d().int("slo_target_ppm"),
+            self.d().int("slo_window_days"),
         );
         #[derive(sqlx::FromRow)]
         struct Stored {
@@ -301,6 +306,8 @@ impl Reader {
             cert_not_after: Option<i64>,
             locations: Option<i64>,
             decided_through: Option<i64>,
+            slo_target_ppm: Option<i64>,
+            slo_window_days: Option<i64>,
         }
         let rows: Vec<Stored> = self.rows(&sql, &[]).await?;
         Ok(rows
@@ -329,6 +336,7 @@ impl Reader {
                     _ => config::defaults::Locations::All,
                 }),
                 decided_through: r.decided_through,
+                slo: ingest::store::stored_slo(r.slo_target_ppm, r.slo_window_days),
             })
             .collect())
     }

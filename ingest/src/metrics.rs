@@ -84,6 +84,8 @@ const DB_TRANSACTION: &str = "statuspage_ingest_db_transaction_seconds";
 const LEADER: &str = "statuspage_ingest_leader";
 const CHECK_UP: &str = "statuspage_check_up";
 const CHECK_STATUS: &str = "statuspage_check_status";
+const SLO_OBJECTIVE: &str = "statuspage_check_slo_objective";
+const SLO_WINDOW: &str = "statuspage_check_slo_window_seconds";
 const AGENT_SEEN: &str = "statuspage_agent_last_seen_timestamp_seconds";
 const INCIDENTS_OPEN: &str = "statuspage_incidents_open";
 
@@ -139,6 +141,14 @@ pub fn describe() {
     describe_gauge!(
         CHECK_STATUS,
         "1 for the check's current status, 0 for the others."
+    );
+    describe_gauge!(
+        SLO_OBJECTIVE,
+        "A check's service level objective as a ratio (0.999 for 99.9%); absent without one. The burn-rate rules of `statuspage rules` divide by it."
+    );
+    describe_gauge!(
+        SLO_WINDOW,
+        "The rolling window of a check's objective, in seconds; the burn-rate rules derive their factors from it."
     );
     describe_gauge!(AGENT_SEEN, "When each agent's newest message was sent.");
     describe_gauge!(INCIDENTS_OPEN, "Incidents not resolved.");
@@ -375,6 +385,11 @@ fn publish_snapshot(s: &Snapshot) {
         for st in Status::ALL {
             gauge!(CHECK_STATUS, "check" => c.slug.clone(), "group" => c.group.clone(), "status" => st.as_str())
                 .set(f64::from(u8::from(st == c.status)));
+        }
+        if let Some(slo) = c.slo {
+            gauge!(SLO_OBJECTIVE, "check" => c.slug.clone()).set(slo.target());
+            gauge!(SLO_WINDOW, "check" => c.slug.clone())
+                .set(f64::from(slo.window_days) * 86_400.0);
         }
     }
     for (agent, zone, seen) in &s.agents {

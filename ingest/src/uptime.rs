@@ -185,7 +185,7 @@ pub fn slo(
     slo: config::catalog::Slo,
     now: Millis,
 ) -> SloStanding {
-    let allowed = 1.0 - slo.target();
+    let allowed = f64::from(1_000_000 - slo.target_ppm) / 1e6;
     let window = tally(
         changes,
         created,
@@ -430,7 +430,7 @@ mod tests {
                 }
                 (down, observed)
             };
-            let allowed = 1.0 - f64::from(target_ppm) / 1e6;
+            let allowed = f64::from(1_000_000 - target_ppm) / 1e6;
             let (down, observed) = count(now - i64::from(window_days) * DAY_MS);
             let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
             proptest::prop_assert_eq!(got.spent_ms, down);

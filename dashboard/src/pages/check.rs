@@ -2,7 +2,7 @@
 //! (24 hours and 7 days) and phases, its locations, its certificate and its
 //! incidents.
 
-use super::{Site, coverage, layout, ms, percent, pill, state_text, time, uptime_bar};
+use super::{Site, burn, coverage, layout, ms, percent, pill, span, state_text, time, uptime_bar};
 use crate::model::{CheckDetail, Point};
 use crate::view::{self, CHART_HEIGHT, CHART_WIDTH};
 use chrono::{DateTime, Utc};
@@ -87,6 +87,58 @@ fn chart(
     }
 }
 
+/// The SLO panel: the SLI over the window, the error budget left (time
+/// and share, with a meter), and the burn rates over 1 and 6 hours.
+fn objective(s: &ingest::uptime::SloStanding) -> Markup {
+    let target = config::units::format_percent_ppm(s.slo.target_ppm);
+    let left = s.remaining_ratio();
+    html! {
+        section.slo aria-labelledby="slo-h" {
+            h2 #slo-h { "Objective" }
+            p.meta {
+                (target) " uptime over a rolling " (s.slo.window_days) " days. "
+                "Maintenance and time without data count for neither side."
+            }
+            dl.windows {
+                div {
+                    dt { "Uptime (SLI)" }
+                    dd class=(if s.sli.is_some_and(|v| v < s.slo.target()) { "missed" } else { "" }) { (percent(s.sli)) }
+                    dd.coverage { "objective " (target) }
+                }
+                div {
+                    dt { "Error budget left" }
+                    @match left {
+                        None => { dd { "–" } dd.coverage { "nothing observed yet" } }
+                        Some(_) if s.exhausted() => {
+                            dd.missed { "None" }
+                            dd.coverage { (span(-s.remaining_ms())) " over a budget of " (span(s.budget_ms)) }
+                        }
+                        Some(r) => {
+                            dd { (format!("{:.0}%", (r * 100.0).floor())) }
+                            dd.coverage { (span(s.remaining_ms())) " of " (span(s.budget_ms)) }
+                        }
+                    }
+                }
+                div {
+                    dt { "Burn rate, 1 hour" }
+                    dd { (burn(s.burn_1h)) }
+                    dd.coverage { "1× spends the budget by the window's end" }
+                }
+                div {
+                    dt { "Burn rate, 6 hours" }
+                    dd { (burn(s.burn_6h)) }
+                }
+            }
+            @if let Some(r) = left {
+                meter.budget min="0" max="1" low="0.25" optimum="1" value=(format!("{:.4}", r.clamp(0.0, 1.0)))
+                    aria-label="Error budget left" {
+                    (format!("{:.0}%", (r.max(0.0) * 100.0).floor()))
+                }
+            }
+        }
+    }
+}
+
 fn location_state(state: PairState, reporting: bool) -> (&'static str, &'static str) {
     match (reporting, state) {
         (false, _) => ("unknown", "Not reporting"),
@@ -130,6 +182,7 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
             }
             (uptime_bar(&row.name, &c.days))
         }
+        @if let Some(s) = &c.slo { (objective(s)) }
         section aria-labelledby="latency-h" {
             h2 #latency-h { "Response time" }
             (chart("Last hour", &d.hour, 10, hour_label))

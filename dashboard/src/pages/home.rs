@@ -62,6 +62,10 @@ pub fn page(site: &Site, board: &Board) -> Markup {
                         li.check {
                             div.check-head {
                                 a.name href={"/checks/" (c.row.slug)} { (c.row.name) }
+                                @if let Some(s) = c.slo.filter(|s| s.exhausted()) {
+                                    a.budget href={"/checks/" (c.row.slug) "#slo-h"}
+                                        title={ "Error budget spent (objective " (s.slo) ")" } { "budget" }
+                                }
                                 (pill(c.row.status))
                             }
                             (uptime_bar(&c.row.name, &c.days))

@@ -228,6 +228,42 @@ pub fn percent(r: Option<f64>) -> String {
     r.map_or_else(|| "–".to_string(), |r| percent_floor(r, 2))
 }
 
+/// A span of time in its two largest units: "43m 12s", "2h 5m", "1d 3h";
+/// under 10 seconds with a tenth: "1.1s". Never negative (callers say "over" themselves).
+pub fn span(ms: f64) -> String {
+    if ms.abs() < 10_000.0 {
+        return format!("{:.1}s", (ms.abs() / 100.0).floor() / 10.0);
+    }
+    let total = (ms.abs() / 1000.0).floor() as i64;
+    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    let parts: Vec<String> = units
+        .iter()
+        .scan(total, |left, &(unit, size)| {
+            let n = *left / size;
+            *left %= size;
+            Some((n, unit))
+        })
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A burn rate: "0.4×", "14×"; a dash when nothing was observed.
+pub fn burn(rate: Option<f64>) -> String {
+    match rate {
+        None => "–".into(),
+        Some(r) if r < 10.0 => format!("{r:.1}×"),
+        Some(r) => format!("{r:.0}×"),
+    }
+}
+
 /// A latency in ms, or a dash.
 pub fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), view::format_ms)

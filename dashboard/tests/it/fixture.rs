@@ -41,9 +41,11 @@ defaults:
 groups:
   - name: Core
     description: "What customers touch <first>"
+    slo: {{ target: 99.99%, window: 30d }}
     checks:
       - name: Public API
         id: api
+        slo: {{ target: 90%, window: 7d }}
         http:
           url: https://api.example.test/health
       - name: Website

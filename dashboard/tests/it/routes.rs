@@ -21,6 +21,7 @@ crate::both!(
     a_retired_checks_incidents_stay_in_the_public_history,
     a_reopened_incident_lasted_only_its_open_periods,
     the_front_page_lists_the_past_week_day_by_day_and_group_descriptions,
+    an_slo_shows_its_budget_on_the_check_page_the_api_and_the_front_page,
 );
 
 async fn front_page_shows_banner_incidents_maintenance_and_groups(db: Db) {
@@ -200,6 +201,7 @@ async fn api_status_has_the_documented_shape(db: Db) {
                 "name",
                 "observed_seconds",
                 "since",
+                "slo",
                 "status",
                 "uptime"
             ]
@@ -595,4 +597,89 @@ async fn the_front_page_lists_the_past_week_day_by_day_and_group_descriptions(db
         none.windows(2).all(|w| w[0].0 - w[1].0 == 86_400_000),
         "consecutive days, today first"
     );
+}
+
+async fn an_slo_shows_its_budget_on_the_check_page_the_api_and_the_front_page(db: Db) {
+    let state = db.state(TTL);
+    let api = |id: &'static str| {
+        let state = state.clone();
+        async move {
+            serde_json::from_str::<serde_json::Value>(
+                &get(&state, &format!("/api/v1/checks/{id}")).await.body,
+            )
+            .unwrap()
+        }
+    };
+    // `web` (99.99% over 30 days from its group) was down 8 minutes: its budget is spent.
+    let web = api("web").await;
+    let slo = &web["slo"];
+    assert_eq!(slo["target"], 0.9999, "{slo}");
+    assert_eq!(slo["window"], "30d");
+    assert_eq!(
+        slo["sli"], web["uptime"]["30d"],
+        "the SLI is the same exact uptime"
+    );
+    let budget = &slo["error_budget"];
+    let (total, spent, remaining) = (
+        budget["total_seconds"].as_f64().unwrap(),
+        budget["spent_seconds"].as_f64().unwrap(),
+        budget["remaining_seconds"].as_f64().unwrap(),
+    );
+    let observed = web["observed_seconds"]["30d"].as_f64().unwrap();
+    assert!(
+        (total - 0.0001 * observed).abs() < 1.0,
+        "{budget} over {observed} s"
+    );
+    assert!(spent > total, "{budget}");
+    assert!((remaining - (total - spent)).abs() < 0.01, "{budget}");
+    assert!(
+        budget["remaining_ratio"].as_f64().unwrap() < 0.0,
+        "{budget}"
+    );
+    for w in ["1h", "6h"] {
+        assert!(
+            slo["burn_rate"][w].as_f64().is_some_and(|b| b > 1.0),
+            "{slo}"
+        );
+    }
+    // `api` sets its own, looser objective and is within it; `db` has none.
+    let api_slo = api("api").await["slo"].clone();
+    assert_eq!(
+        (api_slo["target"].as_f64(), api_slo["window"].as_str()),
+        (Some(0.9), Some("7d"))
+    );
+    assert!(
+        api_slo["error_budget"]["remaining_ratio"].as_f64().unwrap() > 0.0,
+        "{api_slo}"
+    );
+    assert!(api("db").await["slo"].is_null());
+
+    // The front page marks only the check over its budget.
+    let home = get(&state, "/").await.body;
+    assert_eq!(home.matches("class=\"budget\"").count(), 1, "{home}");
+    let mark = &home[home.find("class=\"budget\"").unwrap()..];
+    assert!(
+        mark.starts_with("class=\"budget\" href=\"/checks/web#slo-h\""),
+        "{mark}"
+    );
+    assert!(
+        mark.contains("title=\"Error budget spent (objective 99.99% over 30 days)\""),
+        "{mark}"
+    );
+
+    // The check page's panel.
+    let page = get(&state, "/checks/web").await.body;
+    assert!(page.contains("<h2 id=\"slo-h\">Objective</h2>"), "{page}");
+    assert!(
+        page.contains("99.99% uptime over a rolling 30 days."),
+        "{page}"
+    );
+    assert!(page.contains("<dd class=\"missed\">None</dd>"), "{page}");
+    assert!(page.contains("<meter class=\"budget\""), "{page}");
+    let api_page = get(&state, "/checks/api").await.body;
+    assert!(
+        api_page.contains("90% uptime over a rolling 7 days."),
+        "{api_page}"
+    );
+    assert!(!get(&state, "/checks/db").await.body.contains("slo-h"));
 }

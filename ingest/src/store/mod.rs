@@ -27,6 +27,7 @@ mod url;
 pub use flow::Message;
 pub use lease::LEASE;
 pub use retention::Dropped;
+pub use rows::slo as stored_slo;
 pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
 pub use sync::{CheckUp, Pruned, TickReport};
 pub use url::DatabaseUrl;

@@ -35,6 +35,21 @@ pub(crate) fn parse_status(s: &str) -> Result<Status, StoreError> {
     Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
 
+/// A check's objective from its two columns; `None` unless both hold a
+/// value that validation could have written.
+pub fn slo(target_ppm: Option<i64>, window_days: Option<i64>) -> Option<config::catalog::Slo> {
+    let target_ppm = u32::try_from(target_ppm?)
+        .ok()
+        .filter(|t| (1..1_000_000).contains(t))?;
+    let window_days = u32::try_from(window_days?)
+        .ok()
+        .filter(|w| config::catalog::Slo::WINDOWS.contains(w))?;
+    Some(config::catalog::Slo {
+        target_ppm,
+        window_days,
+    })
+}
+
 /// A stored incident state.
 pub(crate) fn parse_state(s: &str) -> Result<State, StoreError> {
     State::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown incident state {s:?}")))

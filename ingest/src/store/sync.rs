@@ -30,6 +30,8 @@ pub struct CheckUp {
     pub group: String,
     /// Its status.
     pub status: Status,
+    /// Its service level objective, if it has one.
+    pub slo: Option<config::catalog::Slo>,
 }
 
 /// What a tick did.
@@ -459,20 +461,23 @@ impl Store {
 
     /// Every active, configured check's status.
     pub async fn check_statuses(&self) -> Result<Vec<CheckUp>, StoreError> {
-        let rows: Vec<(String, String, String)> = self
-            .sql()
-            .rows(
-                "SELECT slug, group_name, status FROM checks
-                 WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
-                &[],
-            )
-            .await?;
+        let pool = self.sql();
+        let d = pool.dialect();
+        let sql = format!(
+            "SELECT slug, group_name, status, {}, {} FROM checks
+             WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
+            d.int("slo_target_ppm"),
+            d.int("slo_window_days"),
+        );
+        let rows: Vec<(String, String, String, Option<i64>, Option<i64>)> =
+            pool.rows(&sql, &[]).await?;
         rows.into_iter()
-            .map(|(slug, group, status)| {
+            .map(|(slug, group, status, target, window)| {
                 Ok(CheckUp {
                     slug,
                     group,
                     status: super::rows::parse_status(&status)?,
+                    slo: super::rows::slo(target, window),
                 })
             })
             .collect()

@@ -587,6 +587,7 @@ async fn postgres_notifies_dashboards_of_each_change(pool: sqlx::PgPool) {
 }
 
 crate::conformance!(
+    an_slo_set_for_a_group_reaches_every_check_and_follows_each_change,
     a_partial_recovery_lowers_the_impact_and_a_reopened_incident_counts_only_its_open_time,
     every_status_change_is_announced_in_process,
     duplicate_results_are_ignored_completely_and_counted,
@@ -744,4 +745,74 @@ async fn a_partial_recovery_lowers_the_impact_and_a_reopened_incident_counts_onl
     );
     let impact = db.rows("SELECT id, impact FROM incidents", "").await;
     assert_eq!(impact[0].1, "major", "a reopened outage is major again");
+}
+
+async fn an_slo_set_for_a_group_reaches_every_check_and_follows_each_change(db: Db) {
+    let store = &db.store;
+    let yaml = |group_slo: &str| {
+        format!(
+            "defaults: {{ slo: {{ target: 99%, window: 7d }} }}\n\
+             groups:\n  - name: Web\n{group_slo}    checks:\n\
+             \x20     - {{ name: Home, id: web, tcp: {{ host: 127.0.0.1, port: 9 }} }}\n\
+             \x20     - {{ name: Shop, id: shop, slo: {{ target: 99.5%, window: 28d }}, tcp: {{ host: 127.0.0.1, port: 9 }} }}\n"
+        )
+    };
+    let slos = async || {
+        let mut got: Vec<(String, Option<config::catalog::Slo>)> = store
+            .check_statuses()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.slug, c.slo))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        got
+    };
+    let slo = |target_ppm, window_days| {
+        Some(config::catalog::Slo {
+            target_ppm,
+            window_days,
+        })
+    };
+    store
+        .sync_catalog(&catalog(&yaml("")), now(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        slos().await,
+        [
+            ("shop".into(), slo(995_000, 28)),
+            ("web".into(), slo(990_000, 7))
+        ]
+    );
+    // Only the group's objective changes (no check's own text does): sync
+    // still rewrites the row.
+    store
+        .sync_catalog(
+            &catalog(&yaml("    slo: { target: 99.95%, window: 30d }\n")),
+            now(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        slos().await,
+        [
+            ("shop".into(), slo(995_000, 28)),
+            ("web".into(), slo(999_500, 30))
+        ]
+    );
+    // Gone from the YAML, gone from the row.
+    store
+        .sync_catalog(
+            &catalog(&yaml("").replace("defaults: { slo: { target: 99%, window: 7d } }\n", "")),
+            now(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        slos().await,
+        [("shop".into(), slo(995_000, 28)), ("web".into(), None)]
+    );
 }
