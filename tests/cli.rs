@@ -113,6 +113,7 @@ fn help_lists_every_subcommand() {
         "demo",
         "migrate",
         "schema",
+        "rules",
     ] {
         assert!(
             help.contains(&format!("  {sub} ")),
@@ -225,4 +226,77 @@ fn ingest_refuses_a_leader_lease_of_two_ticks_or_less() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn rules_prints_the_charts_slo_rules_and_checks_a_config_first() {
+    let plain = statuspage(&["rules"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/statuspage/files/slo-rules.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        text(&plain.stdout),
+        shipped,
+        "the chart ships what the command prints"
+    );
+    for needle in [
+        "- alert: StatusCheckErrorBudgetBurn\n",
+        "- alert: StatusCheckErrorBudgetBurnSlow\n",
+        "statuspage_check_slo_objective",
+        "statuspage_check_slo_window_seconds",
+        "clamp_max(0.02 * statuspage_check:slo_window:seconds / 3600 *",
+        "clamp_max(0.05 * statuspage_check:slo_window:seconds / 21600 *",
+        "clamp_max(0.1 * statuspage_check:slo_window:seconds / 259200 *",
+    ] {
+        assert!(shipped.contains(needle), "{needle}");
+    }
+
+    let operator = text(&statuspage(&["rules", "--format", "prometheus-rule"]).stdout);
+    assert!(operator.contains("\napiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\n"));
+    assert!(operator.contains("\nspec:\n  groups:\n    - name: statuspage.slo.sli\n"));
+
+    let good = temp_config(
+        "rules-good",
+        "groups:\n  - name: Web\n    slo: { target: 99.9%, window: 30d }\n    checks:\n      - name: Home\n        tcp: { host: 127.0.0.1, port: 9 }\n",
+    );
+    let out = statuspage(&["rules", "--config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout)
+            .contains("# The objectives in --config:\n#   web-home: 99.9% over 30 days\n")
+    );
+
+    let none = temp_config(
+        "rules-none",
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        tcp: { host: 127.0.0.1, port: 9 }\n",
+    );
+    let out = statuspage(&["rules", "--config", none.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("no check in --config has an slo; these rules will never fire")
+    );
+
+    let bad = temp_config(
+        "rules-bad",
+        "groups:\n  - name: Web\n    checks:\n      - name: Home\n        slo: { target: 100%, window: 30d }\n        tcp: { host: 127.0.0.1, port: 9 }\n",
+    );
+    let out = statuspage(&["rules", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no rules after a bad config");
+    assert!(
+        text(&out.stderr).contains(
+            ":5:24: groups[0].checks[0].slo.target: expected a percentage above 0% and below 100%"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        statuspage(&["rules", "--format", "yaml"]).status.code(),
+        Some(2)
+    );
+    for f in [good, none, bad] {
+        let _ = std::fs::remove_file(f);
+    }
 }

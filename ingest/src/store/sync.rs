@@ -464,20 +464,27 @@ impl Store {
         let pool = self.sql();
         let d = pool.dialect();
         let sql = format!(
-            "SELECT slug, group_name, status, {}, {} FROM checks
-             WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
+            "SELECT slug, group_name, status, {} AS slo_target_ppm, {} AS slo_window_days
+             FROM checks WHERE retired_at IS NULL AND NOT placeholder ORDER BY position, slug",
             d.int("slo_target_ppm"),
             d.int("slo_window_days"),
         );
-        let rows: Vec<(String, String, String, Option<i64>, Option<i64>)> =
-            pool.rows(&sql, &[]).await?;
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            slug: String,
+            group_name: String,
+            status: String,
+            slo_target_ppm: Option<i64>,
+            slo_window_days: Option<i64>,
+        }
+        let rows: Vec<Row> = pool.rows(&sql, &[]).await?;
         rows.into_iter()
-            .map(|(slug, group, status, target, window)| {
+            .map(|r| {
                 Ok(CheckUp {
-                    slug,
-                    group,
-                    status: super::rows::parse_status(&status)?,
-                    slo: super::rows::slo(target, window),
+                    slo: super::rows::slo(r.slo_target_ppm, r.slo_window_days),
+                    status: super::rows::parse_status(&r.status)?,
+                    slug: r.slug,
+                    group: r.group_name,
                 })
             })
             .collect()
