@@ -110,7 +110,7 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         ],
     )
     .await;
-    // The role reads, and cannot write or read raw results.
+    // The role reads, and can neither write nor read subscribers' addresses or notification state.
     let ro_url = as_role(&admin_url, &role, "change-me");
     let admin_url = as_role(&admin_url, &admin_role, "change-me-too");
     let mut ro = PgConnection::connect(&ro_url).await.unwrap();
@@ -123,12 +123,14 @@ async fn the_dashboard_reads_through_the_readme_role_and_keeps_metrics_off_the_p
         denied.contains("read-only transaction") || denied.contains("permission denied"),
         "{denied}"
     );
-    let denied = sqlx::query("SELECT count(*) FROM results")
-        .execute(&mut ro)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(denied.contains("permission denied"), "{denied}");
+    for table in ["subscriptions", "deliveries", "events", "leader_lease"] {
+        let denied = sqlx::query(&format!("SELECT count(*) FROM {table}"))
+            .execute(&mut ro)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(denied.contains("permission denied"), "{table}: {denied}");
+    }
 
     let dir = std::env::temp_dir().join(format!("statuspage-dash-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -5,6 +5,9 @@ use crate::read::{IncidentFilter, IncidentRow, ReadError, Reader, UpdateRow};
 use ingest::rollup::{Level, Rollup};
 use ingest::state::Millis;
 
+/// The phase graphs' bucket: 15 minutes.
+const PHASE_STEP: Millis = 15 * 60_000;
+
 /// How many incidents a check's page lists.
 const CHECK_INCIDENTS: i64 = 50;
 
@@ -76,6 +79,9 @@ pub async fn check(
     let minutes = reader.rollups(Level::Minute, &ids, now - DAY_MS).await?;
     let hours = reader.rollups(Level::Hour, &ids, now - 7 * DAY_MS).await?;
     let agents = reader.agents().await?;
+    let by_location = reader
+        .location_phases(row.id, now - DAY_MS, PHASE_STEP)
+        .await?;
     let minute_refs: Vec<(Millis, &Rollup)> = minutes.iter().map(|m| (m.1, &m.2)).collect();
     let hour_refs = model::hours_and_unfolded_minutes(&hours, &minutes);
     let summary = model::summary(&row, &changes, &incidents, &hours, &agents, now);
@@ -85,7 +91,14 @@ pub async fn check(
         day: model::series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
         week: model::series(&hour_refs, now - 7 * DAY_MS, now, 3_600_000),
         phases: model::phases(&minute_refs),
-        phase_series: model::phase_series(&minute_refs, now - DAY_MS, now, 15 * 60_000),
+        phase_series: model::phase_series(&minute_refs, now - DAY_MS, now, PHASE_STEP),
+        location_phases: model::location_phase_series(
+            &by_location,
+            &agents,
+            now - DAY_MS,
+            now,
+            PHASE_STEP,
+        ),
         incidents,
         summary,
     }))

@@ -477,6 +477,73 @@ pub fn phase_series(
         .collect()
 }
 
+/// What the page calls an agent: its `--location-label`, else its zone;
+/// never its id, a node name that carries internal addresses.
+pub fn location_name(agent: Option<&crate::read::AgentRow>) -> String {
+    match agent {
+        Some(a) if !a.label.is_empty() => a.label.clone(),
+        Some(a) if !a.zone.is_empty() => a.zone.clone(),
+        _ => "unnamed location".to_string(),
+    }
+}
+
+/// One location's phases over a day, as its page draws them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocationPhaseSeries {
+    /// What the page calls the location.
+    pub name: String,
+    /// Its mean phases (ms) in each bucket; `None` without results.
+    pub series: Vec<(Millis, Option<[f64; 5]>)>,
+    /// Its mean phases (ms) over the whole span, each result weighing the same.
+    pub mean: [f64; 5],
+}
+
+/// The phases per location, where more than one location has results:
+/// each location's mean phases (ms) in each `step` bucket of `[from, to)`,
+/// by name.
+pub fn location_phase_series(
+    rows: &[crate::read::LocationPhases],
+    agents: &[crate::read::AgentRow],
+    from: Millis,
+    to: Millis,
+    step: Millis,
+) -> Vec<LocationPhaseSeries> {
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.agent).collect();
+    ids.dedup();
+    if ids.len() < 2 {
+        return Vec::new();
+    }
+    let first = from.div_euclid(step) * step;
+    let ms = |r: &crate::read::LocationPhases| {
+        [r.dns, r.connect, r.tls, r.ttfb, r.transfer].map(|us| us.unwrap_or(0.0) / 1000.0)
+    };
+    let mut out: Vec<LocationPhaseSeries> = ids
+        .iter()
+        .map(|id| {
+            let mine: Vec<&crate::read::LocationPhases> =
+                rows.iter().filter(|r| r.agent == *id).collect();
+            let series = (first..to)
+                .step_by(step as usize)
+                .map(|at| (at, mine.iter().find(|r| r.bucket == at).map(|r| ms(r))))
+                .collect();
+            let n: i64 = mine.iter().map(|r| r.n).sum();
+            let mut mean = [0.0; 5];
+            for r in &mine {
+                for (m, v) in mean.iter_mut().zip(ms(r)) {
+                    *m += v * r.n as f64 / n.max(1) as f64;
+                }
+            }
+            LocationPhaseSeries {
+                name: location_name(agents.iter().find(|a| a.id == *id)),
+                series,
+                mean,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 /// One location of a check, as its page shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -502,17 +569,9 @@ pub fn location_list(
         .iter()
         .map(|s| {
             let agent = agents.iter().find(|a| a.id == s.pair);
-            let zone = agent.map(|a| a.zone.clone()).unwrap_or_default();
-            // Its label, else its zone: never the agent's id, a node name
-            // that carries internal addresses.
-            let name = match agent {
-                Some(a) if !a.label.is_empty() => a.label.clone(),
-                _ if !zone.is_empty() => zone.clone(),
-                _ => "unnamed location".to_string(),
-            };
             Location {
-                name,
-                zone,
+                name: location_name(agent),
+                zone: agent.map(|a| a.zone.clone()).unwrap_or_default(),
                 state: s.state,
                 reporting: now - s.at < ingest::status::REPORTING_INTERVALS * s.interval_ms.max(1),
                 at: s.at,
@@ -541,6 +600,9 @@ pub struct CheckDetail {
     pub phases: Vec<(&'static str, Latency)>,
     /// The phases' p50 over the last 24 hours, in 15-minute buckets.
     pub phase_series: Vec<(Millis, Option<[f64; 5]>)>,
+    /// Where several locations probe it: each one's mean phases over the
+    /// last 24 hours, in 15-minute buckets, by location name.
+    pub location_phases: Vec<LocationPhaseSeries>,
     /// Its incidents, newest first.
     pub incidents: Vec<IncidentRow>,
 }

@@ -152,6 +152,27 @@ impl AgentRow {
     }
 }
 
+/// One location's mean phases in one bucket (see [`Reader::location_phases`]).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct LocationPhases {
+    /// The agent's internal id.
+    pub agent: i64,
+    /// The bucket's start.
+    pub bucket: Millis,
+    /// How many results it holds.
+    pub n: i64,
+    /// Mean DNS time, µs.
+    pub dns: Option<f64>,
+    /// Mean connect time, µs.
+    pub connect: Option<f64>,
+    /// Mean TLS handshake time, µs.
+    pub tls: Option<f64>,
+    /// Mean time to first byte, µs.
+    pub ttfb: Option<f64>,
+    /// Mean transfer time, µs.
+    pub transfer: Option<f64>,
+}
+
 /// Which incidents a listing wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IncidentFilter {
@@ -368,6 +389,37 @@ impl Reader {
             .into_iter()
             .filter_map(|(c, at, s)| Some((c, at, Status::parse(&s)?)))
             .collect())
+    }
+
+    /// Each location's mean of each phase (dns, connect, tls, ttfb,
+    /// transfer; µs, `None` where no result had it) per `step`-ms bucket of
+    /// `check`'s raw results from `from` on: (agent id, bucket start,
+    /// means), sorted by agent and bucket. Means, not medians: the phases
+    /// of a mean add up to the mean total, so they stack honestly.
+    pub async fn location_phases(
+        &self,
+        check: i64,
+        from: Millis,
+        step: Millis,
+    ) -> Result<Vec<LocationPhases>, ReadError> {
+        let sql = format!(
+            "SELECT agent, bucket, {} AS n,
+                    CAST(AVG(dns_us) AS DOUBLE PRECISION) AS dns,
+                    CAST(AVG(connect_us) AS DOUBLE PRECISION) AS connect,
+                    CAST(AVG(tls_us) AS DOUBLE PRECISION) AS tls,
+                    CAST(AVG(ttfb_us) AS DOUBLE PRECISION) AS ttfb,
+                    CAST(AVG(transfer_us) AS DOUBLE PRECISION) AS transfer
+             FROM (SELECT {} AS agent, ({} / {step}) * {step} AS bucket,
+                          dns_us, connect_us, tls_us, ttfb_us, transfer_us
+                   FROM results WHERE check_id = {} AND scheduled_at >= {}) r
+             GROUP BY agent, bucket ORDER BY agent, bucket",
+            self.d().int("COUNT(*)"),
+            self.d().int("agent_id"),
+            self.d().ms("scheduled_at"),
+            self.d().p(1),
+            self.d().at(2),
+        );
+        self.rows(&sql, &[check, from]).await
     }
 
     /// The WHERE clause of a listing and its parameters, numbered from

@@ -28,14 +28,14 @@ fn day_label(at: Millis) -> String {
 /// A latency graph with its axes and legend.
 /// The phases stacked over 24 hours, a bar per 15 minutes; the table below
 /// it is its accessible form (the graph is `aria-hidden`).
-fn phase_chart(points: &[(Millis, Option<[f64; 5]>)]) -> Markup {
+fn phase_chart(caption: &str, points: &[(Millis, Option<[f64; 5]>)]) -> Markup {
     if points.iter().all(|p| p.1.is_none()) {
         return html! {};
     }
     let c = view::stacked_chart(points, 16, hour_label);
     html! {
         figure.chart.stacked {
-            figcaption { "Where the time goes, last 24 hours (p50 of each phase, stacked)" }
+            figcaption { (caption) }
             svg viewBox={"-72 -16 " (CHART_WIDTH + 100.0) " " (CHART_HEIGHT + 44.0)} aria-hidden="true" {
                 @for (y, label) in &c.y_ticks {
                     line.grid x1="0" x2=(CHART_WIDTH) y1=(format!("{y:.1}")) y2=(format!("{y:.1}")) {}
@@ -82,6 +82,36 @@ fn chart(
                 p.legend { span.key.p50 { "p50" } " " span.key.p95 { "p95" } }
             } @else {
                 p.empty { "No response times recorded in this period." }
+            }
+        }
+    }
+}
+
+/// The phases of each location (mean of each phase, stacked), where
+/// several locations probe the check, and their means over the day as a
+/// table, the graphs' accessible form.
+fn by_location(locations: &[crate::model::LocationPhaseSeries]) -> Markup {
+    html! {
+        div.by-location {
+            @for l in locations {
+                (phase_chart(&format!("{}, last 24 hours (mean of each phase, stacked)", l.name), &l.series))
+            }
+            table.phases {
+                caption { "Mean phases by location over the last 24 hours" }
+                thead {
+                    tr {
+                        th scope="col" { "Location" }
+                        @for name in view::PHASES { th scope="col" { (name) } }
+                    }
+                }
+                tbody {
+                    @for l in locations {
+                        tr {
+                            th scope="row" { (l.name) }
+                            @for v in l.mean { td { (ms(Some(v))) } }
+                        }
+                    }
+                }
             }
         }
     }
@@ -189,7 +219,7 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
             (chart("Last 24 hours", &d.day, 16, hour_label))
             (chart("Last 7 days", &d.week, 24, day_label))
             @if !d.phases.is_empty() {
-                (phase_chart(&d.phase_series))
+                (phase_chart("Where the time goes, last 24 hours (p50 of each phase, stacked)", &d.phase_series))
                 table.phases {
                     caption { "Phases over the last 24 hours" }
                     thead { tr { th scope="col" { "Phase" } th scope="col" { "p50" } th scope="col" { "p95" } } }
@@ -200,6 +230,7 @@ pub fn page(site: &Site, now: Millis, d: &CheckDetail) -> Markup {
                     }
                 }
             }
+            @if !d.location_phases.is_empty() { (by_location(&d.location_phases)) }
         }
         section aria-labelledby="loc-h" {
             h2 #loc-h { "Locations" }

@@ -89,6 +89,7 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
                 // The local-time script ran: the UTC text moved to a tooltip.
                 "Z\" title=\"",
                 " UTC\">",
+                "<a class=\"budget\" href=\"/checks/web#slo-h\"",
             ],
         ),
         (
@@ -102,6 +103,9 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
                 "<figure class=\"chart stacked\">",
                 "<path class=\"phase-dns\" d=\"M",
                 "<path class=\"phase-transfer\" d=\"M",
+                "<h2 id=\"slo-h\">Objective</h2>",
+                "<meter class=\"budget\"",
+                "Mean phases by location over the last 24 hours",
             ],
         ),
         (

@@ -22,6 +22,7 @@ crate::both!(
     a_reopened_incident_lasted_only_its_open_periods,
     the_front_page_lists_the_past_week_day_by_day_and_group_descriptions,
     an_slo_shows_its_budget_on_the_check_page_the_api_and_the_front_page,
+    the_phases_are_drawn_per_location_where_several_probe_a_check,
 );
 
 async fn front_page_shows_banner_incidents_maintenance_and_groups(db: Db) {
@@ -682,4 +683,57 @@ async fn an_slo_shows_its_budget_on_the_check_page_the_api_and_the_front_page(db
         "{api_page}"
     );
     assert!(!get(&state, "/checks/db").await.body.contains("slo-h"));
+}
+
+async fn the_phases_are_drawn_per_location_where_several_probe_a_check(db: Db) {
+    let state = db.state(TTL);
+    let page = get(&state, "/checks/api").await.body;
+    // One stacked graph per location, named by zone (never the agent's id),
+    // each with a drawn area.
+    for zone in ["zone-a1", "zone-a2", "zone-a3"] {
+        let caption =
+            format!("<figcaption>{zone}, last 24 hours (mean of each phase, stacked)</figcaption>");
+        let at = page
+            .find(&caption)
+            .unwrap_or_else(|| panic!("{caption}: {page}"));
+        let figure = &page[at..at + page[at..].find("</figure>").unwrap()];
+        assert!(
+            figure.contains("<path class=\"phase-ttfb\" d=\"M"),
+            "{figure}"
+        );
+    }
+    assert!(
+        !page.contains(">a1, last 24 hours"),
+        "an agent id is not a location name"
+    );
+    // Their accessible form: a table of each location's means over the day.
+    let table = &page[page
+        .find("Mean phases by location over the last 24 hours")
+        .expect("the table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<th scope=\"row\">").count(), 3, "{table}");
+    // The fixture's api results all take 2, 5, 12, 20 and 1 ms.
+    assert!(
+        table.contains("<th scope=\"row\">zone-a1</th><td>2 ms</td><td>5 ms</td><td>12 ms</td><td>20 ms</td><td>1 ms</td>"),
+        "{table}"
+    );
+    // A check whose results carry no TLS phase shows 0 for it; a check one
+    // location probes has no per-location graphs.
+    let web = get(&state, "/checks/web").await.body;
+    assert!(web.contains("Mean phases by location"), "{web}");
+    assert!(
+        web.contains("<td>2 ms</td><td>5 ms</td><td>0 ms</td><td>0 ms</td><td>0 ms</td>"),
+        "{web}"
+    );
+    let rows = vec![dashboard::read::LocationPhases {
+        agent: 1,
+        bucket: 0,
+        n: 3,
+        dns: Some(1000.0),
+        connect: None,
+        tls: None,
+        ttfb: None,
+        transfer: None,
+    }];
+    assert!(dashboard::model::location_phase_series(&rows, &[], 0, 900_000, 900_000).is_empty());
 }
