@@ -31,6 +31,11 @@ async fn public_check(
 
 /// The front page's and `/api/v1/status`'s data.
 pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
+    Ok(model::board(rows(reader, now).await?, now))
+}
+
+/// The rows behind [`board`].
+pub async fn rows(reader: &Reader, now: Millis) -> Result<Rows, ReadError> {
     let checks = reader.public_checks().await?;
     let ids: Vec<i64> = checks.iter().map(|c| c.id).collect();
     let from = history_from(now);
@@ -46,19 +51,16 @@ pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
     let windows = reader.windows(now).await?;
     let hours = reader.rollups(Level::Hour, &ids, now - DAY_MS).await?;
     let agents = reader.agents().await?;
-    Ok(model::board(
-        Rows {
-            checks,
-            changes,
-            incidents,
-            open,
-            updates,
-            windows,
-            hours,
-            agents,
-        },
-        now,
-    ))
+    Ok(Rows {
+        checks,
+        changes,
+        incidents,
+        open,
+        updates,
+        windows,
+        hours,
+        agents,
+    })
 }
 
 /// One public check's page data; `None` for an unknown or private id.

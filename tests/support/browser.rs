@@ -6,6 +6,17 @@ use std::process::Command;
 /// One headless Chromium run (Debian's, from STATUSPAGE_TEST_CHROMIUM) with
 /// a fresh profile; returns (stdout, the console messages it logged).
 pub fn chromium(args: &[String]) -> (String, Vec<String>) {
+    run(args, true)
+}
+
+/// [`chromium`] with JavaScript blocked, as a reader who turned it off has
+/// it: the profile's content setting, which stops page scripts but not
+/// `--dump-dom`.
+pub fn chromium_without_javascript(args: &[String]) -> (String, Vec<String>) {
+    run(args, false)
+}
+
+fn run(args: &[String], javascript: bool) -> (String, Vec<String>) {
     let bin = std::env::var("STATUSPAGE_TEST_CHROMIUM")
         .expect("STATUSPAGE_TEST_CHROMIUM: scripts/test installs Debian's chromium");
     let profile = std::env::temp_dir().join(format!(
@@ -16,6 +27,15 @@ pub fn chromium(args: &[String]) -> (String, Vec<String>) {
             .unwrap()
             .as_nanos()
     ));
+    if !javascript {
+        let default = profile.join("Default");
+        std::fs::create_dir_all(&default).expect("a profile directory");
+        std::fs::write(
+            default.join("Preferences"),
+            r#"{"profile":{"default_content_setting_values":{"javascript":2}}}"#,
+        )
+        .expect("a profile that blocks JavaScript");
+    }
     let out = Command::new(bin)
         .args([
             "--headless",

@@ -143,6 +143,73 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
     server.await.unwrap().unwrap();
 }
 
+/// Without JavaScript every page still works: the graphs are server-drawn
+/// SVG, and every time stays in UTC, labelled so (the script that rewrites
+/// times into the reader's zone did not run). The same page with
+/// JavaScript shows the script ran, so the switch is real.
+#[tokio::test]
+async fn without_javascript_the_pages_work_and_times_stay_in_labelled_utc() {
+    let db = Db::sqlite().await;
+    let port = free_port();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(dashboard::run(
+        dashboard::Settings {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            extra: None,
+        },
+        db.state(Duration::from_secs(10)),
+        dashboard::Changes::None,
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let times = |dom: &str| -> Vec<String> {
+        dom.split("<time ")
+            .skip(1)
+            .map(|t| t[..t.find("</time>").unwrap()].to_string())
+            .collect()
+    };
+    for path in ["/", "/checks/api", "/incidents"] {
+        let url = format!("{base}{path}");
+        let (page, console) = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || crate::headless::chromium_without_javascript(&["--dump-dom".into(), url])
+        })
+        .await
+        .unwrap();
+        assert_quiet(path, &console);
+        let found = times(&page);
+        assert!(!found.is_empty(), "{path}: no <time> in {page}");
+        for t in &found {
+            assert!(t.ends_with(" UTC") && !t.contains("title="), "{path}: {t}");
+        }
+        if path == "/checks/api" {
+            assert!(
+                page.contains("<path class=\"p50\" d=\"M"),
+                "the graphs need no script"
+            );
+            assert!(page.contains("<h2 id=\"slo-h\">Objective</h2>"));
+        }
+        let (with_js, _) = dom(url).await;
+        assert!(
+            times(&with_js).iter().all(|t| t.contains("title=")),
+            "{path}: with JavaScript the script rewrites every time"
+        );
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
 /// The detector is real: a page that breaks our CSP is caught.
 #[tokio::test]
 async fn a_csp_violation_is_caught_as_a_console_message() {
