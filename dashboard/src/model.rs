@@ -526,13 +526,15 @@ pub fn location_phase_series(
                 .step_by(step as usize)
                 .map(|at| (at, mine.iter().find(|r| r.bucket == at).map(|r| ms(r))))
                 .collect();
+            // Weighted by results: sum first, divide once (no rounding per bucket).
             let n: i64 = mine.iter().map(|r| r.n).sum();
             let mut mean = [0.0; 5];
             for r in &mine {
                 for (m, v) in mean.iter_mut().zip(ms(r)) {
-                    *m += v * r.n as f64 / n.max(1) as f64;
+                    *m += v * r.n as f64;
                 }
             }
+            mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
             LocationPhaseSeries {
                 name: location_name(agents.iter().find(|a| a.id == *id)),
                 series,
