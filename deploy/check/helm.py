@@ -23,9 +23,21 @@ import helm_python as helm
 import yaml
 
 
+def merged(base, over):
+    """`over` layered on `base`, as `helm -f base -f over` does: mappings merge, the rest replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def values_of(path):
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    """The values of a file, or of several separated by commas, layered in order."""
+    values = {}
+    for part in path.split(","):
+        with open(part, encoding="utf-8") as f:
+            values = merged(values, yaml.safe_load(f) or {})
+    return values
 
 
 def lint(chart, files):

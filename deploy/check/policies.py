@@ -43,7 +43,8 @@ def check(root):
     expect('select(.context == "argocd/statuspage-staging")' in promote and '!= "success"' in promote,
            "promote.yml must require staging's successful sync status for the tag's commit")
     for a, values in ((staging, "values-staging.yaml"), (production, "values-production.yaml")):
-        expect(a["spec"]["source"]["helm"]["valueFiles"] == [values], f"{a['metadata']['name']}: must use {values}")
+        aws = values.replace(".yaml", "-aws.yaml")
+        expect(a["spec"]["source"]["helm"]["valueFiles"] == [values, aws], f"{a['metadata']['name']}: must use {values} and {aws}")
 
     for p in problems:
         print(p)
