@@ -327,9 +327,16 @@ async fn a_confused_agent_alone_cannot_open_an_incident() {
     ] {
         children.push(fleet.agent_with_peers(id, zone, &config, three));
     }
-    children.push(fleet.agent_with_peers("agent-d", "zone-d", &config, ""));
     let (dash, port) = fleet.dashboard();
     children.push(dash);
+    // The confused agent joins a fleet ingest already knows: were it heard
+    // first, it would be the whole fleet, and one location of one failing
+    // is rightly down.
+    until(Duration::from_secs(30), "three agents reporting", || {
+        let v = http_json(port, "/api/v1/checks/web")?;
+        (v["locations"]["reporting"].as_i64()? >= 3).then_some(())
+    });
+    children.push(fleet.agent_with_peers("agent-d", "zone-d", &config, ""));
     // The confused agent's location has failed (two results in a row), and
     // ingest has gone on deciding with it for several more intervals.
     let failed_at = |v: &serde_json::Value| -> Option<String> {

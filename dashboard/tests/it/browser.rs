@@ -10,6 +10,40 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A dashboard over `state` on a free port, once it listens: its base URL,
+/// what stops it, and its task.
+async fn serve(
+    state: dashboard::AppState,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), dashboard::DashboardError>>,
+) {
+    let port = free_port();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(dashboard::run(
+        dashboard::Settings {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            extra: None,
+        },
+        state,
+        dashboard::Changes::None,
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (format!("http://127.0.0.1:{port}"), stop, server)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -54,29 +88,7 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
     // With subscriptions on: every page links to them.
     let mut state = crate::subscribe::state(&db, 100, 1000, crate::subscribe::pinned());
     state.clock = dashboard::system_clock();
-    let port = free_port();
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(dashboard::run(
-        dashboard::Settings {
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            extra: None,
-        },
-        state,
-        dashboard::Changes::None,
-        stop.clone(),
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let (base, stop, server) = serve(state).await;
     let incident = format!("/incidents/{}", db.seeded.web_incident);
     let pages = [
         (
@@ -150,29 +162,7 @@ async fn the_pages_render_in_chromium_with_no_console_message() {
 #[tokio::test]
 async fn without_javascript_the_pages_work_and_times_stay_in_labelled_utc() {
     let db = Db::sqlite().await;
-    let port = free_port();
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(dashboard::run(
-        dashboard::Settings {
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            extra: None,
-        },
-        db.state(Duration::from_secs(10)),
-        dashboard::Changes::None,
-        stop.clone(),
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let (base, stop, server) = serve(db.state(Duration::from_secs(10))).await;
     let times = |dom: &str| -> Vec<String> {
         dom.split("<time ")
             .skip(1)

@@ -774,45 +774,26 @@ async fn an_slo_set_for_a_group_reaches_every_check_and_follows_each_change(db: 
             window_days,
         })
     };
-    store
-        .sync_catalog(&catalog(&yaml("")), now(), Duration::ZERO)
-        .await
-        .unwrap();
+    // Syncs `text`, then reads every check's objective back.
+    let synced = async |text: String| {
+        store
+            .sync_catalog(&catalog(&text), now(), Duration::ZERO)
+            .await
+            .unwrap();
+        slos().await
+    };
+    let shop = ("shop".to_string(), slo(995_000, 28));
     assert_eq!(
-        slos().await,
-        [
-            ("shop".into(), slo(995_000, 28)),
-            ("web".into(), slo(990_000, 7))
-        ]
+        synced(yaml("")).await,
+        [shop.clone(), ("web".into(), slo(990_000, 7))]
     );
     // Only the group's objective changes (no check's own text does): sync
     // still rewrites the row.
-    store
-        .sync_catalog(
-            &catalog(&yaml("    slo: { target: 99.95%, window: 30d }\n")),
-            now(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
     assert_eq!(
-        slos().await,
-        [
-            ("shop".into(), slo(995_000, 28)),
-            ("web".into(), slo(999_500, 30))
-        ]
+        synced(yaml("    slo: { target: 99.95%, window: 30d }\n")).await,
+        [shop.clone(), ("web".into(), slo(999_500, 30))]
     );
     // Gone from the YAML, gone from the row.
-    store
-        .sync_catalog(
-            &catalog(&yaml("").replace("defaults: { slo: { target: 99%, window: 7d } }\n", "")),
-            now(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        slos().await,
-        [("shop".into(), slo(995_000, 28)), ("web".into(), None)]
-    );
+    let without = yaml("").replace("defaults: { slo: { target: 99%, window: 7d } }\n", "");
+    assert_eq!(synced(without).await, [shop, ("web".into(), None)]);
 }
