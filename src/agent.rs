@@ -49,6 +49,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         discovery,
         rediscover_every: Duration::from_secs(30),
         concurrency: args.max_concurrency,
+        check_series_max: args.check_series_max,
         max_message_bytes: args.queue.max_message_bytes,
         limits: Limits {
             results: args.buffer_max_results,

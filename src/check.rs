@@ -13,7 +13,7 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut selected = Vec::new();
     for id in &args.check {
         match catalog.check(id) {
-            Some(c) => selected.push(c.clone()),
+            Some(c) => selected.push(std::sync::Arc::new(c.clone())),
             None => {
                 let known: Vec<&str> = catalog.checks.iter().map(|c| c.id.as_str()).collect();
                 let mut close: Vec<(usize, &str)> = known

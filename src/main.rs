@@ -231,6 +231,9 @@ pub(crate) struct AgentArgs {
     /// The most probes running at once.
     #[arg(long, env = "STATUSPAGE_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
+    /// The blackbox-style probe_* series (about six per check) are exported only while this agent holds at most this many checks, never a partial set; above it, per-check state comes from ingest's statuspage_check_* series.
+    #[arg(long, env = "STATUSPAGE_CHECK_SERIES_MAX", default_value_t = probe_agent::agent::metrics::CHECK_SERIES_MAX)]
+    pub check_series_max: usize,
     /// The most results buffered while SQS is slow or down; the oldest are dropped past it.
     #[arg(long, env = "STATUSPAGE_BUFFER_MAX_RESULTS", default_value_t = 100_000)]
     pub buffer_max_results: usize,

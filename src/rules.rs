@@ -176,7 +176,12 @@ pub(crate) fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
         else {
             return Ok(ExitCode::from(1));
         };
-        let with: Vec<&config::Check> = catalog.checks.iter().filter(|c| c.slo.is_some()).collect();
+        let with: Vec<&config::Check> = catalog
+            .checks
+            .iter()
+            .filter(|c| c.slo.is_some())
+            .map(|c| &**c)
+            .collect();
         if with.is_empty() {
             eprintln!(
                 "statuspage: warning: no check in --config has an slo; these rules will never fire"

@@ -144,6 +144,7 @@ pub(crate) async fn run(
             watch_every: Duration::from_secs(2),
             drain_deadline: Duration::from_secs(5),
             spool: None,
+            check_series_max: probe_agent::agent::metrics::CHECK_SERIES_MAX,
         },
         env.clone(),
         Arc::new(ChannelPublisher::new(tx)),

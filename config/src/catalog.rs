@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -18,8 +19,9 @@ use url::Url;
 pub struct Catalog {
     /// Groups in page order; a group named in two files is one group.
     pub groups: Vec<Group>,
-    /// Every check, in page order.
-    pub checks: Vec<Check>,
+    /// Every check, in page order; shared, so an agent schedules them
+    /// without a copy.
+    pub checks: Vec<Arc<Check>>,
     /// Maintenance windows from the config (`source: config`).
     pub maintenance: Vec<MaintenanceWindow>,
     /// Notification channels and routes (empty for a role that reads
@@ -35,12 +37,15 @@ pub struct Catalog {
 impl Catalog {
     /// The check with this id.
     pub fn check(&self, id: &str) -> Option<&Check> {
-        self.checks.iter().find(|c| c.id.as_str() == id)
+        self.checks
+            .iter()
+            .find(|c| c.id.as_str() == id)
+            .map(|c| &**c)
     }
 
     /// The checks that may appear on anything public.
     pub fn public_checks(&self) -> impl Iterator<Item = &Check> {
-        self.checks.iter().filter(|c| c.public)
+        self.checks.iter().filter(|c| c.public).map(|c| &**c)
     }
 }
 
@@ -277,14 +282,13 @@ impl fmt::Debug for Secrets {
 }
 
 /// When a check runs.
-// Built once per config load and never moved in bulk: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Schedule {
     /// Every so often, from a start spread over the interval.
     Interval(Duration),
-    /// On a cron schedule, in UTC.
-    Cron(CronSchedule),
+    /// On a cron schedule, in UTC (boxed: a parsed schedule is large, and
+    /// an agent may hold 100,000 checks).
+    Cron(Box<CronSchedule>),
 }
 
 impl Schedule {
@@ -334,19 +338,18 @@ impl Kind {
     }
 }
 
-/// What to probe and what to expect of it.
-// Built once per config load and never moved in bulk: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
+/// What to probe and what to expect of it. Each kind is boxed, so a check
+/// costs only the size of its own kind (an agent may hold 100,000).
 #[derive(Clone, Debug)]
 pub enum Probe {
     /// An HTTP or HTTPS request.
-    Http(HttpProbe),
+    Http(Box<HttpProbe>),
     /// A TCP connection.
-    Tcp(TcpProbe),
+    Tcp(Box<TcpProbe>),
     /// A TLS handshake.
-    Tls(TlsProbe),
+    Tls(Box<TlsProbe>),
     /// A DNS query.
-    Dns(DnsProbe),
+    Dns(Box<DnsProbe>),
 }
 
 impl Probe {

@@ -429,7 +429,7 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
         (Some((at, cron)), _) => {
             let gap = cron.min_gap;
             (
-                Schedule::Cron(cron),
+                Schedule::Cron(Box::new(cron)),
                 Setting {
                     value: gap,
                     at: Some(at),

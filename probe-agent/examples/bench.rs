@@ -183,9 +183,11 @@ fn check(yaml: &str) -> Res<config::Check> {
         "groups:\n  - name: Bench\n    checks:\n      - name: Target\n        timeout: 5s\n        {yaml}\n"
     );
     let env = |_: &str| None;
-    Ok(config::load_str(&[("bench.yaml".into(), text)], &env)?
-        .checks
-        .remove(0))
+    Ok(Arc::unwrap_or_clone(
+        config::load_str(&[("bench.yaml".into(), text)], &env)?
+            .checks
+            .remove(0),
+    ))
 }
 
 /// Starts the targets child process; returns it and its first line's fields.
@@ -303,13 +305,7 @@ fn agent_bench(seconds: u64, checks: usize) -> Res {
                     .join(" ")
             );
         }
-        scheduler.apply(
-            catalog
-                .checks
-                .into_iter()
-                .map(|c| (Arc::new(c), 1))
-                .collect(),
-        );
+        scheduler.apply(catalog.checks.into_iter().map(|c| (c, 1)).collect());
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         scheduler.drain().await;
         let _ = publishing.await;

@@ -441,6 +441,7 @@ mod tests {
             .checks
             .remove(0)
             .probe
+            .clone()
     }
 
     fn now() -> DateTime<Utc> {

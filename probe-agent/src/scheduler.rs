@@ -1,7 +1,8 @@
 //! When each check runs: slots on the wall clock, first runs spread over the
-//! interval by a hash of (check id, agent id), one loop per check so runs
-//! never overlap, a global bound on concurrent probes, and tokio time so tests
-//! can pause and advance the clock.
+//! interval by a hash of (check id, agent id), one timer loop for every check
+//! (a task only for each run under way), runs of one check that never
+//! overlap, a global bound on concurrent probes, and tokio time so tests can
+//! pause and advance the clock.
 
 use crate::telemetry::{RUNS, SCHEDULE_LAG, SKIPPED_RUNS};
 use chrono::{DateTime, Utc};
@@ -10,9 +11,11 @@ use config::fleet::score;
 use config::wire::{ProbeResult, Timestamp};
 use config::{Check, CheckId};
 use metrics::{Counter, Histogram, counter, histogram};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -122,73 +125,27 @@ pub struct Slot {
     pub assigned: u32,
 }
 
-/// Runs a check's slots until `shutdown`; an in-flight probe always finishes
-/// and its result is sent.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_check<F, Fut>(
+/// A scheduled check: what the timer loop keeps per check, and no more
+/// (100,000 of them must stay small: no task, no token, no timer each).
+struct Entry {
     check: Arc<Check>,
-    agent: &str,
     assigned: u32,
-    clock: Clock,
-    permits: Arc<Semaphore>,
-    probe: F,
-    results: mpsc::Sender<ProbeResult>,
-    stats: Arc<SchedulerStats>,
-    shutdown: CancellationToken,
-) where
-    F: Fn(Slot) -> Fut,
-    Fut: Future<Output = ProbeResult>,
-{
-    let phase = phase(check.id.as_str(), agent, check.schedule.period());
-    let mut after = clock.now();
-    loop {
-        let Some(slot) = next_slot(&check.schedule, phase, after) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::time::sleep_until(clock.instant_of(slot)) => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.cancelled() => return,
-        };
-        stats.beat.touch();
-        stats.lag.record(
-            (clock.now() - slot)
-                .to_std()
-                .unwrap_or_default()
-                .as_secs_f64(),
-        );
-        // Boxed: the probe's future is large, and 10,000 idle loops must stay small.
-        let result = Box::pin(probe(Slot {
-            check: check.clone(),
-            scheduled_at: Timestamp::new(slot),
-            interval: gap_after(&check.schedule, phase, slot),
-            assigned,
-        }))
-        .await;
-        drop(permit);
-        stats.runs.increment(1);
-        if results.send(result).await.is_err() {
-            return;
-        }
-        // Slots that passed while this run was busy are skipped, not run late.
-        let now = clock.now();
-        after = slot;
-        while let Some(next) = next_slot(&check.schedule, phase, after) {
-            if next > now {
-                break;
-            }
-            stats.skipped.increment(1);
-            after = next;
-        }
-    }
+    phase: Duration,
+    /// Bumped when the entry is replaced or removed: timer items and a run
+    /// waiting for its permit that carry an older one are stale.
+    generation: u64,
+    /// Set while a run is under way, so two runs of one check never overlap.
+    busy: Arc<AtomicBool>,
 }
 
-/// The running check loops, keyed by check id; reloading keeps the loops of
-/// checks whose definition did not change.
-pub struct Scheduler<F> {
+/// A slot on the timer: (slot in Unix ms, entry index, entry generation).
+type Due = Reverse<(i64, usize, u64)>;
+
+/// A plan for the timer loop: the checks to run, each with its assigned count.
+type Plan = Vec<(Arc<Check>, u32)>;
+
+/// The timer loop's state: every scheduled check, and a min-heap of slots.
+struct Timer<F> {
     agent: String,
     clock: Clock,
     permits: Arc<Semaphore>,
@@ -197,25 +154,213 @@ pub struct Scheduler<F> {
     stats: Arc<SchedulerStats>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    running: HashMap<CheckId, (String, u32, CancellationToken)>,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    by_id: HashMap<CheckId, usize>,
+    heap: BinaryHeap<Due>,
+    generations: u64,
 }
 
-impl<F> std::fmt::Debug for Scheduler<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheduler")
-            .field("agent", &self.agent)
-            .field("running", &self.running.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, Fut> Scheduler<F>
+impl<F, Fut> Timer<F>
 where
     F: Fn(Slot) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ProbeResult> + Send + 'static,
 {
-    /// A scheduler with at most `concurrency` probes at once, counting into `stats`.
-    pub fn new(
+    async fn run(mut self, mut plans: mpsc::UnboundedReceiver<Plan>) {
+        loop {
+            let next = self.heap.peek().map(|Reverse((ms, _, _))| *ms);
+            let wake = next
+                .and_then(DateTime::from_timestamp_millis)
+                .map(|t| self.clock.instant_of(t));
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return,
+                plan = plans.recv() => match plan {
+                    Some(plan) => self.replace(plan),
+                    None => return,
+                },
+                _ = sleep_until_or_never(wake) => self.fire_due(),
+            }
+        }
+    }
+
+    /// Runs exactly `plan`: unchanged checks keep their slots, changed ones
+    /// start over, missing ones stop (a run under way still finishes).
+    fn replace(&mut self, plan: Plan) {
+        let mut next: HashMap<CheckId, usize> = HashMap::with_capacity(plan.len());
+        for (check, assigned) in plan {
+            let old = self.by_id.remove(&check.id);
+            let kept = old.filter(|&i| {
+                self.entries[i].as_ref().is_some_and(|e| {
+                    e.check.config_hash == check.config_hash && e.assigned == assigned
+                })
+            });
+            if let Some(i) = kept {
+                next.insert(check.id.clone(), i);
+                continue;
+            }
+            if let Some(i) = old {
+                self.remove(i);
+            }
+            let i = self.insert(check.clone(), assigned);
+            next.insert(check.id.clone(), i);
+        }
+        for (_, i) in std::mem::take(&mut self.by_id) {
+            self.remove(i);
+        }
+        self.by_id = next;
+        // Stale timer items would otherwise pile up over many reloads.
+        if self.heap.len() > 2 * self.by_id.len() + 1024 {
+            let entries = &self.entries;
+            self.heap.retain(|Reverse((_, i, g))| {
+                entries[*i].as_ref().is_some_and(|e| e.generation == *g)
+            });
+        }
+    }
+
+    fn insert(&mut self, check: Arc<Check>, assigned: u32) -> usize {
+        self.generations += 1;
+        let phase = phase(check.id.as_str(), &self.agent, check.schedule.period());
+        let first = next_slot(&check.schedule, phase, self.clock.now());
+        let entry = Entry {
+            check,
+            assigned,
+            phase,
+            generation: self.generations,
+            busy: Arc::new(AtomicBool::new(false)),
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        };
+        if let Some(slot) = first {
+            self.heap
+                .push(Reverse((slot.timestamp_millis(), i, self.generations)));
+        }
+        i
+    }
+
+    fn remove(&mut self, i: usize) {
+        if self.entries[i].take().is_some() {
+            self.free.push(i);
+        }
+    }
+
+    /// Starts every slot that is due; a check still busy with its last run
+    /// skips the slot (counted), never runs late.
+    fn fire_due(&mut self) {
+        let now = self.clock.now();
+        while let Some(Reverse((ms, i, generation))) = self.heap.peek().copied() {
+            if DateTime::from_timestamp_millis(ms).is_none_or(|t| t > now) {
+                break;
+            }
+            self.heap.pop();
+            let Some(entry) = self.entries[i]
+                .as_ref()
+                .filter(|e| e.generation == generation)
+            else {
+                continue;
+            };
+            let Some(slot) = DateTime::from_timestamp_millis(ms) else {
+                continue;
+            };
+            if entry.busy.swap(true, Ordering::AcqRel) {
+                self.stats.skipped.increment(1);
+            } else {
+                self.start(entry, slot);
+            }
+            // Slots already past (a stalled process) are skipped too.
+            let mut after = slot;
+            while let Some(next) = next_slot(&entry.check.schedule, entry.phase, after) {
+                if next > now {
+                    self.heap
+                        .push(Reverse((next.timestamp_millis(), i, generation)));
+                    break;
+                }
+                self.stats.skipped.increment(1);
+                after = next;
+            }
+        }
+    }
+
+    /// One run in a task of its own: wait for a permit, probe, send the
+    /// result. Only runs under way have a task.
+    fn start(&self, entry: &Entry, slot: DateTime<Utc>) {
+        let (probe, permits, results, stats, shutdown, clock) = (
+            self.probe.clone(),
+            self.permits.clone(),
+            self.results.clone(),
+            self.stats.clone(),
+            self.shutdown.clone(),
+            self.clock,
+        );
+        let busy = entry.busy.clone();
+        let run = Slot {
+            check: entry.check.clone(),
+            scheduled_at: Timestamp::new(slot),
+            interval: gap_after(&entry.check.schedule, entry.phase, slot),
+            assigned: entry.assigned,
+        };
+        self.tracker.spawn(async move {
+            let permit = tokio::select! {
+                p = permits.acquire_owned() => p.ok(),
+                _ = shutdown.cancelled() => None,
+            };
+            if let Some(permit) = permit {
+                stats.beat.touch();
+                stats.lag.record(
+                    (clock.now() - slot)
+                        .to_std()
+                        .unwrap_or_default()
+                        .as_secs_f64(),
+                );
+                // Boxed: the probe's future is large and lives only while it runs.
+                let result = Box::pin(probe(run)).await;
+                drop(permit);
+                stats.runs.increment(1);
+                let _ = results.send(result).await;
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Sleeps until `at`, or forever when nothing is scheduled.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The scheduled checks: one timer loop for all of them, and a task only
+/// for each run under way. Reloading keeps the slots of checks whose
+/// definition did not change.
+pub struct Scheduler {
+    plans: mpsc::UnboundedSender<Plan>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    scheduled: usize,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("scheduled", &self.scheduled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler with at most `concurrency` probes at once, counting into
+    /// `stats`; its timer loop starts now, on the current runtime.
+    pub fn new<F, Fut>(
         agent: &str,
         clock: Clock,
         concurrency: usize,
@@ -223,77 +368,56 @@ where
         results: mpsc::Sender<ProbeResult>,
         stats: Arc<SchedulerStats>,
         shutdown: CancellationToken,
-    ) -> Self {
-        Self {
+    ) -> Self
+    where
+        F: Fn(Slot) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ProbeResult> + Send + 'static,
+    {
+        let tracker = TaskTracker::new();
+        let (plans, received) = mpsc::unbounded_channel();
+        let timer = Timer {
             agent: agent.to_string(),
             clock,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             probe,
             results,
             stats,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            heap: BinaryHeap::new(),
+            generations: 0,
+        };
+        tracker.spawn(timer.run(received));
+        Self {
+            plans,
             shutdown,
-            tracker: TaskTracker::new(),
-            running: HashMap::new(),
+            tracker,
+            scheduled: 0,
         }
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> Arc<SchedulerStats> {
-        self.stats.clone()
     }
 
     /// How many checks are scheduled.
     pub fn len(&self) -> usize {
-        self.running.len()
+        self.scheduled
     }
 
     /// True when nothing is scheduled.
     pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
+        self.scheduled == 0
     }
 
     /// Runs exactly `checks` (each with its assigned count): unchanged ones keep
-    /// their loop, changed ones restart, missing ones stop.
+    /// their slots, changed ones start over, missing ones stop.
     pub fn apply(&mut self, checks: Vec<(Arc<Check>, u32)>) {
-        let mut keep = HashMap::new();
-        for (check, assigned) in checks {
-            match self.running.remove(&check.id) {
-                Some((hash, was, token)) if hash == check.config_hash && was == assigned => {
-                    keep.insert(check.id.clone(), (hash, was, token));
-                }
-                old => {
-                    if let Some((_, _, token)) = old {
-                        token.cancel();
-                    }
-                    let token = self.shutdown.child_token();
-                    let id = check.id.clone();
-                    let hash = check.config_hash.clone();
-                    let (agent, clock, permits, probe, results, stats, t) = (
-                        self.agent.clone(),
-                        self.clock,
-                        self.permits.clone(),
-                        self.probe.clone(),
-                        self.results.clone(),
-                        self.stats.clone(),
-                        token.clone(),
-                    );
-                    self.tracker.spawn(async move {
-                        run_check(
-                            check, &agent, assigned, clock, permits, probe, results, stats, t,
-                        )
-                        .await
-                    });
-                    keep.insert(id, (hash, assigned, token));
-                }
-            }
-        }
-        for (_, (_, _, token)) in self.running.drain() {
-            token.cancel();
-        }
-        self.running = keep;
+        self.scheduled = checks.len();
+        // Fails only once the loop has stopped, after shutdown.
+        let _ = self.plans.send(checks);
     }
 
-    /// Stops scheduling and waits for in-flight probes to finish.
+    /// Stops scheduling and waits for in-flight probes to finish and send.
     pub async fn drain(self) {
         self.shutdown.cancel();
         self.tracker.close();

@@ -32,13 +32,13 @@ pub(super) fn kind(cx: &Cx, raw: &RawCheck, at: NodeId, timeout: Duration) -> Op
         }
         [_] => {
             if let Some(f) = raw.http {
-                http(cx, cx.get(f)?, timeout).map(Probe::Http)
+                http(cx, cx.get(f)?, timeout).map(|p| Probe::Http(Box::new(p)))
             } else if let Some(f) = raw.tcp {
-                tcp(cx, cx.get(f)?, timeout).map(Probe::Tcp)
+                tcp(cx, cx.get(f)?, timeout).map(|p| Probe::Tcp(Box::new(p)))
             } else if let Some(f) = raw.tls {
-                tls(cx, cx.get(f)?, timeout).map(Probe::Tls)
+                tls(cx, cx.get(f)?, timeout).map(|p| Probe::Tls(Box::new(p)))
             } else {
-                dns(cx, cx.get(raw.dns?)?, timeout).map(Probe::Dns)
+                dns(cx, cx.get(raw.dns?)?, timeout).map(|p| Probe::Dns(Box::new(p)))
             }
         }
         [(first, _), (second, second_at), ..] => {

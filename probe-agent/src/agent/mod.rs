@@ -11,10 +11,11 @@ use crate::discovery::K8sDiscovery;
 use crate::probe::Prober;
 use crate::publish::{self, Publisher};
 use crate::scheduler::{Clock, Scheduler, Slot};
-use config::Catalog;
+use config::Check;
 use config::fleet::{Fleet, Peer};
 use config::wire::AgentInfo;
 use metrics::{AgentMetrics, CheckLabels};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub drain_deadline: Duration,
     /// The disk spool (`--spool-dir`), if any.
     pub spool: Option<crate::spool::Spool>,
+    /// Above this many assigned checks, no `probe_*` series are exported.
+    pub check_series_max: usize,
 }
 
 /// Why the agent could not start.
@@ -76,7 +79,9 @@ pub async fn run<P: Publisher + 'static>(
     mut reload: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let catalog = config::load_sections(&settings.config, &*env, config::Sections::Checks)
+    metrics.set_check_series_max(settings.check_series_max);
+    let mut checks = load(&settings.config, &env)
+        .await
         .map_err(AgentError::Config)?;
     let mut peers = settings.peers.clone();
     if let Some(d) = &settings.discovery {
@@ -105,7 +110,7 @@ pub async fn run<P: Publisher + 'static>(
         },
         max_message_bytes: settings.max_message_bytes,
         flush_every: Duration::from_secs(1),
-        heartbeat_every: heartbeat_every(&catalog),
+        heartbeat_every: heartbeat_every(&checks),
         limits: settings.limits,
         drain_deadline: settings.drain_deadline,
         spool: settings.spool.clone(),
@@ -147,17 +152,16 @@ pub async fn run<P: Publisher + 'static>(
         metrics.scheduler.clone(),
         scheduler_stop.clone(),
     );
-    apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
+    apply(&mut scheduler, &checks, &fleet, &settings.me.id, &metrics);
     metrics.config_ok.store(true, Ordering::Relaxed);
     metrics.ready.store(true, Ordering::Relaxed);
-    tracing::info!(event = "agent_started", agent = %settings.me.id, zone = %settings.me.zone, peers = fleet.peers().len(), checks = catalog.checks.len(), assigned = scheduler.len());
+    tracing::info!(event = "agent_started", agent = %settings.me.id, zone = %settings.me.zone, peers = fleet.peers().len(), checks = checks.len(), assigned = scheduler.len());
 
     let mut fingerprint = config::fingerprint(&settings.config);
     let mut watch = tokio::time::interval(settings.watch_every);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rediscover = tokio::time::interval(settings.rediscover_every);
     rediscover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut catalog = catalog;
     loop {
         let why = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -171,7 +175,7 @@ pub async fn run<P: Publisher + 'static>(
                     if next != fleet {
                         tracing::info!(event = "fleet_changed", peers = next.peers().len());
                         fleet = next;
-                        apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
+                        apply(&mut scheduler, &checks, &fleet, &settings.me.id, &metrics);
                     }
                 }
                 continue;
@@ -184,16 +188,20 @@ pub async fn run<P: Publisher + 'static>(
                 "file_change"
             }
         };
-        match config::load_sections(&settings.config, &*env, config::Sections::Checks) {
+        let started = std::time::Instant::now();
+        match load(&settings.config, &env).await {
             Ok(loaded) => {
-                catalog = loaded;
-                apply(&mut scheduler, &catalog, &fleet, &settings.me.id, &metrics);
+                // The old checks go before apply, so two catalogs are never
+                // held with the new one's runs scheduled.
+                checks = loaded;
+                apply(&mut scheduler, &checks, &fleet, &settings.me.id, &metrics);
                 metrics.config_ok.store(true, Ordering::Relaxed);
                 tracing::info!(
                     event = "config_reloaded",
                     trigger = why,
-                    checks = catalog.checks.len(),
-                    assigned = scheduler.len()
+                    checks = checks.len(),
+                    assigned = scheduler.len(),
+                    seconds = started.elapsed().as_secs_f64()
                 );
             }
             Err(problems) => {
@@ -254,10 +262,32 @@ async fn discover(d: &K8sDiscovery) -> Option<Vec<Peer>> {
     }
 }
 
+/// Loads the checks on a blocking thread (100,000 take seconds to parse,
+/// and the timer loop must not wait): each is in an `Arc` the scheduler shares;
+/// the catalog's other sections are not this role's.
+async fn load(paths: &[PathBuf], env: &Env) -> Result<Vec<Arc<Check>>, config::Diagnostics> {
+    let (owned, env) = (paths.to_vec(), env.clone());
+    let loaded = tokio::task::spawn_blocking(move || {
+        config::load_sections(&owned, &*env, config::Sections::Checks)
+    })
+    .await;
+    match loaded {
+        Ok(catalog) => Ok(catalog?.checks),
+        // The loading thread panicked: say so as a problem of the config.
+        Err(e) => Err(config::Diagnostics(vec![config::Diagnostic::new(
+            paths
+                .first()
+                .map(PathBuf::as_path)
+                .unwrap_or(std::path::Path::new("-")),
+            config::Mark::START,
+            format!("loading the config failed: {e}"),
+        )])),
+    }
+}
+
 /// Heartbeats go out every (shortest) check interval, at least every minute.
-fn heartbeat_every(catalog: &Catalog) -> Duration {
-    catalog
-        .checks
+fn heartbeat_every(checks: &[Arc<Check>]) -> Duration {
+    checks
         .iter()
         .map(|c| c.schedule.period())
         .min()
@@ -265,25 +295,30 @@ fn heartbeat_every(catalog: &Catalog) -> Duration {
         .min(Duration::from_secs(60))
 }
 
-fn apply<F, Fut>(
-    scheduler: &mut Scheduler<F>,
-    catalog: &Catalog,
+fn apply(
+    scheduler: &mut Scheduler,
+    checks: &[Arc<Check>],
     fleet: &Fleet,
     me: &str,
     metrics: &AgentMetrics,
-) where
-    F: Fn(Slot) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = config::wire::ProbeResult> + Send + 'static,
-{
-    let mine: Vec<_> = catalog
-        .checks
+) {
+    let mine: Vec<_> = checks
         .iter()
         .filter(|c| fleet.probes(me, c.id.as_str(), c.locations))
-        .map(|c| (Arc::new(c.clone()), fleet.assigned_count(c.locations)))
+        .map(|c| (c.clone(), fleet.assigned_count(c.locations)))
         .collect();
-    let ids: Vec<String> = mine.iter().map(|(c, _)| c.id.to_string()).collect();
-    metrics.retain(|id| ids.iter().any(|i| i == id));
+    let ids: HashSet<&str> = mine.iter().map(|(c, _)| c.id.as_str()).collect();
+    let had = metrics.per_check();
     metrics.assigned.store(mine.len() as u64, Ordering::Relaxed);
+    metrics.retain(|id| ids.contains(id));
+    if had != metrics.per_check() {
+        tracing::warn!(
+            event = "check_series",
+            exported = metrics.per_check(),
+            assigned = mine.len(),
+            "probe_* series are exported only while this agent holds at most --check-series-max checks"
+        );
+    }
     let longest = mine
         .iter()
         .map(|(c, _)| c.schedule.period().as_millis() as u64)

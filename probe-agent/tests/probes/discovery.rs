@@ -96,6 +96,7 @@ fn agent_settings(
         watch_every: Duration::from_millis(100),
         drain_deadline: Duration::from_secs(2),
         spool: None,
+        check_series_max: probe_agent::agent::metrics::CHECK_SERIES_MAX,
     }
 }
 

@@ -17,7 +17,7 @@ pub fn check(timeout: &str, probe_yaml: &str) -> Check {
     );
     let env = |_: &str| None;
     match config::load_str(&[(PathBuf::from("test.yaml"), text.clone())], &env) {
-        Ok(mut c) => c.checks.remove(0),
+        Ok(mut c) => std::sync::Arc::unwrap_or_clone(c.checks.remove(0)),
         Err(e) => panic!("bad test check:\n{text}\n{e}"),
     }
 }
@@ -34,7 +34,7 @@ pub fn check_with_env(timeout: &str, probe_yaml: &str, vars: &[(&str, &str)]) ->
         .collect();
     let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     match config::load_str(&[(PathBuf::from("test.yaml"), text.clone())], &env) {
-        Ok(mut c) => c.checks.remove(0),
+        Ok(mut c) => std::sync::Arc::unwrap_or_clone(c.checks.remove(0)),
         Err(e) => panic!("bad test check:\n{text}\n{e}"),
     }
 }

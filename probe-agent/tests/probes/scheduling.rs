@@ -5,15 +5,15 @@ use crate::meter::Meter;
 use chrono::{TimeZone, Utc};
 use config::Check;
 use config::wire::ProbeResult;
-use probe_agent::scheduler::{Clock, Scheduler, Slot, next_slot, phase, run_check};
+use probe_agent::scheduler::{Clock, Scheduler, Slot, next_slot, phase};
 use probe_agent::telemetry::{RUNS, SCHEDULE_LAG, SKIPPED_RUNS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-fn checks(yaml_checks: &str) -> Vec<Check> {
+fn checks(yaml_checks: &str) -> Vec<Arc<Check>> {
     let text = format!("groups:\n  - name: S\n    checks:\n{yaml_checks}");
     let env = |_: &str| None;
     config::load_str(&[("s.yaml".into(), text)], &env)
@@ -22,7 +22,7 @@ fn checks(yaml_checks: &str) -> Vec<Check> {
 }
 
 fn one(interval: &str, name: &str) -> Arc<Check> {
-    Arc::new(checks(&format!("      - name: {name}\n        interval: {interval}\n        timeout: 1s\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).remove(0))
+    checks(&format!("      - name: {name}\n        interval: {interval}\n        timeout: 1s\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).remove(0)
 }
 
 /// What a probe returns here: the scheduler is under test, not the probe.
@@ -120,17 +120,8 @@ async fn runs_never_overlap_and_an_overrun_skips_the_next_slots() {
             }
         }
     };
-    let task = tokio::spawn(run_check(
-        check.clone(),
-        "agent-a",
-        1,
-        clock,
-        Arc::new(Semaphore::new(4)),
-        probe,
-        tx,
-        stats.clone(),
-        shutdown.clone(),
-    ));
+    let mut scheduler = Scheduler::new("agent-a", clock, 4, probe, tx, stats, shutdown);
+    scheduler.apply(vec![(check.clone(), 1)]);
     let first = rx.recv().await.unwrap();
     let second = rx.recv().await.unwrap();
     let gap = second.scheduled_at.unix_ms() - first.scheduled_at.unix_ms();
@@ -140,8 +131,7 @@ async fn runs_never_overlap_and_an_overrun_skips_the_next_slots() {
         "skips counted: {}",
         meter.text()
     );
-    shutdown.cancel();
-    task.await.unwrap();
+    scheduler.drain().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -168,7 +158,7 @@ async fn the_semaphore_bounds_probes_across_checks() {
     // A cron schedule has no phase: all six fire at the same second.
     let all: Vec<_> = checks(&(0..6).map(|i| format!("      - name: C{i}\n        schedule: \"*/10 * * * * *\"\n        timeout: 1s\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect::<String>())
         .into_iter()
-        .map(|c| (Arc::new(c), 1))
+        .map(|c| (c, 1))
         .collect();
     scheduler.apply(all);
     tokio::time::sleep(Duration::from_secs(40)).await;
@@ -189,17 +179,16 @@ async fn the_slot_time_is_the_result_id_and_lag_is_measured() {
     let meter = Meter::new();
     let stats = Arc::new(meter.make(probe_agent::scheduler::SchedulerStats::default));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run_check(
-        check.clone(),
+    let mut scheduler = Scheduler::new(
         "agent-a",
-        3,
         clock,
-        Arc::new(Semaphore::new(1)),
+        1,
         |s: Slot| async move { result_for(&s) },
         tx,
-        stats.clone(),
-        shutdown.clone(),
-    ));
+        stats,
+        shutdown,
+    );
+    scheduler.apply(vec![(check.clone(), 3)]);
     let r = rx.recv().await.unwrap();
     let expected = next_slot(
         &check.schedule,
@@ -226,8 +215,7 @@ async fn the_slot_time_is_the_result_id_and_lag_is_measured() {
         Some(0.0005),
         "on a paused clock the start is on time"
     );
-    shutdown.cancel();
-    task.await.unwrap();
+    scheduler.drain().await;
 }
 
 #[tokio::test(start_paused = true)]
