@@ -220,11 +220,14 @@ impl Check {
 }
 
 /// Values interpolated from the environment. `Debug` never shows them.
+/// Most checks have none: they cost one pointer then.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secrets {
+pub struct Secrets(Option<Box<Held>>);
+
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Held {
     values: Vec<String>,
-    /// The key paths that hold a secret, such as `groups[0].checks[1].http.headers.Authorization`.
-    pub paths: Vec<String>,
+    paths: Vec<String>,
 }
 
 impl Secrets {
@@ -235,23 +238,35 @@ impl Secrets {
         values.retain(|v| v.len() >= Self::MIN_LEN);
         values.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         values.dedup();
-        Self { values, paths }
+        if values.is_empty() && paths.is_empty() {
+            return Self(None);
+        }
+        Self(Some(Box::new(Held { values, paths })))
+    }
+
+    fn values(&self) -> &[String] {
+        self.0.as_ref().map_or(&[], |h| &h.values)
+    }
+
+    /// The key paths that hold a secret, such as `groups[0].checks[1].http.headers.Authorization`.
+    pub fn paths(&self) -> &[String] {
+        self.0.as_ref().map_or(&[], |h| &h.paths)
     }
 
     /// True when the check has no secret.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values().is_empty()
     }
 
     /// True when `text` holds a secret value.
     pub fn appear_in(&self, text: &str) -> bool {
-        self.values.iter().any(|v| text.contains(v.as_str()))
+        self.values().iter().any(|v| text.contains(v.as_str()))
     }
 
     /// True when the key `suffix` of the check (such as `http.body`) holds
     /// a `${VAR}` value, however short.
     pub fn at_key(&self, suffix: &str) -> bool {
-        self.paths.iter().any(|p| {
+        self.paths().iter().any(|p| {
             p == suffix
                 || p.strip_suffix(suffix)
                     .is_some_and(|head| head.ends_with('.'))
@@ -260,13 +275,13 @@ impl Secrets {
 
     /// True when any value of the check came from `${VAR}`.
     pub fn any(&self) -> bool {
-        !self.paths.is_empty()
+        !self.paths().is_empty()
     }
 
     /// `text` with each secret value (longest first) replaced by `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for v in &self.values {
+        for v in self.values() {
             if out.contains(v.as_str()) {
                 out = out.replace(v.as_str(), "[redacted]");
             }
@@ -277,7 +292,7 @@ impl Secrets {
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secrets([redacted] x{})", self.values.len())
+        write!(f, "Secrets([redacted] x{})", self.values().len())
     }
 }
 
@@ -394,10 +409,26 @@ pub struct HttpProbe {
     pub ip_fallback: bool,
     /// Whether HTTP/2 is offered through ALPN.
     pub http2: bool,
-    /// TLS client settings.
-    pub tls: ClientTls,
+    /// TLS client settings other than the defaults (most checks have none:
+    /// they cost one pointer then); read them with [`HttpProbe::tls`].
+    pub tls: Option<Box<ClientTls>>,
     /// Assertions.
     pub expect: HttpExpect,
+}
+
+/// The TLS client settings of a probe that sets none.
+static DEFAULT_TLS: ClientTls = ClientTls {
+    ca_file: None,
+    client_cert: None,
+    server_name: None,
+    insecure_skip_verify: false,
+};
+
+impl HttpProbe {
+    /// The TLS client settings, defaults included.
+    pub fn tls(&self) -> &ClientTls {
+        self.tls.as_deref().unwrap_or(&DEFAULT_TLS)
+    }
 }
 
 /// TLS client settings.

@@ -1,7 +1,8 @@
 //! Diagnostics: one problem in a config file, printed as `PATH:LINE:COL: message`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// A position in a YAML file, 1-based, counted in characters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,8 +21,9 @@ impl Mark {
 /// Where something was defined: a file and a position in it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Origin {
-    /// The file, as it was named on the command line (or found in a directory).
-    pub file: PathBuf,
+    /// The file, as it was named on the command line (or found in a
+    /// directory); shared by everything defined in it.
+    pub file: Arc<Path>,
     /// The position in that file.
     pub mark: Mark,
 }
@@ -52,7 +54,7 @@ impl Diagnostic {
     pub fn new(file: &Path, mark: Mark, message: impl Into<String>) -> Self {
         Self {
             origin: Origin {
-                file: file.to_path_buf(),
+                file: file.into(),
                 mark,
             },
             message: message.into(),

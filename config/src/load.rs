@@ -4,6 +4,7 @@ use crate::catalog::{Catalog, CheckId, Group};
 use crate::diagnostic::{Diagnostic, Diagnostics, Mark};
 use crate::source::Document;
 use crate::validate;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,14 +44,13 @@ pub fn load_sections(
 ) -> Result<Catalog, Diagnostics> {
     let mut problems = Vec::new();
     let files = expand(paths, &mut problems);
-    let mut sources = Vec::new();
-    for file in &files {
-        match read(file) {
-            Ok(text) => sources.push((file.clone(), text)),
-            Err(message) => problems.push(Diagnostic::new(file, Mark::START, message)),
-        }
-    }
-    let catalog = from_sources(&sources, env, sections, &mut problems);
+    // Each file is read when its turn comes and dropped after it: 100 files
+    // of 1,000 checks never sit in memory at once.
+    let sources = files.into_iter().map(|file| {
+        let text = read(&file).map(Cow::Owned);
+        (file, text)
+    });
+    let catalog = from_sources(sources, env, sections, &mut problems);
     if problems.is_empty() {
         Ok(catalog)
     } else {
@@ -64,6 +64,9 @@ pub fn load_str(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Catalog, Diagnostics> {
     let mut problems = Vec::new();
+    let sources = sources
+        .iter()
+        .map(|(file, text)| (file.clone(), Ok(Cow::Borrowed(text.as_str()))));
     let catalog = from_sources(sources, env, Sections::All, &mut problems);
     if problems.is_empty() {
         Ok(catalog)
@@ -131,8 +134,11 @@ fn read(file: &Path) -> Result<String, String> {
     })
 }
 
-fn from_sources(
-    sources: &[(PathBuf, String)],
+/// A file and its text, or why it could not be read.
+type Source<'a> = (PathBuf, Result<Cow<'a, str>, String>);
+
+fn from_sources<'a>(
+    sources: impl Iterator<Item = Source<'a>>,
     env: &dyn Fn(&str) -> Option<String>,
     sections: Sections,
     problems: &mut Vec<Diagnostic>,
@@ -143,7 +149,7 @@ fn from_sources(
         maintenance: Vec::new(),
         notifications: crate::notify::Notifications::default(),
         subscriptions: None,
-        files: sources.iter().map(|(p, _)| p.clone()).collect(),
+        files: Vec::new(),
     };
     let mut references = Vec::new();
     let mut declared = Vec::new();
@@ -157,7 +163,15 @@ fn from_sources(
     };
     let mut subscriptions: Option<(crate::notify::Subscriptions, crate::diagnostic::Origin)> = None;
     for (file, text) in sources {
-        let Some(doc) = Document::parse(file, text, env, skipped, problems) else {
+        let text = match text {
+            Ok(text) => text,
+            Err(message) => {
+                problems.push(Diagnostic::new(&file, Mark::START, message));
+                continue;
+            }
+        };
+        catalog.files.push(file.clone());
+        let Some(doc) = Document::parse(&file, &text, env, skipped, problems) else {
             continue;
         };
         let (items, found) = validate::file(&doc, sections);
@@ -261,9 +275,10 @@ fn from_sources(
     catalog.notifications.smtp = smtps.map(|(s, _)| s);
     catalog.subscriptions = subscriptions.map(|(s, _)| s);
     if catalog.checks.is_empty() && problems.is_empty() && sections != Sections::Subscriptions {
-        let file = sources
+        let file = catalog
+            .files
             .first()
-            .map(|(p, _)| p.as_path())
+            .map(PathBuf::as_path)
             .unwrap_or(Path::new("-"));
         problems.push(Diagnostic::new(
             file,

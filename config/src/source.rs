@@ -11,7 +11,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 use std::borrow::Cow;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// An index into [`Document::nodes`].
 pub(crate) type NodeId = usize;
@@ -92,7 +92,7 @@ pub(crate) struct Entry {
 /// A parsed file: its nodes, with the root at [`Document::root`].
 #[derive(Debug)]
 pub(crate) struct Document {
-    pub file: PathBuf,
+    pub file: std::sync::Arc<Path>,
     pub nodes: Vec<Node>,
     pub root: NodeId,
 }
@@ -157,7 +157,7 @@ impl Document {
             }
         };
         let mut doc = Document {
-            file: file.to_path_buf(),
+            file: file.into(),
             nodes: Vec::new(),
             root: 0,
         };

@@ -6,10 +6,10 @@
 
 use crate::telemetry::{RUNS, SCHEDULE_LAG, SKIPPED_RUNS};
 use chrono::{DateTime, Utc};
+use config::Check;
 use config::catalog::Schedule;
 use config::fleet::score;
 use config::wire::{ProbeResult, Timestamp};
-use config::{Check, CheckId};
 use metrics::{Counter, Histogram, counter, histogram};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -138,6 +138,30 @@ struct Entry {
     busy: Arc<AtomicBool>,
 }
 
+/// A check in the timer's index, hashed and compared by its id: the index
+/// needs no copy of the id.
+struct ById(Arc<Check>);
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        self.0.id.as_str()
+    }
+}
+
 /// A slot on the timer: (slot in Unix ms, entry index, entry generation).
 type Due = Reverse<(i64, usize, u64)>;
 
@@ -156,7 +180,7 @@ struct Timer<F> {
     tracker: TaskTracker,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
-    by_id: HashMap<CheckId, usize>,
+    by_id: HashMap<ById, usize>,
     heap: BinaryHeap<Due>,
     generations: u64,
 }
@@ -187,23 +211,30 @@ where
     /// Runs exactly `plan`: unchanged checks keep their slots, changed ones
     /// start over, missing ones stop (a run under way still finishes).
     fn replace(&mut self, plan: Plan) {
-        let mut next: HashMap<CheckId, usize> = HashMap::with_capacity(plan.len());
+        let mut next: HashMap<ById, usize> = HashMap::with_capacity(plan.len());
+        self.heap
+            .reserve(plan.len().saturating_sub(self.heap.len()));
         for (check, assigned) in plan {
-            let old = self.by_id.remove(&check.id);
+            let old = self.by_id.remove(check.id.as_str());
             let kept = old.filter(|&i| {
                 self.entries[i].as_ref().is_some_and(|e| {
                     e.check.config_hash == check.config_hash && e.assigned == assigned
                 })
             });
             if let Some(i) = kept {
-                next.insert(check.id.clone(), i);
+                // The same definition: hold the new copy, so the old catalog
+                // is freed rather than kept alive by its slots.
+                if let Some(e) = self.entries[i].as_mut() {
+                    e.check = check.clone();
+                }
+                next.insert(ById(check), i);
                 continue;
             }
             if let Some(i) = old {
                 self.remove(i);
             }
             let i = self.insert(check.clone(), assigned);
-            next.insert(check.id.clone(), i);
+            next.insert(ById(check), i);
         }
         for (_, i) in std::mem::take(&mut self.by_id) {
             self.remove(i);

@@ -105,7 +105,9 @@ fn http(cx: &Cx, raw: RawHttp, timeout: Duration) -> Option<HttpProbe> {
         prefer_ip,
         ip_fallback,
         http2,
-        tls: tls?,
+        tls: Some(tls?)
+            .filter(|t| *t != ClientTls::default())
+            .map(Box::new),
         expect: expect?,
     })
 }

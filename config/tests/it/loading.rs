@@ -116,7 +116,7 @@ fn interpolated_values_are_marked_secret_and_redactable() {
     .unwrap();
     let health = catalog.check("api-health").unwrap();
     assert_eq!(
-        health.secrets.paths,
+        health.secrets.paths(),
         ["groups[0].checks[0].http.headers.Authorization"]
     );
     assert_eq!(

@@ -197,18 +197,18 @@ async fn exchange(
             &[b"http/1.1"]
         };
         let settings = TlsSettings {
-            ca_file: p.tls.ca_file.as_deref(),
+            ca_file: p.tls().ca_file.as_deref(),
             client_cert: p
-                .tls
+                .tls()
                 .client_cert
                 .as_ref()
                 .filter(|_| hop.own_host)
                 .map(|(c, k)| (c.as_path(), k.as_path())),
-            insecure_skip_verify: p.tls.insecure_skip_verify,
+            insecure_skip_verify: p.tls().insecure_skip_verify,
             alpn,
         };
         let config = trust::client_config(&prober.web_roots, &settings, chain.clone())?;
-        let server_name = p.tls.server_name.clone().filter(|_| hop.own_host);
+        let server_name = p.tls().server_name.clone().filter(|_| hop.own_host);
         let name = server_name.unwrap_or_else(|| {
             host.trim_start_matches('[')
                 .trim_end_matches(']')
