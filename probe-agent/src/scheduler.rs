@@ -168,6 +168,15 @@ type Due = Reverse<(i64, usize, u64)>;
 /// A plan for the timer loop: the checks to run, each with its assigned count.
 type Plan = Vec<(Arc<Check>, u32)>;
 
+/// How many checks of a plan are taken between two looks at the timer.
+const REPLACE_CHUNK: usize = 2_000;
+
+/// A plan being taken: what is left of it, and the index being built.
+struct Replacing {
+    rest: std::vec::IntoIter<(Arc<Check>, u32)>,
+    next: HashMap<ById, usize>,
+}
+
 /// The timer loop's state: every scheduled check, and a min-heap of slots.
 struct Timer<F> {
     agent: String,
@@ -183,6 +192,7 @@ struct Timer<F> {
     by_id: HashMap<ById, usize>,
     heap: BinaryHeap<Due>,
     generations: u64,
+    replacing: Option<Replacing>,
 }
 
 impl<F, Fut> Timer<F>
@@ -196,50 +206,49 @@ where
             let wake = next
                 .and_then(DateTime::from_timestamp_millis)
                 .map(|t| self.clock.instant_of(t));
+            // Due slots come first; a new plan is taken in chunks between
+            // them, so 100,000 checks never hold the timer up.
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return,
-                plan = plans.recv() => match plan {
-                    Some(plan) => self.replace(plan),
+                _ = sleep_until_or_never(wake) => self.fire_due(),
+                _ = std::future::ready(()), if self.replacing.is_some() => self.replace_some(),
+                plan = plans.recv(), if self.replacing.is_none() => match plan {
+                    Some(plan) => self.begin(plan),
                     None => return,
                 },
-                _ = sleep_until_or_never(wake) => self.fire_due(),
             }
         }
     }
 
-    /// Runs exactly `plan`: unchanged checks keep their slots, changed ones
-    /// start over, missing ones stop (a run under way still finishes).
-    fn replace(&mut self, plan: Plan) {
-        let mut next: HashMap<ById, usize> = HashMap::with_capacity(plan.len());
+    /// Starts taking `plan`: unchanged checks will keep their slots, changed
+    /// ones start over, missing ones stop (a run under way still finishes).
+    fn begin(&mut self, plan: Plan) {
         self.heap
             .reserve(plan.len().saturating_sub(self.heap.len()));
-        for (check, assigned) in plan {
-            let old = self.by_id.remove(check.id.as_str());
-            let kept = old.filter(|&i| {
-                self.entries[i].as_ref().is_some_and(|e| {
-                    e.check.config_hash == check.config_hash && e.assigned == assigned
-                })
-            });
-            if let Some(i) = kept {
-                // The same definition: hold the new copy, so the old catalog
-                // is freed rather than kept alive by its slots.
-                if let Some(e) = self.entries[i].as_mut() {
-                    e.check = check.clone();
-                }
-                next.insert(ById(check), i);
-                continue;
-            }
-            if let Some(i) = old {
-                self.remove(i);
-            }
-            let i = self.insert(check.clone(), assigned);
-            next.insert(ById(check), i);
+        self.replacing = Some(Replacing {
+            next: HashMap::with_capacity(plan.len()),
+            rest: plan.into_iter(),
+        });
+    }
+
+    /// Takes the next chunk of the plan under way; after the last, stops
+    /// the checks the plan left out.
+    fn replace_some(&mut self) {
+        let Some(mut r) = self.replacing.take() else {
+            return;
+        };
+        for (check, assigned) in r.rest.by_ref().take(REPLACE_CHUNK) {
+            self.take(check, assigned, &mut r.next);
+        }
+        if r.rest.len() > 0 {
+            self.replacing = Some(r);
+            return;
         }
         for (_, i) in std::mem::take(&mut self.by_id) {
             self.remove(i);
         }
-        self.by_id = next;
+        self.by_id = r.next;
         // Stale timer items would otherwise pile up over many reloads.
         if self.heap.len() > 2 * self.by_id.len() + 1024 {
             let entries = &self.entries;
@@ -247,6 +256,31 @@ where
                 entries[*i].as_ref().is_some_and(|e| e.generation == *g)
             });
         }
+    }
+
+    /// Keeps the slots of `check` when its definition is unchanged, or
+    /// schedules it anew.
+    fn take(&mut self, check: Arc<Check>, assigned: u32, next: &mut HashMap<ById, usize>) {
+        let old = self.by_id.remove(check.id.as_str());
+        let kept = old.filter(|&i| {
+            self.entries[i]
+                .as_ref()
+                .is_some_and(|e| e.check.config_hash == check.config_hash && e.assigned == assigned)
+        });
+        if let Some(i) = kept {
+            // The same definition: hold the new copy, so the old catalog
+            // is freed rather than kept alive by its slots.
+            if let Some(e) = self.entries[i].as_mut() {
+                e.check = check.clone();
+            }
+            next.insert(ById(check), i);
+            return;
+        }
+        if let Some(i) = old {
+            self.remove(i);
+        }
+        let i = self.insert(check.clone(), assigned);
+        next.insert(ById(check), i);
     }
 
     fn insert(&mut self, check: Arc<Check>, assigned: u32) -> usize {
@@ -420,6 +454,7 @@ impl Scheduler {
             by_id: HashMap::new(),
             heap: BinaryHeap::new(),
             generations: 0,
+            replacing: None,
         };
         tracker.spawn(timer.run(received));
         Self {
