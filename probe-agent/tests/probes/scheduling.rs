@@ -314,3 +314,48 @@ fn a_cron_slot_reports_the_gap_to_its_own_next_slot() {
         Duration::from_secs(3000)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_larger_than_a_chunk_runs_every_check_once_per_interval_and_a_smaller_one_stops_the_rest()
+ {
+    let clock = Clock::starting_at(start());
+    let (tx, mut rx) = mpsc::channel(16_384);
+    let mut scheduler = Scheduler::new(
+        "agent-a",
+        clock,
+        64,
+        |s: Slot| async move { result_for(&s) },
+        tx,
+        Default::default(),
+        CancellationToken::new(),
+    );
+    let yaml: String = (0..5_000).map(|i| format!("      - name: C{i}\n        interval: 10s\n        timeout: 1s\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n")).collect();
+    let all = checks(&yaml);
+    scheduler.apply(all.iter().map(|c| (c.clone(), 1)).collect());
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    // Each check has exactly one slot in the first interval (start is on
+    // the 10 s grid).
+    let first = start().timestamp_millis()..=start().timestamp_millis() + 10_000;
+    let mut seen = std::collections::HashMap::new();
+    while let Ok(r) = rx.try_recv() {
+        if first.contains(&r.scheduled_at.unix_ms()) && r.scheduled_at.unix_ms() > *first.start() {
+            *seen.entry(r.check).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 5_000, "every check ran");
+    assert!(seen.values().all(|n| *n == 1), "and once each");
+
+    // Keep the first 1,000: the other 4,000 stop.
+    scheduler.apply(all[..1_000].iter().map(|c| (c.clone(), 1)).collect());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while rx.try_recv().is_ok() {}
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut ran = std::collections::HashSet::new();
+    while let Ok(r) = rx.try_recv() {
+        ran.insert(r.check);
+    }
+    let kept: std::collections::HashSet<String> =
+        all[..1_000].iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(ran, kept);
+    scheduler.drain().await;
+}
