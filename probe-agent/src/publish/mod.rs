@@ -34,11 +34,16 @@ pub struct Outgoing {
 impl Outgoing {
     /// The bytes SQS counts for this message: body plus attribute.
     pub fn size(&self) -> usize {
-        self.encoded.body.len()
-            + self.encoded.encoding.map_or(0, |e| {
-                wire::ENCODING_ATTRIBUTE.len() + e.len() + "String".len()
-            })
+        sqs_size(&self.encoded)
     }
+}
+
+/// The bytes SQS counts for an encoded message: body plus attribute.
+fn sqs_size(encoded: &Encoded) -> usize {
+    encoded.body.len()
+        + encoded.encoding.map_or(0, |e| {
+            wire::ENCODING_ATTRIBUTE.len() + e.len() + "String".len()
+        })
 }
 
 /// Sends messages somewhere. Returns the messages that could not be sent.
@@ -63,44 +68,34 @@ pub fn messages(agent: &AgentInfo, results: Vec<ProbeResult>, max_bytes: usize) 
     out
 }
 
+// The batch moves into its message or into its two halves: a large batch
+// is never copied on the way down.
 fn split_into(batch: ResultBatch, max_bytes: usize, out: &mut Vec<Outgoing>) {
-    let json_len = match wire::encode(&batch, false) {
-        Ok(plain) => {
-            let o = Outgoing {
-                encoded: plain,
-                batch: batch.clone(),
-            };
-            if o.size() <= max_bytes {
-                out.push(o);
-                return;
-            }
-            o.encoded.body.len()
-        }
-        Err(_) => usize::MAX,
-    };
+    let plain = wire::encode(&batch, false).ok();
+    let json_len = plain.as_ref().map_or(usize::MAX, |p| p.body.len());
+    if let Some(encoded) = plain.filter(|p| sqs_size(p) <= max_bytes) {
+        out.push(Outgoing { encoded, batch });
+        return;
+    }
     // Compressed only while ingest will decompress it whole: a batch past
     // the cap would be refused (and dead-lettered) however small it packs.
     if json_len <= wire::decompressed_cap(max_bytes)
         && let Ok(encoded) = wire::encode(&batch, true)
+        && sqs_size(&encoded) <= max_bytes
     {
-        let o = Outgoing {
-            encoded,
-            batch: batch.clone(),
-        };
-        if o.size() <= max_bytes {
-            out.push(o);
-            return;
-        }
+        out.push(Outgoing { encoded, batch });
+        return;
     }
     if batch.results.len() <= 1 {
         // One result larger than a message even compressed: it cannot be sent.
         return;
     }
-    let mut first = batch.clone();
-    let second_results = first.results.split_off(first.results.len() / 2);
+    let mut first = batch;
     let second = ResultBatch {
-        results: second_results,
-        ..batch
+        v: first.v,
+        agent: first.agent.clone(),
+        sent_at: first.sent_at,
+        results: first.results.split_off(first.results.len() / 2),
     };
     split_into(first, max_bytes, out);
     split_into(second, max_bytes, out);
@@ -187,9 +182,11 @@ impl PublishStats {
     }
 }
 
-/// How much of the buffer one publish takes: about one SendMessageBatch call
-/// (10 messages; results are ~0.5 KiB and gzip shrinks them several-fold).
-const CHUNK_MESSAGES: usize = 40;
+/// How much of the buffer one publish takes, in messages' worth of JSON: a
+/// few SendMessageBatch calls at most (gzip shrinks results several-fold).
+/// A publish holds its results twice (to keep them if it is cut short),
+/// so this bounds memory beyond the buffer's own bound while SQS fails.
+const CHUNK_MESSAGES: usize = 10;
 
 /// One publish under way: the future, and a copy of the results it carries,
 /// so that a publish cut short at shutdown loses nothing that a spool can keep.
