@@ -101,6 +101,7 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<ExitCode> {
         links: links(&args.links)?,
         public_url,
         subscribe: subscriptions.is_some(),
+        collapse_over: args.collapse_groups_over,
     };
     let tokens = admin_tokens(args.admin_token_file.as_deref())?;
     crate::ingest::runtime()?.block_on(async move {

@@ -399,6 +399,7 @@ pub(crate) fn main(args: crate::DemoArgs) -> anyhow::Result<std::process::ExitCo
                     links: Vec::new(),
                     public_url: url.trim_end_matches('/').to_string(),
                     subscribe: false,
+                    collapse_over: ::dashboard::pages::COLLAPSE_OVER,
                 },
                 tokens: None,
                 cache_ttl: Duration::from_secs(5),

@@ -347,6 +347,9 @@ pub(crate) struct DashboardArgs {
     /// The page title.
     #[arg(long, env = "STATUSPAGE_TITLE", default_value = "Service status")]
     pub title: String,
+    /// A front page with more public checks than this shows each group folded (a `<details>` with the group's worst status and what is not operational, open by itself when a check is down, degraded or without data); each group also has a page of its own at /groups/ID.
+    #[arg(long, env = "STATUSPAGE_COLLAPSE_GROUPS_OVER", value_name = "CHECKS", default_value_t = ::dashboard::pages::COLLAPSE_OVER)]
+    pub collapse_groups_over: usize,
     /// A logo shown beside the title: an https:// URL or a path on this site.
     #[arg(long, env = "STATUSPAGE_LOGO_URL")]
     pub logo_url: Option<String>,
@@ -448,6 +451,9 @@ pub(crate) struct StandaloneArgs {
     /// The page title.
     #[arg(long, env = "STATUSPAGE_TITLE", default_value = "Service status")]
     pub title: String,
+    /// A front page with more public checks than this shows each group folded (a `<details>` with the group's worst status and what is not operational, open by itself when a check is down, degraded or without data); each group also has a page of its own at /groups/ID.
+    #[arg(long, env = "STATUSPAGE_COLLAPSE_GROUPS_OVER", value_name = "CHECKS", default_value_t = ::dashboard::pages::COLLAPSE_OVER)]
+    pub collapse_groups_over: usize,
     /// A file of `name token` lines that turns the admin API on (or STATUSPAGE_ADMIN_TOKEN, one token named `admin`).
     #[arg(long, env = "STATUSPAGE_ADMIN_TOKEN_FILE", value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,

@@ -305,6 +305,7 @@ pub(crate) fn main(args: crate::StandaloneArgs) -> anyhow::Result<std::process::
             links: Vec::new(),
             public_url,
             subscribe: false,
+            collapse_over: args.collapse_groups_over,
         },
         tokens,
         cache_ttl: args.cache_ttl,

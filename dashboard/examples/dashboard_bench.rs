@@ -229,6 +229,7 @@ async fn main() -> Result<(), Error> {
         links: vec![],
         public_url: "http://127.0.0.1".into(),
         subscribe: false,
+        collapse_over: pages::COLLAPSE_OVER,
     };
 
     // Uncached renders of `/`, timed whole: the reads, the assembly, the

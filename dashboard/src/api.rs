@@ -2,7 +2,7 @@
 //! Text is data here, never markup: serde escapes it for JSON, and the
 //! answers are served as `application/json` with `nosniff`.
 
-use crate::model::{Board, CheckDetail, CheckSummary, Latency, Point};
+use crate::model::{Board, CheckDetail, CheckSummary, Group, Latency, Point, groups};
 use crate::read::{IncidentRow, UpdateRow};
 use chrono::{DateTime, SecondsFormat, Utc};
 use ingest::state::Millis;
@@ -87,13 +87,82 @@ pub fn incident(i: &IncidentRow, updates: &[UpdateRow]) -> Value {
     })
 }
 
-/// `/api/v1/status`.
+/// `/api/v1/status`: every public check.
 pub fn status(board: &Board) -> Value {
+    let groups = groups(&board.checks);
+    let all: Vec<(&str, &CheckSummary)> = groups
+        .iter()
+        .flat_map(|g| g.checks.iter().map(|c| (g.id.as_str(), *c)))
+        .collect();
+    status_of(board, &all)
+}
+
+/// Which part of `/api/v1/status` is asked for: a group's checks (by
+/// id), and a page of them.
+#[derive(Clone, Copy, Debug)]
+pub struct Part<'a> {
+    /// A group's id, or every group.
+    pub group: Option<&'a str>,
+    /// The page, from 1.
+    pub page: usize,
+    /// Checks per page.
+    pub limit: usize,
+}
+
+/// `/api/v1/status?group=&page=&limit=`: the same object, with only the
+/// part's checks, and what part of how many it is (`pagination`; `group`
+/// too when one is asked for). The status and open incidents stay the
+/// whole page's. `None` for a group that does not exist or a page past the
+/// last (a page of no checks is a 404, never an empty list that reads as
+/// "nothing to show").
+pub fn status_part(board: &Board, part: Part<'_>) -> Option<Value> {
+    let groups = groups(&board.checks);
+    let chosen: Vec<&Group<'_>> = match part.group {
+        Some(id) => vec![groups.iter().find(|g| g.id == id)?],
+        None => groups.iter().collect(),
+    };
+    let all: Vec<(&str, &CheckSummary)> = chosen
+        .iter()
+        .flat_map(|g| g.checks.iter().map(|c| (g.id.as_str(), *c)))
+        .collect();
+    let total = all.len();
+    let pages = total.div_ceil(part.limit).max(1);
+    if part.page > pages {
+        return None;
+    }
+    let shown: Vec<(&str, &CheckSummary)> = all
+        .into_iter()
+        .skip((part.page - 1) * part.limit)
+        .take(part.limit)
+        .collect();
+    let mut v = status_of(board, &shown);
+    if let Value::Object(map) = &mut v {
+        if let (Some(_), [g]) = (part.group, chosen.as_slice()) {
+            map.insert(
+                "group".into(),
+                json!({"id": g.id, "name": g.name, "status": g.worst().as_str()}),
+            );
+        }
+        map.insert(
+            "pagination".into(),
+            json!({"page": part.page, "limit": part.limit, "total": total, "pages": pages}),
+        );
+    }
+    Some(v)
+}
+
+fn status_of(board: &Board, checks: &[(&str, &CheckSummary)]) -> Value {
     json!({
         "status": board.overall.as_str(),
         "partial_data": board.partial,
         "data_as_of": board.freshness.as_of.map(instant),
-        "checks": board.checks.iter().map(check).collect::<Vec<_>>(),
+        "checks": checks.iter().map(|(group, c)| {
+            let mut v = check(c);
+            if let Value::Object(map) = &mut v {
+                map.insert("group_id".into(), Value::from(*group));
+            }
+            v
+        }).collect::<Vec<_>>(),
         "open_incidents": board.open.iter().map(|(i, u)| incident(i, u)).collect::<Vec<_>>(),
     })
 }

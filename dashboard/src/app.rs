@@ -4,8 +4,8 @@
 
 use crate::AppState;
 use crate::routes::{
-    api_check, api_incidents, api_status, check_page, fallback, home_page, incident_list,
-    incident_page, security_headers, style,
+    api_check, api_incidents, api_status, check_page, fallback, group_page, home_page,
+    incident_list, incident_page, security_headers, style,
 };
 use crate::{admin, embed, subscribe};
 use axum::Router;
@@ -17,6 +17,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(home_page))
         .route("/checks/{id}", get(check_page))
+        .route("/groups/{id}", get(group_page))
         .route("/incidents", get(incident_list))
         .route("/incidents/{id}", get(incident_page))
         .route("/api/v1/status", get(api_status))

@@ -45,6 +45,7 @@ pub const PINNED: &[&str] = &[
     "feed",
     "ids:checks",
     "ids:incidents",
+    "ids:groups",
 ];
 
 /// A finished render.

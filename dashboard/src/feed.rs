@@ -193,6 +193,7 @@ mod tests {
             links: vec![],
             public_url: "https://status.acme.test/".into(),
             subscribe: false,
+            collapse_over: crate::pages::COLLAPSE_OVER,
         }
     }
 

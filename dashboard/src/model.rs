@@ -184,6 +184,93 @@ pub struct CheckSummary {
     pub slo: Option<uptime::SloStanding>,
 }
 
+/// A group of public checks as the page lists it: its id (the `/groups/{id}`
+/// path and the API's `group`), its name ("" for checks outside any group),
+/// and its checks in page order.
+#[derive(Debug)]
+pub struct Group<'a> {
+    /// The id: see [`group_ids`].
+    pub id: String,
+    /// The name the page shows.
+    pub name: &'a str,
+    /// Its checks, in page order.
+    pub checks: Vec<&'a CheckSummary>,
+}
+
+impl Group<'_> {
+    /// Its worst check status (down over degraded over maintenance over up
+    /// over no data); `Unknown` for a group whose checks all have no data.
+    pub fn worst(&self) -> Status {
+        self.checks
+            .iter()
+            .map(|c| c.row.status)
+            .max_by_key(|s| uptime::severity(*s))
+            .unwrap_or(Status::Unknown)
+    }
+
+    /// How many of its checks are down, degraded, in maintenance and
+    /// without data, in that order; statuses no check is in left out.
+    pub fn not_operational(&self) -> Vec<(Status, usize)> {
+        [
+            Status::Down,
+            Status::Degraded,
+            Status::Maintenance,
+            Status::Unknown,
+        ]
+        .into_iter()
+        .map(|s| (s, self.checks.iter().filter(|c| c.row.status == s).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+/// The checks by group, groups in order of their first check.
+pub fn groups(checks: &[CheckSummary]) -> Vec<Group<'_>> {
+    let ids = group_ids(checks.iter().map(|c| c.row.group.as_str()));
+    let mut out: Vec<Group<'_>> = ids
+        .into_iter()
+        .map(|(name, id)| Group {
+            id,
+            name,
+            checks: Vec::new(),
+        })
+        .collect();
+    let index: std::collections::HashMap<&str, usize> =
+        out.iter().enumerate().map(|(i, g)| (g.name, i)).collect();
+    for c in checks {
+        if let Some(&i) = index.get(c.row.group.as_str()) {
+            out[i].checks.push(c);
+        }
+    }
+    out
+}
+
+/// Each distinct group name of `names` (in order of first appearance) with
+/// its id: the name's slug (`Core services` → `core-services`), or
+/// `group-<n>` (its place, from 1) for a name with no ASCII letter or digit
+/// ("" included); a second group whose id is taken gets `-2`, a third `-3`.
+/// Ids follow the YAML's order, so they hold as long as the groups do.
+pub fn group_ids<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(&'a str, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut taken = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for name in names {
+        if !seen.insert(name) {
+            continue;
+        }
+        let base =
+            config::catalog::slug(name).unwrap_or_else(|| format!("group-{}", out.len() + 1));
+        let mut id = base.clone();
+        let mut n = 1;
+        while !taken.insert(id.clone()) {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        out.push((name, id));
+    }
+    out
+}
+
 /// Everything the front page and `/api/v1/status` need.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Board {
@@ -625,6 +712,95 @@ mod tests {
             open_ms: None,
             checks: vec![],
         }
+    }
+
+    #[test]
+    fn group_ids_are_slugs_in_page_order_made_unique() {
+        let names = [
+            "Core services",
+            "",
+            "Core services",
+            "Core-Services",
+            "日本",
+            "group-2",
+            "x",
+        ];
+        let ids: Vec<(&str, String)> = group_ids(names);
+        assert_eq!(
+            ids,
+            [
+                ("Core services", "core-services".to_string()),
+                ("", "group-2".to_string()),
+                ("Core-Services", "core-services-2".to_string()),
+                ("日本", "group-4".to_string()),
+                ("group-2", "group-2-2".to_string()),
+                ("x", "x".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_folded_group_opens_for_trouble_but_not_for_maintenance() {
+        let now = 20_000 * DAY_MS;
+        let row = |id: i64, group: &str, status: Status| CheckRow {
+            id,
+            slug: format!("c{id}"),
+            name: format!("Check {id}"),
+            group: group.into(),
+            group_description: None,
+            slo: None,
+            description: None,
+            kind: "tcp".into(),
+            position: id,
+            created_at: now - DAY_MS,
+            status,
+            status_since: Some(now - DAY_MS),
+            interval_ms: 60_000,
+            latest: vec![],
+            cert_not_after: None,
+            locations: None,
+            decided_through: Some(now),
+        };
+        let checks = vec![
+            row(1, "Calm", Status::Up),
+            row(2, "Calm", Status::Maintenance),
+            row(3, "Silent", Status::Up),
+            row(4, "Silent", Status::Unknown),
+            row(5, "Plain", Status::Up),
+        ];
+        let changes = checks
+            .iter()
+            .map(|c| (c.id, now - DAY_MS, c.status))
+            .collect();
+        let board = board(
+            Rows {
+                checks,
+                changes,
+                ..Default::default()
+            },
+            now,
+        );
+        let groups = groups(&board.checks);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0].worst(), Status::Maintenance);
+        assert_eq!(groups[0].not_operational(), [(Status::Maintenance, 1)]);
+        assert_eq!(groups[1].worst(), Status::Up, "no data ranks below up");
+        assert_eq!(groups[1].not_operational(), [(Status::Unknown, 1)]);
+        let site = crate::pages::Site {
+            collapse_over: 4,
+            ..Default::default()
+        };
+        let home = crate::pages::home::page(&site, &board).into_string();
+        assert!(
+            home.contains("<details class=\"group collapsed\"><summary><h2>Calm</h2><span class=\"pill maintenance\">Maintenance</span><span class=\"group-count\">2 checks · 1 maintenance</span>"),
+            "{home}"
+        );
+        assert!(
+            home.contains("<details class=\"group collapsed\" open><summary><h2>Silent</h2><span class=\"pill up\">Operational</span><span class=\"group-count\">2 checks · 1 no data</span>"),
+            "a check without data opens its group: {home}"
+        );
+        assert!(home.contains("<details class=\"group collapsed\"><summary><h2>Plain</h2><span class=\"pill up\">Operational</span><span class=\"group-count\">1 check</span>"));
+        assert!(!home.contains("<rect "));
     }
 
     #[test]

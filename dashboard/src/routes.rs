@@ -3,8 +3,8 @@
 //! on a miss. Every response carries the security headers.
 
 use crate::cache::{Outcome, Rendered, Served};
-use crate::model::Board;
-use crate::pages::{self, NOTICE_MARK, check, home, incidents};
+use crate::model::{self, Board};
+use crate::pages::{self, NOTICE_MARK, check, group, home, incidents};
 use crate::read::{IncidentFilter, ReadError};
 use crate::{AppState, api, load};
 use axum::extract::{Path, State};
@@ -387,6 +387,7 @@ pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 pub(crate) enum Ids {
     Checks,
     Incidents,
+    Groups,
 }
 
 /// The public check (or incident) ids, one a line: the cached list behind
@@ -407,6 +408,18 @@ async fn ids(s: &AppState, ids: Ids) -> Result<(Rendered, bool), ReadError> {
             .iter()
             .map(i64::to_string)
             .collect(),
+        // "id checks": each group's id and size.
+        Ids::Groups => {
+            let checks = s.reader.public_checks().await?;
+            let mut sizes = std::collections::HashMap::<&str, usize>::new();
+            for c in &checks {
+                *sizes.entry(c.group.as_str()).or_default() += 1;
+            }
+            model::group_ids(checks.iter().map(|c| c.group.as_str()))
+                .into_iter()
+                .map(|(name, id)| format!("{id} {}", sizes.get(name).copied().unwrap_or(0)))
+                .collect()
+        }
     };
     let r = Rendered {
         status: StatusCode::OK,
@@ -418,25 +431,41 @@ async fn ids(s: &AppState, ids: Ids) -> Result<(Rendered, bool), ReadError> {
     Ok((r, true))
 }
 
-/// Whether `id` is a public check (or incident) id, from a list cached like
-/// a page: a made-up id is answered without asking the database, so a flood
-/// of them costs one query per TTL. `None` when the list cannot be read.
-pub(crate) async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
+/// The cached list of `ids`, one a line; `None` when it cannot be read.
+async fn listed(s: &AppState, ids: Ids) -> Option<Bytes> {
     let key = match ids {
         Ids::Checks => "ids:checks",
         Ids::Incidents => "ids:incidents",
+        Ids::Groups => "ids:groups",
     };
     let (served, outcome) = s.cache.get(key, || self::ids(s, ids)).await;
     s.metrics.cache(outcome);
     match served {
-        Served::Fresh(e) | Served::Stale(e) => Some(
-            e.rendered
-                .body
-                .split(|b| *b == b'\n')
-                .any(|line| line == id.as_bytes()),
-        ),
+        Served::Fresh(e) | Served::Stale(e) => Some(e.rendered.body.clone()),
         Served::Failed => None,
     }
+}
+
+/// Whether `id` is a public check (or incident) id, from a list cached like
+/// a page: a made-up id is answered without asking the database, so a flood
+/// of them costs one query per TTL. `None` when the list cannot be read.
+pub(crate) async fn known(s: &AppState, ids: Ids, id: &str) -> Option<bool> {
+    let list = listed(s, ids).await?;
+    Some(
+        list.split(|b| *b == b'\n')
+            .any(|line| line == id.as_bytes()),
+    )
+}
+
+/// How many checks the group `id` has (`Some(None)` for no such group),
+/// from the cached list of groups, like [`known`].
+async fn group_size(s: &AppState, id: &str) -> Option<Option<usize>> {
+    let list = listed(s, Ids::Groups).await?;
+    let list = String::from_utf8_lossy(&list);
+    Some(list.lines().find_map(|line| {
+        let (g, n) = line.split_once(' ')?;
+        (g == id).then(|| n.parse().ok()).flatten()
+    }))
 }
 
 /// How many pages of `per_page` the public incidents fill (at least one),
@@ -486,21 +515,156 @@ pub(crate) async fn api_status(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = query(&uri, &[]) {
-        return refuse(&s, Kind::Json, r);
+    let params = match query(&uri, &["group", "page", "limit"]) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, Kind::Json, r),
+    };
+    if params.is_empty() {
+        return serve(
+            &s,
+            "api_status",
+            "api:status",
+            Kind::Json,
+            &headers,
+            || async {
+                let now = (s.clock)();
+                let b = board(&s, now).await?;
+                Ok((rendered_json(StatusCode::OK, &api::status(&b), now), true))
+            },
+        )
+        .await;
     }
-    serve(
-        &s,
-        "api_status",
-        "api:status",
-        Kind::Json,
-        &headers,
-        || async {
-            let now = (s.clock)();
-            let b = board(&s, now).await?;
-            Ok((rendered_json(StatusCode::OK, &api::status(&b), now), true))
+    let part = match status_part(&params) {
+        Ok(p) => p,
+        Err(r) => return refuse(&s, Kind::Json, r),
+    };
+    // An unknown group, or a page past the last: a 404 decided from the
+    // cached lists, no slot.
+    let total = match part.group {
+        Some(id) => group_size(&s, id).await.map(|n| n.ok_or(id)),
+        None => listed(&s, Ids::Checks)
+            .await
+            .map(|l| Ok(l.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())),
+    };
+    match total {
+        Some(Err(id)) => {
+            return status_not_found(&s, format!("No public group has the id {id:?}."));
+        }
+        Some(Ok(n)) if part.page > n.div_ceil(part.limit).max(1) => {
+            let pages = n.div_ceil(part.limit).max(1);
+            return status_not_found(
+                &s,
+                format!(
+                    "Page {} is past the last page, {pages} ({n} checks, {} a page).",
+                    part.page, part.limit
+                ),
+            );
+        }
+        _ => {}
+    }
+    let key = format!(
+        "api:status:{}:{}:{}",
+        part.group.unwrap_or(""),
+        part.page,
+        part.limit
+    );
+    serve(&s, "api_status", &key, Kind::Json, &headers, || async {
+        let now = (s.clock)();
+        let b = board(&s, now).await?;
+        Ok(match api::status_part(&b, part) {
+            Some(v) => (rendered_json(StatusCode::OK, &v, now), true),
+            None => (not_found_rendered(&s, Kind::Json, now), false),
+        })
+    })
+    .await
+}
+
+/// A 404 of `/api/v1/status`, saying why, readable by other sites' pages.
+fn status_not_found(s: &AppState, why: String) -> Response {
+    let status = StatusCode::NOT_FOUND;
+    let mut r = refuse(s, Kind::Json, Refusal { status, why });
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    s.metrics.request("api_status", 404);
+    r
+}
+
+/// Checks per page of `/api/v1/status` when `group` or `page` is given
+/// without `limit`.
+pub const API_STATUS_LIMIT: usize = 100;
+/// The largest `limit` of `/api/v1/status`.
+pub const API_STATUS_MAX_LIMIT: usize = 1000;
+
+/// `group`, `page` and `limit` of `/api/v1/status`, checked.
+fn status_part(params: &[(String, String)]) -> Result<api::Part<'_>, Refusal> {
+    let last = |k: &str| params.iter().rev().find(|p| p.0 == k).map(|p| p.1.as_str());
+    let group = match last("group") {
+        Some(g) if g.is_empty() || g.len() > MAX_ID => {
+            return Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                why: format!("`group` must be a group's id, of 1 to {MAX_ID} bytes."),
+            });
+        }
+        g => g,
+    };
+    let limit = match last("limit") {
+        None => API_STATUS_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=API_STATUS_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    why: format!(
+                        "`limit` must be a whole number from 1 to {API_STATUS_MAX_LIMIT}."
+                    ),
+                });
+            }
         },
-    )
+    };
+    Ok(api::Part {
+        group,
+        page: page_param(params)? as usize,
+        limit,
+    })
+}
+
+/// `/groups/{id}`: one group's checks with their bars, [`group::PER_PAGE`]
+/// a page (`?page=`); an unknown group, or a page past its last, is a 404.
+pub(crate) async fn group_page(
+    State(s): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let page = match query(&uri, &["page"]).and_then(|p| page_param(&p)) {
+        Ok(p) => p as usize,
+        Err(r) => return refuse(&s, Kind::Html, r),
+    };
+    let Some(id) = check_id(id) else {
+        return not_found(&s, "group", Kind::Html);
+    };
+    // An unknown group, or a page past its last: a 404 from the cached
+    // list, no slot.
+    match group_size(&s, &id).await {
+        Some(None) => return not_found(&s, "group", Kind::Html),
+        Some(Some(n)) if page > group::pages(n) => return not_found(&s, "page", Kind::Html),
+        _ => {}
+    }
+    let key = format!("group:{id}:{page}");
+    serve(&s, "group", &key, Kind::Html, &headers, || async {
+        let now = (s.clock)();
+        let b = board(&s, now).await?;
+        let groups = model::groups(&b.checks);
+        match groups.iter().find(|g| g.id == id) {
+            Some(g) if page <= group::pages(g.checks.len()) => {
+                let m = group::page(&s.site, now, b.freshness, g, page);
+                Ok((rendered_html(StatusCode::OK, m, now), true))
+            }
+            _ => Ok((not_found_rendered(&s, Kind::Html, now), false)),
+        }
+    })
     .await
 }
 

@@ -10,9 +10,8 @@
 //! is not the target's outage).
 
 use crate::api::instant;
-use crate::model::{Board, Overall};
+use crate::model::{Board, Overall, groups};
 use crate::pages::Site;
-use crate::pages::home::groups;
 use ingest::status::Status;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -64,7 +63,8 @@ pub fn summary(site: &Site, board: &Board) -> Value {
     let updated = instant(board.now);
     let mut components = Vec::new();
     let mut position = 0;
-    for (group, checks) in groups(&board.checks) {
+    for g in groups(&board.checks) {
+        let (group, checks) = (g.name, g.checks);
         let gid = (!group.is_empty()).then(|| group_id(group));
         for c in &checks {
             position += 1;

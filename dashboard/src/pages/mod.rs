@@ -6,6 +6,7 @@
 //! read for it.
 
 pub mod check;
+pub mod group;
 pub mod home;
 pub mod incidents;
 pub mod subscribe;
@@ -38,7 +39,7 @@ pub fn local_time_hash() -> String {
 pub const NOTICE_MARK: &str = "<!--stale-notice-->";
 
 /// The page's branding, from the dashboard's flags.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Site {
     /// The page title.
     pub title: String,
@@ -51,6 +52,26 @@ pub struct Site {
     pub public_url: String,
     /// Whether email subscriptions are on: every page then links to them.
     pub subscribe: bool,
+    /// A front page with more public checks than this folds each group
+    /// (`--collapse-groups-over`).
+    pub collapse_over: usize,
+}
+
+/// [`Site::collapse_over`]'s default: a page of 100 checks or fewer shows
+/// every bar.
+pub const COLLAPSE_OVER: usize = 100;
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            title: String::new(),
+            logo_url: None,
+            links: Vec::new(),
+            public_url: String::new(),
+            subscribe: false,
+            collapse_over: COLLAPSE_OVER,
+        }
+    }
 }
 
 /// Whether `url` may be put in an `href` or `src`: http(s), or a path on

@@ -209,6 +209,7 @@ impl Db {
                 links: vec![("Home".into(), "https://example.test/".into())],
                 public_url: "https://status.example.test".into(),
                 subscribe: false,
+                collapse_over: dashboard::pages::COLLAPSE_OVER,
             },
             ttl,
             dashboard::system_clock(),

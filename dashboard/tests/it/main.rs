@@ -6,6 +6,7 @@ mod browser;
 mod cache;
 mod embed;
 mod fixture;
+mod groups;
 #[path = "../../../tests/support/browser.rs"]
 mod headless;
 mod hostile;

@@ -195,6 +195,7 @@ async fn api_status_has_the_documented_shape(db: Db) {
             keys,
             [
                 "group",
+                "group_id",
                 "id",
                 "latency_ms",
                 "locations",
