@@ -1,16 +1,21 @@
 //! The dashboard benchmark's server (run by `scripts/bench-dashboard`).
 //!
-//! Seeds the database at `DATABASE_URL` with 200 public checks in 10 groups
-//! (each with a 99.9%/30-day SLO, so the render computes every standing)
-//! and 90 days of history (outages with their incidents, three open now,
-//! hourly latency rollups for the last week, three locations each), then:
+//! For each count of `BENCH_CHECKS` (comma-separated, default `200,1000`),
+//! seeds a database of its own on the server at `DATABASE_URL` with that
+//! many public checks in groups of 20 (each with a 99.9%/30-day SLO, so the
+//! render computes every standing) and 90 days of history (outages with
+//! their incidents, one in 67 down now with an open one, hourly latency
+//! rollups for the last week, three locations each), then:
 //!
 //! 1. times 30 uncached renders of `/` (read + assemble + render), and
-//!    prints their median and p95;
-//! 2. writes the rendered `/` to `OUT_DIR/index.html` (for nginx);
-//! 3. serves the dashboard twice until stdin closes: with the default 10 s
-//!    cache on `CACHED_PORT`, and with a zero TTL (every request renders,
-//!    concurrent ones one at a time) on `UNCACHED_PORT`.
+//!    prints their median and p95, the page's size and its gzipped size
+//!    (past the default `--collapse-groups-over`, the groups fold), and
+//!    each count's median as a ratio to the first's;
+//! 2. writes the last count's rendered `/` to `OUT_DIR/index.html` (for
+//!    nginx);
+//! 3. serves the last count's dashboard twice until stdin closes: with the
+//!    default 10 s cache on `CACHED_PORT`, and with a zero TTL (every
+//!    request renders, concurrent ones one at a time) on `UNCACHED_PORT`.
 
 use dashboard::read::Reader;
 use dashboard::{AppState, Changes, Settings, load, pages};
@@ -21,21 +26,20 @@ use ingest::store::{PgStore, Store};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const CHECKS: usize = 200;
-const GROUPS: usize = 10;
+/// Checks per group.
+const PER_GROUP: usize = 20;
 const DAY: i64 = 86_400_000;
 const MIN: i64 = 60_000;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn yaml() -> String {
+fn yaml(checks: usize) -> String {
     let mut y = String::from(
         "defaults:\n  interval: 60s\n  timeout: 5s\n  locations: 3\n  slo: { target: 99.9%, window: 30d }\ngroups:\n",
     );
-    for g in 0..GROUPS {
+    for g in 0..checks.div_ceil(PER_GROUP) {
         y.push_str(&format!("  - name: Group {g}\n    checks:\n"));
-        for c in 0..CHECKS / GROUPS {
-            let n = g * (CHECKS / GROUPS) + c;
+        for n in g * PER_GROUP..((g + 1) * PER_GROUP).min(checks) {
             y.push_str(&format!(
                 "      - name: Service {n}\n        id: svc-{n}\n        tcp:\n          host: svc-{n}.example.test\n          port: 443\n"
             ));
@@ -44,10 +48,10 @@ fn yaml() -> String {
     y
 }
 
-async fn seed(pool: &sqlx::PgPool, now: i64) -> Result<(), Error> {
+async fn seed(pool: &sqlx::PgPool, now: i64, checks: usize) -> Result<(), Error> {
     let store = Store::Pg(PgStore::from_pool(pool.clone(), Default::default()));
     store.migrate().await?;
-    let catalog = config::load_str(&[(PathBuf::from("bench.yaml"), yaml())], &|_| None)
+    let catalog = config::load_str(&[(PathBuf::from("bench.yaml"), yaml(checks))], &|_| None)
         .map_err(|e| format!("{e:?}"))?;
     store
         .sync_catalog(&catalog, now, Duration::from_secs(600))
@@ -209,28 +213,35 @@ fn env(name: &str) -> Result<String, Error> {
     std::env::var(name).map_err(|_| format!("{name} is not set").into())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    rustls::crypto::aws_lc_rs::default_provider()
-        .install_default()
-        .map_err(|_| "a rustls provider is already installed")?;
-    let url = env("DATABASE_URL")?;
-    let out = PathBuf::from(env("OUT_DIR")?);
+/// Median and p95 of `v`, sorted in place.
+fn median_p95(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[v.len() * 95 / 100])
+}
+
+/// Seeds a database of its own with `checks` checks, measures its `/`, and
+/// returns its pool, the page and the median uncached render.
+async fn measure(
+    admin: &sqlx::PgPool,
+    url: &str,
+    site: &pages::Site,
+    checks: usize,
+) -> Result<(sqlx::PgPool, String, f64), Error> {
+    let name = format!("bench_{checks}");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(admin)
+        .await?;
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(10)
-        .connect(&url)
+        .connect_with(options.database(&name))
         .await?;
     let now = chrono::Utc::now().timestamp_millis();
-    seed(&pool, now).await?;
+    seed(&pool, now, checks).await?;
     let reader = Reader::Pg(pool.clone());
-    let site = pages::Site {
-        title: "Bench status".into(),
-        logo_url: None,
-        links: vec![],
-        public_url: "http://127.0.0.1".into(),
-        subscribe: false,
-        collapse_over: pages::COLLAPSE_OVER,
-    };
 
     // Uncached renders of `/`, timed whole: the reads, the assembly, the
     // HTML; alternately with and without the past-week section, so both
@@ -241,12 +252,12 @@ async fn main() -> Result<(), Error> {
     for _ in 0..30 {
         let started = Instant::now();
         let b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
-        html = pages::home::page(&site, &b).into_string();
+        html = pages::home::page(site, &b).into_string();
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         let mut b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
         b.history.clear();
-        let bare = pages::home::page(&site, &b).into_string();
+        let bare = pages::home::page(site, &b).into_string();
         without.push(started.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(bare);
     }
@@ -262,7 +273,7 @@ async fn main() -> Result<(), Error> {
             }
             let started = Instant::now();
             let b = dashboard::model::board(r, chrono::Utc::now().timestamp_millis());
-            std::hint::black_box(pages::home::page(&site, &b).into_string());
+            std::hint::black_box(pages::home::page(site, &b).into_string());
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             if strip {
                 without_slo.push(ms)
@@ -271,34 +282,74 @@ async fn main() -> Result<(), Error> {
             }
         }
     }
-    with_slo.sort_by(f64::total_cmp);
-    without_slo.sort_by(f64::total_cmp);
-    times.sort_by(f64::total_cmp);
-    without.sort_by(f64::total_cmp);
-    println!(
-        "uncached render of / : median {:.1} ms, p95 {:.1} ms ({} bytes, 200 checks, 90 days)",
-        times[times.len() / 2],
-        times[times.len() * 95 / 100],
-        html.len()
-    );
-    println!(
-        "uncached render of / without the past-week section: median {:.1} ms (with it: {:.2}x)",
-        without[without.len() / 2],
-        times[times.len() / 2] / without[without.len() / 2]
-    );
-    println!(
-        "assembly and HTML of / from read rows: median {:.1} ms with 200 SLO standings, {:.1} ms without ({:.2}x)",
-        with_slo[with_slo.len() / 2],
-        without_slo[without_slo.len() / 2],
-        with_slo[with_slo.len() / 2] / without_slo[without_slo.len() / 2]
-    );
+    let (median, p95) = median_p95(&mut times);
+    let (bare, _) = median_p95(&mut without);
+    let (slo, _) = median_p95(&mut with_slo);
+    let (no_slo, _) = median_p95(&mut without_slo);
     let started = Instant::now();
     let gz = dashboard::cache::gzip(html.as_bytes()).ok_or("gzip failed")?;
+    let gzip_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let folded = if checks > site.collapse_over { ", groups folded" } else { "" };
     println!(
-        "gzip of / (once per render): {:.1} ms, {} bytes",
-        started.elapsed().as_secs_f64() * 1000.0,
+        "uncached render of / : median {median:.1} ms, p95 {p95:.1} ms ({} bytes, {} gzipped, {checks} checks{folded}, 90 days)",
+        html.len(),
         gz.len()
     );
+    println!(
+        "uncached render of / without the past-week section: median {bare:.1} ms (with it: {:.2}x; {checks} checks)",
+        median / bare
+    );
+    println!(
+        "assembly and HTML of / from read rows: median {slo:.1} ms with {checks} SLO standings, {no_slo:.1} ms without ({:.2}x)",
+        slo / no_slo
+    );
+    println!("gzip of / (once per render): {gzip_ms:.1} ms, {} bytes ({checks} checks)", gz.len());
+    Ok((pool, html, median))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| "a rustls provider is already installed")?;
+    let url = env("DATABASE_URL")?;
+    let out = PathBuf::from(env("OUT_DIR")?);
+    let counts: Vec<usize> = std::env::var("BENCH_CHECKS")
+        .unwrap_or_else(|_| "200,1000".into())
+        .split(',')
+        .map(|n| n.trim().parse::<usize>().map_err(|e| format!("BENCH_CHECKS: {n:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if counts.is_empty() || counts.contains(&0) {
+        return Err("BENCH_CHECKS: expected counts from 1, comma-separated".into());
+    }
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    let site = pages::Site {
+        title: "Bench status".into(),
+        logo_url: None,
+        links: vec![],
+        public_url: "http://127.0.0.1".into(),
+        subscribe: false,
+        collapse_over: pages::COLLAPSE_OVER,
+    };
+    let mut measured = Vec::new();
+    for &checks in &counts {
+        measured.push((checks, measure(&admin, &url, &site, checks).await?));
+    }
+    let first = measured[0].1.2;
+    for (checks, (_, _, median)) in &measured[1..] {
+        println!(
+            "uncached render of / at {checks} checks: {:.2}x the {} checks' median",
+            median / first,
+            counts[0]
+        );
+    }
+    let Some((_, (pool, html, _))) = measured.pop() else {
+        return Err("nothing measured".into());
+    };
+    let reader = Reader::Pg(pool);
     std::fs::write(out.join("index.html"), &html)?;
 
     let stop = tokio_util::sync::CancellationToken::new();
