@@ -57,9 +57,9 @@ pub struct Site {
     pub collapse_over: usize,
 }
 
-/// [`Site::collapse_over`]'s default: a page of 100 checks or fewer shows
+/// [`Site::collapse_over`]'s default: a page of 250 checks or fewer shows
 /// every bar.
-pub const COLLAPSE_OVER: usize = 100;
+pub const COLLAPSE_OVER: usize = 250;
 
 impl Default for Site {
     fn default() -> Self {
