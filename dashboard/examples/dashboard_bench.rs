@@ -289,7 +289,11 @@ async fn measure(
     let started = Instant::now();
     let gz = dashboard::cache::gzip(html.as_bytes()).ok_or("gzip failed")?;
     let gzip_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let folded = if checks > site.collapse_over { ", groups folded" } else { "" };
+    let folded = if checks > site.collapse_over {
+        ", groups folded"
+    } else {
+        ""
+    };
     println!(
         "uncached render of / : median {median:.1} ms, p95 {p95:.1} ms ({} bytes, {} gzipped, {checks} checks{folded}, 90 days)",
         html.len(),
@@ -303,7 +307,10 @@ async fn measure(
         "assembly and HTML of / from read rows: median {slo:.1} ms with {checks} SLO standings, {no_slo:.1} ms without ({:.2}x)",
         slo / no_slo
     );
-    println!("gzip of / (once per render): {gzip_ms:.1} ms, {} bytes ({checks} checks)", gz.len());
+    println!(
+        "gzip of / (once per render): {gzip_ms:.1} ms, {} bytes ({checks} checks)",
+        gz.len()
+    );
     Ok((pool, html, median))
 }
 
@@ -317,7 +324,11 @@ async fn main() -> Result<(), Error> {
     let counts: Vec<usize> = std::env::var("BENCH_CHECKS")
         .unwrap_or_else(|_| "200,1000".into())
         .split(',')
-        .map(|n| n.trim().parse::<usize>().map_err(|e| format!("BENCH_CHECKS: {n:?}: {e}")))
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("BENCH_CHECKS: {n:?}: {e}"))
+        })
         .collect::<Result<_, _>>()?;
     if counts.is_empty() || counts.contains(&0) {
         return Err("BENCH_CHECKS: expected counts from 1, comma-separated".into());

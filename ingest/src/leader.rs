@@ -199,7 +199,10 @@ impl Lead {
         if left.is_zero() {
             return Err(StoreError::NotLeader);
         }
-        crate::store::sql::within(left.min(self.deadline), what, work).await
+        let started = tokio::time::Instant::now();
+        let out = crate::store::sql::within(left.min(self.deadline), what, work).await;
+        crate::metrics::leader_step(what.trim_start_matches("leader: "), started.elapsed());
+        out
     }
 }
 

@@ -88,12 +88,27 @@ const SLO_OBJECTIVE: &str = "statuspage_check_slo_objective";
 const SLO_WINDOW: &str = "statuspage_check_slo_window_seconds";
 const AGENT_SEEN: &str = "statuspage_agent_last_seen_timestamp_seconds";
 const INCIDENTS_OPEN: &str = "statuspage_incidents_open";
+const LEADER_STEP: &str = "statuspage_ingest_leader_step_seconds";
 
 /// Histograms and their bucket bounds (seconds), for the exporter.
-pub const HISTOGRAMS: &[(&str, &[f64])] = &[(
-    DB_TRANSACTION,
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
-)];
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (
+        DB_TRANSACTION,
+        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+    ),
+    (
+        LEADER_STEP,
+        &[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ],
+    ),
+];
+
+/// Records how long one of the leader's steps took (`step` is its name:
+/// `tick`, `catalog`, `rollups`, ...), failed ones included.
+pub fn leader_step(step: &'static str, took: std::time::Duration) {
+    histogram!(LEADER_STEP, "step" => step).record(took.as_secs_f64());
+}
 
 /// Gives every family its help text (once per process, after the recorder is installed).
 pub fn describe() {
@@ -129,6 +144,10 @@ pub fn describe() {
     describe_histogram!(
         DB_TRANSACTION,
         "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction."
+    );
+    describe_histogram!(
+        LEADER_STEP,
+        "Duration of each of the leader's steps by `step`: tick (silence, maintenance and incidents, every --tick-seconds), export, and once a minute partitions, rollups, retention, prune and catalog."
     );
     describe_gauge!(
         LEADER,
