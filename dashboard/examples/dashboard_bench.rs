@@ -243,19 +243,19 @@ async fn measure(
     seed(&pool, now, checks).await?;
     let reader = Reader::Pg(pool.clone());
 
-    // Uncached renders of `/`, timed whole: the reads, the assembly, the
-    // HTML; alternately with and without the past-week section, so both
+    // Uncached renders of `/`, timed whole: the reads (as the route makes
+    // them), the assembly, the HTML; alternately with and without the past-week section, so both
     // see the same machine.
     let mut times = Vec::new();
     let mut without = Vec::new();
     let mut html = String::new();
     for _ in 0..30 {
         let started = Instant::now();
-        let b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
+        let b = load::front_page(&reader, chrono::Utc::now().timestamp_millis()).await?;
         html = pages::home::page(site, &b).into_string();
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
-        let mut b = load::board(&reader, chrono::Utc::now().timestamp_millis()).await?;
+        let mut b = load::front_page(&reader, chrono::Utc::now().timestamp_millis()).await?;
         b.history.clear();
         let bare = pages::home::page(site, &b).into_string();
         without.push(started.elapsed().as_secs_f64() * 1000.0);

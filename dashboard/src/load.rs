@@ -34,8 +34,20 @@ pub async fn board(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
     Ok(model::board(rows(reader, now).await?, now))
 }
 
+/// What the front page and the group pages show: [`board`] without the
+/// last day's latency, which neither shows (at 1,000 checks those 24,000
+/// hourly rollups were most of what the page read).
+pub async fn front_page(reader: &Reader, now: Millis) -> Result<Board, ReadError> {
+    Ok(model::board(rows_for(reader, now, false).await?, now))
+}
+
 /// The rows behind [`board`].
 pub async fn rows(reader: &Reader, now: Millis) -> Result<Rows, ReadError> {
+    rows_for(reader, now, true).await
+}
+
+/// The rows behind [`board`], the hourly rollups only with `latency`.
+async fn rows_for(reader: &Reader, now: Millis, latency: bool) -> Result<Rows, ReadError> {
     let checks = reader.public_checks().await?;
     let ids: Vec<i64> = checks.iter().map(|c| c.id).collect();
     let from = history_from(now);
@@ -49,7 +61,11 @@ pub async fn rows(reader: &Reader, now: Millis) -> Result<Rows, ReadError> {
     let open_ids: Vec<i64> = open.iter().map(|i| i.id).collect();
     let updates = reader.updates(&open_ids).await?;
     let windows = reader.windows(now).await?;
-    let hours = reader.rollups(Level::Hour, &ids, now - DAY_MS).await?;
+    let hours = if latency {
+        reader.rollups(Level::Hour, &ids, now - DAY_MS).await?
+    } else {
+        Vec::new()
+    };
     let agents = reader.agents().await?;
     Ok(Rows {
         checks,

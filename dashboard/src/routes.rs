@@ -501,7 +501,7 @@ pub(crate) async fn home_page(State(s): State<AppState>, uri: Uri, headers: Head
     }
     serve(&s, "home", HOME, Kind::Html, &headers, || async {
         let now = (s.clock)();
-        let b = board(&s, now).await?;
+        let b = load::front_page(&s.reader, now).await?;
         Ok((
             rendered_html(StatusCode::OK, home::page(&s.site, &b), now),
             true,
@@ -655,7 +655,7 @@ pub(crate) async fn group_page(
     let key = format!("group:{id}:{page}");
     serve(&s, "group", &key, Kind::Html, &headers, || async {
         let now = (s.clock)();
-        let b = board(&s, now).await?;
+        let b = load::front_page(&s.reader, now).await?;
         let groups = model::groups(&b.checks);
         match groups.iter().find(|g| g.id == id) {
             Some(g) if page <= group::pages(g.checks.len()) => {
