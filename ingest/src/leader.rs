@@ -260,6 +260,9 @@ async fn work(
     }
     let lag = metrics.lag();
     let report = lead.step("leader: tick", store.tick(clock(), lag)).await?;
+    if report.deferred > 0 {
+        tracing::info!(event = "tick_deferred", checks = report.deferred);
+    }
     if report.lagging > 0 {
         tracing::info!(
             event = "silence_deferred",

@@ -21,6 +21,13 @@ pub const PARTITIONS_AHEAD: i64 = 3;
 /// Config maintenance windows are materialized this far ahead.
 pub const MAINTENANCE_HORIZON_MS: Millis = 7 * DAY_MS;
 
+/// Checks decided in one of the tick's transactions.
+const TICK_CHUNK: usize = 100;
+
+/// How long one tick may spend deciding checks before it leaves the rest to
+/// the next (see [`Store::tick_within`]).
+pub const TICK_BUDGET: Duration = Duration::from_secs(1);
+
 /// A check's verdict for `statuspage_check_up`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckUp {
@@ -41,6 +48,8 @@ pub struct TickReport {
     pub checks: usize,
     /// Checks skipped because ingest lags more than their interval.
     pub lagging: usize,
+    /// Checks due but left to the next tick: the tick had spent its budget.
+    pub deferred: usize,
     /// Checks whose status or incident changed.
     pub changed: Vec<String>,
 }
@@ -370,13 +379,29 @@ impl Store {
     }
 
     /// Decides silence and maintenance up to `now` for every active check,
-    /// each hundred in a short transaction of its own. While ingest lags more
-    /// than a check's interval (`lag_ms`), or its lag is not known (`None`),
-    /// that check is left alone: our own backlog is never the target's outage.
+    /// each hundred in a short transaction of its own, within
+    /// [`TICK_BUDGET`]. While ingest lags more than a check's interval
+    /// (`lag_ms`), or its lag is not known (`None`), that check is left
+    /// alone: our own backlog is never the target's outage.
     pub async fn tick(
         &self,
         now: Millis,
         lag_ms: Option<Millis>,
+    ) -> Result<TickReport, StoreError> {
+        self.tick_within(now, lag_ms, TICK_BUDGET).await
+    }
+
+    /// [`Store::tick`], spending at most `budget` (and at least one hundred
+    /// checks): the most overdue checks go first (never decided, then the
+    /// oldest `decided_through`), and those left are counted as deferred and
+    /// are the first of the next tick. Each hundred locks its check rows, so
+    /// a tick over 100,000 due checks would otherwise hold up every write
+    /// for as long as it ran.
+    pub async fn tick_within(
+        &self,
+        now: Millis,
+        lag_ms: Option<Millis>,
+        budget: Duration,
     ) -> Result<TickReport, StoreError> {
         let pool = &self.sql();
         let d = pool.dialect();
@@ -393,7 +418,7 @@ impl Store {
                                     WHERE {}
                                       AND ((m.starts_at > c.decided_through AND m.starts_at <= {now})
                                         OR (m.ends_at > c.decided_through AND m.ends_at <= {now}))))
-                     ORDER BY id",
+                     ORDER BY decided_through IS NOT NULL, decided_through, id",
                     d.int("id"),
                     d.ms("decided_through"),
                     d.p(1),
@@ -406,7 +431,12 @@ impl Store {
             .await?;
         let ids: Vec<i32> = due.iter().map(|r| r.0 as i32).collect();
         let mut report = TickReport::default();
-        for chunk in ids.chunks(100) {
+        let started = tokio::time::Instant::now();
+        for (n, chunk) in ids.chunks(TICK_CHUNK).enumerate() {
+            if n > 0 && started.elapsed() >= budget {
+                report.deferred = ids.len() - n * TICK_CHUNK;
+                break;
+            }
             let (checked, lagging, changed) = retrying(self.retry_count(), || async move {
                 let mut tx = self.begin().await?;
                 let checks = lock_checks(&mut tx, chunk).await?;

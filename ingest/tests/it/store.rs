@@ -281,6 +281,41 @@ async fn silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags
     );
 }
 
+/// 250 checks, none decided, and a tick with no budget at all: each tick
+/// decides one hundred (at least one transaction's worth) and defers the
+/// rest; the next takes those never decided first, so three ticks decide
+/// every check and a fourth finds none due.
+async fn a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first(db: Db) {
+    let store = &db.store;
+    let mut yaml = String::from("groups:\n  - name: Many\n    checks:\n");
+    for n in 0..250 {
+        yaml.push_str(&format!(
+            "      - name: Check {n}\n        id: c{n}\n        tcp: {{ host: 127.0.0.1, port: 9 }}\n"
+        ));
+    }
+    store
+        .sync_catalog(&catalog(&yaml), now() - 10 * MINUTE, Duration::ZERO)
+        .await
+        .unwrap();
+    let undecided = "SELECT count(*) FROM checks WHERE decided_through IS NULL AND slug LIKE 'c%'";
+    assert_eq!(db.count(undecided).await, 250);
+    for (checked, deferred, left) in [(100, 150, 150), (100, 50, 50), (50, 0, 0)] {
+        let report = store
+            .tick_within(now(), Some(0), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.checks, report.deferred),
+            (checked, deferred),
+            "{report:?}"
+        );
+        assert_eq!(db.count(undecided).await, left);
+    }
+    // Every check decided: none is due again yet, with the whole budget.
+    let report = store.tick(now(), Some(0)).await.unwrap();
+    assert_eq!((report.checks, report.deferred), (0, 0), "{report:?}");
+}
+
 async fn a_retired_check_resolves_its_automatic_incident(db: Db) {
     let store = &db.store;
     let t0 = start();
@@ -599,6 +634,7 @@ crate::conformance!(
     nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_opens_one,
     an_operator_updated_incident_goes_to_monitoring_instead_of_resolving,
     silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags,
+    a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first,
     a_retired_check_resolves_its_automatic_incident,
     migrated_is_false_on_an_empty_database_and_true_after_migrate,
     the_readme_worked_example_holds,
