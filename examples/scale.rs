@@ -21,7 +21,8 @@
 //! `SECONDS` and prints: results/s; the page's freshness (now minus the
 //! API's `data_as_of`, sampled each second, p50/p99); the leader's steps
 //! (p50/p99 bucket bounds and count, from `statuspage_ingest_leader_step_seconds`);
-//! what the results cost the database (its processes' CPU-seconds, WAL bytes,
+//! what the results cost the database (the CPU-seconds of every process
+//! named `postgres` on the machine, so run no other busy server; WAL bytes,
 //! rows inserted and updated, buffers written, per 1,000 results; waiting
 //! locks sampled from `pg_locks` each second; the checks per write, which
 //! is the check rows each write locks); and the database's growth per day
