@@ -6,7 +6,7 @@
 
 use crate::consume::Clock;
 use crate::metrics::{IngestMetrics, Snapshot};
-use crate::store::{Store, StoreError};
+use crate::store::{FOLD_BUDGET, Store, StoreError};
 use config::Catalog;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,6 +206,40 @@ impl Lead {
     }
 }
 
+/// One pass of the leader's steps. A step that fails (past its deadline,
+/// say) is logged and the pass goes on: the fold or the catalog sync failing
+/// never keeps the tick from deciding silence. Once the lead is lost, the
+/// steps left are not run. The pass's outcome is its first failure.
+struct Pass {
+    lead: Lead,
+    failed: Option<StoreError>,
+}
+
+impl Pass {
+    /// Runs a step ([`Lead::step`]); `None` if it failed or was not run.
+    async fn run<T>(
+        &mut self,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Option<T> {
+        if matches!(self.failed, Some(StoreError::NotLeader)) {
+            return None;
+        }
+        match self.lead.step(what, work).await {
+            Ok(out) => Some(out),
+            Err(e) => {
+                if !matches!(e, StoreError::NotLeader) {
+                    tracing::warn!(event = "leader_step_failed", step = what, error = %e);
+                }
+                if self.failed.is_none() || matches!(e, StoreError::NotLeader) {
+                    self.failed = Some(e);
+                }
+                None
+            }
+        }
+    }
+}
+
 async fn work(
     store: &Store,
     settings: &Settings,
@@ -216,67 +250,88 @@ async fn work(
     lead: Lead,
 ) -> Result<(), StoreError> {
     let now = clock();
+    let mut pass = Pass { lead, failed: None };
     // At once after taking the lead or a config change, then every minute:
     // partitions are made ahead, absent checks are retired by time, and
-    // config windows roll forward.
+    // config windows roll forward. Until all of these succeed they are
+    // tried again at every pass.
     if synced.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
         let keep = settings.raw_retention.as_millis() as i64;
-        lead.step(
-            "leader: partitions",
-            store.ensure_partitions_back(now, keep),
-        )
-        .await?;
-        lead.step("leader: rollups", store.fold_rollups()).await?;
-        let dropped = lead
-            .step("leader: retention", store.retain(now, keep))
-            .await?;
-        if !dropped.partitions.is_empty() || dropped.rollups > 0 {
-            tracing::info!(event = "retention", partitions = ?dropped.partitions, rollups = dropped.rollups);
+        let mut done = pass
+            .run(
+                "leader: partitions",
+                store.ensure_partitions_back(now, keep),
+            )
+            .await
+            .is_some();
+        if let Some(dropped) = pass.run("leader: retention", store.retain(now, keep)).await {
+            if !dropped.partitions.is_empty() || dropped.rollups > 0 {
+                tracing::info!(event = "retention", partitions = ?dropped.partitions, rollups = dropped.rollups);
+            }
+        } else {
+            done = false;
         }
         let unseen = settings.prune_after.max(settings.raw_retention).as_millis() as i64;
-        let pruned = lead
-            .step("leader: prune", store.prune(now - unseen))
-            .await?;
-        if pruned.agents > 0 || pruned.pairs > 0 {
-            metrics.pruned(pruned.agents, pruned.pairs);
-            tracing::info!(
-                event = "pruned",
-                agents = pruned.agents,
-                pairs = pruned.pairs
-            );
+        if let Some(pruned) = pass.run("leader: prune", store.prune(now - unseen)).await {
+            if pruned.agents > 0 || pruned.pairs > 0 {
+                metrics.pruned(pruned.agents, pruned.pairs);
+                tracing::info!(
+                    event = "pruned",
+                    agents = pruned.agents,
+                    pairs = pruned.pairs
+                );
+            }
+        } else {
+            done = false;
         }
         if let Some(catalog) = catalog {
-            let retired = lead
-                .step(
+            if let Some(retired) = pass
+                .run(
                     "leader: catalog",
                     store.sync_catalog(catalog, now, settings.retire_after),
                 )
-                .await?;
-            if synced.is_none() || !retired.is_empty() {
-                tracing::info!(event = "catalog_synced", checks = catalog.checks.len(), retired = ?retired);
+                .await
+            {
+                if synced.is_none() || !retired.is_empty() {
+                    tracing::info!(event = "catalog_synced", checks = catalog.checks.len(), retired = ?retired);
+                }
+            } else {
+                done = false;
             }
         }
-        *synced = Some(tokio::time::Instant::now());
+        if done {
+            *synced = Some(tokio::time::Instant::now());
+        }
+    }
+    // Every pass folds for a bounded time, the oldest changes first, so the
+    // hours and days keep up without one long transaction holding the checks.
+    if let Some(folded) = pass
+        .run("leader: rollups", store.fold_within(FOLD_BUDGET))
+        .await
+        && folded.deferred > 0
+    {
+        tracing::info!(event = "fold_deferred", checks = folded.deferred);
     }
     let lag = metrics.lag();
-    let report = lead.step("leader: tick", store.tick(clock(), lag)).await?;
-    if report.deferred > 0 {
-        tracing::info!(event = "tick_deferred", checks = report.deferred);
-    }
-    if report.lagging > 0 {
-        tracing::info!(
-            event = "silence_deferred",
-            checks = report.lagging,
-            lag_ms = lag
-        );
+    if let Some(report) = pass.run("leader: tick", store.tick(clock(), lag)).await {
+        if report.deferred > 0 {
+            tracing::info!(event = "tick_deferred", checks = report.deferred);
+        }
+        if report.lagging > 0 {
+            tracing::info!(
+                event = "silence_deferred",
+                checks = report.lagging,
+                lag_ms = lag
+            );
+        }
     }
     if let Some((sqs, url)) = &settings.dead_letter_queue
         && let Some(depth) = crate::consume::sqs::queue_depth(sqs, url).await
     {
         metrics.dead_letter.store(depth, Ordering::Relaxed);
     }
-    let snapshot = lead
-        .step("leader: export", async {
+    let snapshot = pass
+        .run("leader: export", async {
             Ok(Snapshot {
                 checks: store.check_statuses().await?,
                 agents: exported_agents(
@@ -286,9 +341,14 @@ async fn work(
                 incidents_open: store.open_incidents().await?,
             })
         })
-        .await?;
-    metrics.set_snapshot(Some(snapshot));
-    Ok(())
+        .await;
+    if let Some(snapshot) = snapshot {
+        metrics.set_snapshot(Some(snapshot));
+    }
+    match pass.failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The agents the export shows, with their last word in unix seconds: one

@@ -92,39 +92,40 @@ impl Shared for MemDb {
             .collect())
     }
 
-    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
+    async fn unfolded_of(&mut self, level: Level, checks: &[i32]) -> Result<Vec<At>, StoreError> {
+        let checks: BTreeSet<i32> = checks.iter().copied().collect();
         Ok(self
             .rollups
             .iter()
-            .filter(|(k, v)| k.0 == level && !v.1)
+            .filter(|(k, v)| k.0 == level && !v.1 && checks.contains(&k.1))
             .map(|(k, _)| (k.1, k.2))
             .collect())
     }
 
-    async fn load_level(
+    async fn load_parts(
         &mut self,
         level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<Rollup>, StoreError> {
-        Ok(self
-            .rollups
-            .range((level, check, from)..(level, check, to))
-            .map(|(_, v)| v.0.clone())
+        parents: &[At],
+    ) -> Result<Vec<(At, Rollup)>, StoreError> {
+        let Some(span) = level.parent().map(Level::span_ms) else {
+            return Ok(Vec::new());
+        };
+        Ok(parents
+            .iter()
+            .flat_map(|&(check, start)| {
+                self.rollups
+                    .range((level, check, start)..(level, check, start + span))
+                    .map(move |(_, v)| ((check, start), v.0.clone()))
+            })
             .collect())
     }
 
-    async fn mark_folded(
-        &mut self,
-        level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<(), StoreError> {
+    async fn mark_folded(&mut self, level: Level, checks: &[i32]) -> Result<(), StoreError> {
+        let checks: BTreeSet<i32> = checks.iter().copied().collect();
         for (_, v) in self
             .rollups
-            .range_mut((level, check, from)..(level, check, to))
+            .iter_mut()
+            .filter(|(k, _)| k.0 == level && checks.contains(&k.1))
         {
             v.1 = true;
         }

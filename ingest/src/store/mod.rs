@@ -29,7 +29,7 @@ pub use lease::LEASE;
 pub use retention::Dropped;
 pub use rows::slo as stored_slo;
 pub use sqlite::{SQLITE_MIGRATIONS, SqliteStore};
-pub use sync::{CheckUp, Pruned, TickReport};
+pub use sync::{CheckUp, FOLD_BUDGET, FoldReport, Pruned, TickReport};
 pub use url::DatabaseUrl;
 
 use crate::state::{Millis, Thresholds};

@@ -80,28 +80,27 @@ pub(crate) trait Shared: Send {
         keys: &[(Level, i32, Millis)],
     ) -> impl Future<Output = Result<Vec<(RollupKey, Rollup)>, StoreError>> + Send;
 
-    /// `(check, bucket)` of every row of `level` changed since it was folded.
-    fn unfolded(
+    /// `(check, bucket)` of the rows of `level` of these checks changed since
+    /// they were folded.
+    fn unfolded_of(
         &mut self,
         level: Level,
+        checks: &[i32],
     ) -> impl Future<Output = Result<Vec<At>, StoreError>> + Send;
 
-    /// The rows of `level` of a check in `[from, to)`.
-    fn load_level(
+    /// Every row of `level` inside these parent buckets (`(check, start)` of
+    /// the level above), each with the parent it belongs to.
+    fn load_parts(
         &mut self,
         level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> impl Future<Output = Result<Vec<Rollup>, StoreError>> + Send;
+        parents: &[At],
+    ) -> impl Future<Output = Result<Vec<(At, Rollup)>, StoreError>> + Send;
 
-    /// Marks the rows of `level` of a check in `[from, to)` folded.
+    /// Marks every row of `level` of these checks folded.
     fn mark_folded(
         &mut self,
         level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
+        checks: &[i32],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Raises a check's interval (a result said it is longer).

@@ -129,15 +129,16 @@ pub(crate) async fn load_rollups(
     Ok(out)
 }
 
-/// `(check, bucket)` of every row of `level` changed since it was folded.
+/// Each check with rows of `level` changed since they were folded, with the
+/// oldest of those rows' buckets.
 pub(crate) async fn unfolded(mut c: Conn<'_>, level: Level) -> Result<Vec<At>, StoreError> {
     let d = c.dialect();
     let rows: Vec<(i64, i64)> = c
         .rows(
             &format!(
-                "SELECT {}, {} FROM rollups WHERE level = {} AND NOT folded",
+                "SELECT {}, {} FROM rollups WHERE level = {} AND NOT folded GROUP BY check_id",
                 d.int("check_id"),
-                d.ms("bucket"),
+                d.ms("MIN(bucket)"),
                 d.p(1)
             ),
             &[Arg::Int(i64::from(level.code()))],
@@ -146,68 +147,96 @@ pub(crate) async fn unfolded(mut c: Conn<'_>, level: Level) -> Result<Vec<At>, S
     Ok(rows.into_iter().map(|(c, b)| (c as i32, b)).collect())
 }
 
-/// The rows of `level` of a check in `[from, to)`.
-pub(crate) async fn load_level(
+/// `(check, bucket)` of the rows of `level` of these checks changed since
+/// they were folded.
+pub(crate) async fn unfolded_of(
     mut c: Conn<'_>,
     level: Level,
-    check: i32,
-    from: Millis,
-    to: Millis,
-) -> Result<Vec<Rollup>, StoreError> {
+    checks: &[i32],
+) -> Result<Vec<At>, StoreError> {
     let d = c.dialect();
-    let (range, args) = level_range(d, level, check, from, to);
-    let rows: Vec<(i64, i64, Vec<u8>)> = c
+    let rows: Vec<(i64, i64)> = c
         .rows(
             &format!(
-                "SELECT {}, {}, measures FROM rollups WHERE {range}",
-                d.int("count"),
-                d.int("up")
+                "SELECT {}, {} FROM rollups
+                 WHERE level = {} AND NOT folded AND check_id IN ({})",
+                d.int("check_id"),
+                d.ms("bucket"),
+                d.p(1),
+                d.int_list(2)
             ),
-            &args,
+            &[Arg::Int(i64::from(level.code())), Arg::ints(checks)],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|(c, b)| (c as i32, b)).collect())
+}
+
+/// Every row of `level` inside these parent buckets, with its parent.
+pub(crate) async fn load_parts(
+    mut c: Conn<'_>,
+    level: Level,
+    parents: &[At],
+) -> Result<Vec<(At, Rollup)>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        check_id: i64,
+        parent: i64,
+        count: i64,
+        up: i64,
+        measures: Vec<u8>,
+    }
+    let Some(span) = level.parent().map(Level::span_ms) else {
+        return Ok(Vec::new());
+    };
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let d = c.dialect();
+    let rows: Vec<Row> = c
+        .rows(
+            &format!(
+                "SELECT {} AS check_id, k.s AS parent, {} AS count, {} AS up, measures
+                 FROM rollups r JOIN ({}) AS k
+                   ON r.level = {} AND r.check_id = k.c
+                  AND r.bucket >= {} AND r.bucket < {}",
+                d.int("r.check_id"),
+                d.int("r.count"),
+                d.int("r.up"),
+                d.tuples(1, &["c", "s", "e"]),
+                d.p(2),
+                d.instant("k.s"),
+                d.instant("k.e")
+            ),
+            &[
+                Arg::tuples(parents.iter().map(|&(c, s)| [i64::from(c), s, s + span])),
+                Arg::Int(i64::from(level.code())),
+            ],
         )
         .await?;
     rows.into_iter()
-        .map(|(count, up, bytes)| stored_rollup(check, count as i32, up as i32, &bytes))
+        .map(|r| {
+            let rollup =
+                stored_rollup(r.check_id as i32, r.count as i32, r.up as i32, &r.measures)?;
+            Ok(((r.check_id as i32, r.parent), rollup))
+        })
         .collect()
 }
 
-/// The rows of `level` of a check in `[from, to)`: the condition and its arguments.
-fn level_range(
-    d: super::sql::Dialect,
-    level: Level,
-    check: i32,
-    from: Millis,
-    to: Millis,
-) -> (String, [Arg; 4]) {
-    (
-        format!(
-            "level = {} AND check_id = {} AND bucket >= {} AND bucket < {}",
-            d.p(1),
-            d.p(2),
-            d.at(3),
-            d.at(4)
-        ),
-        [
-            Arg::Int(i64::from(level.code())),
-            Arg::Int(check.into()),
-            Arg::Int(from),
-            Arg::Int(to),
-        ],
-    )
-}
-
-/// Marks the rows of `level` of a check in `[from, to)` folded.
+/// Marks every row of `level` of these checks folded.
 pub(crate) async fn mark_folded(
     mut c: Conn<'_>,
     level: Level,
-    check: i32,
-    from: Millis,
-    to: Millis,
+    checks: &[i32],
 ) -> Result<(), StoreError> {
-    let (range, args) = level_range(c.dialect(), level, check, from, to);
+    let d = c.dialect();
     c.exec(
-        &format!("UPDATE rollups SET folded = true WHERE {range} AND NOT folded"),
-        &args,
+        &format!(
+            "UPDATE rollups SET folded = true
+             WHERE level = {} AND NOT folded AND check_id IN ({})",
+            d.p(1),
+            d.int_list(2)
+        ),
+        &[Arg::Int(i64::from(level.code())), Arg::ints(checks)],
     )
     .await?;
     Ok(())
@@ -492,28 +521,20 @@ impl<T: Connected> Shared for T {
         widen_interval(self.conn(), check, interval_ms).await
     }
 
-    async fn unfolded(&mut self, level: Level) -> Result<Vec<At>, StoreError> {
-        unfolded(self.conn(), level).await
+    async fn unfolded_of(&mut self, level: Level, checks: &[i32]) -> Result<Vec<At>, StoreError> {
+        unfolded_of(self.conn(), level, checks).await
     }
 
-    async fn load_level(
+    async fn load_parts(
         &mut self,
         level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<Rollup>, StoreError> {
-        load_level(self.conn(), level, check, from, to).await
+        parents: &[At],
+    ) -> Result<Vec<(At, Rollup)>, StoreError> {
+        load_parts(self.conn(), level, parents).await
     }
 
-    async fn mark_folded(
-        &mut self,
-        level: Level,
-        check: i32,
-        from: Millis,
-        to: Millis,
-    ) -> Result<(), StoreError> {
-        mark_folded(self.conn(), level, check, from, to).await
+    async fn mark_folded(&mut self, level: Level, checks: &[i32]) -> Result<(), StoreError> {
+        mark_folded(self.conn(), level, checks).await
     }
 
     async fn load_samples(

@@ -8,6 +8,7 @@ use super::pg_ops::{PgOps, Writes};
 use super::sql::{Arg, Dialect, Tx};
 use super::sqlite_ops::SqliteOps;
 use super::{CheckRow, PgStore, Store, StoreError, retrying, ts};
+use crate::rollup::Level;
 use crate::state::Millis;
 use crate::status::Status;
 use chrono::Duration as ChronoDuration;
@@ -27,6 +28,13 @@ const TICK_CHUNK: usize = 100;
 /// How long one tick may spend deciding checks before it leaves the rest to
 /// the next (see [`Store::tick_within`]).
 pub const TICK_BUDGET: Duration = Duration::from_secs(1);
+
+/// Checks folded in one of the fold's transactions.
+const FOLD_CHUNK: usize = 250;
+
+/// How long one pass of folding may spend before it leaves the rest to the
+/// next (see [`Store::fold_within`]).
+pub const FOLD_BUDGET: Duration = Duration::from_secs(1);
 
 /// A check's verdict for `statuspage_check_up`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +60,16 @@ pub struct TickReport {
     pub deferred: usize,
     /// Checks whose status or incident changed.
     pub changed: Vec<String>,
+}
+
+/// What a pass of folding did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldReport {
+    /// Hour and day rows written.
+    pub written: usize,
+    /// Checks with changed rows left to the next pass: the pass had spent
+    /// its budget (a check is counted once for each level it waits at).
+    pub deferred: usize,
 }
 
 /// A check row as both databases give it: every integer widened to 64 bits
@@ -478,15 +496,46 @@ impl Store {
         Ok(report)
     }
 
-    /// Folds changed minute rollups into hours, and hours into days.
+    /// Folds every changed minute rollup into its hour, and every changed
+    /// hour into its day. Returns the rows written.
     pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
-        retrying(self.retry_count(), || async move {
-            let mut tx = self.begin().await?;
-            let n = with_ops!(&mut tx, |ops| flow::fold(ops).await)?;
-            tx.commit().await?;
-            Ok(n)
-        })
-        .await
+        Ok(self.fold_within(Duration::MAX).await?.written)
+    }
+
+    /// Folds changed minutes into hours, then changed hours into days,
+    /// spending at most `budget` (and at least one chunk a level). Each
+    /// chunk of [`FOLD_CHUNK`] checks is a short transaction of its own that
+    /// locks only its checks, so a write waits for one chunk at most, never
+    /// for the whole fold. The checks whose oldest changed row is oldest go
+    /// first; those left are counted as deferred and come first next time.
+    pub async fn fold_within(&self, budget: Duration) -> Result<FoldReport, StoreError> {
+        let started = tokio::time::Instant::now();
+        let mut report = FoldReport::default();
+        for level in [Level::Minute, Level::Hour] {
+            let mut dirty = retrying(self.retry_count(), || async move {
+                let mut tx = self.begin().await?;
+                let dirty = super::reads::unfolded(tx.conn(), level).await?;
+                tx.commit().await?;
+                Ok(dirty)
+            })
+            .await?;
+            dirty.sort_by_key(|&(check, oldest)| (oldest, check));
+            let ids: Vec<i32> = dirty.iter().map(|d| d.0).collect();
+            for (n, chunk) in ids.chunks(FOLD_CHUNK).enumerate() {
+                if n > 0 && started.elapsed() >= budget {
+                    report.deferred += ids.len() - n * FOLD_CHUNK;
+                    break;
+                }
+                report.written += retrying(self.retry_count(), || async move {
+                    let mut tx = self.begin().await?;
+                    let n = with_ops!(&mut tx, |ops| flow::fold(ops, level, chunk).await)?;
+                    tx.commit().await?;
+                    Ok(n)
+                })
+                .await?;
+            }
+        }
+        Ok(report)
     }
 
     /// Every active, configured check's status.

@@ -6,6 +6,7 @@ mod consumer;
 mod ddl;
 mod harness;
 mod hostile;
+mod leader;
 mod outage;
 mod outbox;
 mod store;
