@@ -481,9 +481,26 @@ async fn run(
             "statuspage_ingest_leader_step_seconds",
             &format!("step=\"{step}\""),
         ) {
-            Some((p50, p99, n)) => println!("leader step {step}: p50 {p50}, p99 {p99} ({n} runs)"),
+            Some((p50, p99, n)) => {
+                let label = format!("step=\"{step}\"");
+                let sum = counter(&after, "statuspage_ingest_leader_step_seconds_sum", &label);
+                println!(
+                    "leader step {step}: p50 {p50}, p99 {p99}, mean {:.2} s ({n} runs)",
+                    sum / n.max(1) as f64
+                )
+            }
             None => println!("leader step {step}: not run"),
         }
+    }
+    for step in ["tick", "rollups"] {
+        println!(
+            "leader step {step}: {:.0} checks left to the next pass at the end",
+            counter(
+                &after,
+                "statuspage_ingest_leader_deferred_checks",
+                &format!("step=\"{step}\""),
+            )
+        );
     }
     let per_k = |v: f64| v / results.max(1.0) * 1000.0;
     let pg_cpu = after_db.cpu - before_db.cpu;

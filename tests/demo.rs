@@ -151,6 +151,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("statuspage_ingest_db_up", "gauge"),
     ("statuspage_ingest_db_transaction_seconds", "histogram"),
     ("statuspage_ingest_leader_step_seconds", "histogram"),
+    ("statuspage_ingest_leader_deferred_checks", "gauge"),
     ("statuspage_ingest_db_retries_total", "counter"),
     ("statuspage_ingest_pruned_total", "counter"),
     ("statuspage_ingest_config_last_reload_successful", "gauge"),

@@ -305,15 +305,19 @@ async fn work(
     }
     // Every pass folds for a bounded time, the oldest changes first, so the
     // hours and days keep up without one long transaction holding the checks.
+    let mut deferred = Vec::new();
     if let Some(folded) = pass
         .run("leader: rollups", store.fold_within(FOLD_BUDGET))
         .await
-        && folded.deferred > 0
     {
-        tracing::info!(event = "fold_deferred", checks = folded.deferred);
+        deferred.push(("rollups", folded.deferred));
+        if folded.deferred > 0 {
+            tracing::info!(event = "fold_deferred", checks = folded.deferred);
+        }
     }
     let lag = metrics.lag();
     if let Some(report) = pass.run("leader: tick", store.tick(clock(), lag)).await {
+        deferred.push(("tick", report.deferred));
         if report.deferred > 0 {
             tracing::info!(event = "tick_deferred", checks = report.deferred);
         }
@@ -339,6 +343,7 @@ async fn work(
                     settings.retire_after.as_millis() as i64,
                 ),
                 incidents_open: store.open_incidents().await?,
+                deferred,
             })
         })
         .await;

@@ -64,6 +64,9 @@ pub struct Snapshot {
     pub agents: Vec<(String, String, f64)>,
     /// Open incidents.
     pub incidents_open: i64,
+    /// Checks the pass left to the next, its budget spent: `(step, checks)`
+    /// for `tick` and `rollups`.
+    pub deferred: Vec<(&'static str, usize)>,
 }
 
 const RESULTS: &str = "statuspage_ingest_results_total";
@@ -89,6 +92,7 @@ const SLO_WINDOW: &str = "statuspage_check_slo_window_seconds";
 const AGENT_SEEN: &str = "statuspage_agent_last_seen_timestamp_seconds";
 const INCIDENTS_OPEN: &str = "statuspage_incidents_open";
 const LEADER_STEP: &str = "statuspage_ingest_leader_step_seconds";
+const LEADER_DEFERRED: &str = "statuspage_ingest_leader_deferred_checks";
 
 /// Histograms and their bucket bounds (seconds), for the exporter.
 pub const HISTOGRAMS: &[(&str, &[f64])] = &[
@@ -147,7 +151,11 @@ pub fn describe() {
     );
     describe_histogram!(
         LEADER_STEP,
-        "Duration of each of the leader's steps by `step`: tick (silence, maintenance and incidents, every --tick-seconds), export, and once a minute partitions, rollups, retention, prune and catalog."
+        "Duration of each of the leader's steps by `step`: tick (silence, maintenance and incidents) and rollups (folding minutes into hours and days), each within a 1 s budget, and export, every --tick-seconds; partitions, retention, prune and catalog once a minute."
+    );
+    describe_gauge!(
+        LEADER_DEFERRED,
+        "Checks the leader's last pass left to the next, its budget spent, by `step`: tick (silence and maintenance not yet decided) and rollups (changes not yet folded into hours and days); above zero for long, the leader does not keep up. Leader only."
     );
     describe_gauge!(
         LEADER,
@@ -415,4 +423,7 @@ fn publish_snapshot(s: &Snapshot) {
         gauge!(AGENT_SEEN, "agent" => agent.clone(), "zone" => zone.clone()).set(*seen);
     }
     gauge!(INCIDENTS_OPEN).set(s.incidents_open as f64);
+    for (step, checks) in &s.deferred {
+        gauge!(LEADER_DEFERRED, "step" => *step).set(*checks as f64);
+    }
 }
