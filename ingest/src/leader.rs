@@ -303,11 +303,12 @@ async fn work(
             *synced = Some(tokio::time::Instant::now());
         }
     }
-    // Every pass folds for a bounded time, the oldest changes first, so the
-    // hours and days keep up without one long transaction holding the checks.
+    // Every pass folds for a bounded time, the oldest changes first (each
+    // a minute old at least), so the hours and days keep up without one long
+    // transaction holding the checks.
     let mut deferred = Vec::new();
     if let Some(folded) = pass
-        .run("leader: rollups", store.fold_within(FOLD_BUDGET))
+        .run("leader: rollups", store.fold_within(now, FOLD_BUDGET))
         .await
     {
         deferred.push(("rollups", folded.deferred));

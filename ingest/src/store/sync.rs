@@ -36,6 +36,10 @@ const FOLD_CHUNK: usize = 250;
 /// next (see [`Store::fold_within`]).
 pub const FOLD_BUDGET: Duration = Duration::from_secs(1);
 
+/// How old a check's oldest unfolded change must be before the leader folds
+/// it (see [`Store::fold_within`]).
+pub const FOLD_SETTLE_MS: Millis = 60_000;
+
 /// A check's verdict for `statuspage_check_up`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckUp {
@@ -499,7 +503,7 @@ impl Store {
     /// Folds every changed minute rollup into its hour, and every changed
     /// hour into its day. Returns the rows written.
     pub async fn fold_rollups(&self) -> Result<usize, StoreError> {
-        Ok(self.fold_within(Duration::MAX).await?.written)
+        Ok(self.fold_within(Millis::MAX, Duration::MAX).await?.written)
     }
 
     /// Folds changed minutes into hours, then changed hours into days,
@@ -508,7 +512,15 @@ impl Store {
     /// locks only its checks, so a write waits for one chunk at most, never
     /// for the whole fold. The checks whose oldest changed row is oldest go
     /// first; those left are counted as deferred and come first next time.
-    pub async fn fold_within(&self, budget: Duration) -> Result<FoldReport, StoreError> {
+    ///
+    /// A check waits until its oldest change is [`FOLD_SETTLE_MS`] old
+    /// (before `now`), so its hour is rewritten about once a minute however
+    /// many results and locations its minutes got, not once a pass.
+    pub async fn fold_within(
+        &self,
+        now: Millis,
+        budget: Duration,
+    ) -> Result<FoldReport, StoreError> {
         let started = tokio::time::Instant::now();
         let mut report = FoldReport::default();
         for level in [Level::Minute, Level::Hour] {
@@ -519,6 +531,7 @@ impl Store {
                 Ok(dirty)
             })
             .await?;
+            dirty.retain(|&(_, oldest)| oldest <= now.saturating_sub(FOLD_SETTLE_MS));
             dirty.sort_by_key(|&(check, oldest)| (oldest, check));
             let ids: Vec<i32> = dirty.iter().map(|d| d.0).collect();
             for (n, chunk) in ids.chunks(FOLD_CHUNK).enumerate() {

@@ -316,36 +316,54 @@ async fn a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first(d
     assert_eq!((report.checks, report.deferred), (0, 0), "{report:?}");
 }
 
-/// Folding works in chunks of 250 checks, each its own transaction: past
-/// its budget a pass folds one chunk a level, the checks whose changes are
-/// oldest first, and leaves the rest, counted, to the next; a full pass
-/// then finds every hour and day exact.
+/// Folding works in chunks of 250 checks, each its own transaction: a
+/// check waits until its oldest change is a minute old; past its budget a
+/// pass folds one chunk a level, the checks whose changes are oldest first,
+/// and leaves the rest, counted, to the next; a full pass then finds every
+/// hour and day exact.
 async fn a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first(db: Db) {
     let store = &db.store;
     let t0 = start();
     let mut rs: Vec<_> = (0..259)
         .map(|n| result(&format!("c{n}"), "a", t0, n % 2 == 0))
         .collect();
-    // The one check whose change is an hour older than every other's.
     rs.push(result("late", "a", t0 - 60 * MINUTE, true));
     put(store, &batch("a", rs)).await;
     let at = |level: i16| format!("SELECT count(*) FROM rollups WHERE level = {level}");
+    let hours_of = |slug: &str| {
+        format!(
+            "SELECT count(*) FROM rollups r JOIN checks c ON c.id = r.check_id
+             WHERE c.slug = '{slug}' AND r.level = 1"
+        )
+    };
     assert_eq!(db.count(&at(0)).await, 260);
 
-    let report = store.fold_within(Duration::ZERO).await.unwrap();
+    // Half a minute after t0, only the change an hour older has settled.
+    let report = store
+        .fold_within(t0 + 30_000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((report.written, report.deferred), (2, 0), "{report:?}");
+    assert_eq!(db.count(&hours_of("late")).await, 1);
+
+    // A check whose change is half an hour older than the others' goes first.
+    put(
+        store,
+        &batch("a", vec![result("older", "a", t0 - 30 * MINUTE, true)]),
+    )
+    .await;
+    let report = store.fold_within(now(), Duration::ZERO).await.unwrap();
     assert_eq!(
         (report.written, report.deferred),
         (500, 10),
         "250 hours and their 250 days; 10 checks left at the minute level: {report:?}"
     );
-    assert_eq!((db.count(&at(1)).await, db.count(&at(2)).await), (250, 250));
-    let late_hours = "SELECT count(*) FROM rollups r JOIN checks c ON c.id = r.check_id
-                      WHERE c.slug = 'late' AND r.level = 1";
     assert_eq!(
-        db.count(late_hours).await,
+        db.count(&hours_of("older")).await,
         1,
         "the oldest change went first"
     );
+    assert_eq!((db.count(&at(1)).await, db.count(&at(2)).await), (251, 251));
     let unfolded = "SELECT count(*) FROM rollups WHERE NOT folded AND level < 2";
     assert_eq!(db.count(unfolded).await, 10, "the deferred minutes only");
 
@@ -361,14 +379,14 @@ async fn a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first(db: Db) {
     );
     assert_eq!(db.count(unfolded).await, 0);
     for level in 0..3 {
-        assert_eq!(db.count(&at(level)).await, 260, "level {level}");
+        assert_eq!(db.count(&at(level)).await, 261, "level {level}");
         let (count, up) = (
             format!("SELECT CAST(sum(count) AS BIGINT) FROM rollups WHERE level = {level}"),
             format!("SELECT CAST(sum(up) AS BIGINT) FROM rollups WHERE level = {level}"),
         );
         assert_eq!(
             (db.count(&count).await, db.count(&up).await),
-            (260, 131),
+            (261, 132),
             "level {level}: every result once"
         );
     }
