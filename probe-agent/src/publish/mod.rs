@@ -305,7 +305,9 @@ fn take_off<'a, P: Publisher>(
     buffer: &mut Buffer,
     stats: &'a PublishStats,
 ) -> Flight<'a> {
+    let dropped = buffer.dropped();
     let taken = buffer.take(settings.max_message_bytes * CHUNK_MESSAGES);
+    stats.drop_results(buffer.dropped() - dropped);
     let last = buffer.is_empty();
     let outgoing = messages(&settings.agent, taken.clone(), settings.max_message_bytes);
     let sending = Box::pin(async move {
