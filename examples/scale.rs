@@ -429,8 +429,10 @@ async fn run(
         waiting.push(w as f64);
     }
     let elapsed = began.elapsed().as_secs_f64();
-    let after = exposition.render();
     let after_cpu = own_cpu();
+    // The leader's gauges are set just before a scrape, as a scrape would.
+    ingest_metrics.publish();
+    let after = exposition.render();
     let after_db = db_counters(admin, name).await?;
 
     let results_metric = "statuspage_ingest_results_total";

@@ -161,6 +161,29 @@ impl Dialect {
         }
     }
 
+    /// The rows of the JSON array of arrays in parameter `n` (see
+    /// [`Arg::records`]), as a subquery whose columns are `cols`, each read
+    /// as its kind (a JSON `null` is NULL).
+    pub fn records(self, n: u8, cols: &[(&str, Field)]) -> String {
+        let columns: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, (name, field))| match (self, field) {
+                (Dialect::Postgres, Field::Int) => format!("(e.v->>{i})::int8 AS {name}"),
+                (Dialect::Postgres, Field::Text) => format!("(e.v->>{i}) AS {name}"),
+                (Dialect::Postgres, Field::Bool) => format!("(e.v->>{i})::boolean AS {name}"),
+                (Dialect::Sqlite, _) => format!("json_extract(e.value, '$[{i}]') AS {name}"),
+            })
+            .collect();
+        match self {
+            Dialect::Postgres => format!(
+                "SELECT {} FROM json_array_elements(${n}::json) AS e(v)",
+                columns.join(", ")
+            ),
+            Dialect::Sqlite => format!("SELECT {} FROM json_each(?{n}) AS e", columns.join(", ")),
+        }
+    }
+
     /// The rows of the JSON array of text pairs in parameter `n` (see
     /// [`Arg::text_pairs`]), as a subquery whose columns are `a` and `b`.
     pub fn text_pairs(self, n: u8, a: &str, b: &str) -> String {
@@ -288,6 +311,17 @@ impl Dialect {
     }
 }
 
+/// The kind of a column of [`Dialect::records`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// An integer (64 bits).
+    Int,
+    /// Text.
+    Text,
+    /// A boolean.
+    Bool,
+}
+
 /// One value bound to a statement.
 #[derive(Clone, Debug)]
 pub enum Arg {
@@ -316,6 +350,12 @@ impl Arg {
     pub fn tuples<const N: usize>(items: impl IntoIterator<Item = [i64; N]>) -> Arg {
         let items: Vec<Vec<i64>> = items.into_iter().map(|t| t.to_vec()).collect();
         Arg::Text(serde_json::Value::from(items).to_string())
+    }
+
+    /// Rows, each a JSON array of its fields in the order of the columns
+    /// given to [`Dialect::records`], as the JSON array it reads.
+    pub fn records(rows: Vec<serde_json::Value>) -> Arg {
+        Arg::Text(serde_json::Value::Array(rows).to_string())
     }
 
     /// Pairs of texts, as the JSON array that [`Dialect::text_pairs`] reads.

@@ -647,6 +647,10 @@ async fn upsert_checks(
     checks: &[(usize, &config::Check)],
     now: Millis,
 ) -> Result<(), StoreError> {
+    use super::sql::Field::{Bool, Int, Text};
+    if checks.is_empty() {
+        return Ok(());
+    }
     let d = tx.dialect();
     let changed = [
         "config_hash",
@@ -661,12 +665,31 @@ async fn upsert_checks(
     ]
     .map(|c| d.differs(&format!("checks.{c}"), &format!("excluded.{c}")))
     .join(" OR ");
+    let columns = [
+        ("slug", Text),
+        ("name", Text),
+        ("group_name", Text),
+        ("description", Text),
+        ("public", Bool),
+        ("kind", Text),
+        ("position", Int),
+        ("interval_ms", Int),
+        ("failure_threshold", Int),
+        ("success_threshold", Int),
+        ("quorum", Int),
+        ("reopen_window_ms", Int),
+        ("config_hash", Text),
+        ("locations", Int),
+        ("group_description", Text),
+        ("slo_target_ppm", Int),
+        ("slo_window_days", Int),
+    ];
+    let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    // One statement a chunk. (SQLite reads `ON CONFLICT` after a bare
+    // `SELECT ... FROM` as a join's; the `WHERE true` ends the select.)
     let sql = format!(
-        "INSERT INTO checks (slug, name, group_name, description, public, kind, position,
-             interval_ms, failure_threshold, success_threshold, quorum, reopen_window_ms,
-             config_hash, placeholder, locations, created_at, group_description,
-             slo_target_ppm, slo_window_days)
-         VALUES ({}, false, {}, {}, {}, {}, {})
+        "INSERT INTO checks ({names}, placeholder, created_at)
+         SELECT {names}, false, {created} FROM ({records}) AS r WHERE true
          ON CONFLICT (slug) DO UPDATE SET name = excluded.name,
              group_name = excluded.group_name, group_description = excluded.group_description,
              slo_target_ppm = excluded.slo_target_ppm, slo_window_days = excluded.slo_window_days,
@@ -680,43 +703,40 @@ async fn upsert_checks(
              locations = excluded.locations, absent_since = NULL, retired_at = NULL
          WHERE {changed} OR checks.placeholder
             OR checks.absent_since IS NOT NULL OR checks.retired_at IS NOT NULL",
-        (1..=13).map(|n| d.p(n)).collect::<Vec<_>>().join(", "),
-        d.p(14),
-        d.at(15),
-        d.p(16),
-        d.p(17),
-        d.p(18),
+        names = names.join(", "),
+        created = d.at(2),
+        records = d.records(1, &columns),
     );
-    for (position, c) in checks {
-        let quorum = match c.quorum {
-            Quorum::Majority => None,
-            Quorum::Count(n) => Some(i64::from(n)),
-        };
-        tx.exec(
-            &sql,
-            &[
-                Arg::Text(c.id.to_string()),
-                Arg::Text(c.name.clone()),
-                Arg::Text(c.group.clone()),
-                Arg::MaybeText(c.description.clone()),
-                Arg::Bool(c.public),
-                Arg::Text(c.probe.kind().as_str().into()),
-                Arg::Int(*position as i64),
-                Arg::Int(c.schedule.period().as_millis().max(1) as i64),
-                Arg::Int(i64::from(c.failure_threshold)),
-                Arg::Int(i64::from(c.success_threshold)),
-                Arg::MaybeInt(quorum),
-                Arg::Int(c.reopen_window.as_millis() as i64),
-                Arg::Text(c.config_hash.clone()),
-                Arg::Int(i64::from(super::locations_code(c.locations))),
-                Arg::Int(now),
-                Arg::MaybeText(group_description(catalog, c).map(str::to_string)),
-                Arg::MaybeInt(slo_columns(c).0),
-                Arg::MaybeInt(slo_columns(c).1),
-            ],
-        )
-        .await?;
-    }
+    let rows: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|(position, c)| {
+            let quorum = match c.quorum {
+                Quorum::Majority => None,
+                Quorum::Count(n) => Some(i64::from(n)),
+            };
+            let (slo_target, slo_window) = slo_columns(c);
+            serde_json::json!([
+                c.id.as_str(),
+                c.name,
+                c.group,
+                c.description,
+                c.public,
+                c.probe.kind().as_str(),
+                *position as i64,
+                c.schedule.period().as_millis().max(1) as i64,
+                i64::from(c.failure_threshold),
+                i64::from(c.success_threshold),
+                quorum,
+                c.reopen_window.as_millis() as i64,
+                c.config_hash,
+                i64::from(super::locations_code(c.locations)),
+                group_description(catalog, c),
+                slo_target,
+                slo_window,
+            ])
+        })
+        .collect();
+    tx.exec(&sql, &[Arg::records(rows), Arg::Int(now)]).await?;
     Ok(())
 }
 

@@ -392,6 +392,75 @@ async fn a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first(db: Db) {
     }
 }
 
+/// Catalog sync writes every field of each check, NULLs included, in one
+/// statement a chunk, the same on both databases; a catalog that changes
+/// one check's field rewrites that check alone.
+async fn catalog_sync_stores_every_field_and_rewrites_only_what_changed(db: Db) {
+    let store = &db.store;
+    let yaml = r#"groups:
+  - name: Shop "&" <Co>
+    description: Where 'money' changes hands.
+    slo: { target: 99.5%, window: 7d }
+    checks:
+      - name: Checkout ü
+        id: checkout
+        description: The basket's last step.
+        locations: all
+        quorum: 2
+        failure_threshold: 3
+        success_threshold: 1
+        reopen_window: 30m
+        interval: 2m
+        http: { url: "http://127.0.0.1:9/checkout" }
+      - name: Internal
+        id: internal
+        public: false
+        tcp: { host: 127.0.0.1, port: 9 }
+"#;
+    let fields = "SELECT {at}, slug || '|' || name || '|' || group_name || '|'
+            || COALESCE(description, '-') || '|' || CAST(CASE WHEN public THEN 1 ELSE 0 END AS TEXT)
+            || '|' || kind || '|' || CAST(position AS TEXT) || '|' || CAST(interval_ms AS TEXT)
+            || '|' || CAST(failure_threshold AS TEXT) || '|' || CAST(success_threshold AS TEXT)
+            || '|' || COALESCE(CAST(quorum AS TEXT), '-') || '|' || CAST(reopen_window_ms AS TEXT)
+            || '|' || COALESCE(CAST(locations AS TEXT), '-') || '|' || COALESCE(group_description, '-')
+            || '|' || COALESCE(CAST(slo_target_ppm AS TEXT), '-')
+            || '|' || COALESCE(CAST(slo_window_days AS TEXT), '-')
+            || '|' || CAST(CASE WHEN placeholder THEN 1 ELSE 0 END AS TEXT)
+          FROM checks ORDER BY slug";
+    let at = now() - MINUTE;
+    store
+        .sync_catalog(&catalog(yaml), at, Duration::ZERO)
+        .await
+        .unwrap();
+    let rows = db.rows(fields, "created_at").await;
+    assert_eq!(
+        rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+        [
+            "checkout|Checkout ü|Shop \"&\" <Co>|The basket's last step.|1|http|0|120000|3|1|2|1800000|0|Where 'money' changes hands.|995000|7|0",
+            "internal|Internal|Shop \"&\" <Co>|-|0|tcp|1|60000|2|2|-|600000|3|Where 'money' changes hands.|995000|7|0",
+        ]
+    );
+    assert!(
+        rows.iter().all(|r| r.0 == at),
+        "created when synced: {rows:?}"
+    );
+
+    // One field of one check changes: that row alone is written.
+    let before = db.rows(fields, "created_at").await;
+    store
+        .sync_catalog(
+            &catalog(&yaml.replace("Checkout ü", "Checkout")),
+            at + MINUTE,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let after = db.rows(fields, "created_at").await;
+    assert_eq!(after[1], before[1], "the other check is untouched");
+    assert!(after[0].1.starts_with("checkout|Checkout|"), "{after:?}");
+    assert_eq!(after[0].0, at, "an update keeps the row's creation");
+}
+
 async fn a_retired_check_resolves_its_automatic_incident(db: Db) {
     let store = &db.store;
     let t0 = start();
@@ -712,6 +781,7 @@ crate::conformance!(
     silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags,
     a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first,
     a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first,
+    catalog_sync_stores_every_field_and_rewrites_only_what_changed,
     a_retired_check_resolves_its_automatic_incident,
     migrated_is_false_on_an_empty_database_and_true_after_migrate,
     the_readme_worked_example_holds,
