@@ -487,6 +487,7 @@ pub(crate) async fn recompute<O: Ops>(
             through: *until,
             latest: super::encode_latest(summary),
             cert_not_after: certs.get(&c.id).copied().flatten(),
+            quiet_until: quiet_until(summary, *until, c.interval_ms),
         })
         .collect();
     ops.set_decided(&decided).await?;
@@ -540,6 +541,23 @@ fn cert_expiry(facts: &config::wire::Facts) -> Option<Millis> {
 /// write or tick decides, and keeping it would grow the row with every node
 /// that ever probed the check, past TOAST size on an autoscaled cluster.
 pub(crate) const LATEST_KEPT_MS: Millis = 3_600_000;
+
+/// The first instant after `until` at which the status decided through
+/// `until` could change with no new result: when a location's newest sample
+/// falls silent ([`crate::status::changes`] looks at exactly those instants,
+/// besides samples, maintenance boundaries and agents leaving the fleet),
+/// and one interval after `until` at the latest, so a check that hears
+/// nothing is still decided once an interval (agents leaving the fleet).
+/// Results that keep coming are decided by their writes; the tick looks at a
+/// check only from this instant on, or when a maintenance window starts or
+/// ends, rather than every quarter interval.
+fn quiet_until(newest: &[Sample], until: Millis, interval_ms: i64) -> Millis {
+    newest
+        .iter()
+        .map(|s| s.at + crate::status::REPORTING_INTERVALS * s.interval_ms.max(1))
+        .filter(|&silent| silent > until)
+        .fold(until + interval_ms.max(1), Millis::min)
+}
 
 fn newest_per_location(old: Option<&[Sample]>, used: &[Sample]) -> Vec<Sample> {
     let mut by: BTreeMap<i64, Sample> = BTreeMap::new();

@@ -58,6 +58,9 @@ pub(crate) struct Decided {
     pub latest: Vec<u8>,
     /// The newest certificate expiry seen, if the message had one.
     pub cert_not_after: Option<Millis>,
+    /// Until when its status cannot change without a new result (see
+    /// `flow::quiet_until`): the tick passes it over until then.
+    pub quiet_until: Millis,
 }
 
 /// The steps both databases answer with the same SQL (`reads.rs`): what a

@@ -287,17 +287,20 @@ impl Ops for PgOps<'_, '_> {
         let latest: Vec<&[u8]> = decided.iter().map(|d| d.latest.as_slice()).collect();
         let certs: Vec<Option<DateTime<Utc>>> =
             decided.iter().map(|d| d.cert_not_after.map(ts)).collect();
+        let quiet: Vec<DateTime<Utc>> = decided.iter().map(|d| ts(d.quiet_until)).collect();
         sqlx::query(
             "UPDATE checks SET decided_through = u.d, latest = u.l,
-                    cert_not_after = COALESCE(u.c, checks.cert_not_after)
-             FROM UNNEST($1::int4[], $2::timestamptz[], $3::bytea[], $4::timestamptz[])
-                  AS u(id, d, l, c)
+                    cert_not_after = COALESCE(u.c, checks.cert_not_after), quiet_until = u.q
+             FROM UNNEST($1::int4[], $2::timestamptz[], $3::bytea[], $4::timestamptz[],
+                         $5::timestamptz[])
+                  AS u(id, d, l, c, q)
              WHERE checks.id = u.id",
         )
         .bind(&ids)
         .bind(&ds)
         .bind(&latest)
         .bind(&certs)
+        .bind(&quiet)
         .execute(&mut **self.0)
         .await?;
         Ok(())

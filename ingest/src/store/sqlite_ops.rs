@@ -202,12 +202,14 @@ impl Ops for SqliteOps<'_, '_> {
         for d in decided {
             sqlx::query(
                 "UPDATE checks SET decided_through = ?2, latest = ?3,
-                        cert_not_after = COALESCE(?4, cert_not_after) WHERE id = ?1",
+                        cert_not_after = COALESCE(?4, cert_not_after), quiet_until = ?5
+                 WHERE id = ?1",
             )
             .bind(d.check)
             .bind(d.through)
             .bind(&d.latest)
             .bind(d.cert_not_after)
+            .bind(d.quiet_until)
             .execute(&mut **self.0)
             .await?;
         }

@@ -427,24 +427,22 @@ impl Store {
     ) -> Result<TickReport, StoreError> {
         let pool = &self.sql();
         let d = pool.dialect();
-        // A check that got results lately was decided up to them: it is due
-        // again after a quarter interval (at most 15 s), or at once when a
-        // maintenance window starts or ends.
+        // A check is due once its status could change with no new result
+        // (`quiet_until`: a location falling silent, or an interval with
+        // nothing heard), or at once when a maintenance window starts or
+        // ends. Checks whose results keep coming are decided by their writes.
         let due: Vec<(i64,)> = pool
             .rows(
                 &format!(
                     "SELECT {} FROM checks c WHERE retired_at IS NULL AND (
-                         decided_through IS NULL
-                         OR {} <= {} - {} / 4
+                         decided_through IS NULL OR quiet_until IS NULL
+                         OR quiet_until <= {now}
                          OR EXISTS (SELECT 1 FROM maintenance_windows m
                                     WHERE {}
                                       AND ((m.starts_at > c.decided_through AND m.starts_at <= {now})
                                         OR (m.ends_at > c.decided_through AND m.ends_at <= {now}))))
                      ORDER BY decided_through IS NOT NULL, decided_through, id",
                     d.int("id"),
-                    d.ms("decided_through"),
-                    d.p(1),
-                    d.least("interval_ms", "60000"),
                     d.contains("m.checks", "c.slug"),
                     now = d.at(1),
                 ),

@@ -281,6 +281,41 @@ async fn silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags
     );
 }
 
+/// The tick looks at a check only once its status could change with no new
+/// result: results that keep coming are decided by their writes; with
+/// nothing heard it looks once an interval, and at the instant the newest
+/// result falls silent, which it decides exactly.
+async fn the_tick_passes_over_a_check_until_its_status_could_change(db: Db) {
+    let store = &db.store;
+    let t0 = start();
+    slots(store, "web", t0, 0..6, |_| true).await;
+    let looked = |at: i64| async move {
+        let report = store.tick(at, Some(0)).await.unwrap();
+        assert!(report.changed.len() <= report.checks, "{report:?}");
+        (report.checks, report.changed)
+    };
+    assert_eq!(
+        looked(t0 + 5 * MINUTE + 30_000).await,
+        (0, vec![]),
+        "decided through its newest result by the write"
+    );
+    assert_eq!(
+        looked(t0 + 6 * MINUTE + 1_000).await,
+        (1, vec![]),
+        "an interval with nothing heard"
+    );
+    assert_eq!(looked(t0 + 6 * MINUTE + 2_000).await, (0, vec![]));
+    assert_eq!(
+        looked(t0 + 8 * MINUTE + 1_000).await,
+        (1, vec!["web".to_string()])
+    );
+    assert_eq!(
+        db.changes("web", t0).await,
+        [(0, "up".to_string()), (8 * MINUTE, "unknown".into())],
+        "unknown exactly three intervals after the newest result"
+    );
+}
+
 /// 250 checks, none decided, and a tick with no budget at all: each tick
 /// decides one hundred (at least one transaction's worth) and defers the
 /// rest; the next takes those never decided first, so three ticks decide
@@ -779,6 +814,7 @@ crate::conformance!(
     nothing_opens_during_maintenance_and_a_check_still_down_at_its_end_opens_one,
     an_operator_updated_incident_goes_to_monitoring_instead_of_resolving,
     silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags,
+    the_tick_passes_over_a_check_until_its_status_could_change,
     a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first,
     a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first,
     catalog_sync_stores_every_field_and_rewrites_only_what_changed,
