@@ -144,21 +144,8 @@ impl Dialect {
     /// The rows of the JSON array of integer tuples in parameter `n` (see
     /// [`Arg::tuples`]), as a subquery whose columns are `names`.
     pub fn tuples(self, n: u8, names: &[&str]) -> String {
-        let columns: Vec<String> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| match self {
-                Dialect::Postgres => format!("(e.v->>{i})::int8 AS {name}"),
-                Dialect::Sqlite => format!("json_extract(e.value, '$[{i}]') AS {name}"),
-            })
-            .collect();
-        match self {
-            Dialect::Postgres => format!(
-                "SELECT {} FROM json_array_elements(${n}::json) AS e(v)",
-                columns.join(", ")
-            ),
-            Dialect::Sqlite => format!("SELECT {} FROM json_each(?{n}) AS e", columns.join(", ")),
-        }
+        let cols: Vec<(&str, Field)> = names.iter().map(|&name| (name, Field::Int)).collect();
+        self.records(n, &cols)
     }
 
     /// The rows of the JSON array of arrays in parameter `n` (see
