@@ -191,9 +191,8 @@ async fn db_counters(pool: &sqlx::PgPool, name: &str) -> Result<Db, Error> {
     })
 }
 
-/// A histogram's p50 and p99 bucket bounds and its count, from the
-/// exposition (`+Inf` past the last bound).
-fn quantiles(text: &str, name: &str, label: &str) -> Option<(String, String, u64)> {
+/// A histogram's cumulative buckets `(bound, le, count)` from the exposition.
+fn buckets(text: &str, name: &str, label: &str) -> Vec<(f64, String, u64)> {
     let prefix = format!("{name}_bucket{{");
     let mut buckets: Vec<(f64, String, u64)> = text
         .lines()
@@ -210,12 +209,30 @@ fn quantiles(text: &str, name: &str, label: &str) -> Option<(String, String, u64
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last()?.2;
+    buckets
+}
+
+/// A histogram's p50 and p99 bucket bounds and its count, from the
+/// exposition (`+Inf` past the last bound): of what was recorded after
+/// `since` (an earlier exposition), or over the whole run.
+fn quantiles(
+    text: &str,
+    since: Option<&str>,
+    name: &str,
+    label: &str,
+) -> Option<(String, String, u64)> {
+    let mut counts = buckets(text, name, label);
+    if let Some(since) = since {
+        for (b, earlier) in counts.iter_mut().zip(buckets(since, name, label)) {
+            b.2 = b.2.saturating_sub(earlier.2);
+        }
+    }
+    let total = counts.last()?.2;
     if total == 0 {
         return None;
     }
     let at = |q: f64| {
-        buckets
+        counts
             .iter()
             .find(|b| b.2 as f64 >= q * total as f64)
             .map_or("+Inf".to_string(), |b| format!("≤ {} s", b.1))
@@ -477,17 +494,22 @@ async fn run(
         "retention",
         "prune",
     ] {
-        // Over the whole run: the once-a-minute steps run few times.
-        match quantiles(
-            &after,
-            "statuspage_ingest_leader_step_seconds",
-            &format!("step=\"{step}\""),
-        ) {
+        // The steps of every pass over the measured window; the
+        // once-a-minute ones over the whole run, as they run few times.
+        let label = format!("step=\"{step}\"");
+        let every_pass = matches!(step, "tick" | "rollups" | "export");
+        let (since, span) = if every_pass {
+            (Some(before.as_str()), "measured window")
+        } else {
+            (None, "whole run")
+        };
+        let name = "statuspage_ingest_leader_step_seconds";
+        match quantiles(&after, since, name, &label) {
             Some((p50, p99, n)) => {
-                let label = format!("step=\"{step}\"");
-                let sum = counter(&after, "statuspage_ingest_leader_step_seconds_sum", &label);
+                let sum = |t: &str| counter(t, &format!("{name}_sum"), &label);
+                let sum = sum(&after) - since.map_or(0.0, sum);
                 println!(
-                    "leader step {step}: p50 {p50}, p99 {p99}, mean {:.2} s ({n} runs)",
+                    "leader step {step}: p50 {p50}, p99 {p99}, mean {:.2} s ({n} runs, {span})",
                     sum / n.max(1) as f64
                 )
             }
