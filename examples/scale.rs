@@ -417,6 +417,7 @@ async fn run(
     let mut freshness = Vec::new();
     let mut waiting = Vec::new();
     let mut api_ms = Vec::new();
+    let mut fold_waits = Vec::new();
     let until = began + Duration::from_secs(s.seconds);
     let mut next = tokio::time::Instant::now();
     while Instant::now() < until {
@@ -444,6 +445,19 @@ async fn run(
             .fetch_one(admin)
             .await?;
         waiting.push(w as f64);
+        // Every 10 s: how long the oldest settled minute has waited for the
+        // fold (its age less its own minute and the minute it settles for).
+        if let Store::Pg(p) = &store
+            && api_ms.len() % 10 == 0
+        {
+            let age: Option<f64> = sqlx::query_scalar(
+                "SELECT CAST(EXTRACT(EPOCH FROM now() - min(bucket)) AS float8)
+                 FROM rollups WHERE level = 0 AND NOT folded",
+            )
+            .fetch_one(p.pool())
+            .await?;
+            fold_waits.push(age.map_or(0.0, |a| (a - 120.0).max(0.0)));
+        }
     }
     let elapsed = began.elapsed().as_secs_f64();
     let after_cpu = own_cpu();
@@ -526,6 +540,15 @@ async fn run(
             )
         );
     }
+    println!(
+        "fold: the oldest settled minute waited {} (every 10 s, in order; 0 when none waited)",
+        fold_waits
+            .iter()
+            .map(|w| format!("{w:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + " s"
+    );
     let per_k = |v: f64| v / results.max(1.0) * 1000.0;
     let pg_cpu = after_db.cpu - before_db.cpu;
     println!(
