@@ -24,4 +24,7 @@ pub mod wire;
 
 pub use catalog::{Catalog, Check, CheckId, Kind, Probe};
 pub use diagnostic::{Diagnostic, Diagnostics, Mark, Origin};
-pub use load::{Fingerprint, MAX_FILE_BYTES, Sections, fingerprint, load, load_sections, load_str};
+pub use load::{
+    Fingerprint, Kept, MAX_FILE_BYTES, Sections, fingerprint, load, load_failed, load_reusing,
+    load_sections, load_str,
+};

@@ -39,7 +39,7 @@ pub(crate) struct FileGroup {
 }
 
 /// A maintenance window and the check ids it names, with where each is named.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct FileMaintenance {
     pub window: MaintenanceWindow,
     pub references: Vec<(String, Origin)>,

@@ -69,6 +69,9 @@ pub async fn run(
     let fenced = store.fenced(&holder);
     let mut catalog = catalog;
     let mut fingerprint = config::fingerprint(&settings.config);
+    // What the files gave at the last reload: the next parses only those
+    // that changed.
+    let mut kept = config::Kept::default();
     if !settings.config.is_empty() {
         metrics.config_loaded(catalog.is_some());
     }
@@ -86,7 +89,7 @@ pub async fn run(
             let now = config::fingerprint(&settings.config);
             if now != fingerprint {
                 fingerprint = now;
-                match config::load(&settings.config, &*settings.env) {
+                match reload(&settings, &mut kept).await {
                     Ok(c) => {
                         metrics.config_loaded(true);
                         tracing::info!(event = "config_reloaded", checks = c.checks.len());
@@ -166,6 +169,33 @@ pub async fn run(
         if let Err(e) = store.release_lead(&holder).await {
             tracing::warn!(event = "lease_release_failed", error = %e);
         }
+    }
+}
+
+/// Reloads the config on a blocking thread (100,000 checks take seconds to
+/// parse, and the lease must not wait), parsing only the files that changed
+/// since `kept` was filled.
+async fn reload(
+    settings: &Settings,
+    kept: &mut config::Kept,
+) -> Result<Catalog, config::Diagnostics> {
+    let (paths, env, mut taken) = (
+        settings.config.clone(),
+        settings.env.clone(),
+        std::mem::take(kept),
+    );
+    let loaded = tokio::task::spawn_blocking(move || {
+        let catalog = config::load_reusing(&paths, &*env, config::Sections::All, &mut taken);
+        (catalog, taken)
+    })
+    .await;
+    match loaded {
+        Ok((catalog, taken)) => {
+            *kept = taken;
+            catalog
+        }
+        // The loading thread panicked: say so as a problem of the config.
+        Err(e) => Err(config::load_failed(&settings.config, e)),
     }
 }
 

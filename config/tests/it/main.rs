@@ -2,6 +2,7 @@
 
 mod fixtures;
 mod loading;
+mod reload;
 mod schema;
 mod wire;
 

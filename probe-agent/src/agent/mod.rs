@@ -80,7 +80,8 @@ pub async fn run<P: Publisher + 'static>(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     metrics.set_check_series_max(settings.check_series_max);
-    let mut checks = load(&settings.config, &env)
+    let mut kept = config::Kept::default();
+    let mut checks = load(&settings.config, &env, &mut kept)
         .await
         .map_err(AgentError::Config)?;
     let mut peers = settings.peers.clone();
@@ -189,7 +190,7 @@ pub async fn run<P: Publisher + 'static>(
             }
         };
         let started = std::time::Instant::now();
-        match load(&settings.config, &env).await {
+        match load(&settings.config, &env, &mut kept).await {
             Ok(loaded) => {
                 // The old checks go before apply, so two catalogs are never
                 // held with the new one's runs scheduled.
@@ -264,24 +265,26 @@ async fn discover(d: &K8sDiscovery) -> Option<Vec<Peer>> {
 
 /// Loads the checks on a blocking thread (100,000 take seconds to parse,
 /// and the timer loop must not wait): each is in an `Arc` the scheduler shares;
-/// the catalog's other sections are not this role's.
-async fn load(paths: &[PathBuf], env: &Env) -> Result<Vec<Arc<Check>>, config::Diagnostics> {
-    let (owned, env) = (paths.to_vec(), env.clone());
+/// the catalog's other sections are not this role's. Files unchanged since
+/// the last load are not parsed again: their checks come from `kept`.
+async fn load(
+    paths: &[PathBuf],
+    env: &Env,
+    kept: &mut config::Kept,
+) -> Result<Vec<Arc<Check>>, config::Diagnostics> {
+    let (owned, env, mut taken) = (paths.to_vec(), env.clone(), std::mem::take(kept));
     let loaded = tokio::task::spawn_blocking(move || {
-        config::load_sections(&owned, &*env, config::Sections::Checks)
+        let catalog = config::load_reusing(&owned, &*env, config::Sections::Checks, &mut taken);
+        (catalog, taken)
     })
     .await;
     match loaded {
-        Ok(catalog) => Ok(catalog?.checks),
+        Ok((catalog, taken)) => {
+            *kept = taken;
+            Ok(catalog?.checks)
+        }
         // The loading thread panicked: say so as a problem of the config.
-        Err(e) => Err(config::Diagnostics(vec![config::Diagnostic::new(
-            paths
-                .first()
-                .map(PathBuf::as_path)
-                .unwrap_or(std::path::Path::new("-")),
-            config::Mark::START,
-            format!("loading the config failed: {e}"),
-        )])),
+        Err(e) => Err(config::load_failed(paths, e)),
     }
 }
 
