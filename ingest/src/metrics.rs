@@ -116,89 +116,104 @@ pub fn leader_step(step: &'static str, took: std::time::Duration) {
 
 /// Gives every family its help text (once per process, after the recorder is installed).
 pub fn describe() {
-    describe_counter!(RESULTS, "Results by what happened to them.");
-    describe_counter!(REJECTED, "Refused results by reason.");
-    describe_counter!(
-        LATE,
-        "Results stored too late (after R newer ones of their pair) to move state."
-    );
-    describe_counter!(MESSAGES, "Messages by outcome.");
-    describe_gauge!(
-        LAG,
-        "Now minus the oldest SQS SentTimestamp of the last receive handled; 0 once a receive is empty and the queue reports no backlog; absent until the first receive cycle."
-    );
-    describe_gauge!(
-        CONFIG_OK,
-        "1 after the last (re)load of --config succeeded, 0 after it failed (the last good one is kept); absent without --config."
-    );
-    describe_counter!(
-        PRUNED,
-        "Agents unseen for --prune-after, and their pairs, deleted by the leader."
-    );
-    describe_counter!(
-        DB_RETRIES,
-        "Transactions run again after a deadlock, a serialization failure or a lock wait past lock_timeout."
-    );
-    describe_counter!(
-        ABANDONED,
-        "Messages whose handling outlasted the visibility cap, left to redelivery."
-    );
-    describe_gauge!(DEAD_LETTER, "Messages in the dead-letter queue.");
-    describe_gauge!(DB_UP, "1 while the database answers.");
-    describe_histogram!(
-        DB_TRANSACTION,
-        "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction."
-    );
-    describe_histogram!(
-        LEADER_STEP,
-        "Duration of each of the leader's steps by `step`: tick (silence, maintenance and incidents) and rollups (folding minutes into hours and days), each within a 1 s budget, and export, every --tick-seconds; partitions, retention, prune and catalog once a minute."
-    );
-    describe_gauge!(
-        LEADER_DEFERRED,
-        "Checks the leader's last pass left to the next, its budget spent, by `step`: tick (silence and maintenance not yet decided) and rollups (changes not yet folded into hours and days); above zero for long, the leader does not keep up. Leader only."
-    );
-    describe_gauge!(
-        LEADER,
-        "1 on the replica that holds the leader's lease (and only until it could lapse)."
-    );
-    describe_gauge!(
-        CHECK_UP,
-        "The quorum verdict: 1 up or degraded, 0 down; absent in maintenance or unknown."
-    );
-    describe_gauge!(
-        CHECK_STATUS,
-        "1 for the check's current status, 0 for the others."
-    );
-    describe_gauge!(
-        SLO_OBJECTIVE,
-        "A check's service level objective as a ratio (0.999 for 99.9%); absent without one. The burn-rate rules of `statuspage rules` divide by it."
-    );
-    describe_gauge!(
-        SLO_WINDOW,
-        "The rolling window of a check's objective, in seconds; the burn-rate rules derive their factors from it."
-    );
-    describe_gauge!(AGENT_SEEN, "When each agent's newest message was sent.");
-    describe_gauge!(INCIDENTS_OPEN, "Incidents not resolved.");
-    use crate::notify::{ATTEMPTS, DELIVERIES, OLDEST, PENDING};
-    describe_counter!(
-        DELIVERIES,
-        "Notification deliveries that ended, by channel and outcome (delivered, or failed for good)."
-    );
-    describe_counter!(
-        ATTEMPTS,
-        "Notification delivery attempts, by channel and result."
-    );
-    describe_gauge!(PENDING, "Notification deliveries waiting to be sent.");
-    describe_gauge!(
-        OLDEST,
-        "How long the oldest pending notification has waited since its event."
-    );
     use crate::notify::subscribers::{MAILS, SUBSCRIBERS};
-    describe_counter!(
-        MAILS,
-        "Subscriber mails that ended, by kind (confirm, manage, notice) and outcome (delivered, failed, dropped)."
-    );
-    describe_gauge!(SUBSCRIBERS, "Public email subscriptions by state.");
+    use crate::notify::{ATTEMPTS, DELIVERIES, OLDEST, PENDING};
+    let counters: [(&'static str, &'static str); 10] = [
+        (RESULTS, "Results by what happened to them."),
+        (REJECTED, "Refused results by reason."),
+        (
+            LATE,
+            "Results stored too late (after R newer ones of their pair) to move state.",
+        ),
+        (MESSAGES, "Messages by outcome."),
+        (
+            PRUNED,
+            "Agents unseen for --prune-after, and their pairs, deleted by the leader.",
+        ),
+        (
+            DB_RETRIES,
+            "Transactions run again after a deadlock, a serialization failure or a lock wait past lock_timeout.",
+        ),
+        (
+            ABANDONED,
+            "Messages whose handling outlasted the visibility cap, left to redelivery.",
+        ),
+        (
+            DELIVERIES,
+            "Notification deliveries that ended, by channel and outcome (delivered, or failed for good).",
+        ),
+        (
+            ATTEMPTS,
+            "Notification delivery attempts, by channel and result.",
+        ),
+        (
+            MAILS,
+            "Subscriber mails that ended, by kind (confirm, manage, notice) and outcome (delivered, failed, dropped).",
+        ),
+    ];
+    let gauges: [(&'static str, &'static str); 15] = [
+        (
+            LAG,
+            "Now minus the oldest SQS SentTimestamp of the last receive handled; 0 once a receive is empty and the queue reports no backlog; absent until the first receive cycle.",
+        ),
+        (
+            CONFIG_OK,
+            "1 after the last (re)load of --config succeeded, 0 after it failed (the last good one is kept); absent without --config.",
+        ),
+        (DEAD_LETTER, "Messages in the dead-letter queue."),
+        (DB_UP, "1 while the database answers."),
+        (
+            LEADER_DEFERRED,
+            "Checks the leader's last pass left to the next, its budget spent, by `step`: tick (silence and maintenance not yet decided) and rollups (changes not yet folded into hours and days); above zero for long, the leader does not keep up. Leader only.",
+        ),
+        (
+            LEADER,
+            "1 on the replica that holds the leader's lease (and only until it could lapse).",
+        ),
+        (
+            CHECK_UP,
+            "The quorum verdict: 1 up or degraded, 0 down; absent in maintenance or unknown.",
+        ),
+        (
+            CHECK_STATUS,
+            "1 for the check's current status, 0 for the others.",
+        ),
+        (
+            SLO_OBJECTIVE,
+            "A check's service level objective as a ratio (0.999 for 99.9%); absent without one. The burn-rate rules of `statuspage rules` divide by it.",
+        ),
+        (
+            SLO_WINDOW,
+            "The rolling window of a check's objective, in seconds; the burn-rate rules derive their factors from it.",
+        ),
+        (AGENT_SEEN, "When each agent's newest message was sent."),
+        (INCIDENTS_OPEN, "Incidents not resolved."),
+        (PENDING, "Notification deliveries waiting to be sent."),
+        (
+            OLDEST,
+            "How long the oldest pending notification has waited since its event.",
+        ),
+        (SUBSCRIBERS, "Public email subscriptions by state."),
+    ];
+    let histograms: [(&'static str, &'static str); 2] = [
+        (
+            DB_TRANSACTION,
+            "Latency of one receive's (or one message's) write: its turn (a process writes one at a time) and its transaction.",
+        ),
+        (
+            LEADER_STEP,
+            "Duration of each of the leader's steps by `step`: tick (silence, maintenance and incidents) and rollups (folding minutes into hours and days), each within a 1 s budget, and export, every --tick-seconds; partitions, retention, prune and catalog once a minute.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+    }
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+    }
+    for (name, help) in histograms {
+        describe_histogram!(name, help);
+    }
 }
 
 /// Ingest's instruments, and the state its gauges publish.

@@ -4,6 +4,23 @@
 //! Queries are checked at run time (`query`/`query_as`), since issue 6 adds
 //! SQLite behind the same operations.
 
+/// `transaction!(store, tx => body)`: `body` (an expression with `tx`, a
+/// `&mut sql::Tx`, in scope; `?` ends it with an error) in a transaction of
+/// `store.begin()`, committed when the body gives its value, and run again
+/// from the start after a deadlock, a serialization failure or a lock wait
+/// past `lock_timeout` (see [`retrying`]). A future, to await.
+macro_rules! transaction {
+    ($store:expr, $tx:ident => $body:expr) => {
+        $crate::store::retrying($store.retry_count(), || async {
+            let mut open = $store.begin().await?;
+            let $tx = &mut open;
+            let out = $body;
+            open.commit().await?;
+            Ok(out)
+        })
+    };
+}
+
 mod flow;
 mod incidents;
 mod lease;
@@ -552,6 +569,28 @@ impl Store {
         work: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         sql::within(self.limits().deadline, what, work).await
+    }
+
+    /// Runs `deletes` in order within one deadline, each `DELETE` with its
+    /// cutoff instant written `{cutoff}`; returns how many rows the first
+    /// deleted. The pruning of the notification tables.
+    pub(crate) async fn delete_before(
+        &self,
+        what: &'static str,
+        deletes: &[(&str, Millis)],
+    ) -> Result<u64, StoreError> {
+        let pool = self.sql();
+        let at = pool.dialect().at(1);
+        self.within(what, async {
+            let mut first = None;
+            for (sql, cutoff) in deletes {
+                let sql = sql.replace("{cutoff}", &at);
+                let gone = pool.exec(&sql, &[sql::Arg::Int(*cutoff)]).await?;
+                first.get_or_insert(gone);
+            }
+            Ok(first.unwrap_or(0))
+        })
+        .await
     }
 
     /// A cheap round trip, within the deadline: the readiness probe.

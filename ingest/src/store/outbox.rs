@@ -14,7 +14,7 @@
 //!   only once every earlier one is delivered or has finally failed.
 
 use super::sql::{Arg, Conn, Dialect};
-use super::{Store, StoreError, retrying};
+use super::{Store, StoreError};
 use crate::state::Millis;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
@@ -134,28 +134,59 @@ pub async fn incident_event(
             "author": u.author,
         },
     });
-    conn.exec(
-        &format!(
-            "INSERT INTO events (id, type, at, subject, seq, data) VALUES ({}, {}, {}, {}, {}, {})
-             ON CONFLICT (id) DO NOTHING",
-            d.p(1),
-            d.p(2),
-            d.at(3),
-            d.p(4),
-            d.p(5),
-            d.p(6)
-        ),
-        &[
-            Arg::Text(format!("incident-{incident}-{update}")),
-            Arg::Text(kind.as_str().into()),
-            Arg::Int(u.at),
-            Arg::Text(format!("incident-{incident}")),
-            Arg::Int(update),
-            Arg::Text(data.to_string()),
-        ],
-    )
-    .await?;
+    let event = Event {
+        id: format!("incident-{incident}-{update}"),
+        kind: kind.as_str(),
+        at: u.at,
+        subject: format!("incident-{incident}"),
+        seq: update,
+        data: data.to_string(),
+    };
+    insert_event(conn, &event, true).await?;
     Ok(())
+}
+
+/// One row of `events`, to insert.
+pub(super) struct Event<'a> {
+    pub id: String,
+    pub kind: &'a str,
+    pub at: Millis,
+    pub subject: String,
+    pub seq: i64,
+    pub data: String,
+}
+
+/// Inserts `event`; with `once`, a row of the same id already there is left
+/// as it is (which needs `SELECT` on `events`), and 0 is returned.
+pub(super) async fn insert_event(
+    conn: &mut Conn<'_>,
+    event: &Event<'_>,
+    once: bool,
+) -> Result<u64, StoreError> {
+    let d = conn.dialect();
+    let conflict = if once {
+        "ON CONFLICT (id) DO NOTHING"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO events (id, type, at, subject, seq, data) VALUES ({}, {}, {}, {}, {}, {}) {conflict}",
+        d.p(1),
+        d.p(2),
+        d.at(3),
+        d.p(4),
+        d.p(5),
+        d.p(6)
+    );
+    let args = [
+        Arg::Text(event.id.clone()),
+        Arg::Text(event.kind.into()),
+        Arg::Int(event.at),
+        Arg::Text(event.subject.clone()),
+        Arg::Int(event.seq),
+        Arg::Text(event.data.clone()),
+    ];
+    Ok(conn.exec(&sql, &args).await?)
 }
 
 #[derive(sqlx::FromRow)]
@@ -240,28 +271,16 @@ pub async fn maintenance_events(
         })
         .to_string();
         for (kind, seq, at) in kinds {
-            made += conn
-                .exec(
-                    &format!(
-                        "INSERT INTO events (id, type, at, subject, seq, data)
-                         VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (id) DO NOTHING",
-                        d.p(1),
-                        d.p(2),
-                        d.at(3),
-                        d.p(4),
-                        d.p(5),
-                        d.p(6)
-                    ),
-                    &[
-                        Arg::Text(format!("maintenance-{}-{kind}", w.id)),
-                        Arg::Text(format!("maintenance.{kind}")),
-                        Arg::Int(at),
-                        Arg::Text(format!("maintenance-{}", w.id)),
-                        Arg::Int(seq),
-                        Arg::Text(data.clone()),
-                    ],
-                )
-                .await?;
+            let kind_name = format!("maintenance.{kind}");
+            let event = Event {
+                id: format!("maintenance-{}-{kind}", w.id),
+                kind: &kind_name,
+                at,
+                subject: format!("maintenance-{}", w.id),
+                seq,
+                data: data.clone(),
+            };
+            made += insert_event(conn, &event, true).await?;
         }
     }
     Ok(made)
@@ -470,8 +489,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         self.within(
             "expanding events",
-            retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
+            transaction!(self, tx => {
                 let d = tx.dialect();
                 let events: Vec<EventRow> = tx
                     .rows(
@@ -512,8 +530,7 @@ impl Store {
                     &[Arg::list(&ids)],
                 )
                 .await?;
-                tx.commit().await?;
-                Ok(events.len())
+                events.len()
             }),
         )
         .await
@@ -527,12 +544,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         self.within(
             "writing maintenance events",
-            retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
-                let made = maintenance_events(&mut tx.conn(), now, lead).await?;
-                tx.commit().await?;
-                Ok(made)
-            }),
+            transaction!(self, tx => maintenance_events(&mut tx.conn(), now, lead).await?),
         )
         .await
     }
@@ -551,8 +563,7 @@ impl Store {
         let (table, whom) = (queue.table(), queue.recipient());
         self.within(
             "leasing deliveries",
-            retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
+            transaction!(self, tx => {
                 let d = tx.dialect();
                 let due: Vec<(i64,)> = tx
                     .rows(
@@ -603,8 +614,7 @@ impl Store {
                         &[Arg::ints(&ids)],
                     )
                     .await?;
-                tx.commit().await?;
-                Ok(leased)
+                leased
             }),
         )
         .await
@@ -637,8 +647,7 @@ impl Store {
         let table = queue.table();
         self.within(
             "marking deliveries",
-            retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
+            transaction!(self, tx => {
                 let d = tx.dialect();
                 // The delivered ones (the usual case) in one statement.
                 let delivered: Vec<[i64; 2]> = marks
@@ -701,8 +710,7 @@ impl Store {
                         .await?;
                     kept.push(changed == 1);
                 }
-                tx.commit().await?;
-                Ok(kept)
+                kept
             }),
         )
         .await
@@ -761,31 +769,22 @@ impl Store {
     /// Deletes deliveries done before `cutoff`, and events before it that
     /// have no delivery left.
     pub async fn prune_outbox(&self, cutoff: Millis) -> Result<u64, StoreError> {
-        let pool = self.sql();
-        let d = pool.dialect();
-        self.within("pruning the outbox", async {
-            let gone = pool
-                .exec(
-                    &format!(
-                        "DELETE FROM deliveries WHERE state <> 'pending' AND done_at < {}",
-                        d.at(1)
-                    ),
-                    &[Arg::Int(cutoff)],
-                )
-                .await?;
-            pool.exec(
-                &format!(
-                    "DELETE FROM events WHERE expanded AND at < {}
+        self.delete_before(
+            "pruning the outbox",
+            &[
+                (
+                    "DELETE FROM deliveries WHERE state <> 'pending' AND done_at < {cutoff}",
+                    cutoff,
+                ),
+                (
+                    "DELETE FROM events WHERE expanded AND at < {cutoff}
                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
                      AND NOT EXISTS (SELECT 1 FROM subscriber_deliveries s
                                      WHERE s.event_id = events.id)",
-                    d.at(1)
+                    cutoff,
                 ),
-                &[Arg::Int(cutoff)],
-            )
-            .await?;
-            Ok(gone)
-        })
+            ],
+        )
         .await
     }
 }

@@ -12,6 +12,7 @@
 //!   ([`super::outbox::Queue::Subscribers`]): confirmations first.
 
 use super::outbox::EventRow;
+use super::outbox::{Event, insert_event};
 use super::sql::{Arg, Conn, Tx};
 use super::{Store, StoreError, retrying};
 use crate::state::Millis;
@@ -118,31 +119,19 @@ async fn mail_event(
     count: i64,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let d = conn.dialect();
     let nonce: String = row.nonce.chars().take(8).collect();
-    conn.exec(
-        &format!(
-            // No `ON CONFLICT`: it would need `SELECT` on `events`, which
-            // the subscription role does not have; the id is new anyway
-            // (the address's row is locked, and its count just went up).
-            "INSERT INTO events (id, type, at, subject, seq, data) VALUES ({}, {}, {}, {}, {}, {})",
-            d.p(1),
-            d.p(2),
-            d.at(3),
-            d.p(4),
-            d.p(5),
-            d.p(6)
-        ),
-        &[
-            Arg::Text(format!("subscription-{}-{nonce}-{day}-{count}", row.id)),
-            Arg::Text(kind.into()),
-            Arg::Int(now),
-            Arg::Text(format!("subscription-{}", row.id)),
-            Arg::Int(day * 1000 + count),
-            Arg::Text(json!({ "subscription": row.id }).to_string()),
-        ],
-    )
-    .await?;
+    let event = Event {
+        id: format!("subscription-{}-{nonce}-{day}-{count}", row.id),
+        kind,
+        at: now,
+        subject: format!("subscription-{}", row.id),
+        seq: day * 1000 + count,
+        data: json!({ "subscription": row.id }).to_string(),
+    };
+    // Not `once`: that would need `SELECT` on `events`, which the
+    // subscription role does not have; the id is new anyway (the address's
+    // row is locked, and its count just went up).
+    insert_event(conn, &event, false).await?;
     Ok(())
 }
 
@@ -553,28 +542,19 @@ impl Store {
         cutoff: Millis,
         done_cutoff: Millis,
     ) -> Result<u64, StoreError> {
-        let pool = self.sql();
-        let d = pool.dialect();
-        self.within("pruning subscriptions", async {
-            let gone = pool
-                .exec(
-                    &format!(
-                        "DELETE FROM subscriptions WHERE state = 'pending' AND created_at < {}",
-                        d.at(1)
-                    ),
-                    &[Arg::Int(cutoff)],
-                )
-                .await?;
-            pool.exec(
-                &format!(
-                    "DELETE FROM subscriber_deliveries WHERE state <> 'pending' AND done_at < {}",
-                    d.at(1)
+        self.delete_before(
+            "pruning subscriptions",
+            &[
+                (
+                    "DELETE FROM subscriptions WHERE state = 'pending' AND created_at < {cutoff}",
+                    cutoff,
                 ),
-                &[Arg::Int(done_cutoff)],
-            )
-            .await?;
-            Ok(gone)
-        })
+                (
+                    "DELETE FROM subscriber_deliveries WHERE state <> 'pending' AND done_at < {cutoff}",
+                    done_cutoff,
+                ),
+            ],
+        )
         .await
     }
 }

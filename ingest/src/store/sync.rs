@@ -7,7 +7,7 @@ use super::flow::{self, Due};
 use super::pg_ops::{PgOps, Writes};
 use super::sql::{Arg, Dialect, Tx};
 use super::sqlite_ops::SqliteOps;
-use super::{CheckRow, PgStore, Store, StoreError, retrying, ts};
+use super::{CheckRow, PgStore, Store, StoreError, ts};
 use crate::rollup::Level;
 use crate::state::Millis;
 use crate::status::Status;
@@ -158,8 +158,7 @@ impl Store {
     /// stay forever. (`checks.latest` forgets them on its own; see
     /// `flow::LATEST_KEPT_MS`.)
     pub async fn prune(&self, cutoff: Millis) -> Result<Pruned, StoreError> {
-        retrying(self.retry_count(), || async move {
-            let mut tx = self.begin().await?;
+        transaction!(self, tx => {
             let d = tx.dialect();
             let pairs = tx
                 .exec(
@@ -181,8 +180,7 @@ impl Store {
                     &[Arg::Int(cutoff)],
                 )
                 .await?;
-            tx.commit().await?;
-            Ok(Pruned { agents, pairs })
+            Pruned { agents, pairs }
         })
         .await
     }
@@ -318,8 +316,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let work = self.catalog_changes(catalog).await?;
         for chunk in work.changing.chunks(SYNC_CHUNK) {
-            retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
+            transaction!(self, tx => {
                 let d = tx.dialect();
                 let ids: Vec<i64> = chunk.iter().map(|c| c.0).collect();
                 tx.exec(
@@ -333,7 +330,7 @@ impl Store {
                 .await?;
                 let wanted: Vec<(usize, &config::Check)> =
                     chunk.iter().filter_map(|c| c.1).collect();
-                upsert_checks(&mut tx, catalog, &wanted, now).await?;
+                upsert_checks(tx, catalog, &wanted, now).await?;
                 let absent: Vec<i64> = chunk
                     .iter()
                     .filter(|c| c.1.is_none())
@@ -349,23 +346,17 @@ impl Store {
                     &[Arg::ints(&absent), Arg::Int(now)],
                 )
                 .await?;
-                tx.commit().await?;
-                Ok(())
             })
             .await?;
         }
         // Checks new to the database lock nothing but their own new rows.
         for chunk in work.new.chunks(SYNC_CHUNK) {
-            retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
-                upsert_checks(&mut tx, catalog, chunk, now).await?;
-                tx.commit().await?;
-                Ok(())
+            transaction!(self, tx => {
+                upsert_checks(tx, catalog, chunk, now).await?;
             })
             .await?;
         }
-        let retired = retrying(self.retry_count(), || async move {
-            let mut tx = self.begin().await?;
+        let retired = transaction!(self, tx => {
             let d = tx.dialect();
             let gone: Vec<(i64,)> = tx
                 .rows(
@@ -382,9 +373,9 @@ impl Store {
                 )
                 .await?;
             let ids: Vec<i32> = gone.iter().map(|g| g.0 as i32).collect();
-            let gone = lock_checks(&mut tx, &ids).await?;
+            let gone = lock_checks(tx, &ids).await?;
             for check in &gone {
-                with_ops!(&mut tx, |ops| flow::retire(ops, check, now).await)?;
+                with_ops!(tx, |ops| flow::retire(ops, check, now).await)?;
                 tx.exec(
                     &format!("UPDATE checks SET retired_at = {} WHERE id = {}", d.at(2), d.p(1)),
                     &[Arg::Int(check.id.into()), Arg::Int(now)],
@@ -392,9 +383,8 @@ impl Store {
                 .await?;
                 tracing::info!(event = "check_retired", check = %check.slug);
             }
-            sync_maintenance(&mut tx, catalog, now).await?;
-            tx.commit().await?;
-            Ok(gone.into_iter().map(|c| c.slug).collect::<Vec<_>>())
+            sync_maintenance(tx, catalog, now).await?;
+            gone.into_iter().map(|c| c.slug).collect::<Vec<_>>()
         })
         .await?;
         Ok(retired)
@@ -457,9 +447,8 @@ impl Store {
                 report.deferred = ids.len() - n * TICK_CHUNK;
                 break;
             }
-            let (checked, lagging, changed) = retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
-                let checks = lock_checks(&mut tx, chunk).await?;
+            let (checked, lagging, changed) = transaction!(self, tx => {
+                let checks = lock_checks(tx, chunk).await?;
                 let mut due = Vec::new();
                 let mut lagging = 0;
                 for check in checks.iter() {
@@ -471,7 +460,7 @@ impl Store {
                         Some(through) => through,
                         // Never decided: from its first result, which may
                         // predate the row (as with a placeholder).
-                        None => first_result(&mut tx, check.id)
+                        None => first_result(tx, check.id)
                             .await?
                             .map_or(check.created_at, |f| f.min(check.created_at)),
                     };
@@ -483,9 +472,8 @@ impl Store {
                     });
                 }
                 let changed =
-                    with_ops!(&mut tx, |ops| flow::recompute(ops, &due, Some(now)).await)?;
-                tx.commit().await?;
-                Ok((checks.len(), lagging, changed))
+                    with_ops!(tx, |ops| flow::recompute(ops, &due, Some(now)).await)?;
+                (checks.len(), lagging, changed)
             })
             .await?;
             report.checks += checked;
@@ -522,11 +510,8 @@ impl Store {
         let started = tokio::time::Instant::now();
         let mut report = FoldReport::default();
         for level in [Level::Minute, Level::Hour] {
-            let mut dirty = retrying(self.retry_count(), || async move {
-                let mut tx = self.begin().await?;
-                let dirty = super::reads::unfolded(tx.conn(), level).await?;
-                tx.commit().await?;
-                Ok(dirty)
+            let mut dirty = transaction!(self, tx => {
+                super::reads::unfolded(tx.conn(), level).await?
             })
             .await?;
             dirty.retain(|&(_, oldest)| oldest <= now.saturating_sub(FOLD_SETTLE_MS));
@@ -537,11 +522,8 @@ impl Store {
                     report.deferred += ids.len() - n * FOLD_CHUNK;
                     break;
                 }
-                report.written += retrying(self.retry_count(), || async move {
-                    let mut tx = self.begin().await?;
-                    let n = with_ops!(&mut tx, |ops| flow::fold(ops, level, chunk).await)?;
-                    tx.commit().await?;
-                    Ok(n)
+                report.written += transaction!(self, tx => {
+                    with_ops!(tx, |ops| flow::fold(ops, level, chunk).await)?
                 })
                 .await?;
             }
