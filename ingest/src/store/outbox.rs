@@ -19,6 +19,9 @@ use crate::state::Millis;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 
+/// The delivery target that stands for every subscriber of an event.
+pub const AUDIENCE: &str = "@subscribers";
+
 /// An instant as the API shows it: RFC 3339, UTC, seconds.
 pub fn instant(ms: Millis) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -392,7 +395,7 @@ impl Queue {
             Queue::Operators => format!("d.channel, {} AS subscription_id", d.int("NULL")),
             Queue::Subscribers => format!(
                 "'{}' AS channel, {} AS subscription_id",
-                super::subscriptions::AUDIENCE,
+                AUDIENCE,
                 d.int("d.subscription_id")
             ),
         }
@@ -405,7 +408,7 @@ pub struct Leased {
     /// The delivery's id.
     #[sqlx(rename = "delivery_id")]
     pub id: i64,
-    /// The channel's name ([`super::subscriptions::AUDIENCE`] for subscriber mail).
+    /// The channel's name ([`AUDIENCE`] for subscriber mail).
     pub channel: String,
     /// The subscription, for subscriber mail.
     pub subscription_id: Option<i64>,

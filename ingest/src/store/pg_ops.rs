@@ -5,8 +5,8 @@
 use super::ops::{Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::pg_columns::{COPY_COLUMNS, Columns};
 use super::reads;
+use super::rows::{StoredCheck, check_columns};
 use super::sql::Dialect;
-use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, ms, ts};
 use crate::rollup::Rollups;
 use crate::state::{Millis, Pair, PairState};

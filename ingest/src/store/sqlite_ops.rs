@@ -10,9 +10,9 @@
 
 use super::ops::{Decided, NewRow, Ops, PairKey, RollupKey, RowKey};
 use super::reads;
+use super::rows::{StoredCheck, check_columns};
 use super::rows::{detail, outcome_code};
 use super::sql::Dialect;
-use super::sync::{StoredCheck, check_columns};
 use super::{CheckRow, StoreError, reason_code};
 use crate::rollup::Rollups;
 use crate::state::{Millis, Pair, PairState};

@@ -18,8 +18,7 @@ use super::{Store, StoreError, retrying};
 use crate::state::Millis;
 use serde_json::json;
 
-/// The delivery target that stands for every subscriber of an event.
-pub const AUDIENCE: &str = "@subscribers";
+pub use super::outbox::AUDIENCE;
 
 /// One subscription as its links and mails need it.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]

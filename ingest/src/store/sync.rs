@@ -5,7 +5,8 @@
 
 use super::flow::{self, Due};
 use super::pg_ops::{PgOps, Writes};
-use super::sql::{Arg, Dialect, Tx};
+use super::rows::{StoredCheck, check_columns};
+use super::sql::{Arg, Tx};
 use super::sqlite_ops::SqliteOps;
 use super::{CheckRow, PgStore, Store, StoreError, ts};
 use crate::rollup::Level;
@@ -74,60 +75,6 @@ pub struct FoldReport {
     /// Checks with changed rows left to the next pass: the pass had spent
     /// its budget (a check is counted once for each level it waits at).
     pub deferred: usize,
-}
-
-/// A check row as both databases give it: every integer widened to 64 bits
-/// and every instant in milliseconds (see [`check_columns`]).
-#[derive(sqlx::FromRow)]
-pub(crate) struct StoredCheck {
-    id: i64,
-    slug: String,
-    name: String,
-    interval_ms: i64,
-    failure_threshold: i64,
-    success_threshold: i64,
-    quorum: Option<i64>,
-    reopen_window_ms: i64,
-    decided_through: Option<i64>,
-    created_at: i64,
-    latest: Option<Vec<u8>>,
-    locations: Option<i64>,
-}
-
-/// The columns of a [`StoredCheck`], as `d` selects them.
-pub(crate) fn check_columns(d: Dialect) -> String {
-    format!(
-        "{} AS id, slug, name, interval_ms, {} AS failure_threshold, {} AS success_threshold,
-         {} AS quorum, reopen_window_ms, {} AS decided_through, {} AS created_at, latest,
-         {} AS locations",
-        d.int("id"),
-        d.int("failure_threshold"),
-        d.int("success_threshold"),
-        d.int("quorum"),
-        d.ms("decided_through"),
-        d.ms("created_at"),
-        d.int("locations"),
-    )
-}
-
-impl From<StoredCheck> for CheckRow {
-    fn from(c: StoredCheck) -> CheckRow {
-        let small = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
-        CheckRow {
-            id: small(c.id),
-            slug: c.slug,
-            name: c.name,
-            interval_ms: c.interval_ms,
-            failure_threshold: small(c.failure_threshold),
-            success_threshold: small(c.success_threshold),
-            quorum: c.quorum.map(small),
-            reopen_window_ms: c.reopen_window_ms,
-            decided_through: c.decided_through,
-            created_at: c.created_at,
-            latest: c.latest.as_deref().and_then(super::decode_latest),
-            locations: c.locations.map(|l| super::locations_of(small(l))),
-        }
-    }
 }
 
 /// The checks with these ids that are not retired, locked (PostgreSQL), in id order.
