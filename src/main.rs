@@ -274,7 +274,7 @@ pub(crate) struct IngestArgs {
     /// How long a receive's messages are kept invisible at most while they are written; past it they are left to redelivery and counted in statuspage_sqs_visibility_abandoned_total.
     #[arg(long, env = "STATUSPAGE_VISIBILITY_CAP", default_value = "2m", value_parser = parse_duration)]
     pub visibility_cap: std::time::Duration,
-    /// How often the leader decides silence and maintenance, syncs the catalog and refreshes the export, in seconds.
+    /// How often the leader decides silence and maintenance, folds minute rollups into hours and days (at most about 1 s a tick) and refreshes the export, in seconds; the catalog sync, partitions and retention run once a minute.
     #[arg(long, env = "STATUSPAGE_TICK_SECONDS", default_value_t = 5)]
     pub tick_seconds: u64,
     /// How long the leader's lease lasts: if the leader stops renewing it (each tick), another replica leads this long after its last renewal. More than twice the tick.
