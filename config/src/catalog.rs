@@ -132,8 +132,8 @@ pub struct Check {
     pub id: CheckId,
     /// The name the page shows.
     pub name: String,
-    /// The name of its group.
-    pub group: String,
+    /// The name of its group, shared by the group's checks.
+    pub group: std::sync::Arc<str>,
     /// A line of text shown with it.
     pub description: Option<String>,
     /// Whether anything public may show it.
@@ -157,11 +157,29 @@ pub struct Check {
     /// What to probe and what to expect.
     pub probe: Probe,
     /// A hash of this check's definition (with the defaults it inherited).
-    pub config_hash: String,
+    pub config_hash: ConfigHash,
     /// Values that came from `${VAR}`: never shown anywhere.
     pub secrets: Secrets,
     /// Where it was defined.
     pub origin: Origin,
+}
+
+/// A hash of a check's definition: the first 8 bytes of its SHA-256, written
+/// as 16 hexadecimal digits (as results and the database carry it). Eight
+/// bytes inline, not a string per check: 100,000 checks save about 5 MiB.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConfigHash(pub [u8; 8]);
+
+impl fmt::Display for ConfigHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ConfigHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// A service level objective: the share of observed time a check must be

@@ -362,8 +362,10 @@ fn group(
         inherited.slo = Some(s);
     }
     let mut checks = Vec::new();
+    // One allocation for the name, shared by every check of the group.
+    let shared: Option<std::sync::Arc<str>> = group_name.as_deref().map(Into::into);
     for item in cx.get(raw.checks).unwrap_or_default() {
-        if let (Some(c), Some(g)) = (cx.get(item), group_name.as_deref()) {
+        if let (Some(c), Some(g)) = (cx.get(item), shared.as_ref()) {
             declared.extend(declared_id(cx, &c, g));
             checks.extend(check(cx, c, item.id, g, &inherited));
         }
@@ -384,7 +386,13 @@ fn declared_id(cx: &Cx, raw: &RawCheck, group: &str) -> Option<String> {
     }
 }
 
-fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited) -> Option<Check> {
+fn check(
+    cx: &Cx,
+    raw: RawCheck,
+    at: NodeId,
+    group: &std::sync::Arc<str>,
+    inherited: &Inherited,
+) -> Option<Check> {
     let check_name = name(cx, raw.name);
     let id = match raw.id {
         Some(f) => display(cx, f).and_then(|text| match CheckId::parse(&text) {
@@ -488,7 +496,7 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
     let node = cx.doc.node(at);
     let hash_input = serde_json::json!({
         "check": cx.doc.canonical(at),
-        "group": group,
+        "group": &**group,
         "inherited": [
             period.value.as_micros().to_string(), timeout.value.as_micros().to_string(),
             format!("{:?}", locations.value), format!("{:?}", quorum.value),
@@ -497,7 +505,9 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
         ],
     });
     let digest = Sha256::digest(hash_input.to_string().as_bytes());
-    let config_hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    let config_hash = ConfigHash(first);
 
     if !slo_valid {
         return None;
@@ -505,7 +515,7 @@ fn check(cx: &Cx, raw: RawCheck, at: NodeId, group: &str, inherited: &Inherited)
     Some(Check {
         id: id?,
         name: check_name?,
-        group: group.to_string(),
+        group: group.clone(),
         description,
         public: public.value,
         schedule,

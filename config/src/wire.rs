@@ -281,7 +281,7 @@ impl ProbeResult {
     /// time, nothing measured yet. The prober fills in what it saw.
     pub fn new(
         check: &str,
-        config_hash: &str,
+        config_hash: impl std::fmt::Display,
         agent: &str,
         scheduled_at: Timestamp,
         interval_us: u64,

@@ -213,7 +213,7 @@ fn config_hash_is_stable_and_follows_the_definition() {
     let hash = |t: &str| {
         load_text(t, &env_of(&[])).unwrap().checks[0]
             .config_hash
-            .clone()
+            .to_string()
     };
     assert_eq!(
         hash(&text("https://a.example/")),
@@ -223,7 +223,14 @@ fn config_hash_is_stable_and_follows_the_definition() {
         hash(&text("https://a.example/")),
         hash(&text("https://b.example/"))
     );
-    assert_eq!(hash(&text("https://a.example/")).len(), 16);
+    let shown = hash(&text("https://a.example/"));
+    assert_eq!(shown.len(), 16, "{shown}");
+    assert!(
+        shown
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -318,7 +325,6 @@ fn the_config_hash_is_over_the_text_before_interpolation() {
             .unwrap()
             .checks[0]
             .config_hash
-            .clone()
     };
     let one = hash(&yaml("/"), "1234");
     // A four-digit PIN would be found by hashing 10,000 guesses, were it hashed.

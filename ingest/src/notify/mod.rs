@@ -138,7 +138,7 @@ fn operator_route(catalog: &Catalog, event: &EventRow) -> Vec<String> {
     // A check the catalog does not know is treated as private.
     let public =
         !slugs.is_empty() && checks.len() == slugs.len() && checks.iter().all(|c| c.public);
-    let mut groups: Vec<String> = checks.iter().map(|c| c.group.clone()).collect();
+    let mut groups: Vec<String> = checks.iter().map(|c| c.group.to_string()).collect();
     groups.dedup();
     let major = data
         .get("incident")

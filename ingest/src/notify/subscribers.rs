@@ -160,7 +160,7 @@ pub fn public_checks(catalog: &Catalog, data: &Value) -> Vec<(String, String)> {
     }
     checks
         .iter()
-        .map(|c| (c.id.as_str().to_string(), c.group.clone()))
+        .map(|c| (c.id.as_str().to_string(), c.group.to_string()))
         .collect()
 }
 

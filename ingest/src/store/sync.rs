@@ -204,9 +204,9 @@ impl Store {
                 None => changes.new.push((position, c)),
                 Some(r) => {
                     let same = r.settled == 1
-                        && r.config_hash == c.config_hash
+                        && r.config_hash == c.config_hash.to_string()
                         && r.name == c.name
-                        && r.group_name == c.group
+                        && *r.group_name == *c.group
                         && r.group_description.as_deref() == group_description(catalog, c)
                         && (r.slo_target_ppm, r.slo_window_days) == slo_columns(c)
                         && r.position == position as i64
@@ -553,7 +553,7 @@ fn group_description<'c>(catalog: &'c Catalog, c: &config::Check) -> Option<&'c 
     catalog
         .groups
         .iter()
-        .find(|g| g.name == c.group)
+        .find(|g| *g.name == *c.group)
         .and_then(|g| g.description.as_deref())
 }
 
@@ -655,7 +655,7 @@ async fn upsert_checks(
                 i64::from(c.success_threshold),
                 quorum,
                 c.reopen_window.as_millis() as i64,
-                c.config_hash,
+                c.config_hash.to_string(),
                 i64::from(super::locations_code(c.locations)),
                 group_description(catalog, c),
                 slo_target,

@@ -134,7 +134,7 @@ pub async fn run<P: Publisher + 'static>(
                     .await;
                 let labels = CheckLabels {
                     check: slot.check.id.to_string(),
-                    group: slot.check.group.clone(),
+                    group: slot.check.group.to_string(),
                     kind: slot.check.probe.kind().as_str().into(),
                     location,
                 };

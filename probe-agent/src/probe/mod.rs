@@ -200,7 +200,7 @@ impl Prober {
         }
         let mut result = ProbeResult::new(
             check.id.as_str(),
-            &check.config_hash,
+            check.config_hash,
             &self.agent_id,
             scheduled_at,
             interval.as_micros() as u64,

@@ -29,7 +29,7 @@ fn one(interval: &str, name: &str) -> Arc<Check> {
 fn result_for(slot: &Slot) -> ProbeResult {
     ProbeResult::new(
         slot.check.id.as_str(),
-        &slot.check.config_hash,
+        slot.check.config_hash,
         "agent-a",
         slot.scheduled_at,
         slot.interval.as_micros() as u64,
