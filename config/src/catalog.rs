@@ -49,10 +49,17 @@ impl Catalog {
     }
 }
 
-/// A check id: lowercase letters, digits and single dashes, at most 64 characters.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct CheckId(String);
+/// A check id: lowercase letters, digits and single dashes, at most 64
+/// characters. Shared, not copied: the check and its group's list hold the
+/// same text (an agent may hold 100,000).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckId(Arc<str>);
+
+impl serde::Serialize for CheckId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl CheckId {
     /// The longest id accepted.
@@ -69,7 +76,7 @@ impl CheckId {
             && !text.ends_with('-')
             && !text.contains("--");
         if valid {
-            Ok(CheckId(text.to_string()))
+            Ok(CheckId(text.into()))
         } else {
             Err(format!(
                 "expected an id of lowercase letters, digits and single dashes (at most {} characters), such as `{}`",
@@ -81,7 +88,7 @@ impl CheckId {
 
     /// The default id of a check: a slug of its group and name.
     pub fn from_names(group: &str, name: &str) -> Option<CheckId> {
-        slug(&format!("{group} {name}")).map(CheckId)
+        slug(&format!("{group} {name}")).map(|s| CheckId(s.into()))
     }
 
     /// The id as text.
@@ -407,16 +414,17 @@ pub struct Timing {
 }
 
 /// An HTTP probe.
+///
+/// An agent may hold 100,000 of these, and most set nothing but a URL and
+/// a status or body assertion: what few checks set (request headers and
+/// body, TLS settings, the rarer assertions) costs one pointer when unset,
+/// and is read through methods.
 #[derive(Clone, Debug)]
 pub struct HttpProbe {
     /// The URL (http or https, with a host).
     pub url: Url,
     /// The method.
     pub method: Method,
-    /// Request headers, in order; names are valid tokens, values have no line breaks.
-    pub headers: Vec<(String, String)>,
-    /// The request body.
-    pub body: Option<String>,
     /// Redirects to follow; 0 follows none.
     pub max_redirects: u32,
     /// The most body bytes read.
@@ -427,11 +435,23 @@ pub struct HttpProbe {
     pub ip_fallback: bool,
     /// Whether HTTP/2 is offered through ALPN.
     pub http2: bool,
-    /// TLS client settings other than the defaults (most checks have none:
-    /// they cost one pointer then); read them with [`HttpProbe::tls`].
+    /// Request headers and body, when it sends any; read them with
+    /// [`HttpProbe::headers`] and [`HttpProbe::body`].
+    pub request: Option<Box<HttpRequest>>,
+    /// TLS client settings other than the defaults; read them with
+    /// [`HttpProbe::tls`].
     pub tls: Option<Box<ClientTls>>,
     /// Assertions.
     pub expect: HttpExpect,
+}
+
+/// What an HTTP probe sends besides its method and URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Request headers, in order; names are valid tokens, values have no line breaks.
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Option<String>,
 }
 
 /// The TLS client settings of a probe that sets none.
@@ -446,6 +466,16 @@ impl HttpProbe {
     /// The TLS client settings, defaults included.
     pub fn tls(&self) -> &ClientTls {
         self.tls.as_deref().unwrap_or(&DEFAULT_TLS)
+    }
+
+    /// Request headers, in order.
+    pub fn headers(&self) -> &[(String, String)] {
+        self.request.as_deref().map_or(&[], |r| &r.headers)
+    }
+
+    /// The request body.
+    pub fn body(&self) -> Option<&str> {
+        self.request.as_deref().and_then(|r| r.body.as_deref())
     }
 }
 
@@ -462,13 +492,53 @@ pub struct ClientTls {
     pub insecure_skip_verify: bool,
 }
 
-/// Assertions on an HTTP response.
+/// Assertions on an HTTP response. The common ones are fields; the rest
+/// cost one pointer when unset and are read through methods.
 #[derive(Clone, Debug)]
 pub struct HttpExpect {
     /// Accepted statuses; never empty.
-    pub status: Vec<StatusPattern>,
+    pub status: Statuses,
     /// Text the body must contain.
-    pub body_contains: Option<String>,
+    pub body_contains: Option<Box<str>>,
+    /// Duration thresholds.
+    pub timing: Timing,
+    /// The other assertions, when any is set.
+    pub more: Option<Box<MoreHttpExpect>>,
+}
+
+/// The statuses an HTTP probe accepts: one (most checks: no allocation) or
+/// several. Reads as a slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Statuses {
+    /// One code or class.
+    One(StatusPattern),
+    /// Several, in order.
+    Many(Box<[StatusPattern]>),
+}
+
+impl From<Vec<StatusPattern>> for Statuses {
+    fn from(list: Vec<StatusPattern>) -> Statuses {
+        match list.len() {
+            1 => Statuses::One(list[0]),
+            _ => Statuses::Many(list.into_boxed_slice()),
+        }
+    }
+}
+
+impl std::ops::Deref for Statuses {
+    type Target = [StatusPattern];
+
+    fn deref(&self) -> &[StatusPattern] {
+        match self {
+            Statuses::One(one) => std::slice::from_ref(one),
+            Statuses::Many(many) => many,
+        }
+    }
+}
+
+/// The rarer assertions on an HTTP response.
+#[derive(Clone, Debug, Default)]
+pub struct MoreHttpExpect {
     /// Text the body must not contain.
     pub body_not_contains: Option<String>,
     /// A regex the body must match.
@@ -477,10 +547,35 @@ pub struct HttpExpect {
     pub json: Vec<JsonAssertion>,
     /// Response headers that must match, by lowercase name.
     pub headers: Vec<(String, Regex)>,
-    /// Duration thresholds.
-    pub timing: Timing,
     /// The least remaining certificate validity accepted.
     pub certificate_valid_for: Option<Duration>,
+}
+
+impl MoreHttpExpect {
+    /// Whether it asserts nothing.
+    pub fn is_empty(&self) -> bool {
+        self.body_not_contains.is_none()
+            && self.body_matches.is_none()
+            && self.json.is_empty()
+            && self.headers.is_empty()
+            && self.certificate_valid_for.is_none()
+    }
+}
+
+/// The assertions of a probe that sets none of the rarer ones.
+static NO_MORE: MoreHttpExpect = MoreHttpExpect {
+    body_not_contains: None,
+    body_matches: None,
+    json: Vec::new(),
+    headers: Vec::new(),
+    certificate_valid_for: None,
+};
+
+impl HttpExpect {
+    /// The rarer assertions, unset ones included.
+    pub fn more(&self) -> &MoreHttpExpect {
+        self.more.as_deref().unwrap_or(&NO_MORE)
+    }
 }
 
 /// A JSONPath assertion.

@@ -148,6 +148,7 @@ fn times(judge: &mut Judge, timing: Timing, took: Duration) {
 
 fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>) {
     let e = &p.expect;
+    let more = e.more();
     if let Some(h) = &seen.http {
         let wanted = e
             .status
@@ -165,7 +166,7 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
         );
         let body = String::from_utf8_lossy(&h.body);
         if let Some(text) = &e.body_contains {
-            let ok = body.contains(text.as_str());
+            let ok = body.contains(&**text);
             judge.check(
                 format!("body contains {text:?}"),
                 ok,
@@ -179,7 +180,7 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
                 },
             );
         }
-        if let Some(text) = &e.body_not_contains {
+        if let Some(text) = &more.body_not_contains {
             let ok = !body.contains(text.as_str());
             judge.check(
                 format!("body does not contain {text:?}"),
@@ -189,7 +190,7 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
                 || format!("the body contains {text:?}"),
             );
         }
-        if let Some(re) = &e.body_matches {
+        if let Some(re) = &more.body_matches {
             let ok = re.is_match(&body);
             judge.check(
                 format!("body matches /{}/", re.as_str()),
@@ -199,9 +200,9 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
                 || format!("the body does not match /{}/", re.as_str()),
             );
         }
-        if !e.json.is_empty() {
+        if !more.json.is_empty() {
             let doc: Result<serde_json::Value, _> = serde_json::from_slice(&h.body);
-            for a in &e.json {
+            for a in &more.json {
                 let (ok, actual) = match &doc {
                     Err(err) => (false, format!("the body is not JSON: {err}")),
                     Ok(doc) => {
@@ -227,7 +228,7 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
                 judge.check(name, ok, &actual, Reason::Assertion, || message);
             }
         }
-        for (name, re) in &e.headers {
+        for (name, re) in &more.headers {
             let values: Vec<&str> = h
                 .headers
                 .iter()
@@ -249,7 +250,7 @@ fn http(judge: &mut Judge, p: &HttpProbe, seen: &Observation, now: DateTime<Utc>
             );
         }
     }
-    if let (Some(need), Some(t)) = (e.certificate_valid_for, &seen.tls) {
+    if let (Some(need), Some(t)) = (more.certificate_valid_for, &seen.tls) {
         certificate(judge, need, t, now);
     }
 }

@@ -95,11 +95,16 @@ fn http(cx: &Cx, raw: RawHttp, timeout: Duration) -> Option<HttpProbe> {
         }
     };
     let expect = http_expect(cx, raw.expect, timeout, https);
+    let request = HttpRequest {
+        headers: headers?,
+        body,
+    };
     Some(HttpProbe {
         url: url?,
         method,
-        headers: headers?,
-        body,
+        request: Some(request)
+            .filter(|r| *r != HttpRequest::default())
+            .map(Box::new),
         max_redirects: max_redirects?,
         max_body: max_body?,
         prefer_ip,
@@ -230,14 +235,10 @@ fn http_expect(
 ) -> Option<HttpExpect> {
     let Some(f) = f else {
         return Some(HttpExpect {
-            status: vec![StatusPattern::Class(2)],
+            status: Statuses::One(StatusPattern::Class(2)),
             body_contains: None,
-            body_not_contains: None,
-            body_matches: None,
-            json: Vec::new(),
-            headers: Vec::new(),
             timing: Timing::default(),
-            certificate_valid_for: None,
+            more: None,
         });
     };
     let raw = cx.get(f)?;
@@ -287,15 +288,20 @@ fn http_expect(
         }
         cx.get(c).map(|d| d.0)
     });
-    Some(HttpExpect {
-        status: status?,
-        body_contains: cx.opt(raw.body_contains),
+    let more = MoreHttpExpect {
         body_not_contains: cx.opt(raw.body_not_contains),
         body_matches: regex(cx, raw.body_matches)?,
         json: json?,
         headers: headers?,
-        timing: timing(cx, raw.response_time_under, raw.degraded_over, timeout)?,
         certificate_valid_for,
+    };
+    Some(HttpExpect {
+        status: status?.into(),
+        body_contains: cx
+            .opt::<String>(raw.body_contains)
+            .map(String::into_boxed_str),
+        timing: timing(cx, raw.response_time_under, raw.degraded_over, timeout)?,
+        more: (!more.is_empty()).then(|| Box::new(more)),
     })
 }
 

@@ -58,7 +58,7 @@ fn checks_inherit_built_in_defaults_then_file_defaults_then_their_own() {
     let Probe::Http(http) = &home.probe else {
         panic!("http")
     };
-    assert_eq!(http.expect.status, vec![StatusPattern::Class(2)]);
+    assert_eq!(*http.expect.status, [StatusPattern::Class(2)]);
     assert_eq!(http.max_redirects, 10);
     assert_eq!(http.max_body, 1 << 20);
 }
@@ -128,7 +128,7 @@ fn interpolated_values_are_marked_secret_and_redactable() {
         panic!()
     };
     assert_eq!(
-        http.headers,
+        http.headers(),
         [("Authorization".to_string(), "Bearer tok-abcdef".to_string())]
     );
     let Probe::Tcp(tcp) = &catalog.check("api-port").unwrap().probe else {
@@ -149,11 +149,7 @@ fn an_interpolated_value_cannot_inject_yaml() {
     let Probe::Http(http) = &catalog.checks[0].probe else {
         panic!("still one HTTP check")
     };
-    assert_eq!(
-        http.body.as_deref(),
-        Some(injected),
-        "the value is text, not YAML"
-    );
+    assert_eq!(http.body(), Some(injected), "the value is text, not YAML");
 }
 
 #[test]
@@ -246,10 +242,13 @@ fn json_assertions_and_status_classes_are_compiled() {
     };
     assert!(http.expect.status.iter().any(|s| s.matches(302)));
     assert!(!http.expect.status.iter().any(|s| s.matches(200)));
-    assert_eq!(http.expect.json[0].check, JsonCheck::Equals("ok".into()));
+    assert_eq!(
+        http.expect.more().json[0].check,
+        JsonCheck::Equals("ok".into())
+    );
     let doc = serde_json::json!({"status": "ok"});
     assert_eq!(
-        http.expect.json[0].path.query(&doc).all(),
+        http.expect.more().json[0].path.query(&doc).all(),
         vec![&serde_json::json!("ok")]
     );
 }

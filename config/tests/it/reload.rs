@@ -132,7 +132,7 @@ fn a_reload_reads_a_file_again_when_a_variable_it_names_changed() {
     ));
     let changed = reload(&dir.0, &env_of(&[("TOKEN", "two")]), &mut kept);
     let header = |c: &Catalog| match &check(c, "api-health").probe {
-        config::Probe::Http(http) => http.headers[0].1.clone(),
+        config::Probe::Http(http) => http.headers()[0].1.clone(),
         _ => panic!("an HTTP check"),
     };
     assert_eq!(header(&first), "Bearer one");

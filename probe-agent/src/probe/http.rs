@@ -76,7 +76,7 @@ impl Hop {
         Hop {
             url: p.url.clone(),
             method: method(p),
-            body: Bytes::from(p.body.clone().unwrap_or_default()),
+            body: Bytes::from(p.body().unwrap_or_default().to_owned()),
             home: true,
             own_host: true,
         }
@@ -255,7 +255,7 @@ fn build_request(
     );
     // The check's own headers go to its own origin only, never across a
     // redirect to another (where `Authorization` or a `${VAR}` would leak).
-    for (name, value) in p.headers.iter().filter(|_| hop.home) {
+    for (name, value) in p.headers().iter().filter(|_| hop.home) {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("a header name"))?;
         let value = HeaderValue::from_str(value).map_err(|_| bad("a header value"))?;
         headers.insert(name, value);
