@@ -439,12 +439,16 @@ impl Store {
         Ok(self.fold_within(Millis::MAX, Duration::MAX).await?.written)
     }
 
-    /// Folds changed minutes into hours, then changed hours into days,
-    /// spending at most `budget` (and at least one chunk a level). Each
-    /// chunk of [`FOLD_CHUNK`] checks is a short transaction of its own that
-    /// locks only its checks, so a write waits for one chunk at most, never
-    /// for the whole fold. The checks whose oldest changed row is oldest go
-    /// first; those left are counted as deferred and come first next time.
+    /// Folds changed minutes into hours and changed hours into days,
+    /// spending at most `budget`. Work goes in chunks of [`FOLD_CHUNK`]
+    /// checks, each a short transaction of its own that locks only its
+    /// checks, so a write waits for one chunk at most, never for the whole
+    /// fold. Both levels share one queue, oldest unfolded bucket first;
+    /// those left are counted as deferred and come first next time.
+    ///
+    /// A chunk starts only while one as long as the longest so far still
+    /// fits in the budget (the first always runs, so every pass makes
+    /// progress): a pass ends within its budget, not a chunk past it.
     ///
     /// A check waits until its oldest change is [`FOLD_SETTLE_MS`] old
     /// (before `now`), so its hour is rewritten about once a minute however
@@ -455,25 +459,52 @@ impl Store {
         budget: Duration,
     ) -> Result<FoldReport, StoreError> {
         let started = tokio::time::Instant::now();
-        let mut report = FoldReport::default();
+        let mut queue: Vec<(Millis, Level, i32)> = Vec::new();
         for level in [Level::Minute, Level::Hour] {
-            let mut dirty = transaction!(self, tx => {
+            let dirty = transaction!(self, tx => {
                 super::reads::unfolded(tx.conn(), level).await?
             })
             .await?;
-            dirty.retain(|&(_, oldest)| oldest <= now.saturating_sub(FOLD_SETTLE_MS));
-            dirty.sort_by_key(|&(check, oldest)| (oldest, check));
-            let ids: Vec<i32> = dirty.iter().map(|d| d.0).collect();
-            for (n, chunk) in ids.chunks(FOLD_CHUNK).enumerate() {
-                if n > 0 && started.elapsed() >= budget {
-                    report.deferred += ids.len() - n * FOLD_CHUNK;
-                    break;
+            queue.extend(
+                dirty
+                    .into_iter()
+                    .filter(|&(_, oldest)| oldest <= now.saturating_sub(FOLD_SETTLE_MS))
+                    .map(|(check, oldest)| (oldest, level, check)),
+            );
+        }
+        queue.sort_unstable();
+        let mut report = FoldReport::default();
+        let mut longest = Duration::ZERO;
+        for (n, chunk) in queue.chunks(FOLD_CHUNK).enumerate() {
+            if n > 0 && started.elapsed() + longest > budget {
+                report.deferred = queue.len() - n * FOLD_CHUNK;
+                break;
+            }
+            let began = tokio::time::Instant::now();
+            // The chunk's minutes, then the hours of all its checks: the
+            // minutes just folded changed those hours, and a day follows
+            // its hours in the same pass.
+            let ids = |wanted: &[Level]| {
+                let mut ids: Vec<i32> = chunk
+                    .iter()
+                    .filter(|q| wanted.contains(&q.1))
+                    .map(|q| q.2)
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
+            let (minutes, all) = (ids(&[Level::Minute]), ids(&[Level::Minute, Level::Hour]));
+            for (level, ids) in [(Level::Minute, minutes), (Level::Hour, all)] {
+                if ids.is_empty() {
+                    continue;
                 }
                 report.written += transaction!(self, tx => {
-                    with_ops!(tx, |ops| flow::fold(ops, level, chunk).await)?
+                    with_ops!(tx, |ops| flow::fold(ops, level, &ids).await)?
                 })
                 .await?;
             }
+            longest = longest.max(began.elapsed());
         }
         Ok(report)
     }

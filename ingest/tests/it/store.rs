@@ -351,12 +351,12 @@ async fn a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first(d
     assert_eq!((report.checks, report.deferred), (0, 0), "{report:?}");
 }
 
-/// Folding works in chunks of 250 checks, each its own transaction: a
-/// check waits until its oldest change is a minute old; past its budget a
-/// pass folds one chunk a level, the checks whose changes are oldest first,
-/// and leaves the rest, counted, to the next; a full pass then finds every
-/// hour and day exact.
-async fn a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first(db: Db) {
+/// Folding works in chunks of 250 checks (their minutes, then their hours),
+/// each level its own transaction: a check waits until its oldest change is
+/// a minute old; past its budget a pass folds one chunk, the checks whose
+/// changes are oldest first, and leaves the rest, counted, to the next; a
+/// full pass then finds every hour and day exact.
+async fn a_fold_past_its_budget_folds_one_chunk_oldest_first(db: Db) {
     let store = &db.store;
     let t0 = start();
     let mut rs: Vec<_> = (0..259)
@@ -816,7 +816,7 @@ crate::conformance!(
     silence_becomes_unknown_without_an_incident_but_never_while_ingest_lags,
     the_tick_passes_over_a_check_until_its_status_could_change,
     a_tick_past_its_budget_leaves_the_rest_to_the_next_most_overdue_first,
-    a_fold_past_its_budget_folds_one_chunk_a_level_oldest_first,
+    a_fold_past_its_budget_folds_one_chunk_oldest_first,
     catalog_sync_stores_every_field_and_rewrites_only_what_changed,
     a_retired_check_resolves_its_automatic_incident,
     migrated_is_false_on_an_empty_database_and_true_after_migrate,
