@@ -345,6 +345,7 @@ async fn run(
                 prune_after: Duration::from_secs(7 * 86_400),
             },
             catalog: Some(catalog),
+            kept: config::Kept::default(),
             notify: None,
         },
         store.clone(),

@@ -24,10 +24,11 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let notify = args
         .notify
         .settings(args.public_url.as_deref(), &args.title)?;
+    let mut kept = config::Kept::default();
     let catalog = if args.config.paths.is_empty() {
         None
     } else {
-        match crate::load_catalog(&args.config.paths, config::Sections::All) {
+        match crate::load_catalog_keeping(&args.config.paths, config::Sections::All, &mut kept) {
             Some(c) => Some(c),
             None => return Ok(ExitCode::from(2)),
         }
@@ -114,6 +115,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 prune_after: args.prune_after,
             },
             catalog,
+            kept,
             notify: Some(notify),
         };
         let outcome = ingest::run(settings, store, metrics, clock, shutdown.clone()).await;

@@ -581,8 +581,18 @@ fn logging(format: &str) -> anyhow::Result<()> {
 /// Loads the sections of the catalog a role reads, printing every problem;
 /// `None` when there were problems.
 fn load_catalog(paths: &[PathBuf], sections: config::Sections) -> Option<config::Catalog> {
+    load_catalog_keeping(paths, sections, &mut config::Kept::default())
+}
+
+/// [`load_catalog`], filling `kept` so that a later reload parses only the
+/// files that changed.
+fn load_catalog_keeping(
+    paths: &[PathBuf],
+    sections: config::Sections,
+    kept: &mut config::Kept,
+) -> Option<config::Catalog> {
     let env = |name: &str| std::env::var(name).ok();
-    match config::load_sections(paths, &env, sections) {
+    match config::load_reusing(paths, &env, sections, kept) {
         Ok(catalog) => Some(catalog),
         Err(problems) => {
             for p in problems.iter() {

@@ -101,10 +101,13 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     // The config first: a bad one stops us before the database is touched.
     let env: agent::Env = Arc::new(|name: &str| std::env::var(name).ok());
-    let catalog = config::load(&o.config, &*env).map_err(|problems| {
-        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
-    })?;
+    let mut kept = config::Kept::default();
+    let sections = config::Sections::All;
+    let catalog =
+        config::load_reusing(&o.config, &*env, sections, &mut kept).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            anyhow::anyhow!("the config has problems:\n{}", lines.join("\n"))
+        })?;
     let catalog_subscriptions = catalog.subscriptions.clone();
     let store = Store::connect_lazy(
         o.database_url.expose(),
@@ -172,6 +175,7 @@ pub(crate) async fn run(
                 prune_after: std::time::Duration::from_secs(7 * 86_400),
             },
             catalog: Some(catalog),
+            kept,
             notify: Some(o.notify.clone()),
         },
         store.clone(),

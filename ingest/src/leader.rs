@@ -59,7 +59,7 @@ impl std::fmt::Debug for Settings {
 pub async fn run(
     store: Store,
     settings: Settings,
-    catalog: Option<Catalog>,
+    loaded: (Option<Catalog>, config::Kept),
     metrics: Arc<IngestMetrics>,
     clock: Clock,
     published: tokio::sync::watch::Sender<Option<Arc<Catalog>>>,
@@ -67,11 +67,10 @@ pub async fn run(
 ) {
     let holder = holder_id();
     let fenced = store.fenced(&holder);
-    let mut catalog = catalog;
+    // The catalog loaded at start, and what its files gave: the next load
+    // parses only those that changed.
+    let (mut catalog, mut kept) = loaded;
     let mut fingerprint = config::fingerprint(&settings.config);
-    // What the files gave at the last reload: the next parses only those
-    // that changed.
-    let mut kept = config::Kept::default();
     if !settings.config.is_empty() {
         metrics.config_loaded(catalog.is_some());
     }

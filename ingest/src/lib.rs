@@ -49,6 +49,10 @@ pub struct Settings {
     pub leader: leader::Settings,
     /// The catalog loaded at start, if any.
     pub catalog: Option<config::Catalog>,
+    /// What its files gave (see [`config::Kept`]), so that the leader's
+    /// first reload parses only the files changed since; empty, it parses
+    /// them all.
+    pub kept: config::Kept,
     /// The notification workers' settings; `None` runs none.
     pub notify: Option<notify::Settings>,
 }
@@ -110,7 +114,7 @@ pub async fn run(
     let leading = tokio::spawn(leader::run(
         store.clone(),
         leading_settings,
-        settings.catalog,
+        (settings.catalog, settings.kept),
         metrics.clone(),
         clock.clone(),
         published,

@@ -362,6 +362,7 @@ async fn the_channel_consumer_stores_what_the_in_process_agent_sends(pool: PgPoo
             prune_after: std::time::Duration::from_secs(7 * 86_400),
         },
         catalog: None,
+        kept: config::Kept::default(),
         notify: None,
     };
     let task = tokio::spawn(ingest::run(

@@ -51,6 +51,7 @@ async fn a_fold_that_cannot_run_never_keeps_the_tick_from_deciding(pool: PgPool)
             prune_after: Duration::from_secs(7 * 86_400),
         },
         catalog: None,
+        kept: config::Kept::default(),
         notify: None,
     };
     let task = tokio::spawn(ingest::run(

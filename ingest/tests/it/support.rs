@@ -575,6 +575,13 @@ impl Replica {
     ) -> Replica {
         let metrics = Meter::new();
         let shutdown = tokio_util::sync::CancellationToken::new();
+        // As `statuspage ingest` starts: the files it loaded are kept, so
+        // the leader's reloads parse only what changed.
+        let mut kept = config::Kept::default();
+        let catalog = (!config.is_empty()).then(|| {
+            config::load_reusing(&config, &|_| None, config::Sections::All, &mut kept)
+                .expect("valid config")
+        });
         let settings = ingest::Settings {
             source: ingest::Source::Sqs(
                 sqs.clone(),
@@ -598,11 +605,8 @@ impl Replica {
                 lease: ingest::store::LEASE,
                 prune_after: std::time::Duration::from_secs(7 * 86_400),
             },
-            catalog: if config.is_empty() {
-                None
-            } else {
-                Some(config::load(&config, &|_| None).expect("valid config"))
-            },
+            catalog,
+            kept,
             notify: None,
         };
         let clock: ingest::consume::Clock = std::sync::Arc::new(now);
