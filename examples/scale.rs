@@ -25,7 +25,9 @@
 //! named `postgres` on the machine, so run no other busy server; WAL bytes,
 //! rows inserted and updated, buffers written, per 1,000 results; waiting
 //! locks sampled from `pg_locks` each second; the checks per write, which
-//! is the check rows each write locks); and the database's growth per day
+//! is the check rows each write locks); the writer's share of the window
+//! (ingest writes one receive at a time, so the rate over that share is
+//! one process's ceiling at this shape); and the database's growth per day
 //! at this rate.
 
 use dashboard::AppState;
@@ -469,10 +471,9 @@ async fn run(
 
     let results_metric = "statuspage_ingest_results_total";
     let results = counter(&after, results_metric, "") - counter(&before, results_metric, "");
-    let writes = {
-        let n = "statuspage_ingest_db_transaction_seconds_count";
-        counter(&after, n, "") - counter(&before, n, "")
-    };
+    let written = |n: &str| counter(&after, n, "") - counter(&before, n, "");
+    let writes = written("statuspage_ingest_db_transaction_seconds_count");
+    let writing = written("statuspage_ingest_db_transaction_seconds_sum");
     let sent = |n: &str| counter(&after, n, "") - counter(&before, n, "");
     let (messages, bytes) = (
         sent("statuspage_agent_batches_sent_total"),
@@ -489,6 +490,15 @@ async fn run(
         "results stored: {results:.0} ({:.1}/s); writes (one a receive): {writes:.0}, {:.0} results (check rows locked) each",
         results / elapsed,
         results / writes.max(1.0)
+    );
+    // Ingest writes one receive at a time: the share of the window spent
+    // writing says how far this process's one writer is from its ceiling.
+    let busy = writing / elapsed;
+    println!(
+        "the writer: {:.0} ms a write (its transaction), busy {:.0}% of the window: one ingest process stores at most about {:.0} results/s of this shape on this machine",
+        writing / writes.max(1.0) * 1000.0,
+        busy * 100.0,
+        results / elapsed / busy.max(f64::MIN_POSITIVE)
     );
     freshness.sort_by(f64::total_cmp);
     api_ms.sort_by(f64::total_cmp);
