@@ -446,9 +446,10 @@ impl Store {
     /// fold. Both levels share one queue, oldest unfolded bucket first;
     /// those left are counted as deferred and come first next time.
     ///
-    /// A chunk starts only while one as long as the longest so far still
-    /// fits in the budget (the first always runs, so every pass makes
-    /// progress): a pass ends within its budget, not a chunk past it.
+    /// A chunk starts only while twice the longest so far still fits in
+    /// the budget (the first always runs, so every pass makes progress): a
+    /// pass ends within its budget, not a chunk past it, even when a chunk
+    /// takes longer than those before it (a write holding its checks).
     ///
     /// A check waits until its oldest change is [`FOLD_SETTLE_MS`] old
     /// (before `now`), so its hour is rewritten about once a minute however
@@ -476,7 +477,7 @@ impl Store {
         let mut report = FoldReport::default();
         let mut longest = Duration::ZERO;
         for (n, chunk) in queue.chunks(FOLD_CHUNK).enumerate() {
-            if n > 0 && started.elapsed() + longest > budget {
+            if n > 0 && started.elapsed() + 2 * longest > budget {
                 report.deferred = queue.len() - n * FOLD_CHUNK;
                 break;
             }
