@@ -205,7 +205,12 @@ fn spawn_targets() -> Res<(std::process::Child, Vec<String>)> {
 
 /// The agent benchmark: `checks` HTTP checks at a 30 s interval against a
 /// local target for `seconds`, through the scheduler and the publishing loop
-/// (channel publisher). Reports schedule lag, CPU per 1,000 probes and peak RSS.
+/// (channel publisher), from a directory of files of 1,000 checks each, as
+/// the agent loads it. Reports schedule lag, CPU per 1,000 probes and RSS at
+/// the end of `seconds`; then a reload in which one file changes (parsed with
+/// [`config::Kept`], then applied), its duration, the slots later than 50 ms
+/// in the 15 s after it (and in the 15 s before it, as a control), and the
+/// peak RSS.
 ///
 /// cargo run --release -p statuspage-probe-agent --example bench -- agent [SECONDS] [CHECKS]
 fn agent_bench(seconds: u64, checks: usize) -> Res {
@@ -214,130 +219,156 @@ fn agent_bench(seconds: u64, checks: usize) -> Res {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (mut child, fields) = spawn_targets()?;
     let http = fields[0].clone();
-    let mut text = String::from("groups:\n  - name: Bench\n    checks:\n");
-    for i in 0..checks {
-        text.push_str(&format!("      - name: C{i}\n        interval: 30s\n        timeout: 5s\n        http: {{ url: 'http://{http}/' }}\n"));
+    let dir = std::env::temp_dir().join(format!("agent-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = |n: usize, interval: &str| -> Res {
+        let mut text = format!("groups:\n  - name: Bench {n}\n    checks:\n");
+        for i in (n * 1000..checks).take(1000) {
+            text.push_str(&format!("      - name: C{i}\n        interval: {interval}\n        timeout: 5s\n        http: {{ url: 'http://{http}/' }}\n"));
+        }
+        Ok(std::fs::write(
+            dir.join(format!("checks-{n:03}.yaml")),
+            text,
+        )?)
+    };
+    for n in 0..checks.div_ceil(1000) {
+        file(n, "30s")?;
     }
-    let env = |_: &str| None;
-    let catalog = config::load_str(&[("bench.yaml".into(), text)], &env)?;
+    let paths = vec![dir.clone()];
+    let env: probe_agent::agent::Env = Arc::new(|_: &str| None);
+    let mut kept = config::Kept::default();
+    let catalog = config::load_reusing(&paths, &*env, config::Sections::Checks, &mut kept)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (runs, lag, cpu, delivered, not_up) = runtime.block_on(async move {
-        let prober = Prober::new("bench")?;
-        // The scheduler's instruments record into a recorder of the bench's own.
-        let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
-        for (name, buckets) in probe_agent::telemetry::HISTOGRAMS {
-            builder = builder.set_buckets_for_metric(
-                metrics_exporter_prometheus::Matcher::Full((*name).into()),
-                buckets,
-            )?;
-        }
-        let recorder = builder.build_recorder();
-        let stats = Arc::new(metrics::with_local_recorder(
-            &recorder,
-            SchedulerStats::default,
-        ));
-        let (results_tx, results_rx) = tokio::sync::mpsc::channel(4096);
-        let (batches_tx, mut batches_rx) = tokio::sync::mpsc::channel(1024);
-        let delivered = Arc::new(AtomicU64::new(0));
-        let not_up = Arc::new(AtomicU64::new(0));
-        let sink = {
-            let (delivered, not_up) = (delivered.clone(), not_up.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = batches_rx.recv().await {
-                    let batch: config::wire::ResultBatch = batch;
-                    for r in &batch.results {
-                        if r.outcome != config::wire::Outcome::Up {
-                            not_up.fetch_add(1, Ordering::Relaxed);
+    let (runs, lag, cpu, delivered, not_up, (rss_at_end, reload, late)) =
+        runtime.block_on(async move {
+            let prober = Prober::new("bench")?;
+            // The scheduler's instruments record into a recorder of the bench's own.
+            let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+            for (name, buckets) in probe_agent::telemetry::HISTOGRAMS {
+                builder = builder.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full((*name).into()),
+                    buckets,
+                )?;
+            }
+            let recorder = builder.build_recorder();
+            let stats = Arc::new(metrics::with_local_recorder(
+                &recorder,
+                SchedulerStats::default,
+            ));
+            let (results_tx, results_rx) = tokio::sync::mpsc::channel(4096);
+            let (batches_tx, mut batches_rx) = tokio::sync::mpsc::channel(1024);
+            let delivered = Arc::new(AtomicU64::new(0));
+            let not_up = Arc::new(AtomicU64::new(0));
+            let sink = {
+                let (delivered, not_up) = (delivered.clone(), not_up.clone());
+                tokio::spawn(async move {
+                    while let Some(batch) = batches_rx.recv().await {
+                        let batch: config::wire::ResultBatch = batch;
+                        for r in &batch.results {
+                            if r.outcome != config::wire::Outcome::Up {
+                                not_up.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
+                        delivered.fetch_add(batch.results.len() as u64, Ordering::Relaxed);
                     }
-                    delivered.fetch_add(batch.results.len() as u64, Ordering::Relaxed);
+                })
+            };
+            let settings = publish::Settings {
+                agent: config::wire::AgentInfo {
+                    id: "bench".into(),
+                    zone: String::new(),
+                    region: String::new(),
+                    label: String::new(),
+                },
+                max_message_bytes: config::wire::DEFAULT_MAX_MESSAGE_BYTES,
+                flush_every: Duration::from_secs(1),
+                heartbeat_every: Duration::from_secs(30),
+                limits: Default::default(),
+                drain_deadline: Duration::from_secs(10),
+                spool: None,
+            };
+            let publishing = tokio::spawn(publish::run(
+                settings,
+                Arc::new(ChannelPublisher::new(batches_tx)),
+                results_rx,
+                Arc::new(PublishStats::default()),
+                tokio_util::sync::CancellationToken::new(),
+            ));
+            let probe = move |slot: Slot| {
+                let prober = prober.clone();
+                async move {
+                    prober
+                        .run(&slot.check, slot.scheduled_at, slot.interval, slot.assigned)
+                        .await
+                }
+            };
+            let mut scheduler = Scheduler::new(
+                "bench",
+                Clock::system(),
+                256,
+                probe,
+                results_tx,
+                stats.clone(),
+                tokio_util::sync::CancellationToken::new(),
+            );
+            let cpu0 = cpu_seconds("self");
+            if std::env::var_os("BENCH_TRACE").is_some() {
+                let rss = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                eprintln!(
+                    "after loading: {}",
+                    rss.lines()
+                        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            scheduler.apply(catalog.checks.into_iter().map(|c| (c, 1)).collect());
+            tokio::time::sleep(Duration::from_secs(seconds.saturating_sub(15))).await;
+            let control = recorder.handle().render();
+            tokio::time::sleep(Duration::from_secs(15.min(seconds))).await;
+            let cpu = cpu_seconds("self") - cpu0;
+            let at_end = (recorder.handle().render(), rss_mib("VmRSS:"));
+            // A reload: one file changes (its checks' interval), the rest are kept.
+            file(0, "15s")?;
+            let started = std::time::Instant::now();
+            let (loaded, back) = tokio::task::spawn_blocking({
+                let (paths, env) = (paths.clone(), env.clone());
+                move || {
+                    let loaded =
+                        config::load_reusing(&paths, &*env, config::Sections::Checks, &mut kept);
+                    (loaded, kept)
                 }
             })
-        };
-        let settings = publish::Settings {
-            agent: config::wire::AgentInfo {
-                id: "bench".into(),
-                zone: String::new(),
-                region: String::new(),
-                label: String::new(),
-            },
-            max_message_bytes: config::wire::DEFAULT_MAX_MESSAGE_BYTES,
-            flush_every: Duration::from_secs(1),
-            heartbeat_every: Duration::from_secs(30),
-            limits: Default::default(),
-            drain_deadline: Duration::from_secs(10),
-            spool: None,
-        };
-        let publishing = tokio::spawn(publish::run(
-            settings,
-            Arc::new(ChannelPublisher::new(batches_tx)),
-            results_rx,
-            Arc::new(PublishStats::default()),
-            tokio_util::sync::CancellationToken::new(),
-        ));
-        let probe = move |slot: Slot| {
-            let prober = prober.clone();
-            async move {
-                prober
-                    .run(&slot.check, slot.scheduled_at, slot.interval, slot.assigned)
-                    .await
-            }
-        };
-        let mut scheduler = Scheduler::new(
-            "bench",
-            Clock::system(),
-            256,
-            probe,
-            results_tx,
-            stats.clone(),
-            tokio_util::sync::CancellationToken::new(),
-        );
-        let cpu0 = cpu_seconds("self");
-        if std::env::var_os("BENCH_TRACE").is_some() {
-            let rss = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            eprintln!(
-                "after loading: {}",
-                rss.lines()
-                    .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-        }
-        scheduler.apply(catalog.checks.into_iter().map(|c| (c, 1)).collect());
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        scheduler.drain().await;
-        let _ = publishing.await;
-        let _ = sink.await;
-        let cpu = cpu_seconds("self") - cpu0;
-        let text = recorder.handle().render();
-        let lag = probe_agent::telemetry::SCHEDULE_LAG;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
-            config::exposition::value(&text, probe_agent::telemetry::RUNS, &[]).unwrap_or(0.0)
-                as u64,
-            (
-                config::exposition::quantile_bound(&text, lag, 0.5),
-                config::exposition::quantile_bound(&text, lag, 0.99),
-            ),
-            cpu,
-            delivered.load(Ordering::Relaxed),
-            not_up.load(Ordering::Relaxed),
-        ))
-    })?;
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .map(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .unwrap_or("0")
-                .parse::<f64>()
-                .unwrap_or(0.0)
-                / 1024.0
-        })
-        .unwrap_or(0.0);
+            .await?;
+            kept = back;
+            scheduler.apply(loaded?.checks.into_iter().map(|c| (c, 1)).collect());
+            let reload = started.elapsed();
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            let after = recorder.handle().render();
+            drop(kept);
+            scheduler.drain().await;
+            let _ = publishing.await;
+            let _ = sink.await;
+            let (text, rss_at_end) = at_end;
+            let lag = probe_agent::telemetry::SCHEDULE_LAG;
+            let late = (late_slots(&control, &text), late_slots(&text, &after));
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
+                config::exposition::value(&text, probe_agent::telemetry::RUNS, &[]).unwrap_or(0.0)
+                    as u64,
+                (
+                    config::exposition::quantile_bound(&text, lag, 0.5),
+                    config::exposition::quantile_bound(&text, lag, 0.99),
+                ),
+                cpu,
+                delivered.load(Ordering::Relaxed),
+                not_up.load(Ordering::Relaxed),
+                (rss_at_end, reload, late),
+            ))
+        })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let peak = rss_mib("VmHWM:");
     println!(
         "{checks} checks at 30 s for {seconds} s: {runs} probes ({:.0}/s), {delivered} delivered, {not_up} not up",
         runs as f64 / seconds as f64
@@ -351,24 +382,40 @@ fn agent_bench(seconds: u64, checks: usize) -> Res {
         "CPU: {:.3} CPU-s per 1,000 probes ({cpu:.1} CPU-s in all)",
         cpu / runs.max(1) as f64 * 1000.0
     );
-    let now = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .map(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .unwrap_or("0")
-                .parse::<f64>()
-                .unwrap_or(0.0)
-                / 1024.0
-        })
-        .unwrap_or(0.0);
-    println!("peak RSS: {rss:.1} MiB (at the end: {now:.1} MiB)");
+    println!("RSS at {seconds} s: {rss_at_end:.1} MiB");
+    let ((late_before, slots_before), (late_after, slots_after)) = late;
+    println!(
+        "reload (one file of {} changed, parsed and handed to the scheduler): {:.2} s; {late_after} of {slots_after} slots in the 15 s after it later than 50 ms (the 15 s before it: {late_before} of {slots_before})",
+        checks.div_ceil(1000),
+        reload.as_secs_f64()
+    );
+    println!("peak RSS: {peak:.1} MiB");
     drop(child.stdin.take());
     let _ = child.kill();
     let _ = child.wait();
     Ok(())
+}
+
+/// A `/proc/self/status` figure (`VmRSS:`, `VmHWM:`) in MiB.
+fn rss_mib(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The slots started between two expositions, and how many of them were
+/// later than 50 ms: `(late, started)`.
+fn late_slots(before: &str, after: &str) -> (u64, u64) {
+    let bucket = format!("{}_bucket", probe_agent::telemetry::SCHEDULE_LAG);
+    let count = |text: &str, le: &str| {
+        config::exposition::value(text, &bucket, &[("le", le)]).unwrap_or(0.0) as u64
+    };
+    let started = count(after, "+Inf") - count(before, "+Inf");
+    let on_time = count(after, "0.05") - count(before, "0.05");
+    (started - on_time, started)
 }
 
 /// CPU seconds (user + system) used so far by a process, from /proc.
