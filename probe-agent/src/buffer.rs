@@ -20,9 +20,10 @@ pub struct Limits {
 }
 
 /// The default bound in results. An agent of 100,000 checks whose SQS is
-/// down fills it in 30 s and then stays within 192 MiB (176 MiB measured);
-/// it is five minutes of a 10,000-check agent's results. `--spool-dir`
-/// keeps what it drops.
+/// down fills it in 30 s and then stays within 192 MiB with glibc's
+/// `MALLOC_ARENA_MAX=2`, as the chart runs it (160-172 MiB measured; 176 to
+/// 217 without); it is five minutes of a 10,000-check agent's results.
+/// `--spool-dir` keeps what it drops.
 pub const DEFAULT_RESULTS: usize = 50_000;
 
 impl Default for Limits {
