@@ -3,7 +3,7 @@
 use crate::{crate_dir, env_of, load_text};
 use chrono::{TimeZone, Utc};
 use config::Probe;
-use config::catalog::{JsonCheck, MaintenanceTime, Schedule, StatusPattern};
+use config::catalog::{JsonCheck, MaintenanceTime, Schedule, StatusPattern, Statuses};
 use config::defaults::{BUILT_IN, Locations, Quorum};
 use std::time::Duration;
 
@@ -61,6 +61,50 @@ fn checks_inherit_built_in_defaults_then_file_defaults_then_their_own() {
     assert_eq!(*http.expect.status, [StatusPattern::Class(2)]);
     assert_eq!(http.max_redirects, 10);
     assert_eq!(http.max_body, 1 << 20);
+}
+
+/// What few HTTP checks set costs one pointer when unset (an agent may hold
+/// 100,000 checks), and reads the same whether set or not.
+#[test]
+fn an_http_probe_boxes_only_what_it_sets() {
+    let catalog = load_text(
+        "groups:\n  - name: Web\n    checks:\n\
+         \x20     - name: Plain\n        http: { url: 'https://example.com/', expect: { status: [200], body_contains: ok } }\n\
+         \x20     - name: Full\n        http: { url: 'https://example.com/', method: POST, body: hi, headers: { X-A: b },\n\
+         \x20         expect: { status: [200, 3xx], body_not_contains: error, certificate_valid_for: 7d } }\n",
+        &env_of(&[]),
+    )
+    .unwrap();
+    let http = |id: &str| match &catalog.check(id).unwrap().probe {
+        Probe::Http(h) => h.clone(),
+        other => panic!("{other:?}"),
+    };
+    let plain = http("web-plain");
+    assert!(plain.request.is_none() && plain.expect.more.is_none() && plain.tls.is_none());
+    assert!(matches!(
+        plain.expect.status,
+        Statuses::One(StatusPattern::Code(200))
+    ));
+    assert_eq!(plain.expect.body_contains.as_deref(), Some("ok"));
+    assert_eq!((plain.headers(), plain.body()), (&[][..], None));
+    assert_eq!(plain.expect.more().body_not_contains, None);
+    let full = http("web-full");
+    assert_eq!(full.headers(), [("X-A".to_string(), "b".to_string())]);
+    assert_eq!(full.body(), Some("hi"));
+    assert_eq!(
+        *full.expect.status,
+        [StatusPattern::Code(200), StatusPattern::Class(3)]
+    );
+    let more = full
+        .expect
+        .more
+        .as_deref()
+        .expect("the rarer assertions, boxed");
+    assert_eq!(more.body_not_contains.as_deref(), Some("error"));
+    assert_eq!(
+        more.certificate_valid_for,
+        Some(Duration::from_secs(7 * 86_400))
+    );
 }
 
 #[test]
