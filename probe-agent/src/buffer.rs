@@ -2,10 +2,10 @@
 //! at most so many results and so many bytes; when full, the oldest results
 //! are dropped and counted, so memory never grows without bound.
 //!
-//! Each result is held as its JSON, as the wire carries it: about a third of
-//! the memory of the decoded result (which has its own copies of the check
-//! id, the config hash and the agent id), so a full default buffer of
-//! 100,000 results is about 35 MiB rather than 120.
+//! Each result is held as its JSON, as the wire carries it: about a quarter
+//! of the memory of the decoded result (which has its own copies of the
+//! check id, the config hash and the agent id), so a full default buffer of
+//! 50,000 results is about 15 MiB of JSON rather than 60 decoded.
 
 use config::wire::ProbeResult;
 use std::collections::VecDeque;
