@@ -283,10 +283,13 @@ fn batch(agent: &str, results: Vec<ProbeResult>) -> ResultBatch {
 
 /// Forty-five days of history before the last hour, as a long-running
 /// install has it: every check up since then, and `api` down for 40
-/// minutes twelve days ago, with its resolved incident (returned).
+/// minutes at noon UTC twelve days ago, with its resolved incident
+/// (returned). Noon, so that the outage never straddles midnight and its
+/// day's bar is the same whatever the time the suite runs.
 async fn history(store: &Store) -> i64 {
     let since = now() - 45 * DAY;
-    let (down, up) = (now() - 12 * DAY, now() - 12 * DAY + 40 * MINUTE);
+    let down = (now() - 12 * DAY) / DAY * DAY + DAY / 2;
+    let up = down + 40 * MINUTE;
     let no_reasons = match store {
         Store::Pg(_) => "ARRAY[]::text[]",
         Store::Sqlite(_) => "'[]'",
