@@ -90,8 +90,12 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// One message: a batch of results from one agent. No results is a heartbeat.
+///
+/// An agent holds its results as their JSON until they are delivered
+/// (`ResultBatch<Box<RawValue>>`, written as it is): a publish that fails
+/// keeps them without decoding or encoding them again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResultBatch {
+pub struct ResultBatch<R = ProbeResult> {
     /// The format version, [`VERSION`].
     pub v: u32,
     /// Who sent it.
@@ -99,8 +103,8 @@ pub struct ResultBatch {
     /// When it was sent.
     pub sent_at: Timestamp,
     /// The results; empty for a heartbeat.
-    #[serde(default)]
-    pub results: Vec<ProbeResult>,
+    #[serde(default = "Vec::new")]
+    pub results: Vec<R>,
 }
 
 /// An agent's identity.
@@ -542,7 +546,7 @@ pub struct Encoded {
 }
 
 /// Encodes a batch as plain JSON, or as gzip+base64 when `compress`.
-pub fn encode(batch: &ResultBatch, compress: bool) -> Result<Encoded, WireError> {
+pub fn encode<R: Serialize>(batch: &ResultBatch<R>, compress: bool) -> Result<Encoded, WireError> {
     let json = serde_json::to_vec(batch)?;
     if !compress {
         // serde_json writes UTF-8.

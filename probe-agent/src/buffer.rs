@@ -5,10 +5,17 @@
 //! Each result is held as its JSON, as the wire carries it: about a quarter
 //! of the memory of the decoded result (which has its own copies of the
 //! check id, the config hash and the agent id), so a full default buffer of
-//! 50,000 results is about 15 MiB of JSON rather than 60 decoded.
+//! 50,000 results is about 15 MiB of JSON rather than 60 decoded. It stays
+//! JSON until delivered: messages are written from it as it is, and a
+//! publish that fails puts the same JSON back, decoding nothing.
 
 use config::wire::ProbeResult;
+use serde_json::value::RawValue;
 use std::collections::VecDeque;
+
+/// A result as its JSON (compact, so one line), as the buffer, a message
+/// and the spool hold it.
+pub type RawResult = Box<RawValue>;
 
 /// Limits of the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,10 +27,10 @@ pub struct Limits {
 }
 
 /// The default bound in results. An agent of 100,000 checks whose SQS is
-/// down fills it in 30 s and then stays within 192 MiB with glibc's
-/// `MALLOC_ARENA_MAX=2`, as the chart runs it (160-172 MiB measured; 176 to
-/// 217 without); it is five minutes of a 10,000-check agent's results.
-/// `--spool-dir` keeps what it drops.
+/// down fills it in 30 s and then stays within 192 MiB (167-168 MiB
+/// measured, 155 with glibc's `MALLOC_ARENA_MAX=2` as the chart runs it);
+/// it is five minutes of a 10,000-check agent's results. `--spool-dir`
+/// keeps what it drops.
 pub const DEFAULT_RESULTS: usize = 50_000;
 
 impl Default for Limits {
@@ -39,7 +46,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Buffer {
     limits: Limits,
-    queue: VecDeque<Box<[u8]>>,
+    queue: VecDeque<RawResult>,
     bytes: usize,
     dropped: u64,
 }
@@ -62,32 +69,26 @@ impl Buffer {
             self.dropped += 1;
             return 1;
         };
-        self.bytes += json.len();
+        self.bytes += json.get().len();
         self.queue.push_back(json);
         self.shed()
     }
 
     /// Takes the oldest results whose JSON adds up to at most `max_bytes`
-    /// (at least one, if any is held). One that no longer decodes, which
-    /// only a bug could cause, is counted as dropped.
-    pub fn take(&mut self, max_bytes: usize) -> Vec<ProbeResult> {
+    /// (at least one, if any is held).
+    pub fn take(&mut self, max_bytes: usize) -> Vec<RawResult> {
         let mut taken = Vec::new();
         let mut size = 0;
-        let mut first = true;
-        while let Some(s) = self.queue.front().map(|j| j.len()) {
-            if !first && size + s + 1 > max_bytes {
+        while let Some(s) = self.queue.front().map(|j| j.get().len()) {
+            if !taken.is_empty() && size + s + 1 > max_bytes {
                 break;
             }
             let Some(json) = self.queue.pop_front() else {
                 break;
             };
-            first = false;
             size += s + 1;
             self.bytes -= s;
-            match serde_json::from_slice(&json) {
-                Ok(r) => taken.push(r),
-                Err(_) => self.dropped += 1,
-            }
+            taken.push(json);
         }
         taken
     }
@@ -95,19 +96,12 @@ impl Buffer {
     /// Puts results back at the front, oldest first (a publish that failed).
     /// Limits still hold: what does not fit is dropped and counted, the
     /// oldest first, so the newest results survive a long outage.
-    pub fn requeue(&mut self, results: Vec<ProbeResult>) -> u64 {
-        let mut unencodable = 0;
-        for r in results.into_iter().rev() {
-            match encode(&r) {
-                Some(json) => {
-                    self.bytes += json.len();
-                    self.queue.push_front(json);
-                }
-                None => unencodable += 1,
-            }
+    pub fn requeue(&mut self, results: Vec<RawResult>) -> u64 {
+        for json in results.into_iter().rev() {
+            self.bytes += json.get().len();
+            self.queue.push_front(json);
         }
-        self.dropped += unencodable;
-        unencodable + self.shed()
+        self.shed()
     }
 
     /// Drops the oldest results until the limits hold; returns how many.
@@ -117,7 +111,7 @@ impl Buffer {
             let Some(json) = self.queue.pop_front() else {
                 break;
             };
-            self.bytes -= json.len();
+            self.bytes -= json.get().len();
             dropped += 1;
         }
         self.dropped += dropped;
@@ -145,14 +139,20 @@ impl Buffer {
     }
 }
 
-/// A result's JSON, as the buffer holds it.
-fn encode(r: &ProbeResult) -> Option<Box<[u8]>> {
-    serde_json::to_vec(r).ok().map(Vec::into_boxed_slice)
+/// A result's JSON, as the buffer holds it (`None` only for a value JSON
+/// cannot carry, which a result never holds).
+pub fn encode(r: &ProbeResult) -> Option<RawResult> {
+    serde_json::value::to_raw_value(r).ok()
+}
+
+/// The result of its JSON; `None` for JSON that is not a result.
+pub fn decode(json: &RawValue) -> Option<ProbeResult> {
+    serde_json::from_str(json.get()).ok()
 }
 
 /// The JSON size of a result.
 pub fn encoded_len(r: &ProbeResult) -> usize {
-    encode(r).map_or(0, |j| j.len())
+    encode(r).map_or(0, |j| j.get().len())
 }
 
 #[cfg(test)]
@@ -182,7 +182,12 @@ mod tests {
         let mut b = Buffer::new(Limits::default());
         b.push(r.clone());
         b.push(result(8));
-        assert_eq!(b.take(usize::MAX), vec![r, result(8)]);
+        let back: Vec<_> = b
+            .take(usize::MAX)
+            .iter()
+            .filter_map(|j| decode(j))
+            .collect();
+        assert_eq!(back, vec![r, result(8)]);
         assert_eq!((b.len(), b.bytes(), b.dropped()), (0, 0, 0));
     }
 
@@ -200,6 +205,7 @@ mod tests {
         let ids: Vec<i64> = b
             .take(1 << 20)
             .iter()
+            .filter_map(|j| decode(j))
             .map(|r| r.scheduled_at.unix_ms() % 100_000)
             .collect();
         assert_eq!(ids, vec![2000, 3000, 4000]);
@@ -235,6 +241,7 @@ mod tests {
         let all: Vec<_> = b
             .take(usize::MAX)
             .iter()
+            .filter_map(|j| decode(j))
             .map(|r| r.scheduled_at.unix_ms())
             .collect();
         assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");

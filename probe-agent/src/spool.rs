@@ -4,7 +4,8 @@
 //! file is written whole then renamed, so a crash never leaves half a file;
 //! a corrupt line or file is skipped and counted, never fatal.
 
-use config::wire::ProbeResult;
+use crate::buffer::{RawResult, decode};
+use serde_json::value::RawValue;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,8 +21,8 @@ pub struct Spool {
 pub struct Spooled {
     /// The file, to remove once its results are delivered.
     pub path: PathBuf,
-    /// The results that parsed.
-    pub results: Vec<ProbeResult>,
+    /// The lines that are results, each as its JSON.
+    pub results: Vec<RawResult>,
     /// Lines that did not parse (skipped).
     pub corrupt: u64,
 }
@@ -38,9 +39,10 @@ impl Spool {
         Ok(Spool { dir, max_bytes })
     }
 
-    /// Writes `results` as a new file; returns how many older results were
-    /// dropped to keep the spool under its byte bound.
-    pub fn spill(&self, results: &[ProbeResult]) -> std::io::Result<u64> {
+    /// Writes `results` as a new file, a line each (their JSON is compact);
+    /// returns how many older results were dropped to keep the spool under
+    /// its byte bound.
+    pub fn spill(&self, results: &[RawResult]) -> std::io::Result<u64> {
         if results.is_empty() {
             return Ok(0);
         }
@@ -52,7 +54,7 @@ impl Spool {
         let tmp = name.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp)?;
         for r in results {
-            serde_json::to_writer(&mut file, r)?;
+            file.write_all(r.get().as_bytes())?;
             file.write_all(b"\n")?;
         }
         file.sync_all()?;
@@ -96,9 +98,10 @@ impl Spool {
             let mut results = Vec::new();
             let mut corrupt = 0;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<ProbeResult>(line) {
-                    Ok(r) => results.push(r),
-                    Err(_) => corrupt += 1,
+                let raw = RawValue::from_string(line.to_owned()).ok();
+                match raw.filter(|r| decode(r).is_some()) {
+                    Some(r) => results.push(r),
+                    None => corrupt += 1,
                 }
             }
             return Ok(Some(Spooled {
@@ -141,17 +144,23 @@ fn files(dir: &Path, ext: &str) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use config::wire::Timestamp;
+    use config::wire::{ProbeResult, Timestamp};
 
-    fn result(n: i64) -> ProbeResult {
-        ProbeResult::new(
+    fn result(n: i64) -> RawResult {
+        let mut r = ProbeResult::new(
             "c",
             "h",
             "a",
             Timestamp::from_unix_ms(1_780_000_000_000 + n).unwrap(),
             1,
             1,
-        )
+        );
+        r.set_message("line one\nline two \u{0}");
+        crate::buffer::encode(&r).unwrap()
+    }
+
+    fn at(r: &RawResult) -> i64 {
+        decode(r).unwrap().scheduled_at.unix_ms()
     }
 
     fn root(tag: &str) -> PathBuf {
@@ -169,15 +178,14 @@ mod tests {
         let again = Spool::open(&r, "agent-a", 1 << 20).unwrap();
         let first = again.oldest().unwrap().unwrap();
         assert_eq!(
-            first
-                .results
-                .iter()
-                .map(|x| x.scheduled_at.unix_ms() % 10)
-                .collect::<Vec<_>>(),
+            first.results.iter().map(|x| at(x) % 10).collect::<Vec<_>>(),
             [1, 2]
         );
         again.remove(&first).unwrap();
-        assert_eq!(again.oldest().unwrap().unwrap().results.len(), 1);
+        let last = again.oldest().unwrap().unwrap();
+        assert_eq!(last.results.len(), 1);
+        // A message with a line break and a NUL is still one line, and whole.
+        assert_eq!(decode(&last.results[0]), decode(&result(3)));
         std::fs::remove_dir_all(r).unwrap();
     }
 
@@ -201,7 +209,7 @@ mod tests {
     #[test]
     fn the_byte_bound_drops_the_oldest_files() {
         let r = root("bound");
-        let one = serde_json::to_vec(&result(0)).unwrap().len() as u64 + 1;
+        let one = result(0).get().len() as u64 + 1;
         let spool = Spool::open(&r, "a", one * 5).unwrap();
         let mut dropped = 0;
         for n in 0..4 {
@@ -209,7 +217,7 @@ mod tests {
         }
         assert_eq!(dropped, 4, "two files of two results went");
         let first = spool.oldest().unwrap().unwrap();
-        assert_eq!(first.results[0].scheduled_at.unix_ms() % 10, 4);
+        assert_eq!(at(&first.results[0]) % 10, 4);
         std::fs::remove_dir_all(r).unwrap();
     }
 }

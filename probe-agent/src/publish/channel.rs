@@ -1,6 +1,7 @@
 //! The in-process publisher of standalone mode: batches go straight to ingest.
 
 use super::{Outgoing, Publisher};
+use crate::buffer::{RawResult, decode};
 use config::wire::ResultBatch;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,13 +24,24 @@ impl ChannelPublisher {
 /// shutdown).
 const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The batch with its results decoded (the buffer made each JSON from a
+/// result, so each decodes).
+fn decoded(batch: &ResultBatch<RawResult>) -> ResultBatch {
+    ResultBatch {
+        v: batch.v,
+        agent: batch.agent.clone(),
+        sent_at: batch.sent_at,
+        results: batch.results.iter().filter_map(|r| decode(r)).collect(),
+    }
+}
+
 impl Publisher for ChannelPublisher {
     async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Outgoing> {
         let mut failed = Vec::new();
         for m in messages {
             let sent = failed.is_empty()
                 && matches!(
-                    tokio::time::timeout(SEND_DEADLINE, self.tx.send(m.batch.clone())).await,
+                    tokio::time::timeout(SEND_DEADLINE, self.tx.send(decoded(&m.batch))).await,
                     Ok(Ok(()))
                 );
             if !sent {

@@ -8,7 +8,7 @@
 pub mod channel;
 pub mod sqs;
 
-use crate::buffer::{Buffer, Limits};
+use crate::buffer::{Buffer, Limits, RawResult};
 use crate::spool::Spool;
 use crate::telemetry::{BATCHES, BYTES, DROPPED, PUBLISH_ERRORS, SPOOL_CORRUPT, SPOOLED};
 use chrono::Utc;
@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Outgoing {
     /// The encoded body and its encoding attribute.
     pub encoded: Encoded,
-    /// The batch, for publishers that need no encoding.
-    pub batch: ResultBatch,
+    /// The batch, its results as their JSON: what a failed send puts back,
+    /// and what publishers that need no encoding hand over.
+    pub batch: ResultBatch<RawResult>,
 }
 
 impl Outgoing {
@@ -56,7 +57,7 @@ pub trait Publisher: Send + Sync {
 /// when it fits, else gzip+base64 (when the JSON is within what ingest
 /// decompresses, [`wire::decompressed_cap`]), else split in two and tried
 /// again.
-pub fn messages(agent: &AgentInfo, results: Vec<ProbeResult>, max_bytes: usize) -> Vec<Outgoing> {
+pub fn messages(agent: &AgentInfo, results: Vec<RawResult>, max_bytes: usize) -> Vec<Outgoing> {
     let batch = ResultBatch {
         v: wire::VERSION,
         agent: agent.clone(),
@@ -70,7 +71,7 @@ pub fn messages(agent: &AgentInfo, results: Vec<ProbeResult>, max_bytes: usize) 
 
 // The batch moves into its message or into its two halves: a large batch
 // is never copied on the way down.
-fn split_into(batch: ResultBatch, max_bytes: usize, out: &mut Vec<Outgoing>) {
+fn split_into(batch: ResultBatch<RawResult>, max_bytes: usize, out: &mut Vec<Outgoing>) {
     let plain = wire::encode(&batch, false).ok();
     let json_len = plain.as_ref().map_or(usize::MAX, |p| p.body.len());
     if let Some(encoded) = plain.filter(|p| sqs_size(p) <= max_bytes) {
@@ -184,14 +185,15 @@ impl PublishStats {
 
 /// How much of the buffer one publish takes, in messages' worth of JSON: a
 /// few SendMessageBatch calls at most (gzip shrinks results several-fold).
-/// A publish holds its results twice (to keep them if it is cut short),
-/// so this bounds memory beyond the buffer's own bound while SQS fails.
+/// A publish holds its results' JSON twice (to keep them if it is cut
+/// short) besides its messages, so this bounds memory beyond the buffer's
+/// own bound while SQS fails.
 const CHUNK_MESSAGES: usize = 10;
 
 /// One publish under way: the future, and a copy of the results it carries,
 /// so that a publish cut short at shutdown loses nothing that a spool can keep.
 struct Flight<'a> {
-    results: Vec<ProbeResult>,
+    results: Vec<RawResult>,
     sending: std::pin::Pin<Box<dyn Future<Output = Sent> + Send + 'a>>,
 }
 
@@ -348,7 +350,7 @@ fn land(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, sent: Se
         return true;
     }
     stats.errors.increment(failed_count);
-    let results: Vec<ProbeResult> = sent
+    let results: Vec<RawResult> = sent
         .failed
         .into_iter()
         .flat_map(|o| o.batch.results)
@@ -358,7 +360,7 @@ fn land(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, sent: Se
 }
 
 /// Keeps undelivered results: on disk when there is a spool, else back in the buffer.
-fn keep(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, results: Vec<ProbeResult>) {
+fn keep(settings: &Settings, buffer: &mut Buffer, stats: &PublishStats, results: Vec<RawResult>) {
     if let Some(spool) = &settings.spool {
         match spool.spill(&results) {
             Ok(dropped) => {

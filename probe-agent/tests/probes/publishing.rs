@@ -5,7 +5,7 @@
 use crate::eventually;
 use crate::meter::Meter;
 use config::wire::{self, AgentInfo, Phases, ProbeResult, ResultBatch, Timestamp};
-use probe_agent::buffer::Limits;
+use probe_agent::buffer::{Limits, RawResult, encode};
 use probe_agent::publish::sqs::{Backoff, SqsPublisher};
 use probe_agent::publish::{
     PublishStats, Publisher, Settings, channel::ChannelPublisher, messages, run,
@@ -191,7 +191,7 @@ fn messages_stay_under_the_limit_by_splitting_or_compressing() {
             .collect::<String>()
     };
     let results: Vec<_> = (0..200).map(|n| result(n, &noise(n))).collect();
-    let out = messages(&agent, results, 8 * 1024);
+    let out = messages(&agent, raw(&results), 8 * 1024);
     assert!(out.len() > 1);
     assert!(out.iter().all(|m| m.size() <= 8 * 1024));
     assert!(
@@ -204,6 +204,22 @@ fn messages_stay_under_the_limit_by_splitting_or_compressing() {
         200,
         "nothing lost in the split"
     );
+    // The bodies, written from the held JSON, read back as ingest reads
+    // them: every result, whole and in order.
+    let back: Vec<ProbeResult> = out
+        .iter()
+        .flat_map(|m| {
+            wire::decode_message(&m.encoded.body, m.encoded.encoding, 8 * 1024)
+                .unwrap()
+                .results
+        })
+        .collect();
+    assert_eq!(back, results);
+}
+
+/// Results as the buffer holds them.
+fn raw(results: &[ProbeResult]) -> Vec<RawResult> {
+    results.iter().map(|r| encode(r).unwrap()).collect()
 }
 
 #[test]
@@ -218,7 +234,7 @@ fn a_compressed_message_never_decompresses_past_what_ingest_reads() {
     // gzip body, but their JSON is far past what ingest decompresses.
     let results: Vec<_> = (0..2_000).map(|n| result(n, &"same".repeat(100))).collect();
     let max = 16 * 1024;
-    let out = messages(&agent, results, max);
+    let out = messages(&agent, raw(&results), max);
     assert!(out.len() > 1, "split by the decompressed size");
     for m in &out {
         assert!(m.size() <= max);
@@ -381,7 +397,7 @@ async fn a_queue_that_never_answers_ends_a_publish_after_its_first_failed_call()
     let agent = settings(16 * 1024, Limits::default()).agent;
     // Thirty messages: three SendMessageBatch calls' worth.
     let outgoing: Vec<_> = (0..30)
-        .flat_map(|n| messages(&agent, vec![result(n, "hung")], 16 * 1024))
+        .flat_map(|n| messages(&agent, raw(&[result(n, "hung")]), 16 * 1024))
         .collect();
     assert_eq!(outgoing.len(), 30);
     let undelivered = publisher.publish(outgoing).await;
