@@ -280,16 +280,28 @@ smtp:
 /// What the plain receiver saw of a request: its path, `webhook-id` and type.
 type Seen = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
 
-/// A plain receiver on `port`, in this process: records each request's
-/// path, `webhook-id` and body's `type`, and takes everything.
-fn plain_receiver(port: u16) -> Seen {
+/// A plain receiver on a port of its own (returned), in this process:
+/// records each request's path, `webhook-id` and body's `type`, and takes
+/// everything.
+fn plain_receiver() -> (u16, Seen) {
+    plain_receiver_from(Arc::new(AtomicBool::new(true)))
+}
+
+/// [`plain_receiver`], closing every connection unread until `up` is set:
+/// a receiver that is down, on a port already its own (one chosen free and
+/// bound later can be taken meanwhile by another process's connection).
+fn plain_receiver_from(up: Arc<AtomicBool>) -> (u16, Seen) {
     use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
+            if !up.load(Ordering::SeqCst) {
+                continue;
+            }
             let mut buf = Vec::new();
             let mut chunk = [0u8; 8192];
             let text = loop {
@@ -334,18 +346,20 @@ fn plain_receiver(port: u16) -> Seen {
             let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
         }
     });
-    seen
+    (port, seen)
 }
 
 /// SIGKILL straight after an incident commits, with its receiver not yet
-/// up: the event was committed with the incident, so the next process
-/// delivers it (once its dead predecessor's lease, if any, has expired).
+/// up (closing every connection): the event was committed with the
+/// incident, so the next process delivers it (once its dead predecessor's
+/// lease, if any, has expired).
 #[test]
 fn an_event_committed_before_a_sigkill_is_delivered_by_the_next_process() {
     let dir = std::env::temp_dir().join(format!("statuspage-notify-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let rport = free_port();
+    let up = Arc::new(AtomicBool::new(false));
+    let (rport, seen) = plain_receiver_from(up.clone());
     let target = http_target(|_| true);
     let config = dir.join("checks.yaml");
     std::fs::write(
@@ -383,7 +397,7 @@ fn an_event_committed_before_a_sigkill_is_delivered_by_the_next_process() {
     });
     first.0.kill().unwrap();
     first.0.wait().unwrap();
-    let seen = plain_receiver(rport);
+    up.store(true, Ordering::SeqCst);
     let port = free_port();
     let _second = start(port);
     let (got, _) = until(
@@ -431,8 +445,7 @@ async fn two_ingest_processes_deliver_each_of_200_incidents_once_per_channel() {
     let dir = std::env::temp_dir().join(format!("statuspage-notify-two-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let rport = free_port();
-    let seen = plain_receiver(rport);
+    let (rport, seen) = plain_receiver();
     let config = dir.join("checks.yaml");
     std::fs::write(
         &config,
@@ -521,8 +534,7 @@ async fn standalone_delivers_every_kind_of_event() {
     let dir = std::env::temp_dir().join(format!("statuspage-notify-all-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let rport = free_port();
-    let seen = plain_receiver(rport);
+    let (rport, seen) = plain_receiver();
     let down = Arc::new(AtomicBool::new(false));
     let web = {
         let down = down.clone();
