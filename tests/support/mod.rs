@@ -100,12 +100,23 @@ impl Drop for Reaped {
     }
 }
 
+/// A loopback port that is free now and that no other caller in this test
+/// process has been given. The tests of a binary run in parallel, and a
+/// port chosen here is released at once, to be bound later by a child
+/// process: until then the kernel may hand it out again to the next test.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn signal(child: &Child, name: &str) {
