@@ -196,12 +196,16 @@ mod tests {
         spool.spill(&[result(1)]).unwrap();
         let path = spool.oldest().unwrap().unwrap().path;
         let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("{not json\n\u{0}\u{1}garbage\n");
+        // Not JSON, not text, and JSON that is not a result: results stay
+        // JSON until delivered, so a line is decoded here, or it would go
+        // out inside a message and spoil the message's other results.
+        text.push_str("{not json\n\u{0}\u{1}garbage\n{\"check\": \"web\"}\n[1, 2]\n");
         std::fs::write(&path, text).unwrap();
         std::fs::write(r.join("a").join("00000000000000000009.tmp"), "half a write").unwrap();
         let reopened = Spool::open(&r, "a", 1 << 20).unwrap();
         let got = reopened.oldest().unwrap().unwrap();
-        assert_eq!((got.results.len(), got.corrupt), (1, 2));
+        assert_eq!((got.results.len(), got.corrupt), (1, 4));
+        assert_eq!(decode(&got.results[0]), decode(&result(1)));
         assert!(!r.join("a").join("00000000000000000009.tmp").exists());
         std::fs::remove_dir_all(r).unwrap();
     }
